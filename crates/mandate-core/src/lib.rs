@@ -1,0 +1,45 @@
+//! Mandate's protocol and domain core.
+//!
+//! Everything that decides something lives here: whether a request is well formed, which scopes
+//! a token may carry, whether a refresh token is being replayed, what an error is called on the
+//! wire. Nothing here does IO. The clock ([`time::Clock`]) and randomness
+//! ([`random::Entropy`]) come in as parameters, so every rule is testable with fixed inputs and
+//! the server, the guard and the CLI share one definition of each wire type.
+//!
+//! # Layout
+//! - [`error`]: RFC 6749 / 8707 error codes and the JSON error body.
+//! - [`params`]: form and query parsing that refuses duplicated parameters.
+//! - [`scope`], [`pkce`], [`redirect_uri`]: validating newtypes for the protocol's values.
+//! - [`client`], [`directory`], [`resource`], [`grant`]: the domain model and its rules.
+//! - [`client_auth`]: how a client proves who it is at the token endpoint.
+//! - [`authorize`], [`token_request`], [`code`], [`refresh`]: endpoint request validation and
+//!   the decisions each grant type makes.
+//! - [`jwt`]: RFC 9068 access tokens, signed with a parsed key held for the process lifetime.
+//! - [`metadata`], [`introspection`], [`token_response`]: response wire types.
+//! - [`event`]: the append-only event record every security-relevant action writes.
+//! - [`secret`], [`random`], [`time`]: hashing of opaque secrets, injected entropy and clock.
+
+pub mod authorize;
+pub mod client;
+pub mod client_auth;
+pub mod code;
+pub mod directory;
+pub mod error;
+pub mod event;
+pub mod grant;
+pub mod introspection;
+pub mod jwt;
+pub mod metadata;
+pub mod params;
+pub mod pkce;
+pub mod random;
+pub mod redirect_uri;
+pub mod refresh;
+pub mod resource;
+pub mod scope;
+pub mod secret;
+pub mod time;
+pub mod token_request;
+pub mod token_response;
+
+pub use error::OAuthError;
