@@ -1,1 +1,34 @@
-//! placeholder
+//! Mandate's HTTP service: the OAuth 2.1 authorization server for AI agents.
+//!
+//! Handlers are thin: they read the request, call `mandate-core` for every decision, persist
+//! through `mandate-store`, record an event, and map errors in one place ([`errors`]).
+//!
+//! # Layout
+//! - [`startup`]: build (bind, migrate, apply config, load keys) and run until shutdown.
+//! - [`config`], [`apply`]: layered configuration and the declarative model applied at start.
+//! - [`routes`]: one module per endpoint; [`grants`]: one module per token grant type.
+//! - [`issuance`]: minting access tokens, refresh families and codes.
+//! - [`client_auth`], [`browser`], [`password`]: proving who a client or a person is.
+//! - [`keys`]: the key-encryption key and the signing key ring.
+//! - [`pages`]: compiled templates for login, consent and errors.
+//! - [`errors`]: the single mapping from failures to HTTP responses.
+
+pub mod apply;
+pub mod browser;
+pub mod client_auth;
+pub mod config;
+pub mod errors;
+pub mod form;
+pub mod grants;
+pub mod issuance;
+pub mod keys;
+pub mod pages;
+pub mod password;
+pub mod request_meta;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod system;
+
+pub use config::Config;
+pub use startup::{Application, Dependencies};

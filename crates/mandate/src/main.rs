@@ -1,1 +1,41 @@
-fn main() {}
+//! The `mandate` command line: `serve`, and administration of tenants, users, scopes,
+//! resources, agents and grants against the configured database.
+//!
+//! Thin by design: flags are parsed here, the work is done by `mandate-server` and
+//! `mandate-store`.
+
+mod admin;
+mod cli;
+mod output;
+mod serve;
+
+use clap::Parser;
+use cli::{Cli, Command};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(&cli.global, args).await,
+        Command::Tenant(cmd) => admin::tenant(&cli.global, cmd).await,
+        Command::User(cmd) => admin::user(&cli.global, cmd).await,
+        Command::Scope(cmd) => admin::scope(&cli.global, cmd).await,
+        Command::Resource(cmd) => admin::resource(&cli.global, cmd).await,
+        Command::Agent(cmd) => admin::agent(&cli.global, cmd).await,
+        Command::Grant(cmd) => admin::grant(&cli.global, cmd).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! Applying the declarative configuration: tenants, users, scopes, resources and agents.
+//!
+//! Idempotent: applying the same file twice changes nothing the second time (passwords are
+//! re-hashed only when they no longer verify). Everything is validated before anything is
+//! written, and every problem is reported with the key that holds it (`agents[1].max_scopes`).
+
+use crate::config::{AgentConfig, Config, UserConfig};
+use crate::password;
+use anyhow::{Context, bail};
+use mandate_core::client::{
+    Agent, ClientKind, DEFAULT_ACCESS_TOKEN_TTL, DEFAULT_REFRESH_TOKEN_TTL, GrantType,
+    is_valid_client_id,
+};
+use mandate_core::directory::{Tenant, User, is_valid_login, is_valid_slug};
+use mandate_core::event::{Action, ActorKind, NewEvent};
+use mandate_core::random::{self, Entropy};
+use mandate_core::redirect_uri::RedirectUri;
+use mandate_core::resource::{ResourceServer, is_valid_identifier};
+use mandate_core::scope::{ScopeSet, is_valid_token};
+use mandate_core::secret;
+use mandate_core::time::Timestamp;
+use mandate_store::{ScopeDef, Store};
+use std::collections::BTreeSet;
+
+/// Shortest client secret accepted: secrets are stored as one SHA-256, which is only safe for
+/// high-entropy values.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// What applying changed, for the start-up message.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub tenants: usize,
+    pub users: usize,
+    pub scopes: usize,
+    pub resources: usize,
+    pub agents: usize,
+}
+
+impl Applied {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// A validated, ready-to-write model.
+struct Plan {
+    tenants: Vec<Tenant>,
+    users: Vec<UserConfig>,
+    scopes: Vec<ScopeDef>,
+    resources: Vec<ResourceServer>,
+    agents: Vec<Agent>,
+}
+
+pub async fn apply(
+    config: &Config,
+    store: &dyn Store,
+    entropy: &dyn Entropy,
+    now: Timestamp,
+) -> anyhow::Result<Applied> {
+    let plan = validate(config, store).await?;
+    for t in &plan.tenants {
+        store.upsert_tenant(t).await?;
+    }
+    for s in &plan.scopes {
+        store.upsert_scope(s).await?;
+    }
+    for r in &plan.resources {
+        store.upsert_resource(r).await?;
+    }
+    for a in &plan.agents {
+        store.upsert_agent(a).await?;
+    }
+    for (i, u) in plan.users.iter().enumerate() {
+        apply_user(store, u, entropy)
+            .await
+            .with_context(|| format!("users[{i}] ({})", u.login))?;
+    }
+    let applied = Applied {
+        tenants: plan.tenants.len(),
+        users: plan.users.len(),
+        scopes: plan.scopes.len(),
+        resources: plan.resources.len(),
+        agents: plan.agents.len(),
+    };
+    if !applied.is_empty() {
+        let mut event = NewEvent::new(now, Action::ConfigApplied, ActorKind::Admin);
+        event.detail = serde_json::json!({
+            "tenants": applied.tenants, "users": applied.users, "scopes": applied.scopes,
+            "resources": applied.resources, "agents": applied.agents,
+        });
+        store.append_events(&[event]).await?;
+    }
+    Ok(applied)
+}
+
+async fn validate(config: &Config, store: &dyn Store) -> anyhow::Result<Plan> {
+    let mut tenant_ids: BTreeSet<String> =
+        store.tenants().await?.into_iter().map(|t| t.id).collect();
+    let mut tenants = Vec::new();
+    for (i, t) in config.tenants.iter().enumerate() {
+        if !is_valid_slug(&t.id) {
+            bail!(
+                "tenants[{i}].id: `{}` must be 1-63 lowercase letters, digits, - or _",
+                t.id
+            );
+        }
+        tenant_ids.insert(t.id.clone());
+        tenants.push(Tenant {
+            id: t.id.clone(),
+            name: t.name.clone(),
+        });
+    }
+    let mut scope_names: BTreeSet<String> =
+        store.scopes().await?.into_iter().map(|s| s.name).collect();
+    let mut scopes = Vec::new();
+    for (i, s) in config.scopes.iter().enumerate() {
+        if !is_valid_token(&s.name) {
+            bail!(
+                "scopes[{i}].name: `{}` is not a valid scope token (RFC 6749 §3.3)",
+                s.name
+            );
+        }
+        scope_names.insert(s.name.clone());
+        scopes.push(ScopeDef {
+            name: s.name.clone(),
+            description: s.description.clone(),
+            sensitive: s.sensitive,
+        });
+    }
+    let scope_set = |key: String, names: &[String]| -> anyhow::Result<ScopeSet> {
+        if let Some(unknown) = names.iter().find(|n| !scope_names.contains(*n)) {
+            bail!("{key}: scope `{unknown}` is not in the scope catalog");
+        }
+        ScopeSet::from_tokens(names).map_err(|e| anyhow::anyhow!("{key}: {e}"))
+    };
+    let mut resource_ids: BTreeSet<String> = store
+        .resources()
+        .await?
+        .into_iter()
+        .map(|r| r.identifier)
+        .collect();
+    let mut resources = Vec::new();
+    for (i, r) in config.resources.iter().enumerate() {
+        if !is_valid_identifier(&r.identifier) {
+            bail!(
+                "resources[{i}].identifier: `{}` must be an absolute URI without a fragment",
+                r.identifier
+            );
+        }
+        resource_ids.insert(r.identifier.clone());
+        resources.push(ResourceServer {
+            identifier: r.identifier.clone(),
+            name: r.name.clone(),
+            scopes: scope_set(format!("resources[{i}].scopes"), &r.scopes)?,
+        });
+    }
+    let mut agents = Vec::new();
+    for (i, a) in config.agents.iter().enumerate() {
+        agents.push(agent(i, a, &tenant_ids, &resource_ids, &scope_set)?);
+    }
+    for (i, u) in config.users.iter().enumerate() {
+        if !is_valid_login(&u.login) {
+            bail!(
+                "users[{i}].login: `{}` must be 1-64 printable characters without spaces",
+                u.login
+            );
+        }
+        if !tenant_ids.contains(&u.tenant) {
+            bail!("users[{i}].tenant: tenant `{}` is not defined", u.tenant);
+        }
+        match (&u.password, &u.password_hash) {
+            (Some(_), Some(_)) => bail!("users[{i}]: give password or password_hash, not both"),
+            (None, None) => bail!("users[{i}]: password or password_hash is required"),
+            (None, Some(h)) if !password::is_argon2id(h.expose()) => {
+                bail!("users[{i}].password_hash: must be a PHC-format argon2id hash")
+            }
+            _ => {}
+        }
+    }
+    Ok(Plan {
+        tenants,
+        users: config.users.clone(),
+        scopes,
+        resources,
+        agents,
+    })
+}
+
+fn agent(
+    i: usize,
+    a: &AgentConfig,
+    tenants: &BTreeSet<String>,
+    resources: &BTreeSet<String>,
+    scope_set: &dyn Fn(String, &[String]) -> anyhow::Result<ScopeSet>,
+) -> anyhow::Result<Agent> {
+    let key = |field: &str| format!("agents[{i}].{field}");
+    if !is_valid_client_id(&a.client_id) {
+        bail!(
+            "{}: `{}` must be 1-128 printable characters without spaces or colons",
+            key("client_id"),
+            a.client_id
+        );
+    }
+    let kind: ClientKind = a
+        .kind
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", key("kind")))?;
+    let secret_hash = match (kind, &a.secret, &a.secret_hash) {
+        (ClientKind::Public, None, None) => None,
+        (ClientKind::Public, _, _) => bail!("{}: a public agent has no secret", key("secret")),
+        (ClientKind::Confidential, Some(_), Some(_)) => {
+            bail!("{}: give secret or secret_hash, not both", key("secret"))
+        }
+        (ClientKind::Confidential, None, None) => bail!(
+            "{}: a confidential agent needs secret or secret_hash",
+            key("secret")
+        ),
+        (ClientKind::Confidential, Some(s), None) => {
+            if s.expose().len() < MIN_SECRET_LEN {
+                bail!(
+                    "{}: must be at least {MIN_SECRET_LEN} characters of random data (it is stored as a fast hash)",
+                    key("secret")
+                );
+            }
+            Some(secret::hash_secret(s.expose()))
+        }
+        (ClientKind::Confidential, None, Some(h)) => {
+            if !secret::is_secret_hash(h) {
+                bail!(
+                    "{}: must look like sha256:<43 base64url characters>",
+                    key("secret_hash")
+                );
+            }
+            Some(h.clone())
+        }
+    };
+    let mut grant_types = Vec::new();
+    for g in &a.grant_types {
+        grant_types.push(
+            g.parse::<GrantType>()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", key("grant_types")))?,
+        );
+    }
+    if grant_types.contains(&GrantType::ClientCredentials) && kind == ClientKind::Public {
+        bail!(
+            "{}: client_credentials needs a confidential agent",
+            key("grant_types")
+        );
+    }
+    if grant_types.contains(&GrantType::ClientCredentials) && a.tenant.is_none() {
+        bail!(
+            "{}: client_credentials needs an owner tenant",
+            key("tenant")
+        );
+    }
+    let mut redirect_uris = Vec::new();
+    for r in &a.redirect_uris {
+        redirect_uris.push(
+            RedirectUri::parse(r)
+                .map_err(|e| anyhow::anyhow!("{}: `{r}`: {e}", key("redirect_uris")))?,
+        );
+    }
+    if grant_types.contains(&GrantType::AuthorizationCode) && redirect_uris.is_empty() {
+        bail!(
+            "{}: authorization_code needs at least one redirect URI",
+            key("redirect_uris")
+        );
+    }
+    if let Some(t) = &a.tenant
+        && !tenants.contains(t)
+    {
+        bail!("{}: tenant `{t}` is not defined", key("tenant"));
+    }
+    for r in a.default_resource.iter().chain(&a.allowed_resources) {
+        if !resources.contains(r) {
+            bail!(
+                "{}: resource `{r}` is not registered",
+                key(if a.allowed_resources.contains(r) {
+                    "allowed_resources"
+                } else {
+                    "default_resource"
+                })
+            );
+        }
+    }
+    let ttl = |v: Option<u64>, default: u64, field: &str| -> anyhow::Result<u64> {
+        match v {
+            Some(0) => bail!("{}: must be positive", key(field)),
+            Some(n) => Ok(n),
+            None => Ok(default),
+        }
+    };
+    Ok(Agent {
+        client_id: a.client_id.clone(),
+        name: a.name.clone().unwrap_or_else(|| a.client_id.clone()),
+        kind,
+        secret_hash,
+        redirect_uris,
+        grant_types,
+        max_scopes: scope_set(key("max_scopes"), &a.max_scopes)?,
+        tenant_id: a.tenant.clone(),
+        access_token_ttl: ttl(
+            a.access_token_ttl_seconds,
+            DEFAULT_ACCESS_TOKEN_TTL,
+            "access_token_ttl_seconds",
+        )?,
+        refresh_token_ttl: ttl(
+            a.refresh_token_ttl_seconds,
+            DEFAULT_REFRESH_TOKEN_TTL,
+            "refresh_token_ttl_seconds",
+        )?,
+        default_resource: a.default_resource.clone(),
+        allowed_resources: a.allowed_resources.clone(),
+        disabled: false,
+    })
+}
+
+async fn apply_user(
+    store: &dyn Store,
+    u: &UserConfig,
+    entropy: &dyn Entropy,
+) -> anyhow::Result<()> {
+    let existing = store.user_by_login(&u.login).await?;
+    let display_name = u.display_name.clone().unwrap_or_else(|| u.login.clone());
+    let password_hash = match (&u.password, &u.password_hash, &existing) {
+        (_, Some(h), _) => h.expose().to_owned(),
+        (Some(p), None, Some(e)) if password::verify(p.expose(), &e.password_hash) => {
+            e.password_hash.clone()
+        }
+        (Some(p), None, _) => {
+            let mut salt = [0u8; 16];
+            entropy.fill(&mut salt);
+            let p = p.expose().to_owned();
+            tokio::task::spawn_blocking(move || password::hash(&p, &salt)).await??
+        }
+        (None, None, _) => bail!("password or password_hash is required"),
+    };
+    match existing {
+        Some(e) => {
+            let updated = User {
+                display_name,
+                password_hash,
+                tenant_id: u.tenant.clone(),
+                ..e.clone()
+            };
+            if updated != e {
+                store.update_user(&updated).await?;
+            }
+        }
+        None => {
+            store
+                .create_user(&User {
+                    id: random::identifier(entropy, "u_"),
+                    tenant_id: u.tenant.clone(),
+                    login: u.login.clone(),
+                    display_name,
+                    password_hash,
+                    disabled: false,
+                })
+                .await?;
+        }
+    }
+    Ok(())
+}

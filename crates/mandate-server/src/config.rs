@@ -1,0 +1,318 @@
+//! Configuration: server settings plus the declarative model applied at start.
+//!
+//! Layers, later ones winning: defaults in code (so `mandate serve` needs nothing), a TOML file
+//! (`--config`), `MANDATE_*` environment variables for the top-level settings, and command-line
+//! flags. Unknown keys are errors that name the key, so a typo never silently falls back to a
+//! default. Secrets are wrapped in [`Secret`] so `Debug` output and logs never show them.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use mandate_core::jwt::Algorithm;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Top-level keys that may come from `MANDATE_<KEY>` environment variables.
+pub const ENV_KEYS: &[&str] = &[
+    "listen",
+    "issuer",
+    "data_dir",
+    "database_url",
+    "key_encryption_key_file",
+    "signing_algorithm",
+    "refresh_grace_seconds",
+    "session_ttl_seconds",
+];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on. Env: `MANDATE_LISTEN`.
+    #[serde(default = "defaults::listen")]
+    pub listen: SocketAddr,
+    /// Public issuer URL (scheme, host, optional path). Default: `http://<listen>`.
+    /// Env: `MANDATE_ISSUER`.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Directory for the SQLite file and the key-encryption key. Env: `MANDATE_DATA_DIR`.
+    #[serde(default = "defaults::data_dir")]
+    pub data_dir: PathBuf,
+    /// `sqlite://...` or `postgres://...`. Default: `sqlite://<data_dir>/mandate.db`.
+    /// Env: `MANDATE_DATABASE_URL`.
+    #[serde(default)]
+    pub database_url: Option<Secret>,
+    /// File holding the base64 key-encryption key (32 bytes). Created with mode 0600 if
+    /// missing. Default: `<data_dir>/kek`. Env: `MANDATE_KEY_ENCRYPTION_KEY_FILE`.
+    #[serde(default)]
+    pub key_encryption_key_file: Option<PathBuf>,
+    /// `EdDSA` (default) or `ES256`. Env: `MANDATE_SIGNING_ALGORITHM`.
+    #[serde(default = "defaults::signing_algorithm")]
+    pub signing_algorithm: Algorithm,
+    /// Window in which a just-rotated refresh token yields the same successor instead of
+    /// counting as reuse. Env: `MANDATE_REFRESH_GRACE_SECONDS`.
+    #[serde(default = "defaults::refresh_grace_seconds")]
+    pub refresh_grace_seconds: u64,
+    /// Lifetime of a login session. Env: `MANDATE_SESSION_TTL_SECONDS`.
+    #[serde(default = "defaults::session_ttl_seconds")]
+    pub session_ttl_seconds: u64,
+
+    #[serde(default)]
+    pub tenants: Vec<TenantConfig>,
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+    #[serde(default)]
+    pub scopes: Vec<ScopeConfig>,
+    #[serde(default)]
+    pub resources: Vec<ResourceConfig>,
+    #[serde(default)]
+    pub agents: Vec<AgentConfig>,
+}
+
+mod defaults {
+    use super::*;
+    pub fn listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    }
+    pub fn data_dir() -> PathBuf {
+        PathBuf::from("mandate-data")
+    }
+    pub fn signing_algorithm() -> Algorithm {
+        Algorithm::EdDSA
+    }
+    pub fn refresh_grace_seconds() -> u64 {
+        mandate_core::refresh::DEFAULT_GRACE_SECONDS
+    }
+    pub fn session_ttl_seconds() -> u64 {
+        8 * 60 * 60
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: defaults::listen(),
+            issuer: None,
+            data_dir: defaults::data_dir(),
+            database_url: None,
+            key_encryption_key_file: None,
+            signing_algorithm: defaults::signing_algorithm(),
+            refresh_grace_seconds: defaults::refresh_grace_seconds(),
+            session_ttl_seconds: defaults::session_ttl_seconds(),
+            tenants: vec![],
+            users: vec![],
+            scopes: vec![],
+            resources: vec![],
+            agents: vec![],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub login: String,
+    pub tenant: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// Plain password (hashed with argon2id when applied). Give this or `password_hash`.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// A PHC-format argon2id hash.
+    #[serde(default)]
+    pub password_hash: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeConfig {
+    pub name: String,
+    pub description: String,
+    #[serde(default)]
+    pub sensitive: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceConfig {
+    /// The resource indicator (RFC 8707): an absolute URI, used as the token audience.
+    pub identifier: String,
+    pub name: String,
+    /// Scopes this resource accepts.
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub client_id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `public` or `confidential`.
+    pub kind: String,
+    /// Client secret of a confidential agent (at least 32 characters); stored as SHA-256.
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    /// Or its `sha256:` hash, as printed by `mandate agent create`.
+    #[serde(default)]
+    pub secret_hash: Option<String>,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    pub grant_types: Vec<String>,
+    pub max_scopes: Vec<String>,
+    /// Owner tenant; required for client credentials. Absent: users of any tenant may consent.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub access_token_ttl_seconds: Option<u64>,
+    #[serde(default)]
+    pub refresh_token_ttl_seconds: Option<u64>,
+    #[serde(default)]
+    pub default_resource: Option<String>,
+    #[serde(default)]
+    pub allowed_resources: Vec<String>,
+}
+
+/// A configuration value that must never be printed.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Settings given on the command line; `None` leaves the lower layers in force.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+}
+
+/// Loads the layered configuration. Errors name the offending key and source.
+pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, Box<figment::Error>> {
+    let mut figment = Figment::from(Serialized::defaults(Config::default()));
+    if let Some(path) = file {
+        if !path.exists() {
+            return Err(Box::new(figment::Error::from(format!(
+                "configuration file {} does not exist",
+                path.display()
+            ))));
+        }
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    figment = figment
+        .merge(Env::prefixed("MANDATE_").filter(|k| ENV_KEYS.iter().any(|known| k == *known)))
+        .merge(Serialized::defaults(overrides));
+    figment.extract().map_err(Box::new)
+}
+
+impl Config {
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.expose().to_owned(),
+            None => format!("sqlite://{}", self.data_dir.join("mandate.db").display()),
+        }
+    }
+
+    pub fn kek_path(&self) -> PathBuf {
+        self.key_encryption_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("kek"))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error by design
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn defaults_need_no_file() {
+        Jail::expect_with(|_jail| {
+            let c = load(None, &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+            assert_eq!(c.database_url(), "sqlite://mandate-data/mandate.db");
+            assert_eq!(c.signing_algorithm, Algorithm::EdDSA);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn layers_apply_in_order_and_env_is_filtered() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "m.toml",
+                "listen = \"127.0.0.1:9000\"\nrefresh_grace_seconds = 9\n",
+            )?;
+            jail.set_env("MANDATE_REFRESH_GRACE_SECONDS", "3");
+            jail.set_env("MANDATE_TEST_POSTGRES_URL", "ignored: not a setting");
+            let overrides = Overrides {
+                database_url: Some("postgres://x/y".into()),
+                ..Overrides::default()
+            };
+            let c = load(Some(Path::new("m.toml")), &overrides).map_err(|e| e.to_string())?;
+            assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
+            assert_eq!(c.refresh_grace_seconds, 3);
+            assert_eq!(c.database_url(), "postgres://x/y");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        Jail::expect_with(|jail| {
+            jail.create_file("m.toml", "[[agents]]\nclient_id = \"a\"\nkind = \"public\"\ngrant_types = []\nmax_scopes = []\nredirect_uri = \"x\"\n")?;
+            let err = load(Some(Path::new("m.toml")), &Overrides::default()).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains("redirect_uri"), "{text}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn invalid_values_are_named() {
+        Jail::expect_with(|jail| {
+            jail.create_file("m.toml", "signing_algorithm = \"HS256\"\n")?;
+            let text = load(Some(Path::new("m.toml")), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                text.contains("signing_algorithm") && text.contains("HS256"),
+                "{text}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_do_not_debug_print() {
+        let s = Secret::new("hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,122 @@
+//! Every failure becomes an HTTP response here, and only here.
+//!
+//! Protocol errors render as RFC 6749 JSON with the status the RFCs give; problems a browser
+//! user must see (an untrusted redirect URI, a stale form) render as an error page; internal
+//! failures answer an opaque 500 and log their full cause once. The match is exhaustive, so a
+//! new variant forces a decision about its status.
+
+use crate::pages;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use mandate_core::OAuthError;
+use mandate_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A protocol error answered as JSON.
+    #[error(transparent)]
+    OAuth(#[from] OAuthError),
+    /// Client authentication failed (RFC 6749 §5.2: 401, with a challenge when Basic was used).
+    #[error("client authentication failed")]
+    ClientAuth { error: OAuthError, basic: bool },
+    /// The request body is larger than the endpoint accepts.
+    #[error("request body too large")]
+    TooLarge,
+    /// A browser-facing failure shown as a page (never a redirect).
+    #[error("{title}")]
+    Page {
+        status: StatusCode,
+        title: &'static str,
+        detail: String,
+    },
+    #[error("storage failure")]
+    Store(#[from] StoreError),
+    #[error("internal failure")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ServerError {
+    pub fn page(status: StatusCode, title: &'static str, detail: impl Into<String>) -> Self {
+        Self::Page {
+            status,
+            title,
+            detail: detail.into(),
+        }
+    }
+}
+
+fn oauth_status(e: &OAuthError) -> StatusCode {
+    match e {
+        OAuthError::InvalidClient(_) => StatusCode::UNAUTHORIZED,
+        OAuthError::AccessDenied(_) => StatusCode::FORBIDDEN,
+        OAuthError::InvalidRequest(_)
+        | OAuthError::InvalidGrant(_)
+        | OAuthError::UnauthorizedClient(_)
+        | OAuthError::UnsupportedGrantType(_)
+        | OAuthError::UnsupportedResponseType(_)
+        | OAuthError::InvalidScope(_)
+        | OAuthError::InvalidTarget(_)
+        | OAuthError::LoginRequired(_)
+        | OAuthError::ConsentRequired(_) => StatusCode::BAD_REQUEST,
+    }
+}
+
+fn json_error(status: StatusCode, e: &OAuthError) -> Response {
+    let mut response = (status, axum::Json(e.body())).into_response();
+    no_store(&mut response);
+    response
+}
+
+/// RFC 6749 §5.1: token-bearing and error responses must not be cached.
+pub fn no_store(response: &mut Response) {
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+impl IntoResponse for ServerError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::OAuth(e) => json_error(oauth_status(&e), &e),
+            Self::ClientAuth { error, basic } => {
+                let mut response = json_error(StatusCode::UNAUTHORIZED, &error);
+                if basic {
+                    response.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Basic realm=\"mandate\", charset=\"UTF-8\""),
+                    );
+                }
+                response
+            }
+            Self::TooLarge => json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &OAuthError::invalid_request("request body is too large"),
+            ),
+            Self::Page {
+                status,
+                title,
+                detail,
+            } => pages::error_page(status, title, &detail),
+            Self::Store(e) => internal(&e),
+            Self::Internal(e) => internal(e.as_ref()),
+        }
+    }
+}
+
+fn internal(e: &(dyn std::error::Error + 'static)) -> Response {
+    let mut chain = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
+        source = s.source();
+    }
+    tracing::error!(error = %chain, "request failed");
+    let body = serde_json::json!({
+        "error": "server_error",
+        "error_description": "the server could not complete the request",
+    });
+    let mut response = (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response();
+    no_store(&mut response);
+    response
+}

@@ -1,0 +1,112 @@
+//! `client_credentials` (RFC 6749 §4.4): a confidential agent acting as itself.
+//!
+//! The agent acts within its owner tenant under its own service grant, which gives its tokens a
+//! `gid` like every other token, so revoking that grant (or the agent) stops them at once.
+//! Asking for more than the agent's maximum is `invalid_scope`, never a silent narrowing.
+
+use super::issuance_event;
+use crate::errors::ServerError;
+use crate::issuance::{self, TokenSubject};
+use crate::request_meta::RequestMeta;
+use crate::state::AppState;
+use mandate_core::OAuthError;
+use mandate_core::client::{Agent, ClientKind};
+use mandate_core::event::Action;
+use mandate_core::grant::Grant;
+use mandate_core::random;
+use mandate_core::resource;
+use mandate_core::scope::ScopeSet;
+use mandate_core::time::Timestamp;
+use mandate_core::token_response::TokenResponse;
+
+pub async fn exchange(
+    app: &AppState,
+    agent: &Agent,
+    scope: Option<ScopeSet>,
+    resource_param: Option<&str>,
+    meta: &RequestMeta,
+    now: Timestamp,
+) -> Result<TokenResponse, ServerError> {
+    if agent.kind != ClientKind::Confidential {
+        return Err(OAuthError::UnauthorizedClient(
+            "client credentials require a confidential client".into(),
+        )
+        .into());
+    }
+    let tenant_id = agent.tenant_id.as_deref().ok_or_else(|| {
+        OAuthError::UnauthorizedClient("a service identity must belong to a tenant".into())
+    })?;
+    let resources = app.store.resources().await?;
+    let target = resource::select(resource_param, agent, &resources)?;
+    let scopes = match scope {
+        Some(requested) => {
+            let beyond = requested.difference(&agent.max_scopes);
+            if !beyond.is_empty() {
+                return Err(OAuthError::InvalidScope(
+                    format!("this client may not request `{beyond}`").into(),
+                )
+                .into());
+            }
+            resource::check_scopes(target, &requested)?;
+            requested
+        }
+        None => agent.max_scopes.intersection(&target.scopes),
+    };
+    if scopes.is_empty() {
+        return Err(OAuthError::InvalidScope("no scope to grant at this resource".into()).into());
+    }
+
+    let grant = service_grant(app, agent, tenant_id, now).await?;
+    let subject = TokenSubject {
+        agent,
+        tenant_id,
+        user_id: None,
+        grant_id: &grant.id,
+        audience: &target.identifier,
+        scopes: &scopes,
+    };
+    let minted = issuance::access_token(app, &subject, now)?;
+    let event = issuance_event(
+        Action::TokenIssued,
+        "client_credentials",
+        &minted.claims,
+        None,
+        now,
+    );
+    app.events.append(meta.stamp(event)).await?;
+    Ok(issuance::token_response(
+        &minted,
+        agent.access_token_ttl,
+        None,
+    ))
+}
+
+/// The agent's own grant in its tenant, created on first use.
+async fn service_grant(
+    app: &AppState,
+    agent: &Agent,
+    tenant_id: &str,
+    now: Timestamp,
+) -> Result<Grant, ServerError> {
+    if let Some(g) = app
+        .store
+        .active_grant(tenant_id, None, &agent.client_id, now)
+        .await?
+    {
+        return Ok(g);
+    }
+    let grant = Grant {
+        id: random::identifier(app.entropy.as_ref(), "g_"),
+        tenant_id: tenant_id.to_owned(),
+        user_id: None,
+        client_id: agent.client_id.clone(),
+        scopes: agent.max_scopes.clone(),
+        purpose: Some("service identity".into()),
+        created_at: now,
+        expires_at: None,
+        revoked_at: None,
+        revoked_reason: None,
+    };
+    app.store.create_grant(&grant).await?;
+    Ok(grant)
+}

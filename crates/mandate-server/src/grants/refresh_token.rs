@@ -1,0 +1,157 @@
+//! `refresh_token` (RFC 6749 §6) with rotation and reuse detection (OAuth 2.1 §4.3.1).
+//!
+//! Every use retires the presented token and answers with its successor. A retired token
+//! presented again outside the grace window revokes the whole family and its grant, and that
+//! revocation is committed even though the caller only sees `invalid_grant`. Inside the grace
+//! window the same successor is returned, so an honest client's concurrent refreshes do not log
+//! its user out.
+
+use super::{issuance_event, revoke_for_incident};
+use crate::errors::ServerError;
+use crate::issuance::{self, TokenSubject};
+use crate::request_meta::RequestMeta;
+use crate::state::AppState;
+use mandate_core::OAuthError;
+use mandate_core::client::Agent;
+use mandate_core::event::Action;
+use mandate_core::grant;
+use mandate_core::refresh::{self, Presentation, RefreshTokenRecord};
+use mandate_core::scope::ScopeSet;
+use mandate_core::secret;
+use mandate_core::time::Timestamp;
+use mandate_core::token_response::TokenResponse;
+use mandate_store::RefreshLookup;
+
+pub async fn exchange(
+    app: &AppState,
+    agent: &Agent,
+    presented: &str,
+    scope: Option<ScopeSet>,
+    resource: Option<&str>,
+    meta: &RequestMeta,
+    now: Timestamp,
+) -> Result<TokenResponse, ServerError> {
+    let invalid = |why: &'static str| ServerError::from(OAuthError::InvalidGrant(why.into()));
+    let hash = secret::hash_secret(presented);
+    let successor = refresh::successor(app.kek.refresh_key(), presented);
+
+    // At most two rounds: a lost rotation race is re-classified once (it then falls in the
+    // grace window or counts as reuse).
+    let mut lookup = load(app, &hash)
+        .await?
+        .ok_or_else(|| invalid("unknown refresh token"))?;
+    let mut settled = false;
+    for _ in 0..2 {
+        let RefreshLookup {
+            token,
+            family,
+            successor_live,
+        } = &lookup;
+        if family.client_id != agent.client_id {
+            return Err(invalid("the refresh token was issued to another client"));
+        }
+        if family.revoked_at.is_some() {
+            return Err(invalid("the refresh token has been revoked"));
+        }
+        match refresh::classify(
+            token,
+            *successor_live,
+            now,
+            app.settings.refresh_grace_seconds,
+        ) {
+            Presentation::Expired => return Err(invalid("the refresh token has expired")),
+            Presentation::Reuse => {
+                app.store.revoke_family(&family.id, now).await?;
+                revoke_for_incident(
+                    app,
+                    &family.grant_id,
+                    Action::RefreshReuseDetected,
+                    "refresh token reuse detected",
+                    meta,
+                    now,
+                )
+                .await?;
+                return Err(invalid("the refresh token has already been used"));
+            }
+            Presentation::ReturnSuccessor => {
+                settled = true;
+                break;
+            }
+            Presentation::Rotate => {
+                let next = RefreshTokenRecord {
+                    token_hash: secret::hash_secret(&successor),
+                    family_id: family.id.clone(),
+                    issued_at: now,
+                    expires_at: now.plus_seconds(agent.refresh_token_ttl),
+                    used_at: None,
+                };
+                if app.store.rotate_refresh_token(&hash, &next, now).await? {
+                    settled = true;
+                    break;
+                }
+                lookup = load(app, &hash)
+                    .await?
+                    .ok_or_else(|| invalid("unknown refresh token"))?;
+            }
+        }
+    }
+    if !settled {
+        return Err(invalid(
+            "the refresh token is being rotated concurrently; retry",
+        ));
+    }
+    let family = &lookup.family;
+
+    let grant = app
+        .store
+        .grant(&family.grant_id)
+        .await?
+        .filter(|g| g.is_active(now))
+        .ok_or_else(|| invalid("the grant has been revoked"))?;
+    if resource.is_some_and(|r| r != family.resource) {
+        return Err(OAuthError::InvalidTarget(
+            "a refresh token is bound to the resource it was issued for".into(),
+        )
+        .into());
+    }
+    let requested = match scope {
+        Some(s) if !s.is_subset(&family.scopes) => {
+            return Err(OAuthError::InvalidScope(
+                "a refresh may narrow the original scope, never widen it".into(),
+            )
+            .into());
+        }
+        Some(s) => s,
+        None => family.scopes.clone(),
+    };
+    let scopes = grant::token_scopes(&requested, &agent.max_scopes, &grant.scopes);
+    if scopes.is_empty() {
+        return Err(invalid("no granted scope remains"));
+    }
+    let subject = TokenSubject {
+        agent,
+        tenant_id: &family.tenant_id,
+        user_id: family.user_id.as_deref(),
+        grant_id: &grant.id,
+        audience: &family.resource,
+        scopes: &scopes,
+    };
+    let minted = issuance::access_token(app, &subject, now)?;
+    let event = issuance_event(
+        Action::TokenRefreshed,
+        "refresh_token",
+        &minted.claims,
+        family.user_id.as_deref(),
+        now,
+    );
+    app.events.append(meta.stamp(event)).await?;
+    Ok(issuance::token_response(
+        &minted,
+        agent.access_token_ttl,
+        Some(successor),
+    ))
+}
+
+async fn load(app: &AppState, hash: &str) -> Result<Option<RefreshLookup>, ServerError> {
+    Ok(app.store.refresh_token(hash).await?)
+}

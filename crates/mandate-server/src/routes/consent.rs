@@ -1,0 +1,124 @@
+//! `POST /consent`: record the user's decision as the grant, then answer the client.
+//!
+//! The user may approve a subset of the requested scopes; the grant keeps exactly what was
+//! approved, and the code (and every token from it) carries no more.
+
+use crate::browser;
+use crate::errors::ServerError;
+use crate::request_meta::RequestMeta;
+use crate::routes::authorize::{finish_with_error, issue_code, load_pending};
+use crate::routes::browser_form;
+use crate::state::AppState;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::cookie::CookieJar;
+use mandate_core::OAuthError;
+use mandate_core::event::{Action, ActorKind, NewEvent};
+use mandate_core::grant::{self, Grant};
+use mandate_core::random;
+use mandate_core::scope::ScopeSet;
+
+pub async fn consent_post(
+    State(app): State<AppState>,
+    jar: CookieJar,
+    meta: RequestMeta,
+    body: Bytes,
+) -> Result<Response, ServerError> {
+    let now = app.clock.now();
+    let form = browser_form(&body)?;
+    let request_id = form.single("request_id")?;
+    browser::check_csrf(&app, &jar, request_id, form.get("csrf"))?;
+    let user = browser::current_user(&app, &jar, now)
+        .await?
+        .ok_or_else(|| {
+            ServerError::page(
+                StatusCode::UNAUTHORIZED,
+                "You are signed out",
+                "Your session ended before you decided. Start again from the application.",
+            )
+        })?;
+    let (pending, agent) = load_pending(&app, request_id, now).await?;
+    let req = &pending.request;
+    if agent
+        .tenant_id
+        .as_ref()
+        .is_some_and(|t| *t != user.tenant_id)
+    {
+        return Err(ServerError::page(
+            StatusCode::FORBIDDEN,
+            "Not available",
+            "This agent is not available in your organisation.",
+        ));
+    }
+    let approved = ScopeSet::from_tokens(form.all("scope"))
+        .map_err(|_| {
+            ServerError::page(
+                StatusCode::BAD_REQUEST,
+                "Invalid form",
+                "A scope in the form is malformed.",
+            )
+        })?
+        .intersection(&req.scopes);
+
+    let mut event = NewEvent::new(now, Action::ConsentDenied, ActorKind::User);
+    event.actor_id = Some(user.id.clone());
+    event.user_id = Some(user.id.clone());
+    event.tenant_id = Some(user.tenant_id.clone());
+    event.client_id = Some(agent.client_id.clone());
+    let requested = req.scopes.to_string();
+    event.detail = serde_json::json!({ "requested": requested, "resource": req.resource });
+
+    if form.get("decision") != Some("approve") || approved.is_empty() {
+        app.events.append(meta.stamp(event)).await?;
+        let denied = OAuthError::AccessDenied("the user denied the request".into());
+        return finish_with_error(&app, &pending, &denied).await;
+    }
+
+    let existing = app
+        .store
+        .active_grant(&user.tenant_id, Some(&user.id), &agent.client_id, now)
+        .await?;
+    let new_scopes =
+        grant::after_consent(existing.as_ref().map(|g| &g.scopes), &req.scopes, &approved);
+    let grant_id = match existing {
+        Some(g) => {
+            app.store.update_grant_scopes(&g.id, &new_scopes).await?;
+            g.id
+        }
+        None => {
+            let g = Grant {
+                id: random::identifier(app.entropy.as_ref(), "g_"),
+                tenant_id: user.tenant_id.clone(),
+                user_id: Some(user.id.clone()),
+                client_id: agent.client_id.clone(),
+                scopes: new_scopes.clone(),
+                purpose: None,
+                created_at: now,
+                expires_at: None,
+                revoked_at: None,
+                revoked_reason: None,
+            };
+            app.store.create_grant(&g).await?;
+            g.id
+        }
+    };
+    event.action = Action::ConsentGranted;
+    event.grant_id = Some(grant_id.clone());
+    event.scopes = Some(approved.to_string());
+    event.detail = serde_json::json!({
+        "requested": requested,
+        "resource": req.resource,
+        "approved": approved.to_string(),
+        "narrowed": approved != req.scopes,
+    });
+    app.events.append(meta.stamp(event)).await?;
+
+    let scopes = grant::token_scopes(&req.scopes, &agent.max_scopes, &new_scopes);
+    Ok((
+        jar,
+        issue_code(&app, &pending, &user, &grant_id, scopes, now).await?,
+    )
+        .into_response())
+}

@@ -1,0 +1,77 @@
+//! `POST /login`: check the password, start a session, continue the pending request.
+
+use crate::browser;
+use crate::errors::ServerError;
+use crate::pages::{self, LoginPage};
+use crate::password;
+use crate::request_meta::RequestMeta;
+use crate::routes::authorize::{load_pending, proceed};
+use crate::routes::browser_form;
+use crate::state::AppState;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::cookie::CookieJar;
+use mandate_core::event::{Action, ActorKind, NewEvent};
+
+pub async fn login_post(
+    State(app): State<AppState>,
+    jar: CookieJar,
+    meta: RequestMeta,
+    body: Bytes,
+) -> Result<Response, ServerError> {
+    let now = app.clock.now();
+    let form = browser_form(&body)?;
+    let request_id = form.single("request_id")?;
+    browser::check_csrf(&app, &jar, request_id, form.get("csrf"))?;
+    let (pending, agent) = load_pending(&app, request_id, now).await?;
+    let login = form.get("login").unwrap_or_default();
+    let user = app
+        .store
+        .user_by_login(login)
+        .await?
+        .filter(|u| !u.disabled);
+    let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
+    let password = form.get("password").unwrap_or_default().to_owned();
+    let verified = password::verify_blocking(password, stored_hash).await?;
+
+    let mut event = NewEvent::new(
+        now,
+        if verified {
+            Action::LoginSucceeded
+        } else {
+            Action::LoginFailed
+        },
+        ActorKind::User,
+    );
+    event.actor_id = Some(login.chars().take(64).collect());
+    event.client_id = Some(agent.client_id.clone());
+    if let Some(u) = &user {
+        event.user_id = Some(u.id.clone());
+        event.tenant_id = Some(u.tenant_id.clone());
+    }
+    if !verified {
+        event.reason = Some("invalid login name or password".into());
+    }
+    app.events.append(meta.stamp(event)).await?;
+
+    match user.filter(|_| verified) {
+        Some(user) => {
+            let jar = browser::start_session(&app, jar, &user, now).await?;
+            proceed(&app, jar, &pending, &agent, Some(user), now).await
+        }
+        None => {
+            let (jar, browser_id) = browser::browser_id(&app, jar);
+            let csrf = browser::csrf_token(&app, &browser_id, &pending.id);
+            let page = LoginPage {
+                request_id: &pending.id,
+                csrf: &csrf,
+                agent_name: &agent.name,
+                login,
+                error: Some("The login name or password is not correct."),
+            };
+            Ok((jar, pages::render(StatusCode::UNAUTHORIZED, &page)).into_response())
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The HTTP surface: every route, mounted under the issuer's path.
+//!
+//! Discovery documents are also served at the path-inserted well-known locations RFC 8414 §3.1
+//! and the MCP authorization spec require when the issuer has a path
+//! (`/.well-known/oauth-authorization-server/<path>`), and at the OpenID Connect form
+//! (`<path>/.well-known/openid-configuration`).
+
+pub mod authorize;
+pub mod consent;
+pub mod discovery;
+pub mod introspect;
+pub mod login;
+pub mod revoke;
+pub mod token;
+
+use crate::errors::ServerError;
+use crate::form::MAX_FORM_BYTES;
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+
+/// Content-Security-Policy for every response: no script, no inline style, no framing.
+const CSP: &str =
+    "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+pub fn router(app: AppState) -> Router {
+    let base = app.settings.issuer_path.clone();
+    let endpoints = Router::new()
+        .route("/authorize", get(authorize::authorize_get))
+        .route("/login", post(login::login_post))
+        .route("/consent", post(consent::consent_post))
+        .route("/token", post(token::token_post))
+        .route("/introspect", post(introspect::introspect_post))
+        .route("/revoke", post(revoke::revoke_post))
+        .route("/jwks.json", get(discovery::jwks_get))
+        .route("/healthz", get(discovery::healthz_get))
+        .route("/static/mandate.css", get(discovery::stylesheet_get))
+        .route(
+            "/.well-known/openid-configuration",
+            get(discovery::metadata_get),
+        )
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(discovery::metadata_get),
+        );
+    let mut router = if base.is_empty() {
+        endpoints
+    } else {
+        Router::new()
+            .nest(&base, endpoints)
+            .route(
+                &format!("/.well-known/oauth-authorization-server{base}"),
+                get(discovery::metadata_get),
+            )
+            .route(
+                &format!("/.well-known/openid-configuration{base}"),
+                get(discovery::metadata_get),
+            )
+    };
+    router = router.fallback(|| async {
+        ServerError::page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "There is nothing at this address.",
+        )
+    });
+    router
+        .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static("referrer-policy"),
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(CatchPanicLayer::new())
+        .layer(TraceLayer::new_for_http())
+        .with_state(app)
+}
+
+/// A browser form body: single-valued fields, except `scope` which repeats (checkboxes).
+pub struct BrowserForm(Vec<(String, String)>);
+
+pub fn browser_form(body: &[u8]) -> Result<BrowserForm, ServerError> {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(body)
+        .take(256)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    Ok(BrowserForm(pairs))
+}
+
+impl BrowserForm {
+    /// The value of a field that must appear exactly once.
+    pub fn single(&self, name: &str) -> Result<&str, ServerError> {
+        let mut values = self
+            .0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str());
+        match (values.next(), values.next()) {
+            (Some(v), None) if !v.is_empty() => Ok(v),
+            _ => Err(ServerError::page(
+                StatusCode::BAD_REQUEST,
+                "Invalid form",
+                format!("The form field `{name}` is missing or repeated."),
+            )),
+        }
+    }
+
+    /// The first value of a field, if present.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of a repeated field.
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}

@@ -1,0 +1,193 @@
+//! Building and running the server.
+//!
+//! [`Application::build`] does everything that can fail before traffic arrives (bind, open and
+//! migrate the database, apply the declarative configuration, load or create keys), so a server
+//! that starts is a server that works. Binding port 0 is allowed; [`Application::port`] says
+//! which port was chosen, which is how the tests run many servers side by side.
+
+use crate::apply::{self, Applied};
+use crate::config::Config;
+use crate::keys::{Kek, KeyRing};
+use crate::routes;
+use crate::state::{AppState, Settings};
+use crate::system::{OsEntropy, SystemClock};
+use anyhow::{Context, bail};
+use axum::Router;
+use mandate_core::random::Entropy;
+use mandate_core::time::Clock;
+use mandate_store::group_commit::EventWriter;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// The clock and entropy the server runs on; tests substitute controllable ones.
+#[derive(Clone)]
+pub struct Dependencies {
+    pub clock: Arc<dyn Clock>,
+    pub entropy: Arc<dyn Entropy>,
+}
+
+impl Default for Dependencies {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+            entropy: Arc::new(OsEntropy::default()),
+        }
+    }
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+    event_writer: JoinHandle<()>,
+    applied: Applied,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with(config, Dependencies::default()).await
+    }
+
+    pub async fn build_with(config: Config, deps: Dependencies) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let (issuer, issuer_path) = resolve_issuer(config.issuer.as_deref(), addr)?;
+
+        if config.database_url.is_none() || config.key_encryption_key_file.is_none() {
+            std::fs::create_dir_all(&config.data_dir).with_context(|| {
+                format!("creating data directory {}", config.data_dir.display())
+            })?;
+        }
+        let store = mandate_store::connect(&config.database_url())
+            .await
+            .context("opening the database")?;
+        let now = deps.clock.now();
+        let applied = apply::apply(&config, store.as_ref(), deps.entropy.as_ref(), now)
+            .await
+            .context("applying the configuration")?;
+        let kek = Kek::load_or_create(&config.kek_path(), deps.entropy.as_ref())?;
+        let keys = KeyRing::load_or_create(
+            store.as_ref(),
+            &kek,
+            config.signing_algorithm,
+            deps.entropy.as_ref(),
+            now,
+        )
+        .await
+        .context("loading signing keys")?;
+        let (events, event_writer) = EventWriter::spawn(store.clone());
+
+        let state = AppState {
+            store,
+            events,
+            keys: Arc::new(keys),
+            kek: Arc::new(kek),
+            clock: deps.clock,
+            entropy: deps.entropy,
+            settings: Arc::new(Settings {
+                secure_cookies: issuer.starts_with("https://"),
+                issuer,
+                issuer_path,
+                refresh_grace_seconds: config.refresh_grace_seconds,
+                session_ttl_seconds: config.session_ttl_seconds,
+            }),
+        };
+        let router = routes::router(state.clone());
+        Ok(Self {
+            listener,
+            router,
+            state,
+            event_writer,
+            applied,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.state.settings.issuer
+    }
+
+    pub fn backend(&self) -> &'static str {
+        self.state.store.backend()
+    }
+
+    /// What the declarative configuration defined at start.
+    pub fn applied(&self) -> &Applied {
+        &self.applied
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests and flushes events.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            router,
+            state,
+            event_writer,
+            ..
+        } = self;
+        drop(state);
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")?;
+        if tokio::time::timeout(Duration::from_secs(10), event_writer)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the event writer did not finish within 10 s of shutdown");
+        }
+        Ok(())
+    }
+}
+
+/// The issuer URL (no trailing slash) and its path, defaulting to `http://<bound address>`.
+fn resolve_issuer(configured: Option<&str>, bound: SocketAddr) -> anyhow::Result<(String, String)> {
+    let raw = match configured {
+        Some(s) => s.trim_end_matches('/').to_owned(),
+        None => format!("http://{bound}"),
+    };
+    let url = url::Url::parse(&raw).with_context(|| format!("issuer `{raw}` is not a URL"))?;
+    if !matches!(url.scheme(), "http" | "https")
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        bail!("issuer `{raw}` must be an http(s) URL without query or fragment (RFC 8414 §2)");
+    }
+    let path = url.path().trim_end_matches('/').to_owned();
+    Ok((raw, path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issuer_resolution() {
+        let bound: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        assert_eq!(
+            resolve_issuer(None, bound).unwrap(),
+            ("http://127.0.0.1:4000".into(), "".into())
+        );
+        assert_eq!(
+            resolve_issuer(Some("https://id.example.com/tenant1/"), bound).unwrap(),
+            ("https://id.example.com/tenant1".into(), "/tenant1".into())
+        );
+        assert!(resolve_issuer(Some("https://id.example.com/?x=1"), bound).is_err());
+        assert!(resolve_issuer(Some("ftp://id.example.com"), bound).is_err());
+    }
+}

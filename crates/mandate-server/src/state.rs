@@ -1,0 +1,33 @@
+//! What every handler shares: the store, the event writer, keys, clock, entropy and settings.
+
+use crate::keys::{Kek, KeyRing};
+use mandate_core::random::Entropy;
+use mandate_core::time::Clock;
+use mandate_store::Store;
+use mandate_store::group_commit::EventWriter;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    /// Group-committed event appends; a token is returned only after its event is durable.
+    pub events: EventWriter,
+    pub keys: Arc<KeyRing>,
+    pub kek: Arc<Kek>,
+    pub clock: Arc<dyn Clock>,
+    pub entropy: Arc<dyn Entropy>,
+    pub settings: Arc<Settings>,
+}
+
+/// Settings resolved at start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The issuer URL without a trailing slash.
+    pub issuer: String,
+    /// The issuer's path ("" or "/something"); every route is mounted under it.
+    pub issuer_path: String,
+    /// Whether cookies get the `Secure` attribute (issuer is https).
+    pub secure_cookies: bool,
+    pub refresh_grace_seconds: u64,
+    pub session_ttl_seconds: u64,
+}

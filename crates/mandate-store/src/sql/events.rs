@@ -1,0 +1,270 @@
+//! The append-only event log.
+//!
+//! Appends come in batches from the group-commit writer (up to 1024 events), so one round trip
+//! per event would make PostgreSQL the bottleneck of token issuance. Instead a batch is written
+//! as a few multi-row `INSERT ... VALUES (...), (...) RETURNING seq` statements in one
+//! transaction: the same text on both backends, chunked into power-of-two row counts so each
+//! connection caches at most a handful of distinct statements. Sequence numbers are assigned in
+//! `VALUES` order within a statement, but `RETURNING` order is not promised by either database,
+//! so each chunk's numbers are sorted before they are matched to the input.
+
+use super::{Conditions, ts};
+use crate::model::EventFilter;
+use crate::{StoreError, StoreResult};
+use mandate_core::event::{Action, ActorKind, Event, NewEvent};
+use std::fmt::Write;
+
+const COLUMNS: &str = "at, action, actor_kind, actor_id, tenant_id, user_id, client_id, \
+     grant_id, scopes, reason, ip, user_agent, detail";
+const COLUMN_COUNT: usize = 13;
+/// Rows per statement at most: 128 × 13 parameters stays far below both databases' limits.
+const MAX_ROWS_PER_STATEMENT: usize = 128;
+
+/// Splits `n` rows into statement sizes: powers of two, largest first.
+pub(crate) fn chunk_sizes(mut n: usize) -> Vec<usize> {
+    let mut sizes = Vec::new();
+    while n > 0 {
+        let mut size = MAX_ROWS_PER_STATEMENT;
+        while size > n {
+            size /= 2;
+        }
+        sizes.push(size);
+        n -= size;
+    }
+    sizes
+}
+
+/// `INSERT` of `rows` events returning their sequence numbers.
+pub(crate) fn insert_sql(rows: usize) -> String {
+    let mut sql = format!("INSERT INTO events ({COLUMNS}) VALUES ");
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for col in 0..COLUMN_COUNT {
+            let sep = if col == 0 { "" } else { ", " };
+            let _ = write!(sql, "{sep}${}", row * COLUMN_COUNT + col + 1);
+        }
+        sql.push(')');
+    }
+    sql.push_str(" RETURNING seq");
+    sql
+}
+
+/// `SELECT` for [`crate::EventStore::events`]: `$1` is `after_seq`, `$2` the limit, then the
+/// filters that are set.
+pub(crate) fn events_query(filter: &EventFilter) -> (String, Vec<&str>) {
+    let mut c = Conditions::new(3);
+    c.raw("seq > $1");
+    c.eq("tenant_id", filter.tenant_id.as_deref());
+    c.eq("action", filter.action.as_deref());
+    c.eq("grant_id", filter.grant_id.as_deref());
+    let (clause, binds) = c.finish();
+    (
+        format!("SELECT seq, {COLUMNS} FROM events{clause} ORDER BY seq LIMIT $2"),
+        binds,
+    )
+}
+
+/// The `detail` column of each event, as JSON text.
+pub(crate) fn details(events: &[NewEvent]) -> Vec<String> {
+    events.iter().map(|e| e.detail.to_string()).collect()
+}
+
+const ACTIONS: [Action; 12] = [
+    Action::LoginSucceeded,
+    Action::LoginFailed,
+    Action::ConsentGranted,
+    Action::ConsentDenied,
+    Action::TokenIssued,
+    Action::TokenRefreshed,
+    Action::RefreshReuseDetected,
+    Action::CodeReplayDetected,
+    Action::TokenRevoked,
+    Action::GrantRevoked,
+    Action::ClientAuthFailed,
+    Action::ConfigApplied,
+];
+
+/// An exhaustive match, so adding an `Action` fails to compile here until it is added to
+/// [`ACTIONS`] as well (otherwise its events would read back as corrupt). Never called.
+const _: fn(Action) = every_action_is_listed;
+fn every_action_is_listed(a: Action) {
+    match a {
+        Action::LoginSucceeded
+        | Action::LoginFailed
+        | Action::ConsentGranted
+        | Action::ConsentDenied
+        | Action::TokenIssued
+        | Action::TokenRefreshed
+        | Action::RefreshReuseDetected
+        | Action::CodeReplayDetected
+        | Action::TokenRevoked
+        | Action::GrantRevoked
+        | Action::ClientAuthFailed
+        | Action::ConfigApplied => {}
+    }
+}
+
+const ACTOR_KINDS: [ActorKind; 4] = [
+    ActorKind::User,
+    ActorKind::Agent,
+    ActorKind::Admin,
+    ActorKind::System,
+];
+
+/// As for actions: a new `ActorKind` must be added to [`ACTOR_KINDS`].
+const _: fn(ActorKind) = every_actor_kind_is_listed;
+fn every_actor_kind_is_listed(k: ActorKind) {
+    match k {
+        ActorKind::User | ActorKind::Agent | ActorKind::Admin | ActorKind::System => {}
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct EventRow {
+    seq: i64,
+    at: i64,
+    action: String,
+    actor_kind: String,
+    actor_id: Option<String>,
+    tenant_id: Option<String>,
+    user_id: Option<String>,
+    client_id: Option<String>,
+    grant_id: Option<String>,
+    scopes: Option<String>,
+    reason: Option<String>,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    detail: String,
+}
+
+impl TryFrom<EventRow> for Event {
+    type Error = StoreError;
+    fn try_from(r: EventRow) -> StoreResult<Self> {
+        let action = ACTIONS
+            .into_iter()
+            .find(|a| a.as_str() == r.action)
+            .ok_or(StoreError::Corrupt("event action"))?;
+        let actor_kind = ACTOR_KINDS
+            .into_iter()
+            .find(|k| k.as_str() == r.actor_kind)
+            .ok_or(StoreError::Corrupt("event actor kind"))?;
+        Ok(Event {
+            seq: r.seq,
+            event: NewEvent {
+                at: ts(r.at),
+                action,
+                actor_kind,
+                actor_id: r.actor_id,
+                tenant_id: r.tenant_id,
+                user_id: r.user_id,
+                client_id: r.client_id,
+                grant_id: r.grant_id,
+                scopes: r.scopes,
+                reason: r.reason,
+                ip: r.ip,
+                user_agent: r.user_agent,
+                detail: serde_json::from_str(&r.detail)
+                    .map_err(|_| StoreError::Corrupt("event detail"))?,
+            },
+        })
+    }
+}
+
+macro_rules! impl_events {
+    ($store:ty) => {
+        #[::async_trait::async_trait]
+        impl $crate::EventStore for $store {
+            async fn append_events(
+                &self,
+                events: &[::mandate_core::event::NewEvent],
+            ) -> $crate::StoreResult<Vec<i64>> {
+                if events.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let details = $crate::sql::events::details(events);
+                let mut seqs = Vec::with_capacity(events.len());
+                let mut rest = events.iter().zip(&details);
+                let mut tx = self.pool.begin().await?;
+                for size in $crate::sql::events::chunk_sizes(events.len()) {
+                    let sql = $crate::sql::events::insert_sql(size);
+                    let mut query = ::sqlx::query_scalar::<_, i64>(&sql);
+                    for (event, detail) in rest.by_ref().take(size) {
+                        query = query
+                            .bind(event.at.unix())
+                            .bind(event.action.as_str())
+                            .bind(event.actor_kind.as_str())
+                            .bind(&event.actor_id)
+                            .bind(&event.tenant_id)
+                            .bind(&event.user_id)
+                            .bind(&event.client_id)
+                            .bind(&event.grant_id)
+                            .bind(&event.scopes)
+                            .bind(&event.reason)
+                            .bind(&event.ip)
+                            .bind(&event.user_agent)
+                            .bind(detail);
+                    }
+                    let mut chunk = query.fetch_all(&mut *tx).await?;
+                    chunk.sort_unstable();
+                    seqs.extend(chunk);
+                }
+                tx.commit().await?;
+                Ok(seqs)
+            }
+
+            async fn events(
+                &self,
+                filter: &$crate::model::EventFilter,
+            ) -> $crate::StoreResult<Vec<::mandate_core::event::Event>> {
+                let (sql, binds) = $crate::sql::events::events_query(filter);
+                let mut query = ::sqlx::query_as::<_, $crate::sql::events::EventRow>(&sql)
+                    .bind(filter.after_seq)
+                    .bind(i64::from(filter.limit));
+                for value in binds {
+                    query = query.bind(value);
+                }
+                let rows = query.fetch_all(&self.pool).await?;
+                rows.into_iter().map(TryInto::try_into).collect()
+            }
+        }
+    };
+}
+pub(crate) use impl_events;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_split_into_few_distinct_statement_sizes() {
+        assert_eq!(chunk_sizes(0), Vec::<usize>::new());
+        assert_eq!(chunk_sizes(1), vec![1]);
+        assert_eq!(chunk_sizes(300), vec![128, 128, 32, 8, 4]);
+        assert_eq!(chunk_sizes(1024).len(), 8);
+        for n in 0..600 {
+            let sizes = chunk_sizes(n);
+            assert_eq!(sizes.iter().sum::<usize>(), n);
+            assert!(sizes.iter().all(|s| s.is_power_of_two() && *s <= 128));
+        }
+    }
+
+    #[test]
+    fn insert_numbers_placeholders_row_by_row() {
+        let sql = insert_sql(2);
+        assert!(
+            sql.contains("VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13), ($14,")
+        );
+        assert!(sql.ends_with("$26) RETURNING seq"));
+    }
+
+    #[test]
+    fn every_action_and_actor_kind_has_a_distinct_name() {
+        let mut names: Vec<_> = ACTIONS.iter().map(|a| a.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ACTIONS.len());
+        let mut kinds: Vec<_> = ACTOR_KINDS.iter().map(|k| k.as_str()).collect();
+        kinds.dedup();
+        assert_eq!(kinds.len(), 4);
+    }
+}

@@ -1,0 +1,362 @@
+//! Grants and authorization codes: the user's consent and the single-use codes it yields.
+//!
+//! The race-sensitive statements live here. A code is consumed by one conditional `UPDATE ...
+//! WHERE consumed_at IS NULL RETURNING`, which both databases serialize on the row: exactly one
+//! caller sees the row come back. Revoking a grant revokes its refresh families in the same
+//! transaction, so no refresh can slip between the two.
+
+use super::{Conditions, opt_ts, scopes, ts};
+use crate::model::GrantFilter;
+use crate::{StoreError, StoreResult};
+use mandate_core::code::AuthorizationCode;
+use mandate_core::grant::Grant;
+use mandate_core::pkce::CodeChallenge;
+
+macro_rules! select_grants {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, tenant_id, user_id, client_id, scopes, purpose, created_at, expires_at, \
+             revoked_at, revoked_reason FROM grants",
+            $rest
+        )
+    };
+}
+pub(crate) const INSERT_GRANT: &str = "INSERT INTO grants (id, tenant_id, user_id, client_id, \
+     scopes, purpose, created_at, expires_at, revoked_at, revoked_reason) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+pub(crate) const GRANT: &str = select_grants!(" WHERE id = $1");
+/// Newest first; ties (same second) broken by id so the answer is deterministic.
+pub(crate) const ACTIVE_USER_GRANT: &str = select_grants!(
+    " WHERE tenant_id = $1 AND user_id = $2 AND client_id = $3 AND revoked_at IS NULL \
+     AND (expires_at IS NULL OR expires_at > $4) ORDER BY created_at DESC, id LIMIT 1"
+);
+pub(crate) const ACTIVE_SERVICE_GRANT: &str = select_grants!(
+    " WHERE tenant_id = $1 AND user_id IS NULL AND client_id = $2 AND revoked_at IS NULL \
+     AND (expires_at IS NULL OR expires_at > $3) ORDER BY created_at DESC, id LIMIT 1"
+);
+pub(crate) const UPDATE_GRANT_SCOPES: &str =
+    "UPDATE grants SET scopes = $2 WHERE id = $1 AND revoked_at IS NULL";
+pub(crate) const REVOKE_GRANT: &str = "UPDATE grants SET revoked_at = $2, revoked_reason = $3 \
+     WHERE id = $1 AND revoked_at IS NULL";
+pub(crate) const REVOKE_GRANT_FAMILIES: &str =
+    "UPDATE refresh_families SET revoked_at = $2 WHERE grant_id = $1 AND revoked_at IS NULL";
+
+/// `SELECT` for [`crate::GrantStore::grants`]: the filters that are set, newest first.
+pub(crate) fn grants_query(filter: &GrantFilter) -> (String, Vec<&str>) {
+    let mut c = Conditions::new(1);
+    c.eq("tenant_id", filter.tenant_id.as_deref());
+    c.eq("user_id", filter.user_id.as_deref());
+    c.eq("client_id", filter.client_id.as_deref());
+    if !filter.include_revoked {
+        c.raw("revoked_at IS NULL");
+    }
+    let (clause, binds) = c.finish();
+    (
+        format!(
+            "{}{clause} ORDER BY created_at DESC, id",
+            select_grants!("")
+        ),
+        binds,
+    )
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct GrantRow {
+    id: String,
+    tenant_id: String,
+    user_id: Option<String>,
+    client_id: String,
+    scopes: String,
+    purpose: Option<String>,
+    created_at: i64,
+    expires_at: Option<i64>,
+    revoked_at: Option<i64>,
+    revoked_reason: Option<String>,
+}
+
+impl TryFrom<GrantRow> for Grant {
+    type Error = StoreError;
+    fn try_from(r: GrantRow) -> StoreResult<Self> {
+        Ok(Grant {
+            id: r.id,
+            tenant_id: r.tenant_id,
+            user_id: r.user_id,
+            client_id: r.client_id,
+            scopes: scopes(&r.scopes, "grant scopes")?,
+            purpose: r.purpose,
+            created_at: ts(r.created_at),
+            expires_at: opt_ts(r.expires_at),
+            revoked_at: opt_ts(r.revoked_at),
+            revoked_reason: r.revoked_reason,
+        })
+    }
+}
+
+macro_rules! code_columns {
+    () => {
+        "code_hash, client_id, grant_id, user_id, tenant_id, redirect_uri, \
+         redirect_uri_explicit, code_challenge, resource, scopes, created_at, expires_at, \
+         family_id"
+    };
+}
+pub(crate) const INSERT_CODE: &str = concat!(
+    "INSERT INTO authorization_codes (",
+    code_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+);
+/// Marks the code used only if nobody has: the row comes back to exactly one caller.
+pub(crate) const CONSUME_CODE: &str = concat!(
+    "UPDATE authorization_codes SET consumed_at = $2 \
+     WHERE code_hash = $1 AND consumed_at IS NULL RETURNING ",
+    code_columns!()
+);
+pub(crate) const CODE: &str = concat!(
+    "SELECT ",
+    code_columns!(),
+    " FROM authorization_codes WHERE code_hash = $1"
+);
+pub(crate) const SET_CODE_FAMILY: &str =
+    "UPDATE authorization_codes SET family_id = $2 WHERE code_hash = $1";
+pub(crate) const PURGE_CODES: &str = "DELETE FROM authorization_codes WHERE expires_at < $1";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct CodeRow {
+    code_hash: String,
+    client_id: String,
+    grant_id: String,
+    user_id: String,
+    tenant_id: String,
+    redirect_uri: String,
+    redirect_uri_explicit: bool,
+    code_challenge: String,
+    resource: String,
+    scopes: String,
+    created_at: i64,
+    expires_at: i64,
+    family_id: Option<String>,
+}
+
+impl TryFrom<CodeRow> for AuthorizationCode {
+    type Error = StoreError;
+    fn try_from(r: CodeRow) -> StoreResult<Self> {
+        Ok(AuthorizationCode {
+            code_hash: r.code_hash,
+            client_id: r.client_id,
+            grant_id: r.grant_id,
+            user_id: r.user_id,
+            tenant_id: r.tenant_id,
+            redirect_uri: r.redirect_uri,
+            redirect_uri_explicit: r.redirect_uri_explicit,
+            code_challenge: CodeChallenge::from_stored(&r.code_challenge)
+                .ok_or(StoreError::Corrupt("code challenge"))?,
+            resource: r.resource,
+            scopes: scopes(&r.scopes, "code scopes")?,
+            created_at: ts(r.created_at),
+            expires_at: ts(r.expires_at),
+            family_id: r.family_id,
+        })
+    }
+}
+
+macro_rules! impl_grants {
+    ($store:ty) => {
+        #[::async_trait::async_trait]
+        impl $crate::GrantStore for $store {
+            async fn create_grant(
+                &self,
+                grant: &::mandate_core::grant::Grant,
+            ) -> $crate::StoreResult<()> {
+                ::sqlx::query($crate::sql::grants::INSERT_GRANT)
+                    .bind(&grant.id)
+                    .bind(&grant.tenant_id)
+                    .bind(&grant.user_id)
+                    .bind(&grant.client_id)
+                    .bind(grant.scopes.to_string())
+                    .bind(&grant.purpose)
+                    .bind(grant.created_at.unix())
+                    .bind(grant.expires_at.map(|t| t.unix()))
+                    .bind(grant.revoked_at.map(|t| t.unix()))
+                    .bind(&grant.revoked_reason)
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::sql::write_error("grant", "grant"))?;
+                Ok(())
+            }
+
+            async fn grant(
+                &self,
+                id: &str,
+            ) -> $crate::StoreResult<Option<::mandate_core::grant::Grant>> {
+                let row = ::sqlx::query_as::<_, $crate::sql::grants::GrantRow>(
+                    $crate::sql::grants::GRANT,
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(TryInto::try_into).transpose()
+            }
+
+            async fn active_grant(
+                &self,
+                tenant_id: &str,
+                user_id: Option<&str>,
+                client_id: &str,
+                now: ::mandate_core::time::Timestamp,
+            ) -> $crate::StoreResult<Option<::mandate_core::grant::Grant>> {
+                // Two statements rather than `user_id IS NOT DISTINCT FROM $2`, so both
+                // databases can use the (tenant_id, user_id, client_id, created_at) index.
+                let query = match user_id {
+                    Some(user_id) => ::sqlx::query_as::<_, $crate::sql::grants::GrantRow>(
+                        $crate::sql::grants::ACTIVE_USER_GRANT,
+                    )
+                    .bind(tenant_id)
+                    .bind(user_id),
+                    None => ::sqlx::query_as::<_, $crate::sql::grants::GrantRow>(
+                        $crate::sql::grants::ACTIVE_SERVICE_GRANT,
+                    )
+                    .bind(tenant_id),
+                };
+                let row = query
+                    .bind(client_id)
+                    .bind(now.unix())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(TryInto::try_into).transpose()
+            }
+
+            async fn update_grant_scopes(
+                &self,
+                id: &str,
+                scopes: &::mandate_core::scope::ScopeSet,
+            ) -> $crate::StoreResult<()> {
+                let done = ::sqlx::query($crate::sql::grants::UPDATE_GRANT_SCOPES)
+                    .bind(id)
+                    .bind(scopes.to_string())
+                    .execute(&self.pool)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::NotFound("grant"));
+                }
+                Ok(())
+            }
+
+            async fn grants(
+                &self,
+                filter: &$crate::model::GrantFilter,
+            ) -> $crate::StoreResult<Vec<::mandate_core::grant::Grant>> {
+                let (sql, binds) = $crate::sql::grants::grants_query(filter);
+                let mut query = ::sqlx::query_as::<_, $crate::sql::grants::GrantRow>(&sql);
+                for value in binds {
+                    query = query.bind(value);
+                }
+                let rows = query.fetch_all(&self.pool).await?;
+                rows.into_iter().map(TryInto::try_into).collect()
+            }
+
+            async fn revoke_grant(
+                &self,
+                id: &str,
+                now: ::mandate_core::time::Timestamp,
+                reason: &str,
+            ) -> $crate::StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
+                let grant = ::sqlx::query($crate::sql::grants::REVOKE_GRANT)
+                    .bind(id)
+                    .bind(now.unix())
+                    .bind(reason)
+                    .execute(&mut *tx)
+                    .await?;
+                // Also when the grant was already revoked: a family created by a request that
+                // raced the first revocation must not outlive it.
+                ::sqlx::query($crate::sql::grants::REVOKE_GRANT_FAMILIES)
+                    .bind(id)
+                    .bind(now.unix())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(grant.rows_affected() > 0)
+            }
+        }
+
+        #[::async_trait::async_trait]
+        impl $crate::CodeStore for $store {
+            async fn insert_code(
+                &self,
+                code: &::mandate_core::code::AuthorizationCode,
+            ) -> $crate::StoreResult<()> {
+                ::sqlx::query($crate::sql::grants::INSERT_CODE)
+                    .bind(&code.code_hash)
+                    .bind(&code.client_id)
+                    .bind(&code.grant_id)
+                    .bind(&code.user_id)
+                    .bind(&code.tenant_id)
+                    .bind(&code.redirect_uri)
+                    .bind(code.redirect_uri_explicit)
+                    .bind(code.code_challenge.as_str())
+                    .bind(&code.resource)
+                    .bind(code.scopes.to_string())
+                    .bind(code.created_at.unix())
+                    .bind(code.expires_at.unix())
+                    .bind(&code.family_id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::sql::write_error("authorization code", "grant"))?;
+                Ok(())
+            }
+
+            async fn consume_code(
+                &self,
+                code_hash: &str,
+                now: ::mandate_core::time::Timestamp,
+            ) -> $crate::StoreResult<$crate::model::CodeConsumption> {
+                let fresh = ::sqlx::query_as::<_, $crate::sql::grants::CodeRow>(
+                    $crate::sql::grants::CONSUME_CODE,
+                )
+                .bind(code_hash)
+                .bind(now.unix())
+                .fetch_optional(&self.pool)
+                .await?;
+                if let Some(row) = fresh {
+                    return Ok($crate::model::CodeConsumption::Fresh(row.try_into()?));
+                }
+                let used =
+                    ::sqlx::query_as::<_, $crate::sql::grants::CodeRow>($crate::sql::grants::CODE)
+                        .bind(code_hash)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(match used {
+                    Some(row) => $crate::model::CodeConsumption::Replayed(row.try_into()?),
+                    None => $crate::model::CodeConsumption::Unknown,
+                })
+            }
+
+            async fn set_code_family(
+                &self,
+                code_hash: &str,
+                family_id: &str,
+            ) -> $crate::StoreResult<()> {
+                let done = ::sqlx::query($crate::sql::grants::SET_CODE_FAMILY)
+                    .bind(code_hash)
+                    .bind(family_id)
+                    .execute(&self.pool)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::NotFound("authorization code"));
+                }
+                Ok(())
+            }
+
+            async fn purge_codes(
+                &self,
+                before: ::mandate_core::time::Timestamp,
+            ) -> $crate::StoreResult<u64> {
+                let done = ::sqlx::query($crate::sql::grants::PURGE_CODES)
+                    .bind(before.unix())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+        }
+    };
+}
+pub(crate) use impl_grants;

@@ -1,0 +1,162 @@
+//! The one SQL implementation of every store trait, shared by SQLite and PostgreSQL.
+//!
+//! sqlx has no object-safe "any database" executor we could write against once, and generic
+//! functions over `sqlx::Database` drown in trait bounds. Instead each aggregate module here
+//! holds its SQL text as constants, its `#[derive(sqlx::FromRow)]` row types (generic over the
+//! backend) with their conversions to core types, and a `macro_rules!` macro that expands to
+//! the `impl XStore for $store` block. `sqlite.rs` and `postgres.rs` each invoke
+//! [`impl_store_traits!`] once, so both backends run the same statements, byte for byte.
+//!
+//! SQL is written in the intersection of the two dialects: `$N` placeholders (sqlx's SQLite
+//! driver binds `$N` by number, so a parameter may be repeated), `RETURNING`,
+//! `ON CONFLICT ... DO UPDATE`, `CAST`, no `::` casts and no dialect-only functions.
+//!
+//! # Layout
+//! - [`directory`]: tenants, users, agents, the scope and resource catalog.
+//! - [`grants`]: grants and authorization codes.
+//! - [`refresh`]: refresh families and tokens, revoked access-token ids.
+//! - [`sessions`]: browser sessions, pending authorization requests, signing keys.
+//! - [`events`]: the append-only event log.
+
+pub(crate) mod directory;
+pub(crate) mod events;
+pub(crate) mod grants;
+pub(crate) mod refresh;
+pub(crate) mod sessions;
+
+use crate::StoreError;
+use mandate_core::scope::ScopeSet;
+use mandate_core::time::Timestamp;
+
+/// Implements every store trait except `Store` itself for `$store`, a type with a
+/// `pool: sqlx::Pool<$db>` field.
+macro_rules! impl_store_traits {
+    ($store:ty, $db:ty) => {
+        $crate::sql::directory::impl_directory!($store);
+        $crate::sql::grants::impl_grants!($store);
+        $crate::sql::refresh::impl_refresh!($store, $db);
+        $crate::sql::sessions::impl_sessions!($store);
+        $crate::sql::events::impl_events!($store);
+    };
+}
+pub(crate) use impl_store_traits;
+
+/// Maps a failed write: a unique-constraint violation means `what` already exists, a
+/// foreign-key violation means the record it refers to (`parent`) does not.
+pub(crate) fn write_error(
+    what: &'static str,
+    parent: &'static str,
+) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |e| match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what),
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound(parent),
+        _ => StoreError::Database(e),
+    }
+}
+
+/// Parses a stored scope string; a value that does not parse is corruption, not a panic.
+pub(crate) fn scopes(stored: &str, what: &'static str) -> Result<ScopeSet, StoreError> {
+    ScopeSet::parse(stored).map_err(|_| StoreError::Corrupt(what))
+}
+
+pub(crate) fn ts(unix: i64) -> Timestamp {
+    Timestamp::from_unix(unix)
+}
+
+pub(crate) fn opt_ts(unix: Option<i64>) -> Option<Timestamp> {
+    unix.map(Timestamp::from_unix)
+}
+
+/// A `u64` for a BIGINT column. Values beyond `i64::MAX` (centuries of seconds) saturate.
+pub(crate) fn to_bigint(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A BIGINT column read back as `u64`; negative is corruption.
+pub(crate) fn from_bigint(v: i64, what: &'static str) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(what))
+}
+
+/// A `WHERE` clause over optional equality filters, numbering `$N` placeholders from a given
+/// start, so that a listing query binds only the filters that are set (and PostgreSQL can use
+/// an index instead of planning around `$1 IS NULL OR ...`). The text is the same for both
+/// backends.
+pub(crate) struct Conditions<'a> {
+    parts: Vec<String>,
+    next: usize,
+    binds: Vec<&'a str>,
+}
+
+impl<'a> Conditions<'a> {
+    /// No conditions yet; the first placeholder added will be `$first_free` (lower numbers
+    /// belong to the caller's fixed parameters).
+    pub(crate) fn new(first_free: usize) -> Self {
+        Self {
+            parts: Vec::new(),
+            next: first_free,
+            binds: Vec::new(),
+        }
+    }
+
+    /// Adds `column = $N` if `value` is set.
+    pub(crate) fn eq(&mut self, column: &str, value: Option<&'a str>) {
+        if let Some(value) = value {
+            self.parts.push(format!("{column} = ${}", self.next));
+            self.next += 1;
+            self.binds.push(value);
+        }
+    }
+
+    /// Adds a condition without parameters of its own.
+    pub(crate) fn raw(&mut self, condition: &str) {
+        self.parts.push(condition.to_owned());
+    }
+
+    /// The clause (empty, or ` WHERE a AND b`) and the values to bind, in placeholder order.
+    pub(crate) fn finish(self) -> (String, Vec<&'a str>) {
+        let clause = if self.parts.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.parts.join(" AND "))
+        };
+        (clause, self.binds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditions_number_only_the_filters_that_are_set() {
+        let mut c = Conditions::new(2);
+        c.raw("seq > $1");
+        c.eq("tenant_id", Some("acme"));
+        c.eq("action", None);
+        c.eq("grant_id", Some("g_1"));
+        c.raw("revoked_at IS NULL");
+        let (sql, binds) = c.finish();
+        assert_eq!(
+            sql,
+            " WHERE seq > $1 AND tenant_id = $2 AND grant_id = $3 AND revoked_at IS NULL"
+        );
+        assert_eq!(binds, vec!["acme", "g_1"]);
+    }
+
+    #[test]
+    fn no_conditions_means_no_where() {
+        let (sql, binds) = Conditions::new(1).finish();
+        assert_eq!(sql, "");
+        assert!(binds.is_empty());
+    }
+
+    #[test]
+    fn bigint_conversions_never_wrap() {
+        assert_eq!(to_bigint(u64::MAX), i64::MAX);
+        assert_eq!(from_bigint(900, "ttl").ok(), Some(900));
+        assert!(matches!(
+            from_bigint(-1, "ttl"),
+            Err(StoreError::Corrupt("ttl"))
+        ));
+    }
+}

@@ -1,0 +1,176 @@
+//! The embedded backend: one SQLite file, the zero-configuration default.
+//!
+//! This module owns only what is SQLite-specific: opening the file durably (WAL journal with
+//! `synchronous = FULL`, so a commit that returned survives a power cut), foreign keys on, a
+//! busy timeout so concurrent writers queue instead of failing, and the SQLite migrations. Every
+//! query comes from [`crate::sql`], shared with PostgreSQL.
+
+use crate::{Store, StoreError, StoreResult};
+use async_trait::async_trait;
+use sqlx::sqlite::SqliteSynchronous;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Connections in the pool. SQLite has one writer at a time; the others serve reads, which WAL
+/// lets run alongside the writer.
+const MAX_CONNECTIONS: u32 = 8;
+/// How long a writer waits for the write lock before the statement fails.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(crate) struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating the file and its directory if needed) and migrates the database at
+    /// `url` (`sqlite://relative/path.db`, `sqlite:///absolute/path.db`, `sqlite::memory:`).
+    pub(crate) async fn connect(url: &str) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        ensure_parent_dir(options.get_filename())?;
+        // Connections are never retired: an in-memory database lives only as long as one of its
+        // connections, and a file database gains nothing from reconnecting.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+/// Creates the directory the database file goes in, so a fresh data directory works; reports
+/// the path if that fails (SQLite would only say "unable to open database file").
+fn ensure_parent_dir(filename: &Path) -> StoreResult<()> {
+    let name = filename.to_string_lossy();
+    if name == ":memory:" || name.starts_with("file:") {
+        return Ok(());
+    }
+    let Some(parent) = filename.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    std::fs::create_dir_all(parent).map_err(|source| {
+        StoreError::Database(sqlx::Error::Configuration(Box::new(DirectoryError {
+            path: parent.display().to_string(),
+            source,
+        })))
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot create the database directory {path}")]
+struct DirectoryError {
+    path: String,
+    #[source]
+    source: std::io::Error,
+}
+
+crate::sql::impl_store_traits!(SqliteStore, sqlx::Sqlite);
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TenantStore;
+    use mandate_core::directory::Tenant;
+
+    #[tokio::test]
+    async fn relative_and_absolute_urls_open_files_and_create_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let absolute = dir.path().join("nested/deeper/mandate.db");
+        let store = SqliteStore::connect(&format!("sqlite://{}", absolute.display()))
+            .await
+            .unwrap();
+        store.ping().await.unwrap();
+        assert!(absolute.exists());
+
+        // Relative to the working directory, which tests cannot change safely: use a path
+        // relative to it that points into the temporary directory.
+        let cwd = std::env::current_dir().unwrap();
+        let target = dir.path().join("rel/mandate.db");
+        let relative = pathdiff(&target, &cwd);
+        let store = SqliteStore::connect(&format!("sqlite://{relative}"))
+            .await
+            .unwrap();
+        store
+            .upsert_tenant(&Tenant {
+                id: "acme".into(),
+                name: "Acme".into(),
+            })
+            .await
+            .unwrap();
+        assert!(
+            target.exists(),
+            "{relative} should resolve to {}",
+            target.display()
+        );
+    }
+
+    #[tokio::test]
+    async fn in_memory_database_keeps_its_data_across_pool_connections() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        store
+            .upsert_tenant(&Tenant {
+                id: "acme".into(),
+                name: "Acme".into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(store.tenants().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn unusable_directory_is_reported_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, b"x").unwrap();
+        let url = format!("sqlite://{}/mandate.db", file.display());
+        let err = SqliteStore::connect(&url).await.err().unwrap();
+        let chain = format!("{:?}", anyhow_chain(&err));
+        assert!(chain.contains("not-a-dir"), "{chain}");
+    }
+
+    fn anyhow_chain(err: &(dyn std::error::Error + 'static)) -> Vec<String> {
+        let mut out = vec![err.to_string()];
+        let mut source = err.source();
+        while let Some(e) = source {
+            out.push(e.to_string());
+            source = e.source();
+        }
+        out
+    }
+
+    /// `target` relative to `base` (both absolute).
+    fn pathdiff(target: &Path, base: &Path) -> String {
+        let t: Vec<_> = target.components().collect();
+        let b: Vec<_> = base.components().collect();
+        let common = t.iter().zip(&b).take_while(|(x, y)| x == y).count();
+        let mut parts: Vec<String> = b[common..].iter().map(|_| "..".to_owned()).collect();
+        parts.extend(
+            t[common..]
+                .iter()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+        );
+        parts.join("/")
+    }
+}

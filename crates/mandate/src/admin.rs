@@ -1,0 +1,421 @@
+//! Administrative commands, run directly against the configured database.
+//!
+//! Creation goes through the same validation as the declarative configuration (by applying a
+//! one-item configuration), so the CLI and `--config` can never disagree about what is valid.
+
+use crate::cli::{AgentCmd, Global, GrantCmd, ResourceCmd, ScopeCmd, TenantCmd, UserCmd};
+use crate::output;
+use anyhow::Context;
+use mandate_core::event::{Action, ActorKind, NewEvent};
+use mandate_core::random;
+use mandate_core::time::Clock;
+use mandate_server::apply;
+use mandate_server::config::{
+    self, AgentConfig, Config, Overrides, ResourceConfig, ScopeConfig, Secret, TenantConfig,
+    UserConfig,
+};
+use mandate_server::system::{OsEntropy, SystemClock};
+use mandate_store::{GrantFilter, Store};
+use serde::Serialize;
+use std::io::BufRead;
+use std::sync::Arc;
+
+async fn open(global: &Global) -> anyhow::Result<(Config, Arc<dyn Store>)> {
+    let overrides = Overrides {
+        data_dir: global.data_dir.clone(),
+        database_url: global.database_url.clone(),
+        ..Overrides::default()
+    };
+    let config = config::load(global.config.as_deref(), &overrides)?;
+    if config.database_url.is_none() {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    }
+    let store = mandate_store::connect(&config.database_url())
+        .await
+        .context("opening the database")?;
+    Ok((config, store))
+}
+
+/// Applies a configuration holding only `part`, with the full validation of `--config`.
+async fn apply_part(store: &dyn Store, part: Config) -> anyhow::Result<()> {
+    apply::apply(&part, store, &OsEntropy::default(), SystemClock.now()).await?;
+    Ok(())
+}
+
+pub async fn tenant(global: &Global, cmd: TenantCmd) -> anyhow::Result<()> {
+    let (_, store) = open(global).await?;
+    match cmd {
+        TenantCmd::Create { id, name } => {
+            let name = name.unwrap_or_else(|| id.clone());
+            let part = Config {
+                tenants: vec![TenantConfig {
+                    id: id.clone(),
+                    name,
+                }],
+                ..Config::default()
+            };
+            apply_part(store.as_ref(), part).await?;
+            let t = store.tenant(&id).await?.context("tenant vanished")?;
+            output::created(global.json, &t, &format!("tenant {} ({})", t.id, t.name))
+        }
+        TenantCmd::List => {
+            let items = store.tenants().await?;
+            let rows = items
+                .iter()
+                .map(|t| vec![t.id.clone(), t.name.clone()])
+                .collect();
+            output::print(global.json, &items, &["id", "name"], rows)
+        }
+    }
+}
+
+pub async fn user(global: &Global, cmd: UserCmd) -> anyhow::Result<()> {
+    let (_, store) = open(global).await?;
+    match cmd {
+        UserCmd::Create {
+            login,
+            tenant,
+            name,
+        } => {
+            eprintln!("password for {login} (read from standard input):");
+            let mut password = String::new();
+            std::io::stdin().lock().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']).to_owned();
+            anyhow::ensure!(
+                password.len() >= 8,
+                "the password must have at least 8 characters"
+            );
+            let part = Config {
+                users: vec![UserConfig {
+                    login: login.clone(),
+                    tenant,
+                    display_name: name,
+                    password: Some(Secret::new(password)),
+                    password_hash: None,
+                }],
+                ..Config::default()
+            };
+            apply_part(store.as_ref(), part).await?;
+            let u = store
+                .user_by_login(&login)
+                .await?
+                .context("user vanished")?;
+            output::created(
+                global.json,
+                &u,
+                &format!("user {} ({}) in tenant {}", u.login, u.id, u.tenant_id),
+            )
+        }
+        UserCmd::List { tenant } => {
+            let items = store.users(tenant.as_deref()).await?;
+            let rows = items
+                .iter()
+                .map(|u| {
+                    vec![
+                        u.login.clone(),
+                        u.id.clone(),
+                        u.tenant_id.clone(),
+                        u.display_name.clone(),
+                        yes_no(u.disabled),
+                    ]
+                })
+                .collect();
+            output::print(
+                global.json,
+                &items,
+                &["login", "id", "tenant", "name", "disabled"],
+                rows,
+            )
+        }
+        UserCmd::Disable { login } => {
+            let mut u = store
+                .user_by_login(&login)
+                .await?
+                .with_context(|| format!("no user `{login}`"))?;
+            u.disabled = true;
+            store.update_user(&u).await?;
+            output::created(global.json, &u, &format!("user {login} disabled"))
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ScopeRow {
+    name: String,
+    description: String,
+    sensitive: bool,
+}
+
+pub async fn scope(global: &Global, cmd: ScopeCmd) -> anyhow::Result<()> {
+    let (_, store) = open(global).await?;
+    match cmd {
+        ScopeCmd::Create {
+            name,
+            description,
+            sensitive,
+        } => {
+            let part = Config {
+                scopes: vec![ScopeConfig {
+                    name: name.clone(),
+                    description: description.clone(),
+                    sensitive,
+                }],
+                ..Config::default()
+            };
+            apply_part(store.as_ref(), part).await?;
+            let row = ScopeRow {
+                name,
+                description,
+                sensitive,
+            };
+            output::created(global.json, &row, &format!("scope {}", row.name))
+        }
+        ScopeCmd::List => {
+            let items: Vec<ScopeRow> = store
+                .scopes()
+                .await?
+                .into_iter()
+                .map(|s| ScopeRow {
+                    name: s.name,
+                    description: s.description,
+                    sensitive: s.sensitive,
+                })
+                .collect();
+            let rows = items
+                .iter()
+                .map(|s| vec![s.name.clone(), s.description.clone(), yes_no(s.sensitive)])
+                .collect();
+            output::print(
+                global.json,
+                &items,
+                &["name", "description", "sensitive"],
+                rows,
+            )
+        }
+    }
+}
+
+pub async fn resource(global: &Global, cmd: ResourceCmd) -> anyhow::Result<()> {
+    let (_, store) = open(global).await?;
+    match cmd {
+        ResourceCmd::Create {
+            identifier,
+            name,
+            scopes,
+        } => {
+            let part = Config {
+                resources: vec![ResourceConfig {
+                    identifier: identifier.clone(),
+                    name,
+                    scopes,
+                }],
+                ..Config::default()
+            };
+            apply_part(store.as_ref(), part).await?;
+            let r = store
+                .resources()
+                .await?
+                .into_iter()
+                .find(|r| r.identifier == identifier)
+                .context("resource vanished")?;
+            output::created(
+                global.json,
+                &r,
+                &format!("resource {} ({})", r.identifier, r.name),
+            )
+        }
+        ResourceCmd::List => {
+            let items = store.resources().await?;
+            let rows = items
+                .iter()
+                .map(|r| vec![r.identifier.clone(), r.name.clone(), r.scopes.to_string()])
+                .collect();
+            output::print(global.json, &items, &["identifier", "name", "scopes"], rows)
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct CreatedAgent<'a> {
+    #[serde(flatten)]
+    agent: &'a mandate_core::client::Agent,
+    /// Shown once; only its hash is stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_secret: Option<&'a str>,
+}
+
+pub async fn agent(global: &Global, cmd: AgentCmd) -> anyhow::Result<()> {
+    let (_, store) = open(global).await?;
+    match cmd {
+        AgentCmd::Create {
+            client_id,
+            name,
+            kind,
+            grant_types,
+            max_scopes,
+            redirect_uris,
+            tenant,
+            default_resource,
+        } => {
+            let secret =
+                (kind == "confidential").then(|| random::opaque_secret(&OsEntropy::default()));
+            let part = Config {
+                agents: vec![AgentConfig {
+                    client_id: client_id.clone(),
+                    name,
+                    kind,
+                    secret: secret.clone().map(Secret::new),
+                    secret_hash: None,
+                    redirect_uris,
+                    grant_types,
+                    max_scopes,
+                    tenant,
+                    access_token_ttl_seconds: None,
+                    refresh_token_ttl_seconds: None,
+                    default_resource,
+                    allowed_resources: vec![],
+                }],
+                ..Config::default()
+            };
+            apply_part(store.as_ref(), part).await?;
+            let a = store.agent(&client_id).await?.context("agent vanished")?;
+            let mut text = format!("agent {} ({})", a.client_id, a.kind.as_str());
+            if let Some(s) = &secret {
+                text.push_str(&format!("\nclient secret (shown once, store it now): {s}"));
+            }
+            output::created(
+                global.json,
+                &CreatedAgent {
+                    agent: &a,
+                    client_secret: secret.as_deref(),
+                },
+                &text,
+            )
+        }
+        AgentCmd::List => {
+            let items = store.agents().await?;
+            let rows = items
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.client_id.clone(),
+                        a.kind.as_str().to_owned(),
+                        a.grant_types
+                            .iter()
+                            .map(|g| g.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                        a.max_scopes.to_string(),
+                        a.tenant_id.clone().unwrap_or_else(|| "(any)".into()),
+                        yes_no(a.disabled),
+                    ]
+                })
+                .collect();
+            output::print(
+                global.json,
+                &items,
+                &[
+                    "client_id",
+                    "kind",
+                    "grant types",
+                    "max scopes",
+                    "tenant",
+                    "disabled",
+                ],
+                rows,
+            )
+        }
+        AgentCmd::Disable { client_id } => {
+            let mut a = store
+                .agent(&client_id)
+                .await?
+                .with_context(|| format!("no agent `{client_id}`"))?;
+            a.disabled = true;
+            store.upsert_agent(&a).await?;
+            output::created(global.json, &a, &format!("agent {client_id} disabled"))
+        }
+    }
+}
+
+pub async fn grant(global: &Global, cmd: GrantCmd) -> anyhow::Result<()> {
+    let (_, store) = open(global).await?;
+    match cmd {
+        GrantCmd::List {
+            tenant,
+            user,
+            agent,
+            all,
+        } => {
+            let user_id = match user {
+                Some(login) => Some(
+                    store
+                        .user_by_login(&login)
+                        .await?
+                        .with_context(|| format!("no user `{login}`"))?
+                        .id,
+                ),
+                None => None,
+            };
+            let filter = GrantFilter {
+                tenant_id: tenant,
+                user_id,
+                client_id: agent,
+                include_revoked: all,
+            };
+            let items = store.grants(&filter).await?;
+            let rows = items
+                .iter()
+                .map(|g| {
+                    vec![
+                        g.id.clone(),
+                        g.tenant_id.clone(),
+                        g.user_id.clone().unwrap_or_else(|| "(service)".into()),
+                        g.client_id.clone(),
+                        g.scopes.to_string(),
+                        output::time(Some(g.created_at)),
+                        output::time(g.revoked_at),
+                    ]
+                })
+                .collect();
+            output::print(
+                global.json,
+                &items,
+                &[
+                    "id", "tenant", "user", "agent", "scopes", "created", "revoked",
+                ],
+                rows,
+            )
+        }
+        GrantCmd::Revoke { id, reason } => {
+            let now = SystemClock.now();
+            let grant = store
+                .grant(&id)
+                .await?
+                .with_context(|| format!("no grant `{id}`"))?;
+            let was_active = store.revoke_grant(&id, now, &reason).await?;
+            let mut event = NewEvent::new(now, Action::GrantRevoked, ActorKind::Admin);
+            event.actor_id = Some("cli".into());
+            event.grant_id = Some(id.clone());
+            event.tenant_id = Some(grant.tenant_id);
+            event.user_id = grant.user_id;
+            event.client_id = Some(grant.client_id);
+            event.reason = Some(reason);
+            store.append_events(&[event]).await?;
+            let text = if was_active {
+                format!("grant {id} revoked")
+            } else {
+                format!("grant {id} was already revoked")
+            };
+            output::created(
+                global.json,
+                &serde_json::json!({ "id": id, "revoked": true, "was_active": was_active }),
+                &text,
+            )
+        }
+    }
+}
+
+fn yes_no(b: bool) -> String {
+    if b { "yes".into() } else { "no".into() }
+}

@@ -1,0 +1,174 @@
+//! Command-line grammar.
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "mandate",
+    version,
+    about = "OAuth 2.1 authorization for AI agents"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Clone)]
+pub struct Global {
+    /// Declarative configuration file (TOML), applied idempotently at start.
+    #[arg(long, global = true, env = "MANDATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory for the SQLite database and the key-encryption key.
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// sqlite://path or postgres://... (env MANDATE_DATABASE_URL).
+    #[arg(long, global = true)]
+    pub database_url: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the authorization server.
+    Serve(ServeArgs),
+    /// Tenants (organisations).
+    #[command(subcommand)]
+    Tenant(TenantCmd),
+    /// Users (people in a tenant).
+    #[command(subcommand)]
+    User(UserCmd),
+    /// The scope catalog.
+    #[command(subcommand)]
+    Scope(ScopeCmd),
+    /// Resource servers (token audiences).
+    #[command(subcommand)]
+    Resource(ResourceCmd),
+    /// Agents (OAuth clients).
+    #[command(subcommand)]
+    Agent(AgentCmd),
+    /// Grants (a user's consent to an agent).
+    #[command(subcommand)]
+    Grant(GrantCmd),
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Public issuer URL [default: http://<listen>].
+    #[arg(long)]
+    pub issuer: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum TenantCmd {
+    /// Create a tenant (or rename an existing one).
+    Create {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    List,
+}
+
+#[derive(Subcommand)]
+pub enum UserCmd {
+    /// Create a user; the password is read from standard input.
+    Create {
+        login: String,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Disable a user: logins fail and their tokens stop introspecting as active.
+    Disable { login: String },
+}
+
+#[derive(Subcommand)]
+pub enum ScopeCmd {
+    Create {
+        name: String,
+        #[arg(long)]
+        description: String,
+        #[arg(long)]
+        sensitive: bool,
+    },
+    List,
+}
+
+#[derive(Subcommand)]
+pub enum ResourceCmd {
+    Create {
+        /// Resource indicator (absolute URI), used as the token audience.
+        identifier: String,
+        #[arg(long)]
+        name: String,
+        /// Scopes the resource accepts.
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+    },
+    List,
+}
+
+#[derive(Subcommand)]
+pub enum AgentCmd {
+    /// Register an agent. A confidential agent's secret is generated and printed once.
+    Create {
+        client_id: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// public or confidential.
+        #[arg(long)]
+        kind: String,
+        #[arg(long, value_delimiter = ',', required = true)]
+        grant_types: Vec<String>,
+        #[arg(long, value_delimiter = ',', required = true)]
+        max_scopes: Vec<String>,
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        default_resource: Option<String>,
+    },
+    List,
+    /// Disable an agent: it can no longer authenticate and its tokens become inactive.
+    Disable {
+        client_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum GrantCmd {
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Login name of the user.
+        #[arg(long)]
+        user: Option<String>,
+        /// Client id of the agent.
+        #[arg(long)]
+        agent: Option<String>,
+        /// Include revoked grants.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Revoke a grant and every token issued under it.
+    Revoke {
+        id: String,
+        #[arg(long, default_value = "revoked by administrator")]
+        reason: String,
+    },
+}

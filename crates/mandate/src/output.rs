@@ -1,0 +1,44 @@
+//! Printing results as a readable table or as JSON (`--json`).
+
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use serde::Serialize;
+
+/// Prints rows as a table with `headers`, or the serialisable `items` as a JSON array.
+pub fn print<T: Serialize>(
+    json: bool,
+    items: &[T],
+    headers: &[&str],
+    rows: Vec<Vec<String>>,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(items)?);
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("(none)");
+        return Ok(());
+    }
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_BORDERS_ONLY)
+        .set_header(headers.to_vec());
+    for r in rows {
+        table.add_row(r);
+    }
+    println!("{table}");
+    Ok(())
+}
+
+/// Prints a single created object.
+pub fn created<T: Serialize>(json: bool, item: &T, text: &str) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(item)?);
+    } else {
+        println!("{text}");
+    }
+    Ok(())
+}
+
+pub fn time(t: Option<mandate_core::time::Timestamp>) -> String {
+    t.map_or_else(|| "-".to_owned(), |t| t.unix().to_string())
+}
