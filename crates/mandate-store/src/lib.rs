@@ -52,9 +52,11 @@ pub trait TenantStore: Send + Sync {
 
 #[async_trait]
 pub trait UserStore: Send + Sync {
-    /// Creates a user; `Conflict` if the login name is taken (login names are server-wide).
+    /// Creates a user; `Conflict` if the login name is taken (login names are server-wide),
+    /// `NotFound` if the tenant does not exist.
     async fn create_user(&self, user: &User) -> StoreResult<()>;
-    /// Updates display name, password hash, tenant and disabled flag of the user with `user.id`.
+    /// Updates display name, password hash, tenant and disabled flag of the user with `user.id`
+    /// (the login is kept); `NotFound` if there is no such user or tenant.
     async fn update_user(&self, user: &User) -> StoreResult<()>;
     async fn user(&self, id: &str) -> StoreResult<Option<User>>;
     async fn user_by_login(&self, login: &str) -> StoreResult<Option<User>>;
@@ -96,6 +98,7 @@ pub trait GrantStore: Send + Sync {
     ) -> StoreResult<Option<Grant>>;
     /// Replaces the scopes of an unrevoked grant; `NotFound` if it is missing or revoked.
     async fn update_grant_scopes(&self, id: &str, scopes: &ScopeSet) -> StoreResult<()>;
+    /// Grants matching every filter that is set, newest first (`created_at` descending, then id).
     async fn grants(&self, filter: &GrantFilter) -> StoreResult<Vec<Grant>>;
     /// Revokes the grant and all its refresh families in one transaction. Returns whether the
     /// grant was active before (revoking twice keeps the first time and reason).

@@ -65,7 +65,10 @@ pub enum CodeConsumption {
 pub struct RefreshLookup {
     pub token: RefreshTokenRecord,
     pub family: RefreshFamily,
-    /// Whether the token that replaced this one (if any) is still unused and unexpired.
+    /// Whether the token that replaced this one exists and is still unused (`false` for a live
+    /// token, which has no successor). The successor's expiry is not checked (the lookup has no
+    /// clock): `refresh::classify` only uses this flag within seconds of the rotation that
+    /// issued the successor.
     pub successor_live: bool,
 }
 

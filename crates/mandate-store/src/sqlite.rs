@@ -7,8 +7,9 @@
 
 use crate::{Store, StoreError, StoreResult};
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteSynchronous;
+use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::{SqliteConnection, SqliteSynchronous};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -34,6 +35,14 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
         ensure_parent_dir(options.get_filename())?;
+        // Switching a new file to WAL takes an exclusive lock that the busy timeout does not
+        // cover, so pool connections opening side by side can fail with "database is locked".
+        // Do the switch and the migrations on one connection before the pool opens any.
+        let mut first = SqliteConnection::connect_with(&options).await?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&mut first)
+            .await?;
+        first.close().await?;
         // Connections are never retired: an in-memory database lives only as long as one of its
         // connections, and a file database gains nothing from reconnecting.
         let pool = SqlitePoolOptions::new()
@@ -43,7 +52,6 @@ impl SqliteStore {
             .max_lifetime(None)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         Ok(Self { pool })
     }
 }
@@ -146,11 +154,11 @@ mod tests {
         std::fs::write(&file, b"x").unwrap();
         let url = format!("sqlite://{}/mandate.db", file.display());
         let err = SqliteStore::connect(&url).await.err().unwrap();
-        let chain = format!("{:?}", anyhow_chain(&err));
+        let chain = format!("{:?}", error_chain(&err));
         assert!(chain.contains("not-a-dir"), "{chain}");
     }
 
-    fn anyhow_chain(err: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    fn error_chain(err: &(dyn std::error::Error + 'static)) -> Vec<String> {
         let mut out = vec![err.to_string()];
         let mut source = err.source();
         while let Some(e) = source {

@@ -31,77 +31,12 @@ pub async fn exchange(
     meta: &RequestMeta,
     now: Timestamp,
 ) -> Result<TokenResponse, ServerError> {
-    let invalid = |why: &'static str| ServerError::from(OAuthError::InvalidGrant(why.into()));
     let hash = secret::hash_secret(presented);
-    let successor = refresh::successor(app.kek.refresh_key(), presented);
-
-    // At most two rounds: a lost rotation race is re-classified once (it then falls in the
-    // grace window or counts as reuse).
-    let mut lookup = load(app, &hash)
-        .await?
-        .ok_or_else(|| invalid("unknown refresh token"))?;
-    let mut settled = false;
-    for _ in 0..2 {
-        let RefreshLookup {
-            token,
-            family,
-            successor_live,
-        } = &lookup;
-        if family.client_id != agent.client_id {
-            return Err(invalid("the refresh token was issued to another client"));
-        }
-        if family.revoked_at.is_some() {
-            return Err(invalid("the refresh token has been revoked"));
-        }
-        match refresh::classify(
-            token,
-            *successor_live,
-            now,
-            app.settings.refresh_grace_seconds,
-        ) {
-            Presentation::Expired => return Err(invalid("the refresh token has expired")),
-            Presentation::Reuse => {
-                app.store.revoke_family(&family.id, now).await?;
-                revoke_for_incident(
-                    app,
-                    &family.grant_id,
-                    Action::RefreshReuseDetected,
-                    "refresh token reuse detected",
-                    meta,
-                    now,
-                )
-                .await?;
-                return Err(invalid("the refresh token has already been used"));
-            }
-            Presentation::ReturnSuccessor => {
-                settled = true;
-                break;
-            }
-            Presentation::Rotate => {
-                let next = RefreshTokenRecord {
-                    token_hash: secret::hash_secret(&successor),
-                    family_id: family.id.clone(),
-                    issued_at: now,
-                    expires_at: now.plus_seconds(agent.refresh_token_ttl),
-                    used_at: None,
-                };
-                if app.store.rotate_refresh_token(&hash, &next, now).await? {
-                    settled = true;
-                    break;
-                }
-                lookup = load(app, &hash)
-                    .await?
-                    .ok_or_else(|| invalid("unknown refresh token"))?;
-            }
-        }
-    }
-    if !settled {
-        return Err(invalid(
-            "the refresh token is being rotated concurrently; retry",
-        ));
-    }
+    let lookup = load(app, &hash).await?;
+    let presentation = classify(app, agent, &lookup, meta, now).await?;
     let family = &lookup.family;
 
+    // Validate everything before rotating, so a rejected request leaves the token usable.
     let grant = app
         .store
         .grant(&family.grant_id)
@@ -128,6 +63,26 @@ pub async fn exchange(
     if scopes.is_empty() {
         return Err(invalid("no granted scope remains"));
     }
+
+    let successor = refresh::successor(app.kek.refresh_key(), presented);
+    if presentation == Presentation::Rotate {
+        let next = RefreshTokenRecord {
+            token_hash: secret::hash_secret(&successor),
+            family_id: family.id.clone(),
+            issued_at: now,
+            expires_at: now.plus_seconds(agent.refresh_token_ttl),
+            used_at: None,
+        };
+        if !app.store.rotate_refresh_token(&hash, &next, now).await? {
+            // A concurrent request rotated it first: that is fine inside the grace window
+            // (same successor), and reuse otherwise.
+            let again = load(app, &hash).await?;
+            if classify(app, agent, &again, meta, now).await? != Presentation::ReturnSuccessor {
+                return Err(invalid("the refresh token has already been used"));
+            }
+        }
+    }
+
     let subject = TokenSubject {
         agent,
         tenant_id: &family.tenant_id,
@@ -152,6 +107,53 @@ pub async fn exchange(
     ))
 }
 
-async fn load(app: &AppState, hash: &str) -> Result<Option<RefreshLookup>, ServerError> {
-    Ok(app.store.refresh_token(hash).await?)
+fn invalid(why: &'static str) -> ServerError {
+    OAuthError::InvalidGrant(why.into()).into()
+}
+
+/// Classifies a presentation, answering reuse by revoking the family and its grant.
+/// Returns only `Rotate` or `ReturnSuccessor`; everything else is an error.
+async fn classify(
+    app: &AppState,
+    agent: &Agent,
+    lookup: &RefreshLookup,
+    meta: &RequestMeta,
+    now: Timestamp,
+) -> Result<Presentation, ServerError> {
+    let family = &lookup.family;
+    if family.client_id != agent.client_id {
+        return Err(invalid("the refresh token was issued to another client"));
+    }
+    if family.revoked_at.is_some() {
+        return Err(invalid("the refresh token has been revoked"));
+    }
+    match refresh::classify(
+        &lookup.token,
+        lookup.successor_live,
+        now,
+        app.settings.refresh_grace_seconds,
+    ) {
+        Presentation::Expired => Err(invalid("the refresh token has expired")),
+        Presentation::Reuse => {
+            app.store.revoke_family(&family.id, now).await?;
+            revoke_for_incident(
+                app,
+                &family.grant_id,
+                Action::RefreshReuseDetected,
+                "refresh token reuse detected",
+                meta,
+                now,
+            )
+            .await?;
+            Err(invalid("the refresh token has already been used"))
+        }
+        ok => Ok(ok),
+    }
+}
+
+async fn load(app: &AppState, hash: &str) -> Result<RefreshLookup, ServerError> {
+    app.store
+        .refresh_token(hash)
+        .await?
+        .ok_or_else(|| invalid("unknown refresh token"))
 }

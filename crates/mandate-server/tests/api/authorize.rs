@@ -1,0 +1,157 @@
+use crate::helpers::*;
+use reqwest::StatusCode;
+
+crate::backend_tests!(bad_authorization_requests_never_redirect_to_untrusted_uris,);
+
+/// Where an error must go: a page (the redirect URI cannot be trusted) or the client.
+enum Expect {
+    Page,
+    Redirect(&'static str),
+}
+
+async fn bad_authorization_requests_never_redirect_to_untrusted_uris(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let browser = Browser::default();
+    let (_, challenge) = pkce();
+    let base = authorize_query("contacts.read", &challenge, &[]);
+    let with = |k: &'static str, v: &'static str| {
+        let mut q: Vec<(&str, &str)> = base.iter().filter(|(bk, _)| *bk != k).cloned().collect();
+        q.push((k, v));
+        q
+    };
+    let without = |k: &'static str| {
+        base.iter()
+            .filter(|(bk, _)| *bk != k)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let long_state = Box::leak("s".repeat(2000).into_boxed_str());
+    let cases: Vec<(Vec<(&str, &str)>, Expect, &str)> = vec![
+        (
+            with("client_id", "unknown-agent"),
+            Expect::Page,
+            "unknown client",
+        ),
+        (without("client_id"), Expect::Page, "missing client_id"),
+        (
+            with("redirect_uri", "https://evil.example/callback"),
+            Expect::Page,
+            "unregistered redirect URI",
+        ),
+        (
+            with("redirect_uri", "http://127.0.0.1:43210/callback/../evil"),
+            Expect::Page,
+            "path trick",
+        ),
+        (
+            with("redirect_uri", "http://127.0.0.1.evil.example/callback"),
+            Expect::Page,
+            "host suffix trick",
+        ),
+        (
+            without("redirect_uri"),
+            Expect::Page,
+            "loopback registration needs redirect_uri",
+        ),
+        (
+            [base.clone(), vec![("redirect_uri", CLI_REDIRECT)]].concat(),
+            Expect::Page,
+            "duplicated redirect_uri",
+        ),
+        (
+            with("response_type", "token"),
+            Expect::Redirect("unsupported_response_type"),
+            "implicit flow",
+        ),
+        (
+            without("response_type"),
+            Expect::Redirect("invalid_request"),
+            "missing response_type",
+        ),
+        (
+            without("code_challenge"),
+            Expect::Redirect("invalid_request"),
+            "missing PKCE",
+        ),
+        (
+            without("code_challenge_method"),
+            Expect::Redirect("invalid_request"),
+            "method defaults to plain",
+        ),
+        (
+            with("code_challenge_method", "plain"),
+            Expect::Redirect("invalid_request"),
+            "plain PKCE",
+        ),
+        (
+            with("code_challenge", "too-short"),
+            Expect::Redirect("invalid_request"),
+            "malformed challenge",
+        ),
+        (
+            with("scope", "billing.read"),
+            Expect::Redirect("invalid_scope"),
+            "never billing",
+        ),
+        (
+            with("scope", "bad\"scope"),
+            Expect::Redirect("invalid_scope"),
+            "malformed scope",
+        ),
+        (
+            with("resource", "http://unknown.example"),
+            Expect::Redirect("invalid_target"),
+            "unknown resource",
+        ),
+        (
+            with("prompt", "bogus"),
+            Expect::Redirect("invalid_request"),
+            "unknown prompt",
+        ),
+        (
+            with("request_uri", "urn:x"),
+            Expect::Redirect("invalid_request"),
+            "request objects",
+        ),
+        (
+            with("state", long_state),
+            Expect::Redirect("invalid_request"),
+            "oversized state",
+        ),
+    ];
+    for (query, expect, reason) in cases {
+        let page = browser.authorize(&app, &query).await;
+        assert!(
+            page.status.is_client_error() || page.status == StatusCode::SEE_OTHER,
+            "{reason}: {}",
+            page.status
+        );
+        match expect {
+            Expect::Page => {
+                assert_eq!(page.status, StatusCode::BAD_REQUEST, "{reason}");
+                assert!(
+                    page.headers.get("location").is_none(),
+                    "{reason}: must not redirect"
+                );
+                assert!(page.html.contains("<h1>"), "{reason}: an error page");
+            }
+            Expect::Redirect(code) => {
+                assert_eq!(
+                    page.status,
+                    StatusCode::SEE_OTHER,
+                    "{reason}: {}",
+                    page.html
+                );
+                let (target, params) = location_params(&page.headers);
+                assert_eq!(target, CLI_REDIRECT, "{reason}");
+                assert_eq!(param(&params, "error"), Some(code), "{reason}");
+                assert_eq!(param(&params, "iss"), Some(app.issuer.as_str()), "{reason}");
+                if reason != "oversized state" {
+                    assert_eq!(param(&params, "state"), Some("st-123"), "{reason}");
+                } else {
+                    assert_eq!(param(&params, "state"), None, "{reason}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,163 @@
+use crate::helpers::*;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+crate::backend_tests!(
+    metadata_advertises_what_is_enforced,
+    issuer_with_a_path_serves_path_inserted_metadata,
+    jwks_publishes_the_key_tokens_are_signed_with,
+    es256_can_be_selected,
+    healthz_reports_the_backend,
+);
+
+async fn metadata_advertises_what_is_enforced(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let doc: Value = app
+        .http
+        .get(app.url("/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let oidc: Value = app
+        .http
+        .get(app.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc, oidc, "both discovery paths serve the same document");
+    assert_eq!(doc["issuer"], app.issuer.as_str());
+    assert_eq!(doc["token_endpoint"], format!("{}/token", app.issuer));
+    assert_eq!(
+        doc["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
+    assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
+    assert_eq!(doc["response_types_supported"], serde_json::json!(["code"]));
+    let grants = doc["grant_types_supported"].as_array().unwrap();
+    assert!(!grants.iter().any(|g| g == "implicit" || g == "password"));
+    assert_eq!(doc["scopes_supported"].as_array().unwrap().len(), 6);
+}
+
+async fn issuer_with_a_path_serves_path_inserted_metadata(backend: Backend) {
+    let app = spawn_with(backend, |c| {
+        c.issuer = Some("http://mandate.test/auth".into())
+    })
+    .await;
+    for path in [
+        "/.well-known/oauth-authorization-server/auth",
+        "/.well-known/openid-configuration/auth",
+        "/auth/.well-known/openid-configuration",
+        "/auth/.well-known/oauth-authorization-server",
+    ] {
+        let resp = app.http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        let doc: Value = resp.json().await.unwrap();
+        assert_eq!(doc["issuer"], "http://mandate.test/auth", "{path}");
+        assert_eq!(
+            doc["authorization_endpoint"],
+            "http://mandate.test/auth/authorize"
+        );
+    }
+    let root = app
+        .http
+        .get(app.url("/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        root.status(),
+        StatusCode::NOT_FOUND,
+        "the path-less form belongs to another issuer"
+    );
+    let (status, _, body) = app
+        .post_form(
+            "/auth/token",
+            Some(("svc-agent", SVC_SECRET)),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "endpoints live under the issuer path: {body}"
+    );
+}
+
+async fn jwks_publishes_the_key_tokens_are_signed_with(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let resp = app.http.get(app.url("/jwks.json")).send().await.unwrap();
+    assert_eq!(resp.headers()["content-type"], "application/jwk-set+json");
+    let jwks: Value = resp.json().await.unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["alg"], "EdDSA");
+    assert_eq!(keys[0]["crv"], "Ed25519");
+    assert!(
+        keys[0].get("d").is_none(),
+        "no private part is ever published"
+    );
+    let token = app.client_credentials(None).await;
+    let header = s(&token["access_token"])
+        .split('.')
+        .next()
+        .unwrap()
+        .to_owned();
+    let header: Value = serde_json::from_slice(&base64_decode(&header)).unwrap();
+    assert_eq!(header["kid"], keys[0]["kid"]);
+    assert_eq!(header["typ"], "at+jwt");
+}
+
+async fn es256_can_be_selected(backend: Backend) {
+    let app = spawn_with(backend, |c| {
+        c.signing_algorithm = mandate_core::jwt::Algorithm::ES256
+    })
+    .await;
+    let token = app.client_credentials(Some("tickets.read")).await;
+    let claims = app.verify(s(&token["access_token"])).await;
+    assert_eq!(claims.sub, "svc-agent");
+    let jwks: Value = app
+        .http
+        .get(app.url("/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks["keys"][0]["alg"], "ES256");
+    assert_eq!(jwks["keys"][0]["crv"], "P-256");
+}
+
+async fn healthz_reports_the_backend(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let body: Value = app
+        .http
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let expected = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    assert_eq!(
+        body,
+        serde_json::json!({"status": "ok", "database": expected})
+    );
+}
+
+pub fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .unwrap()
+}

@@ -1,0 +1,110 @@
+use crate::helpers::*;
+use reqwest::StatusCode;
+use serde_json::json;
+
+crate::backend_tests!(
+    active_tokens_describe_themselves,
+    inactive_tokens_reveal_nothing,
+    only_confidential_clients_may_introspect,
+    disabling_user_or_agent_deactivates_tokens,
+);
+
+async fn active_tokens_describe_themselves(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let tokens = user_tokens(&app, "alice", "contacts.read").await;
+    let at = app.introspect(s(&tokens["access_token"])).await;
+    let claims = app.verify(s(&tokens["access_token"])).await;
+    assert_eq!(at["active"], true);
+    assert_eq!(at["scope"], "contacts.read");
+    assert_eq!(at["client_id"], "cli-agent");
+    assert_eq!(at["sub"], claims.sub.as_str());
+    assert_eq!(at["aud"], CRM);
+    assert_eq!(at["iss"], app.issuer.as_str());
+    assert_eq!(at["tenant"], "acme");
+    assert_eq!(at["gid"], claims.gid.as_str());
+    assert_eq!(at["token_type"], "Bearer");
+    let rt = app.introspect(s(&tokens["refresh_token"])).await;
+    assert_eq!(rt["active"], true);
+    assert_eq!(rt["token_type"], "refresh_token");
+    assert_eq!(rt["gid"], claims.gid.as_str());
+}
+
+async fn inactive_tokens_reveal_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let svc = app.client_credentials(None).await;
+    let token = s(&svc["access_token"]).to_owned();
+    let mut tampered = token.clone();
+    tampered.replace_range(tampered.len() - 4.., "AAAA");
+    for t in ["garbage", "a.b.c", tampered.as_str(), &"x".repeat(10_000)] {
+        assert_eq!(
+            app.introspect(t).await,
+            json!({"active": false}),
+            "{}",
+            &t[..t.len().min(20)]
+        );
+    }
+    app.advance(900);
+    assert_eq!(
+        app.introspect(&token).await,
+        json!({"active": false}),
+        "expired"
+    );
+}
+
+async fn only_confidential_clients_may_introspect(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let svc = app.client_credentials(None).await;
+    let (status, _, body) = app
+        .post_form(
+            "/introspect",
+            None,
+            &[
+                ("token", s(&svc["access_token"])),
+                ("client_id", "cli-agent"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_client"))
+    );
+    let (status, _, body) = app
+        .post_form("/introspect", None, &[("token", s(&svc["access_token"]))])
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_client"))
+    );
+    let (status, _, body) = app
+        .post_form("/introspect", Some(("svc-agent", SVC_SECRET)), &[])
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
+}
+
+async fn disabling_user_or_agent_deactivates_tokens(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let bob = user_tokens(&app, "bob", "contacts.read").await;
+    let alice = user_tokens(&app, "alice", "contacts.read").await;
+    let mut user = app.store.user_by_login("bob").await.unwrap().unwrap();
+    user.disabled = true;
+    app.store.update_user(&user).await.unwrap();
+    assert_eq!(
+        app.introspect(s(&bob["access_token"])).await["active"],
+        false
+    );
+    assert_eq!(
+        app.introspect(s(&alice["access_token"])).await["active"],
+        true,
+        "only bob is affected"
+    );
+    let mut agent = app.store.agent("cli-agent").await.unwrap().unwrap();
+    agent.disabled = true;
+    app.store.upsert_agent(&agent).await.unwrap();
+    assert_eq!(
+        app.introspect(s(&alice["access_token"])).await["active"],
+        false
+    );
+}

@@ -1,0 +1,25 @@
+//! End-to-end tests of the real server over real HTTP, on SQLite and on PostgreSQL.
+//!
+//! One test binary (faster to link, shared helpers). Every test is written once as an
+//! `async fn(Backend)` and instantiated for both backends by [`backend_tests!`]; the PostgreSQL
+//! copies say clearly when `MANDATE_TEST_POSTGRES_URL` is absent and skip.
+
+// Test helpers are plain functions, which clippy's in-test allowances do not cover.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::type_complexity
+)]
+
+mod helpers;
+
+mod authorize;
+mod client_credentials;
+mod code_flow;
+mod discovery;
+mod introspection;
+mod refresh;
+mod revocation;
+mod startup;

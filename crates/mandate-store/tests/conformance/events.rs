@@ -1,0 +1,147 @@
+//! Cases for the event log and the group-commit writer on top of it.
+
+use super::fixtures::*;
+use mandate_core::event::{Action, ActorKind, NewEvent};
+use mandate_store::group_commit::EventWriter;
+use mandate_store::{EventFilter, Store};
+use std::sync::Arc;
+
+pub(crate) async fn events_append_in_order_and_filter(store: Arc<dyn Store>) {
+    assert_eq!(store.append_events(&[]).await.unwrap(), Vec::<i64>::new());
+    let full = NewEvent {
+        actor_id: Some("u_1".into()),
+        user_id: Some("u_1".into()),
+        client_id: Some("cli".into()),
+        scopes: Some("contacts.read".into()),
+        reason: Some("because".into()),
+        ip: Some("203.0.113.7".into()),
+        user_agent: Some("curl/8".into()),
+        detail: serde_json::json!({"grant_type": "authorization_code", "n": [1, 2]}),
+        actor_kind: ActorKind::User,
+        ..event(100, Action::ConsentGranted, Some("acme"), Some("g_1"))
+    };
+    let batch = vec![
+        full.clone(),
+        event(101, Action::TokenIssued, Some("acme"), Some("g_1")),
+        event(102, Action::TokenIssued, Some("other"), Some("g_2")),
+        event(103, Action::LoginFailed, None, None),
+        event(104, Action::GrantRevoked, Some("acme"), Some("g_1")),
+    ];
+    let seqs = store.append_events(&batch).await.unwrap();
+    assert_eq!(seqs.len(), batch.len());
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    let more = store
+        .append_events(&[event(105, Action::ConfigApplied, None, None)])
+        .await
+        .unwrap();
+    assert!(more[0] > seqs[4]);
+
+    let all = store.events(&EventFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 6);
+    assert_eq!(all[0].seq, seqs[0]);
+    assert_eq!(all[0].event, full);
+    let got: Vec<_> = all.iter().map(|e| e.event.clone()).collect();
+    assert_eq!(got[..5], batch[..]);
+
+    let seqs_of = |filter: EventFilter| {
+        let store = store.clone();
+        async move {
+            store
+                .events(&filter)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.seq)
+                .collect::<Vec<_>>()
+        }
+    };
+    let acme = EventFilter {
+        tenant_id: Some("acme".into()),
+        ..EventFilter::default()
+    };
+    assert_eq!(seqs_of(acme.clone()).await, [seqs[0], seqs[1], seqs[4]]);
+    let issued = EventFilter {
+        action: Some("token.issued".into()),
+        ..EventFilter::default()
+    };
+    assert_eq!(seqs_of(issued).await, [seqs[1], seqs[2]]);
+    let g1_issued = EventFilter {
+        grant_id: Some("g_1".into()),
+        action: Some("token.issued".into()),
+        ..EventFilter::default()
+    };
+    assert_eq!(seqs_of(g1_issued).await, [seqs[1]]);
+    let page = EventFilter {
+        after_seq: seqs[0],
+        limit: 2,
+        ..acme
+    };
+    assert_eq!(seqs_of(page).await, [seqs[1], seqs[4]]);
+    let tail = EventFilter {
+        after_seq: seqs[4],
+        ..EventFilter::default()
+    };
+    assert_eq!(seqs_of(tail).await, [more[0]]);
+}
+
+pub(crate) async fn large_event_batches_keep_input_order(store: Arc<dyn Store>) {
+    let batch: Vec<_> = (0..300)
+        .map(|i| NewEvent {
+            reason: Some(format!("n{i}")),
+            ..event(i, Action::TokenIssued, Some("acme"), None)
+        })
+        .collect();
+    let seqs = store.append_events(&batch).await.unwrap();
+    assert_eq!(seqs.len(), 300);
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+    let stored = store
+        .events(&EventFilter {
+            limit: 1000,
+            ..EventFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 300);
+    for (i, (e, seq)) in stored.iter().zip(&seqs).enumerate() {
+        assert_eq!(e.seq, *seq);
+        assert_eq!(e.event.reason.as_deref(), Some(format!("n{i}").as_str()));
+    }
+}
+
+pub(crate) async fn group_commit_writer_acknowledges_every_event(store: Arc<dyn Store>) {
+    let (writer, task) = EventWriter::spawn(store.clone());
+    let appends: Vec<_> = (0..200)
+        .map(|i| {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                let e = NewEvent {
+                    reason: Some(format!("n{i}")),
+                    ..event(i, Action::TokenIssued, None, None)
+                };
+                (i, writer.append(e).await.unwrap())
+            })
+        })
+        .collect();
+    let mut acked = Vec::new();
+    for a in appends {
+        acked.push(a.await.unwrap());
+    }
+    drop(writer);
+    task.await.unwrap();
+    let stored = store
+        .events(&EventFilter {
+            limit: 1000,
+            ..EventFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 200);
+    for (i, seq) in acked {
+        let e = stored.iter().find(|e| e.seq == seq).unwrap();
+        assert_eq!(
+            e.event.reason,
+            Some(format!("n{i}")),
+            "seq {seq} is event {i}"
+        );
+    }
+}

@@ -1,0 +1,159 @@
+//! Records for the cases: valid, fully populated, and easy to vary with `..fixture(...)`.
+
+use mandate_core::client::{Agent, ClientKind, GrantType};
+use mandate_core::code::AuthorizationCode;
+use mandate_core::directory::{Tenant, User};
+use mandate_core::event::{Action, ActorKind, NewEvent};
+use mandate_core::grant::Grant;
+use mandate_core::pkce::CodeChallenge;
+use mandate_core::redirect_uri::RedirectUri;
+use mandate_core::refresh::{RefreshFamily, RefreshTokenRecord};
+use mandate_core::scope::ScopeSet;
+use mandate_core::time::Timestamp;
+
+pub(crate) const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+/// Concurrent callers racing for one code or one refresh token.
+pub(crate) const RACERS: usize = 16;
+
+pub(crate) fn t(unix: i64) -> Timestamp {
+    Timestamp::from_unix(unix)
+}
+
+pub(crate) fn scopes(s: &str) -> ScopeSet {
+    ScopeSet::parse(s).unwrap()
+}
+
+pub(crate) fn tenant(id: &str) -> Tenant {
+    Tenant {
+        id: id.into(),
+        name: format!("Tenant {id}"),
+    }
+}
+
+pub(crate) fn user(id: &str, tenant_id: &str, login: &str) -> User {
+    User {
+        id: id.into(),
+        tenant_id: tenant_id.into(),
+        login: login.into(),
+        display_name: format!("User {id}"),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        disabled: false,
+    }
+}
+
+pub(crate) fn full_agent(client_id: &str) -> Agent {
+    Agent {
+        client_id: client_id.into(),
+        name: "Full Agent".into(),
+        kind: ClientKind::Confidential,
+        secret_hash: Some("sha256:abcdef".into()),
+        redirect_uris: vec![
+            RedirectUri::parse("https://app.example/cb?x=1").unwrap(),
+            RedirectUri::parse("http://127.0.0.1/callback").unwrap(),
+            RedirectUri::parse("com.example.app:/oauth").unwrap(),
+        ],
+        grant_types: vec![
+            GrantType::AuthorizationCode,
+            GrantType::RefreshToken,
+            GrantType::ClientCredentials,
+        ],
+        max_scopes: scopes("contacts.read contacts.write billing.read"),
+        tenant_id: Some("acme".into()),
+        access_token_ttl: 900,
+        refresh_token_ttl: 604_800,
+        default_resource: Some("https://crm.example/api".into()),
+        allowed_resources: vec![
+            "https://crm.example/api".into(),
+            "urn:example:mcp \"quoted\"".into(),
+        ],
+        disabled: true,
+    }
+}
+
+pub(crate) fn bare_agent(client_id: &str) -> Agent {
+    Agent {
+        client_id: client_id.into(),
+        name: "Bare".into(),
+        kind: ClientKind::Public,
+        secret_hash: None,
+        redirect_uris: vec![],
+        grant_types: vec![],
+        max_scopes: ScopeSet::new(),
+        tenant_id: None,
+        access_token_ttl: 60,
+        refresh_token_ttl: 0,
+        default_resource: None,
+        allowed_resources: vec![],
+        disabled: false,
+    }
+}
+
+pub(crate) fn grant(id: &str, user_id: Option<&str>, created_at: i64) -> Grant {
+    Grant {
+        id: id.into(),
+        tenant_id: "acme".into(),
+        user_id: user_id.map(Into::into),
+        client_id: "cli".into(),
+        scopes: scopes("contacts.read"),
+        purpose: Some("sync contacts".into()),
+        created_at: t(created_at),
+        expires_at: None,
+        revoked_at: None,
+        revoked_reason: None,
+    }
+}
+
+pub(crate) fn code(hash: &str) -> AuthorizationCode {
+    AuthorizationCode {
+        code_hash: hash.into(),
+        client_id: "cli".into(),
+        grant_id: "g_1".into(),
+        user_id: "u_1".into(),
+        tenant_id: "acme".into(),
+        redirect_uri: "http://127.0.0.1:5000/cb".into(),
+        redirect_uri_explicit: true,
+        code_challenge: CodeChallenge::from_stored(CHALLENGE).unwrap(),
+        resource: "https://crm.example/api".into(),
+        scopes: scopes("contacts.read contacts.write"),
+        created_at: t(1000),
+        expires_at: t(1060),
+        family_id: None,
+    }
+}
+
+pub(crate) fn family(id: &str, grant_id: &str) -> RefreshFamily {
+    RefreshFamily {
+        id: id.into(),
+        grant_id: grant_id.into(),
+        client_id: "cli".into(),
+        tenant_id: "acme".into(),
+        user_id: Some("u_1".into()),
+        scopes: scopes("contacts.read"),
+        resource: "https://crm.example/api".into(),
+        created_at: t(1000),
+        revoked_at: None,
+    }
+}
+
+pub(crate) fn token(hash: &str, family_id: &str, issued_at: i64) -> RefreshTokenRecord {
+    RefreshTokenRecord {
+        token_hash: hash.into(),
+        family_id: family_id.into(),
+        issued_at: t(issued_at),
+        expires_at: t(issued_at + 3600),
+        used_at: None,
+    }
+}
+
+pub(crate) fn event(
+    at: i64,
+    action: Action,
+    tenant_id: Option<&str>,
+    grant_id: Option<&str>,
+) -> NewEvent {
+    NewEvent {
+        tenant_id: tenant_id.map(Into::into),
+        grant_id: grant_id.map(Into::into),
+        ..NewEvent::new(t(at), action, ActorKind::Agent)
+    }
+}

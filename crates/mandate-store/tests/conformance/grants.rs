@@ -1,0 +1,272 @@
+//! Cases for grants and authorization codes, including the code-redemption race.
+
+use super::fixtures::*;
+use mandate_core::code::AuthorizationCode;
+use mandate_core::grant::Grant;
+use mandate_store::{CodeConsumption, GrantFilter, Store, StoreError};
+use std::sync::Arc;
+
+pub(crate) async fn grants_round_trip_update_and_filter(store: Arc<dyn Store>) {
+    let g1 = Grant {
+        expires_at: Some(t(5000)),
+        ..grant("g_1", Some("u_1"), 100)
+    };
+    let g2 = Grant {
+        purpose: None,
+        ..grant("g_2", None, 200)
+    };
+    let g3 = Grant {
+        tenant_id: "other".into(),
+        client_id: "cli2".into(),
+        ..grant("g_3", Some("u_2"), 300)
+    };
+    for g in [&g1, &g2, &g3] {
+        store.create_grant(g).await.unwrap();
+    }
+    let dup = store.create_grant(&g1).await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    assert_eq!(store.grant("g_1").await.unwrap(), Some(g1.clone()));
+    assert_eq!(store.grant("g_2").await.unwrap(), Some(g2.clone()));
+    assert_eq!(store.grant("nope").await.unwrap(), None);
+
+    store
+        .update_grant_scopes("g_1", &scopes("contacts.read contacts.write"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.grant("g_1").await.unwrap().unwrap().scopes,
+        scopes("contacts.write contacts.read")
+    );
+    let missing = store.update_grant_scopes("nope", &scopes("a")).await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "{missing:?}"
+    );
+    assert!(store.revoke_grant("g_2", t(250), "user").await.unwrap());
+    let revoked = store.update_grant_scopes("g_2", &scopes("a")).await;
+    assert!(
+        matches!(revoked, Err(StoreError::NotFound(_))),
+        "{revoked:?}"
+    );
+
+    let ids = |gs: Vec<Grant>| gs.into_iter().map(|g| g.id).collect::<Vec<_>>();
+    let all = GrantFilter {
+        include_revoked: true,
+        ..GrantFilter::default()
+    };
+    assert_eq!(
+        ids(store.grants(&all).await.unwrap()),
+        ["g_3", "g_2", "g_1"]
+    );
+    assert_eq!(
+        ids(store.grants(&GrantFilter::default()).await.unwrap()),
+        ["g_3", "g_1"]
+    );
+    let acme = GrantFilter {
+        tenant_id: Some("acme".into()),
+        include_revoked: true,
+        ..GrantFilter::default()
+    };
+    assert_eq!(ids(store.grants(&acme).await.unwrap()), ["g_2", "g_1"]);
+    let by_user = GrantFilter {
+        user_id: Some("u_2".into()),
+        ..GrantFilter::default()
+    };
+    assert_eq!(ids(store.grants(&by_user).await.unwrap()), ["g_3"]);
+    let by_client = GrantFilter {
+        tenant_id: Some("acme".into()),
+        client_id: Some("cli".into()),
+        ..GrantFilter::default()
+    };
+    assert_eq!(ids(store.grants(&by_client).await.unwrap()), ["g_1"]);
+}
+
+pub(crate) async fn active_grant_is_the_newest_live_one(store: Arc<dyn Store>) {
+    let now = t(1000);
+    let grants = [
+        grant("g_old", Some("u_1"), 100),
+        grant("g_new", Some("u_1"), 500),
+        grant("g_revoked", Some("u_1"), 900),
+        Grant {
+            expires_at: Some(now),
+            ..grant("g_expired_now", Some("u_1"), 950)
+        },
+        Grant {
+            client_id: "cli2".into(),
+            ..grant("g_other_client", Some("u_1"), 990)
+        },
+        Grant {
+            tenant_id: "other".into(),
+            ..grant("g_other_tenant", Some("u_1"), 990)
+        },
+        grant("g_other_user", Some("u_2"), 990),
+        grant("g_service_old", None, 10),
+        Grant {
+            expires_at: Some(t(1001)),
+            ..grant("g_service", None, 20)
+        },
+    ];
+    for g in &grants {
+        store.create_grant(g).await.unwrap();
+    }
+    store
+        .revoke_grant("g_revoked", t(901), "test")
+        .await
+        .unwrap();
+    let active = |user: Option<&'static str>, client: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .active_grant("acme", user, client, now)
+                .await
+                .unwrap()
+                .map(|g| g.id)
+        }
+    };
+    assert_eq!(active(Some("u_1"), "cli").await.as_deref(), Some("g_new"));
+    assert_eq!(active(None, "cli").await.as_deref(), Some("g_service"));
+    assert_eq!(active(Some("u_9"), "cli").await, None);
+    assert_eq!(active(Some("u_1"), "cli9").await, None);
+    let later = store
+        .active_grant("acme", None, "cli", t(1001))
+        .await
+        .unwrap()
+        .map(|g| g.id);
+    assert_eq!(
+        later.as_deref(),
+        Some("g_service_old"),
+        "expiry is exclusive"
+    );
+}
+
+pub(crate) async fn revoke_grant_revokes_its_families_once(store: Arc<dyn Store>) {
+    store
+        .create_grant(&grant("g_1", Some("u_1"), 100))
+        .await
+        .unwrap();
+    store
+        .create_grant(&grant("g_2", Some("u_1"), 100))
+        .await
+        .unwrap();
+    store
+        .create_family(&family("f_1", "g_1"), &token("r_1", "f_1", 1000))
+        .await
+        .unwrap();
+    store
+        .create_family(&family("f_2", "g_1"), &token("r_2", "f_2", 1000))
+        .await
+        .unwrap();
+    store
+        .create_family(&family("f_3", "g_2"), &token("r_3", "f_3", 1000))
+        .await
+        .unwrap();
+    assert!(store.revoke_family("f_2", t(1500)).await.unwrap());
+
+    assert!(
+        store
+            .revoke_grant("g_1", t(2000), "user revoked")
+            .await
+            .unwrap()
+    );
+    let g = store.grant("g_1").await.unwrap().unwrap();
+    assert_eq!(g.revoked_at, Some(t(2000)));
+    assert_eq!(g.revoked_reason.as_deref(), Some("user revoked"));
+    let family_revoked_at = |hash: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .refresh_token(hash)
+                .await
+                .unwrap()
+                .unwrap()
+                .family
+                .revoked_at
+        }
+    };
+    assert_eq!(family_revoked_at("r_1").await, Some(t(2000)));
+    assert_eq!(
+        family_revoked_at("r_2").await,
+        Some(t(1500)),
+        "first revocation kept"
+    );
+    assert_eq!(
+        family_revoked_at("r_3").await,
+        None,
+        "other grant untouched"
+    );
+
+    assert!(!store.revoke_grant("g_1", t(3000), "again").await.unwrap());
+    let g = store.grant("g_1").await.unwrap().unwrap();
+    assert_eq!(g.revoked_at, Some(t(2000)));
+    assert_eq!(g.revoked_reason.as_deref(), Some("user revoked"));
+    assert!(!store.revoke_grant("missing", t(3000), "x").await.unwrap());
+    assert!(!store.revoke_family("f_1", t(3000)).await.unwrap());
+    assert!(!store.revoke_family("missing", t(3000)).await.unwrap());
+}
+
+pub(crate) async fn codes_are_consumed_once_and_replays_are_recognised(store: Arc<dyn Store>) {
+    let c = code("h_1");
+    store.insert_code(&c).await.unwrap();
+    let dup = store.insert_code(&c).await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+
+    assert_eq!(
+        store.consume_code("h_1", t(1010)).await.unwrap(),
+        CodeConsumption::Fresh(c.clone())
+    );
+    store.set_code_family("h_1", "f_1").await.unwrap();
+    let replay = store.consume_code("h_1", t(1020)).await.unwrap();
+    let with_family = AuthorizationCode {
+        family_id: Some("f_1".into()),
+        ..c.clone()
+    };
+    assert_eq!(replay, CodeConsumption::Replayed(with_family));
+    assert_eq!(
+        store.consume_code("h_unknown", t(1020)).await.unwrap(),
+        CodeConsumption::Unknown
+    );
+    let missing = store.set_code_family("h_unknown", "f_1").await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "{missing:?}"
+    );
+
+    let late = AuthorizationCode {
+        expires_at: t(2000),
+        ..code("h_2")
+    };
+    store.insert_code(&late).await.unwrap();
+    assert_eq!(
+        store.purge_codes(t(1060)).await.unwrap(),
+        0,
+        "expiry is exclusive"
+    );
+    assert_eq!(store.purge_codes(t(1061)).await.unwrap(), 1);
+    assert_eq!(
+        store.consume_code("h_1", t(1100)).await.unwrap(),
+        CodeConsumption::Unknown
+    );
+    assert!(matches!(
+        store.consume_code("h_2", t(1100)).await.unwrap(),
+        CodeConsumption::Fresh(_)
+    ));
+}
+
+pub(crate) async fn concurrent_code_redemptions_yield_exactly_one_fresh(store: Arc<dyn Store>) {
+    store.insert_code(&code("h_race")).await.unwrap();
+    let tasks: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.consume_code("h_race", t(1010 + i as i64)).await })
+        })
+        .collect();
+    let mut fresh = 0;
+    for task in tasks {
+        match task.await.unwrap().unwrap() {
+            CodeConsumption::Fresh(_) => fresh += 1,
+            CodeConsumption::Replayed(_) => {}
+            CodeConsumption::Unknown => panic!("the code exists"),
+        }
+    }
+    assert_eq!(fresh, 1);
+}

@@ -1,0 +1,237 @@
+//! Cases for refresh rotation (including its race), revoked jtis, sessions, pending requests
+//! and signing keys.
+
+use super::fixtures::*;
+use mandate_core::authorize::AuthorizationRequest;
+use mandate_core::grant::Prompt;
+use mandate_core::pkce::CodeChallenge;
+use mandate_store::{PendingAuthorization, Session, Store, StoreError, StoredSigningKey};
+use std::sync::Arc;
+
+pub(crate) async fn refresh_rotation_and_successor_liveness(store: Arc<dyn Store>) {
+    let f = family("f_1", "g_1");
+    let first = token("r_1", "f_1", 1000);
+    store.create_family(&f, &first).await.unwrap();
+    let dup = store
+        .create_family(&f, &token("r_other", "f_1", 1000))
+        .await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    assert_eq!(
+        store.refresh_token("r_other").await.unwrap(),
+        None,
+        "rolled back"
+    );
+
+    let look = store.refresh_token("r_1").await.unwrap().unwrap();
+    assert_eq!(look.token, first);
+    assert_eq!(look.family, f);
+    assert!(!look.successor_live);
+    assert_eq!(store.refresh_token("r_missing").await.unwrap(), None);
+
+    assert!(
+        store
+            .rotate_refresh_token("r_1", &token("r_2", "f_1", 1100), t(1100))
+            .await
+            .unwrap()
+    );
+    let old = store.refresh_token("r_1").await.unwrap().unwrap();
+    assert_eq!(old.token.used_at, Some(t(1100)));
+    assert!(old.successor_live, "r_2 is unused");
+    let new = store.refresh_token("r_2").await.unwrap().unwrap();
+    assert_eq!(new.token, token("r_2", "f_1", 1100));
+    assert!(!new.successor_live);
+
+    assert!(
+        !store
+            .rotate_refresh_token("r_1", &token("r_2b", "f_1", 1101), t(1101))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.refresh_token("r_2b").await.unwrap(),
+        None,
+        "loser inserts nothing"
+    );
+    assert_eq!(
+        store
+            .refresh_token("r_1")
+            .await
+            .unwrap()
+            .unwrap()
+            .token
+            .used_at,
+        Some(t(1100)),
+        "loser changes nothing"
+    );
+
+    assert!(
+        store
+            .rotate_refresh_token("r_2", &token("r_3", "f_1", 1200), t(1200))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .refresh_token("r_1")
+            .await
+            .unwrap()
+            .unwrap()
+            .successor_live
+    );
+    assert!(
+        store
+            .refresh_token("r_2")
+            .await
+            .unwrap()
+            .unwrap()
+            .successor_live
+    );
+
+    let clash = store
+        .rotate_refresh_token("r_3", &token("r_1", "f_1", 1300), t(1300))
+        .await;
+    assert!(matches!(clash, Err(StoreError::Conflict(_))), "{clash:?}");
+    assert_eq!(
+        store
+            .refresh_token("r_3")
+            .await
+            .unwrap()
+            .unwrap()
+            .token
+            .used_at,
+        None,
+        "a failed rotation rolls back the retirement"
+    );
+}
+
+pub(crate) async fn concurrent_rotations_yield_exactly_one_winner(store: Arc<dyn Store>) {
+    store
+        .create_family(&family("f_1", "g_1"), &token("r_live", "f_1", 1000))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let successor = token(&format!("r_next_{i}"), "f_1", 1100);
+                store
+                    .rotate_refresh_token("r_live", &successor, t(1100))
+                    .await
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for task in tasks {
+        if task.await.unwrap().unwrap() {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1);
+    let mut successors = 0;
+    for i in 0..RACERS {
+        if store
+            .refresh_token(&format!("r_next_{i}"))
+            .await
+            .unwrap()
+            .is_some()
+        {
+            successors += 1;
+        }
+    }
+    assert_eq!(successors, 1, "only the winner's successor exists");
+}
+
+pub(crate) async fn revoked_jtis_are_remembered(store: Arc<dyn Store>) {
+    assert!(!store.is_jti_revoked("jti_1").await.unwrap());
+    store.revoke_jti("jti_1", t(2000)).await.unwrap();
+    store.revoke_jti("jti_1", t(1500)).await.unwrap();
+    assert!(store.is_jti_revoked("jti_1").await.unwrap());
+    assert!(!store.is_jti_revoked("jti_2").await.unwrap());
+}
+
+pub(crate) async fn sessions_expire_and_can_be_deleted(store: Arc<dyn Store>) {
+    let s = Session {
+        id_hash: "s_hash".into(),
+        user_id: "u_1".into(),
+        tenant_id: "acme".into(),
+        created_at: t(1000),
+        expires_at: t(2000),
+    };
+    store.create_session(&s).await.unwrap();
+    let dup = store.create_session(&s).await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    assert_eq!(
+        store.session("s_hash", t(1999)).await.unwrap(),
+        Some(s.clone())
+    );
+    assert_eq!(
+        store.session("s_hash", t(2000)).await.unwrap(),
+        None,
+        "expired"
+    );
+    assert_eq!(store.session("other", t(1500)).await.unwrap(), None);
+    store.delete_session("s_hash").await.unwrap();
+    assert_eq!(store.session("s_hash", t(1500)).await.unwrap(), None);
+    store.delete_session("s_hash").await.unwrap();
+}
+
+pub(crate) async fn pending_requests_expire_and_are_taken_once(store: Arc<dyn Store>) {
+    let p = PendingAuthorization {
+        id: "p_1".into(),
+        request: AuthorizationRequest {
+            client_id: "cli".into(),
+            redirect_uri: "http://127.0.0.1:5000/cb".into(),
+            redirect_uri_explicit: true,
+            scopes: scopes("contacts.read billing.read"),
+            state: Some("xyz <&> \"é\"".into()),
+            code_challenge: CodeChallenge::from_stored(CHALLENGE).unwrap(),
+            resource: "https://crm.example/api".into(),
+            prompt: Prompt {
+                none: false,
+                login: true,
+                consent: false,
+            },
+        },
+        created_at: t(1000),
+        expires_at: t(1600),
+    };
+    store.create_pending(&p).await.unwrap();
+    assert_eq!(
+        store.pending("p_1", t(1599)).await.unwrap(),
+        Some(p.clone())
+    );
+    assert_eq!(
+        store.pending("p_1", t(1600)).await.unwrap(),
+        None,
+        "expired"
+    );
+    assert_eq!(store.pending("p_2", t(1000)).await.unwrap(), None);
+    assert!(store.take_pending("p_1").await.unwrap());
+    assert!(!store.take_pending("p_1").await.unwrap());
+    assert_eq!(store.pending("p_1", t(1100)).await.unwrap(), None);
+}
+
+pub(crate) async fn signing_keys_keep_their_bytes_newest_first(store: Arc<dyn Store>) {
+    let all_bytes: Vec<u8> = (0..=255).chain([0, 0, 255]).collect();
+    let old = StoredSigningKey {
+        kid: "k_old".into(),
+        alg: "EdDSA".into(),
+        private_sealed: all_bytes,
+        public_jwk: serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": "abc"}),
+        created_at: t(1000),
+        retired_at: Some(t(5000)),
+    };
+    let new = StoredSigningKey {
+        kid: "k_new".into(),
+        alg: "ES256".into(),
+        private_sealed: vec![],
+        public_jwk: serde_json::json!({"kty": "EC", "crv": "P-256", "x": "1", "y": "2"}),
+        created_at: t(2000),
+        retired_at: None,
+    };
+    store.insert_signing_key(&old).await.unwrap();
+    store.insert_signing_key(&new).await.unwrap();
+    let dup = store.insert_signing_key(&old).await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    assert_eq!(store.signing_keys().await.unwrap(), vec![new, old]);
+}
