@@ -1,0 +1,98 @@
+//! Micro-benchmarks of the per-request primitives on the token hot path.
+//!
+//! Run with `cargo bench -p mandate-core --bench tokens` (about 3 s of measurement per case);
+//! add `-- --measurement-time 1 --warm-up-time 0.5` for a quick look. Results and the
+//! DESIGN.md targets they are compared with are in BENCHMARKS.md at the repository root.
+//!
+//! Cases:
+//! - `jwt/sign/{EdDSA,ES256}`: one RFC 9068 access token with the claims the
+//!   client-credentials path issues (JSON serialisation, base64url, one signature).
+//! - `jwt/verify/{EdDSA,ES256}`: `jwt::verify` of such a token against a one-key set (header
+//!   and claims JSON parsing plus one signature verification; no time/issuer checks).
+//! - `secret/hash+verify`: `hash_secret` then `verify_secret` of a 43-character secret (the
+//!   shape of every opaque credential): two SHA-256 digests and a constant-time compare.
+//! - `scope/parse`: `ScopeSet::parse("contacts.read contacts.write tickets.read")`.
+
+// Benchmarks are test code: failing loudly on a broken fixture is the right behaviour.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use mandate_core::jwt::{self, AccessTokenClaims, Algorithm, SigningKey, VerifyingKey};
+use mandate_core::scope::ScopeSet;
+use mandate_core::secret::{hash_secret, verify_secret};
+use std::hint::black_box;
+use std::time::Duration;
+
+/// A fixed instant (2025-01-01T00:00:00Z): benchmarks never read the system clock.
+const NOW: i64 = 1_735_689_600;
+
+/// Claims shaped like a real client-credentials token from the demo configuration.
+fn claims() -> AccessTokenClaims {
+    AccessTokenClaims {
+        iss: "http://127.0.0.1:8080".into(),
+        sub: "svc-agent".into(),
+        aud: "http://127.0.0.1:8081".into(),
+        exp: NOW + 900,
+        iat: NOW,
+        jti: "at_5f0c6b1e9a7d4c3b8e2f1a0d9c8b7a65".into(),
+        client_id: "svc-agent".into(),
+        scope: ScopeSet::parse("tickets.read tickets.write").expect("valid scopes"),
+        tenant: "acme".into(),
+        gid: "g_0a1b2c3d4e5f60718293a4b5c6d7e8f9".into(),
+        act: None,
+    }
+}
+
+fn jwt_benches(c: &mut Criterion) {
+    let claims = claims();
+    for alg in [Algorithm::EdDSA, Algorithm::ES256] {
+        let (key, _pkcs8) =
+            SigningKey::generate(alg, format!("bench-{alg}")).expect("key generation");
+        let verifiers = [VerifyingKey::from_jwk(key.public_jwk()).expect("public key")];
+        let token = key.sign(&claims).expect("signing");
+        assert_eq!(
+            jwt::verify(&token, &verifiers).expect("round trip"),
+            claims,
+            "the benchmarked token must verify to the claims it was signed from"
+        );
+
+        c.bench_function(&format!("jwt/sign/{alg}"), |b| {
+            b.iter(|| key.sign(black_box(&claims)).expect("signing"));
+        });
+        c.bench_function(&format!("jwt/verify/{alg}"), |b| {
+            b.iter(|| jwt::verify(black_box(&token), black_box(&verifiers)).expect("verify"));
+        });
+    }
+}
+
+fn secret_benches(c: &mut Criterion) {
+    // 43 characters: 256 random bits in base64url, like every credential Mandate issues.
+    let secret = "k3Jx9QmZp2VbT7wLc0sRfYhN5aGdE8uIoP1qWxz4AbC";
+    assert_eq!(secret.len(), 43);
+    c.bench_function("secret/hash+verify", |b| {
+        b.iter(|| {
+            let stored = hash_secret(black_box(secret));
+            assert!(verify_secret(black_box(secret), &stored));
+        });
+    });
+}
+
+fn scope_benches(c: &mut Criterion) {
+    let input = "contacts.read contacts.write tickets.read";
+    c.bench_function("scope/parse", |b| {
+        b.iter(|| ScopeSet::parse(black_box(input)).expect("valid scopes"));
+    });
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = jwt_benches, secret_benches, scope_benches
+}
+criterion_main!(benches);

@@ -1,0 +1,130 @@
+//! The `mandate` binary end to end: administration against a real SQLite file, then `serve`
+//! on an ephemeral port issuing a token to the agent the CLI created, then revocation.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+fn mandate(data: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env_remove("MANDATE_DATABASE_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    } else {
+        drop(child.stdin.take());
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn json(data: &Path, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let (ok, out, err) = mandate(data, &all, None);
+    assert!(ok, "{args:?} failed: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+}
+
+#[tokio::test]
+async fn administer_then_serve_then_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+
+    json(&data, &["tenant", "create", "acme", "--name", "Acme Corp"]);
+    json(&data, &["scope", "create", "tickets.read", "--description", "Read tickets"]);
+    json(&data, &["resource", "create", "http://127.0.0.1:8081", "--name", "CRM", "--scopes", "tickets.read"]);
+    let agent = json(
+        &data,
+        &[
+            "agent", "create", "svc", "--kind", "confidential", "--grant-types", "client_credentials",
+            "--max-scopes", "tickets.read", "--tenant", "acme", "--default-resource", "http://127.0.0.1:8081",
+        ],
+    );
+    let secret = agent["client_secret"].as_str().expect("secret shown once").to_owned();
+    assert_eq!(secret.len(), 43);
+    assert!(agent.get("secret_hash").is_none(), "the hash is not printed");
+    let listed = json(&data, &["agent", "list"]);
+    assert!(!listed.to_string().contains(&secret), "the secret is never shown again");
+
+    let (ok, _, err) = mandate(&data, &["user", "create", "alice", "--tenant", "acme"], Some("alice-password-1\n"));
+    assert!(ok, "{err}");
+    let users = json(&data, &["user", "list", "--tenant", "acme"]);
+    assert_eq!(users[0]["login"], "alice");
+    assert!(!users.to_string().contains("argon2"), "no password hash in output");
+
+    let (ok, table, _) = mandate(&data, &["tenant", "list"], None);
+    assert!(ok && table.contains("Acme Corp"), "readable table: {table}");
+
+    let (ok, _, err) = mandate(
+        &data,
+        &["agent", "create", "bad", "--kind", "public", "--grant-types", "authorization_code", "--max-scopes", "nope.read", "--redirect-uri", "http://127.0.0.1/cb"],
+        None,
+    );
+    assert!(!ok);
+    assert!(err.contains("agents[0].max_scopes") && err.contains("nope.read"), "{err}");
+
+    // serve on an ephemeral port and read the issuer it prints
+    let mut server = Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let issuer = loop {
+        let line = lines.next().expect("serve exited early").unwrap();
+        if let Some(rest) = line.trim().strip_prefix("issuer") {
+            break rest.trim().to_owned();
+        }
+    };
+    let http = reqwest::Client::new();
+    let resp = http
+        .post(format!("{issuer}/token"))
+        .basic_auth("svc", Some(&secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let token: Value = resp.json().await.unwrap();
+    let introspect = || async {
+        http.post(format!("{issuer}/introspect"))
+            .basic_auth("svc", Some(&secret))
+            .form(&[("token", token["access_token"].as_str().unwrap())])
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    assert_eq!(introspect().await["active"], true);
+
+    let grants = json(&data, &["grant", "list", "--agent", "svc"]);
+    let gid = grants[0]["id"].as_str().unwrap().to_owned();
+    let revoked = json(&data, &["grant", "revoke", &gid, "--reason", "offboarding test"]);
+    assert_eq!(revoked["was_active"], true);
+    assert_eq!(introspect().await["active"], false, "revoked from the CLI while serving");
+    assert!(json(&data, &["grant", "list", "--agent", "svc"]).as_array().unwrap().is_empty());
+    assert_eq!(json(&data, &["grant", "list", "--agent", "svc", "--all"]).as_array().unwrap().len(), 1);
+
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
