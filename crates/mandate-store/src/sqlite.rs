@@ -37,12 +37,12 @@ impl SqliteStore {
         ensure_parent_dir(options.get_filename())?;
         // Switching a new file to WAL takes an exclusive lock that the busy timeout does not
         // cover, so pool connections opening side by side can fail with "database is locked".
-        // Do the switch and the migrations on one connection before the pool opens any.
+        // Do the switch and the migrations on one connection before the pool opens any. It
+        // stays open until the pool has its own, which keeps an in-memory database alive.
         let mut first = SqliteConnection::connect_with(&options).await?;
         sqlx::migrate!("./migrations/sqlite")
             .run(&mut first)
             .await?;
-        first.close().await?;
         // Connections are never retired: an in-memory database lives only as long as one of its
         // connections, and a file database gains nothing from reconnecting.
         let pool = SqlitePoolOptions::new()
@@ -52,6 +52,7 @@ impl SqliteStore {
             .max_lifetime(None)
             .connect_with(options)
             .await?;
+        first.close().await?;
         Ok(Self { pool })
     }
 }

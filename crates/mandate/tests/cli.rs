@@ -1,7 +1,12 @@
 //! The `mandate` binary end to end: administration against a real SQLite file, then `serve`
 //! on an ephemeral port issuing a token to the agent the CLI created, then revocation.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
@@ -20,7 +25,12 @@ fn mandate(data: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, St
         .spawn()
         .unwrap();
     if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     } else {
         drop(child.stdin.take());
     }
@@ -46,37 +56,99 @@ async fn administer_then_serve_then_revoke() {
     let data = dir.path().join("data");
 
     json(&data, &["tenant", "create", "acme", "--name", "Acme Corp"]);
-    json(&data, &["scope", "create", "tickets.read", "--description", "Read tickets"]);
-    json(&data, &["resource", "create", "http://127.0.0.1:8081", "--name", "CRM", "--scopes", "tickets.read"]);
+    json(
+        &data,
+        &[
+            "scope",
+            "create",
+            "tickets.read",
+            "--description",
+            "Read tickets",
+        ],
+    );
+    json(
+        &data,
+        &[
+            "resource",
+            "create",
+            "http://127.0.0.1:8081",
+            "--name",
+            "CRM",
+            "--scopes",
+            "tickets.read",
+        ],
+    );
     let agent = json(
         &data,
         &[
-            "agent", "create", "svc", "--kind", "confidential", "--grant-types", "client_credentials",
-            "--max-scopes", "tickets.read", "--tenant", "acme", "--default-resource", "http://127.0.0.1:8081",
+            "agent",
+            "create",
+            "svc",
+            "--kind",
+            "confidential",
+            "--grant-types",
+            "client_credentials",
+            "--max-scopes",
+            "tickets.read",
+            "--tenant",
+            "acme",
+            "--default-resource",
+            "http://127.0.0.1:8081",
         ],
     );
-    let secret = agent["client_secret"].as_str().expect("secret shown once").to_owned();
+    let secret = agent["client_secret"]
+        .as_str()
+        .expect("secret shown once")
+        .to_owned();
     assert_eq!(secret.len(), 43);
-    assert!(agent.get("secret_hash").is_none(), "the hash is not printed");
+    assert!(
+        agent.get("secret_hash").is_none(),
+        "the hash is not printed"
+    );
     let listed = json(&data, &["agent", "list"]);
-    assert!(!listed.to_string().contains(&secret), "the secret is never shown again");
+    assert!(
+        !listed.to_string().contains(&secret),
+        "the secret is never shown again"
+    );
 
-    let (ok, _, err) = mandate(&data, &["user", "create", "alice", "--tenant", "acme"], Some("alice-password-1\n"));
+    let (ok, _, err) = mandate(
+        &data,
+        &["user", "create", "alice", "--tenant", "acme"],
+        Some("alice-password-1\n"),
+    );
     assert!(ok, "{err}");
     let users = json(&data, &["user", "list", "--tenant", "acme"]);
     assert_eq!(users[0]["login"], "alice");
-    assert!(!users.to_string().contains("argon2"), "no password hash in output");
+    assert!(
+        !users.to_string().contains("argon2"),
+        "no password hash in output"
+    );
 
     let (ok, table, _) = mandate(&data, &["tenant", "list"], None);
     assert!(ok && table.contains("Acme Corp"), "readable table: {table}");
 
     let (ok, _, err) = mandate(
         &data,
-        &["agent", "create", "bad", "--kind", "public", "--grant-types", "authorization_code", "--max-scopes", "nope.read", "--redirect-uri", "http://127.0.0.1/cb"],
+        &[
+            "agent",
+            "create",
+            "bad",
+            "--kind",
+            "public",
+            "--grant-types",
+            "authorization_code",
+            "--max-scopes",
+            "nope.read",
+            "--redirect-uri",
+            "http://127.0.0.1/cb",
+        ],
         None,
     );
     assert!(!ok);
-    assert!(err.contains("agents[0].max_scopes") && err.contains("nope.read"), "{err}");
+    assert!(
+        err.contains("agents[0].max_scopes") && err.contains("nope.read"),
+        "{err}"
+    );
 
     // serve on an ephemeral port and read the issuer it prints
     let mut server = Command::new(env!("CARGO_BIN_EXE_mandate"))
@@ -119,11 +191,29 @@ async fn administer_then_serve_then_revoke() {
 
     let grants = json(&data, &["grant", "list", "--agent", "svc"]);
     let gid = grants[0]["id"].as_str().unwrap().to_owned();
-    let revoked = json(&data, &["grant", "revoke", &gid, "--reason", "offboarding test"]);
+    let revoked = json(
+        &data,
+        &["grant", "revoke", &gid, "--reason", "offboarding test"],
+    );
     assert_eq!(revoked["was_active"], true);
-    assert_eq!(introspect().await["active"], false, "revoked from the CLI while serving");
-    assert!(json(&data, &["grant", "list", "--agent", "svc"]).as_array().unwrap().is_empty());
-    assert_eq!(json(&data, &["grant", "list", "--agent", "svc", "--all"]).as_array().unwrap().len(), 1);
+    assert_eq!(
+        introspect().await["active"],
+        false,
+        "revoked from the CLI while serving"
+    );
+    assert!(
+        json(&data, &["grant", "list", "--agent", "svc"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        json(&data, &["grant", "list", "--agent", "svc", "--all"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 
     server.kill().unwrap();
     server.wait().unwrap();

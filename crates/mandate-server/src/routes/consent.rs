@@ -7,7 +7,7 @@ use crate::browser;
 use crate::errors::ServerError;
 use crate::request_meta::RequestMeta;
 use crate::routes::authorize::{finish_with_error, issue_code, load_pending};
-use crate::routes::browser_form;
+use crate::routes::checked_form;
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -27,9 +27,7 @@ pub async fn consent_post(
     body: Bytes,
 ) -> Result<Response, ServerError> {
     let now = app.clock.now();
-    let form = browser_form(&body)?;
-    let request_id = form.single("request_id")?;
-    browser::check_csrf(&app, &jar, request_id, form.get("csrf"))?;
+    let (form, request_id) = checked_form(&app, &jar, &body)?;
     let user = browser::current_user(&app, &jar, now)
         .await?
         .ok_or_else(|| {
@@ -39,7 +37,7 @@ pub async fn consent_post(
                 "Your session ended before you decided. Start again from the application.",
             )
         })?;
-    let (pending, agent) = load_pending(&app, request_id, now).await?;
+    let (pending, agent) = load_pending(&app, &request_id, now).await?;
     let req = &pending.request;
     if agent
         .tenant_id

@@ -6,7 +6,7 @@ use crate::pages::{self, LoginPage};
 use crate::password;
 use crate::request_meta::RequestMeta;
 use crate::routes::authorize::{load_pending, proceed};
-use crate::routes::browser_form;
+use crate::routes::checked_form;
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -22,10 +22,8 @@ pub async fn login_post(
     body: Bytes,
 ) -> Result<Response, ServerError> {
     let now = app.clock.now();
-    let form = browser_form(&body)?;
-    let request_id = form.single("request_id")?;
-    browser::check_csrf(&app, &jar, request_id, form.get("csrf"))?;
-    let (pending, agent) = load_pending(&app, request_id, now).await?;
+    let (form, request_id) = checked_form(&app, &jar, &body)?;
+    let (pending, agent) = load_pending(&app, &request_id, now).await?;
     let login = form.get("login").unwrap_or_default();
     let user = app
         .store

@@ -95,6 +95,19 @@ pub fn router(app: AppState) -> Router {
 /// A browser form body: single-valued fields, except `scope` which repeats (checkboxes).
 pub struct BrowserForm(Vec<(String, String)>);
 
+/// Parses a login or consent form and checks its CSRF token against this browser and the
+/// pending request it names; returns the form and that request id.
+pub fn checked_form(
+    app: &AppState,
+    jar: &axum_extra::extract::cookie::CookieJar,
+    body: &[u8],
+) -> Result<(BrowserForm, String), ServerError> {
+    let form = browser_form(body)?;
+    let request_id = form.single("request_id")?.to_owned();
+    crate::browser::check_csrf(app, jar, &request_id, form.get("csrf"))?;
+    Ok((form, request_id))
+}
+
 pub fn browser_form(body: &[u8]) -> Result<BrowserForm, ServerError> {
     let pairs: Vec<(String, String)> = form_urlencoded::parse(body)
         .take(256)

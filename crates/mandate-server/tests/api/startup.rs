@@ -7,6 +7,7 @@ crate::backend_tests!(
     restart_keeps_keys_and_applies_config_idempotently,
     invalid_configuration_names_the_key,
     malformed_requests_never_get_a_5xx,
+    the_event_table_is_append_only,
 );
 
 /// `mandate serve` with nothing configured: SQLite under the data directory, a 0600 KEK file.
@@ -218,4 +219,39 @@ async fn malformed_requests_never_get_a_5xx(backend: Backend) {
         let status = req.send().await.unwrap().status();
         assert!(status.is_client_error(), "{method} {path}: {status}");
     }
+}
+
+async fn the_event_table_is_append_only(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.client_credentials(None).await;
+    let statements = ["UPDATE events SET reason = 'edited'", "DELETE FROM events"];
+    for sql in statements {
+        let result = match backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
+                sqlx::query(sql).execute(&pool).await.map(|_| ())
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
+                sqlx::query(sql).execute(&pool).await.map(|_| ())
+            }
+        };
+        let err = result.expect_err(sql).to_string();
+        assert!(err.contains("append-only"), "{sql}: {err}");
+    }
+    let events = app
+        .store
+        .events(&mandate_store::EventFilter::default())
+        .await
+        .unwrap();
+    assert!(
+        events
+            .iter()
+            .all(|e| e.event.reason.as_deref() != Some("edited"))
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.event.action.as_str() == "token.issued")
+    );
 }
