@@ -359,6 +359,24 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever the query, validation never panics, and an accepted request never carries
+        /// a scope beyond the agent's maximum or a redirect URI that is not registered.
+        #[test]
+        fn validation_never_panics_or_exceeds_registration(
+            extra in "[a-z_]{1,12}=[ -~]{0,40}(&[a-z_]{1,12}=[ -~]{0,40}){0,4}",
+            scope in "[a-z. ]{0,40}",
+        ) {
+            let query = format!("{}&scope={}&{extra}", base(), scope.replace(' ', "+"));
+            let Ok(params) = Params::parse(query.as_bytes()) else { return Ok(()) };
+            if let Ok(req) = validate(&params, &agent(), &resources()) {
+                proptest::prop_assert!(req.scopes.is_subset(&agent().max_scopes));
+                proptest::prop_assert!(agent().matching_redirect_uri(&req.redirect_uri).is_some());
+                proptest::prop_assert!(!req.scopes.is_empty());
+            }
+        }
+    }
+
     #[test]
     fn disabled_agent_gets_a_page() {
         let mut a = agent();

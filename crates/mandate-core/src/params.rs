@@ -95,6 +95,16 @@ mod tests {
         assert!(Params::parse(body.as_bytes()).is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics_and_never_keeps_duplicates(input in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+            if let Ok(p) = Params::parse(&input) {
+                proptest::prop_assert!(p.0.len() <= MAX_PARAMS);
+                proptest::prop_assert!(p.0.values().all(|v| !v.is_empty()));
+            }
+        }
+    }
+
     #[test]
     fn require_names_the_missing_parameter() {
         let err = Params::parse(b"").unwrap().require("code").unwrap_err();

@@ -7,6 +7,7 @@ crate::backend_tests!(
     inactive_tokens_reveal_nothing,
     only_confidential_clients_may_introspect,
     disabling_user_or_agent_deactivates_tokens,
+    introspection_and_revocation_refuse_malformed_requests,
 );
 
 async fn active_tokens_describe_themselves(backend: Backend) {
@@ -107,4 +108,35 @@ async fn disabling_user_or_agent_deactivates_tokens(backend: Backend) {
         app.introspect(s(&alice["access_token"])).await["active"],
         false
     );
+}
+
+async fn introspection_and_revocation_refuse_malformed_requests(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let form_type = "application/x-www-form-urlencoded";
+    let big = format!("token={}", "x".repeat(70_000));
+    let cases: Vec<(&str, &str, String, u16, &str)> = vec![
+        ("/introspect", form_type, "token=a&token=b".into(), 400, "duplicated token"),
+        ("/introspect", form_type, "".into(), 400, "missing token"),
+        ("/introspect", "application/json", "{\"token\":\"a\"}".into(), 400, "JSON body"),
+        ("/introspect", form_type, big.clone(), 413, "oversized body"),
+        ("/revoke", form_type, "token=a&token=b".into(), 400, "duplicated token"),
+        ("/revoke", form_type, "token_type_hint=refresh_token".into(), 400, "missing token"),
+        ("/revoke", "text/plain", "token=a".into(), 400, "wrong content type"),
+        ("/revoke", form_type, big, 413, "oversized body"),
+    ];
+    for (path, ctype, body, status, reason) in cases {
+        let resp = app
+            .http
+            .post(app.url(path))
+            .basic_auth("svc-agent", Some(SVC_SECRET))
+            .header("content-type", ctype)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{path} {reason}");
+        assert_eq!(resp.headers()["cache-control"], "no-store", "{path} {reason}");
+        let json: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(json["error"], "invalid_request", "{path} {reason}");
+    }
 }
