@@ -137,7 +137,7 @@ impl Application {
             event_writer,
             ..
         } = self;
-        drop(state);
+        let janitor = tokio::spawn(purge_expired_periodically(state));
         axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -145,6 +145,8 @@ impl Application {
         .with_graceful_shutdown(shutdown)
         .await
         .context("serving HTTP")?;
+        janitor.abort();
+        let _ = janitor.await;
         if tokio::time::timeout(Duration::from_secs(10), event_writer)
             .await
             .is_err()
@@ -152,6 +154,23 @@ impl Application {
             tracing::warn!("the event writer did not finish within 10 s of shutdown");
         }
         Ok(())
+    }
+}
+
+/// How often expired codes, pending requests, sessions and revoked token ids are deleted.
+const PURGE_INTERVAL: Duration = Duration::from_secs(10 * 60);
+
+/// Bounds the growth of short-lived tables. Every node may run it: the deletes are idempotent.
+async fn purge_expired_periodically(state: AppState) {
+    let mut tick = tokio::time::interval(PURGE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match state.store.purge_expired(state.clock.now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(rows = n, "purged expired records"),
+            Err(e) => tracing::warn!(error = %e, "purging expired records failed"),
+        }
     }
 }
 

@@ -112,8 +112,6 @@ pub trait CodeStore: Send + Sync {
     async fn consume_code(&self, code_hash: &str, now: Timestamp) -> StoreResult<CodeConsumption>;
     /// Records the refresh family the code's redemption created.
     async fn set_code_family(&self, code_hash: &str, family_id: &str) -> StoreResult<()>;
-    /// Deletes codes that expired before `before`; returns how many.
-    async fn purge_codes(&self, before: Timestamp) -> StoreResult<u64>;
 }
 
 #[async_trait]
@@ -166,6 +164,14 @@ pub trait KeyStore: Send + Sync {
 }
 
 #[async_trait]
+pub trait Housekeeping: Send + Sync {
+    /// Deletes authorization codes, pending authorization requests, sessions and revoked
+    /// token ids whose `expires_at` is before `before`, in one transaction; returns how many
+    /// rows went. None of them can matter after expiry (an expired code is refused anyway).
+    async fn purge_expired(&self, before: Timestamp) -> StoreResult<u64>;
+}
+
+#[async_trait]
 pub trait EventStore: Send + Sync {
     /// Appends events in one transaction, returning their sequence numbers in order.
     async fn append_events(&self, events: &[NewEvent]) -> StoreResult<Vec<i64>>;
@@ -186,6 +192,7 @@ pub trait Store:
     + RevokedTokenStore
     + SessionStore
     + KeyStore
+    + Housekeeping
     + EventStore
     + Send
     + Sync

@@ -95,6 +95,7 @@ conformance!(
     concurrent_rotations_yield_exactly_one_winner,
     revoked_jtis_are_remembered,
     sessions_expire_and_can_be_deleted,
+    housekeeping_purges_only_expired_short_lived_records,
     pending_requests_expire_and_are_taken_once,
     signing_keys_keep_their_bytes_newest_first,
     events_append_in_order_and_filter,

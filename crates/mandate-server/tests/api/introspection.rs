@@ -115,13 +115,43 @@ async fn introspection_and_revocation_refuse_malformed_requests(backend: Backend
     let form_type = "application/x-www-form-urlencoded";
     let big = format!("token={}", "x".repeat(70_000));
     let cases: Vec<(&str, &str, String, u16, &str)> = vec![
-        ("/introspect", form_type, "token=a&token=b".into(), 400, "duplicated token"),
+        (
+            "/introspect",
+            form_type,
+            "token=a&token=b".into(),
+            400,
+            "duplicated token",
+        ),
         ("/introspect", form_type, "".into(), 400, "missing token"),
-        ("/introspect", "application/json", "{\"token\":\"a\"}".into(), 400, "JSON body"),
+        (
+            "/introspect",
+            "application/json",
+            "{\"token\":\"a\"}".into(),
+            400,
+            "JSON body",
+        ),
         ("/introspect", form_type, big.clone(), 413, "oversized body"),
-        ("/revoke", form_type, "token=a&token=b".into(), 400, "duplicated token"),
-        ("/revoke", form_type, "token_type_hint=refresh_token".into(), 400, "missing token"),
-        ("/revoke", "text/plain", "token=a".into(), 400, "wrong content type"),
+        (
+            "/revoke",
+            form_type,
+            "token=a&token=b".into(),
+            400,
+            "duplicated token",
+        ),
+        (
+            "/revoke",
+            form_type,
+            "token_type_hint=refresh_token".into(),
+            400,
+            "missing token",
+        ),
+        (
+            "/revoke",
+            "text/plain",
+            "token=a".into(),
+            400,
+            "wrong content type",
+        ),
         ("/revoke", form_type, big, 413, "oversized body"),
     ];
     for (path, ctype, body, status, reason) in cases {
@@ -135,7 +165,11 @@ async fn introspection_and_revocation_refuse_malformed_requests(backend: Backend
             .await
             .unwrap();
         assert_eq!(resp.status().as_u16(), status, "{path} {reason}");
-        assert_eq!(resp.headers()["cache-control"], "no-store", "{path} {reason}");
+        assert_eq!(
+            resp.headers()["cache-control"],
+            "no-store",
+            "{path} {reason}"
+        );
         let json: serde_json::Value = resp.json().await.unwrap();
         assert_eq!(json["error"], "invalid_request", "{path} {reason}");
     }

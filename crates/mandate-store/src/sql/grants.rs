@@ -117,7 +117,6 @@ pub(crate) const CODE: &str = concat!(
 );
 pub(crate) const SET_CODE_FAMILY: &str =
     "UPDATE authorization_codes SET family_id = $2 WHERE code_hash = $1";
-pub(crate) const PURGE_CODES: &str = "DELETE FROM authorization_codes WHERE expires_at < $1";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct CodeRow {
@@ -344,17 +343,6 @@ macro_rules! impl_grants {
                     return Err($crate::StoreError::NotFound("authorization code"));
                 }
                 Ok(())
-            }
-
-            async fn purge_codes(
-                &self,
-                before: ::mandate_core::time::Timestamp,
-            ) -> $crate::StoreResult<u64> {
-                let done = ::sqlx::query($crate::sql::grants::PURGE_CODES)
-                    .bind(before.unix())
-                    .execute(&self.pool)
-                    .await?;
-                Ok(done.rows_affected())
             }
         }
     };

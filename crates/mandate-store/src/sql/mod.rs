@@ -17,10 +17,12 @@
 //! - [`refresh`]: refresh families and tokens, revoked access-token ids.
 //! - [`sessions`]: browser sessions, pending authorization requests, signing keys.
 //! - [`events`]: the append-only event log.
+//! - [`housekeeping`]: purging expired short-lived records.
 
 pub(crate) mod directory;
 pub(crate) mod events;
 pub(crate) mod grants;
+pub(crate) mod housekeeping;
 pub(crate) mod refresh;
 pub(crate) mod sessions;
 
@@ -37,6 +39,7 @@ macro_rules! impl_store_traits {
         $crate::sql::refresh::impl_refresh!($store, $db);
         $crate::sql::sessions::impl_sessions!($store);
         $crate::sql::events::impl_events!($store);
+        $crate::sql::housekeeping::impl_housekeeping!($store);
     };
 }
 pub(crate) use impl_store_traits;

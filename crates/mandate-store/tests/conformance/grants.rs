@@ -237,11 +237,11 @@ pub(crate) async fn codes_are_consumed_once_and_replays_are_recognised(store: Ar
     };
     store.insert_code(&late).await.unwrap();
     assert_eq!(
-        store.purge_codes(t(1060)).await.unwrap(),
+        store.purge_expired(t(1060)).await.unwrap(),
         0,
         "expiry is exclusive"
     );
-    assert_eq!(store.purge_codes(t(1061)).await.unwrap(), 1);
+    assert_eq!(store.purge_expired(t(1061)).await.unwrap(), 1);
     assert_eq!(
         store.consume_code("h_1", t(1100)).await.unwrap(),
         CodeConsumption::Unknown

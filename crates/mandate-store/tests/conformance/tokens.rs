@@ -211,6 +211,42 @@ pub(crate) async fn pending_requests_expire_and_are_taken_once(store: Arc<dyn St
     assert_eq!(store.pending("p_1", t(1100)).await.unwrap(), None);
 }
 
+pub(crate) async fn housekeeping_purges_only_expired_short_lived_records(store: Arc<dyn Store>) {
+    let session = |id: &str, expires: i64| Session {
+        id_hash: id.into(),
+        user_id: "u_1".into(),
+        tenant_id: "acme".into(),
+        created_at: t(1000),
+        expires_at: t(expires),
+    };
+    store.create_session(&session("s_old", 1500)).await.unwrap();
+    store.create_session(&session("s_new", 3000)).await.unwrap();
+    store.revoke_jti("jti_old", t(1500)).await.unwrap();
+    store.revoke_jti("jti_new", t(3000)).await.unwrap();
+    let f = family("f_1", "g_1");
+    store
+        .create_family(&f, &token("r_1", "f_1", 1000))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store.purge_expired(t(1500)).await.unwrap(),
+        0,
+        "expiry is exclusive"
+    );
+    assert_eq!(store.purge_expired(t(2000)).await.unwrap(), 2);
+    assert_eq!(
+        store.session("s_new", t(1000)).await.unwrap(),
+        Some(session("s_new", 3000))
+    );
+    assert!(store.is_jti_revoked("jti_new").await.unwrap());
+    assert!(!store.is_jti_revoked("jti_old").await.unwrap());
+    assert!(
+        store.refresh_token("r_1").await.unwrap().is_some(),
+        "refresh tokens are kept for reuse detection"
+    );
+}
+
 pub(crate) async fn signing_keys_keep_their_bytes_newest_first(store: Arc<dyn Store>) {
     let all_bytes: Vec<u8> = (0..=255).chain([0, 0, 255]).collect();
     let old = StoredSigningKey {
