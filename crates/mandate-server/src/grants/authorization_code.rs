@@ -4,7 +4,7 @@
 //! the request fails. A second presentation is treated as a leak: it fails, and the grant and
 //! refresh family the first redemption produced are revoked.
 
-use super::{issuance_event, revoke_for_incident};
+use super::{ensure_user_enabled, issuance_event, revoke_for_incident};
 use crate::errors::ServerError;
 use crate::issuance::{self, TokenSubject};
 use crate::request_meta::RequestMeta;
@@ -74,6 +74,7 @@ pub async fn exchange(
         .await?
         .filter(|g| g.is_active(now))
         .ok_or_else(|| OAuthError::InvalidGrant("the grant has been revoked".into()))?;
+    ensure_user_enabled(app, Some(&stored.user_id)).await?;
     let scopes = grant::token_scopes(&stored.scopes, &agent.max_scopes, &grant.scopes);
     if scopes.is_empty() {
         return Err(OAuthError::InvalidGrant("no granted scope remains".into()).into());

@@ -6,7 +6,7 @@
 //! window the same successor is returned, so an honest client's concurrent refreshes do not log
 //! its user out.
 
-use super::{issuance_event, revoke_for_incident};
+use super::{ensure_user_enabled, issuance_event, revoke_for_incident};
 use crate::errors::ServerError;
 use crate::issuance::{self, TokenSubject};
 use crate::request_meta::RequestMeta;
@@ -43,6 +43,7 @@ pub async fn exchange(
         .await?
         .filter(|g| g.is_active(now))
         .ok_or_else(|| invalid("the grant has been revoked"))?;
+    ensure_user_enabled(app, family.user_id.as_deref()).await?;
     if resource.is_some_and(|r| r != family.resource) {
         return Err(OAuthError::InvalidTarget(
             "a refresh token is bound to the resource it was issued for".into(),
