@@ -12,6 +12,7 @@ use mandate_core::client::Agent;
 use mandate_core::client_auth::ClientCredentials;
 use mandate_core::event::{Action, ActorKind, NewEvent};
 use mandate_core::time::Timestamp;
+use std::sync::Arc;
 
 /// Returns the authenticated agent, or records the failure and answers `invalid_client`.
 pub async fn authenticate(
@@ -19,7 +20,7 @@ pub async fn authenticate(
     form: &OAuthForm,
     meta: &RequestMeta,
     now: Timestamp,
-) -> Result<Agent, ServerError> {
+) -> Result<Arc<Agent>, ServerError> {
     let used_basic = form.authorization.is_some();
     let creds = ClientCredentials::from_request(form.authorization.as_deref(), &form.params)
         .map_err(|e| match e {
@@ -29,7 +30,10 @@ pub async fn authenticate(
             },
             other => other.into(),
         })?;
-    let agent = app.store.agent(creds.client_id()).await?;
+    let agent = app
+        .cache
+        .agent(app.store.as_ref(), creds.client_id())
+        .await?;
     let outcome = match &agent {
         Some(agent) => creds.authenticate(agent),
         None => Err(OAuthError::InvalidClient(
@@ -43,7 +47,7 @@ pub async fn authenticate(
                 OAuthError::InvalidClient("client authentication failed".into())
             });
             let mut event = NewEvent::new(now, Action::ClientAuthFailed, ActorKind::Agent);
-            event.client_id = agent.map(|a| a.client_id);
+            event.client_id = agent.map(|a| a.client_id.clone());
             event.reason = Some(error.description().to_owned());
             event.detail = serde_json::json!({ "method": creds.method() });
             app.events.append(meta.stamp(event)).await?;

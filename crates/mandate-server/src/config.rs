@@ -23,6 +23,7 @@ pub const ENV_KEYS: &[&str] = &[
     "signing_algorithm",
     "refresh_grace_seconds",
     "session_ttl_seconds",
+    "cache_ttl_ms",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -56,6 +57,11 @@ pub struct Config {
     /// Lifetime of a login session. Env: `MANDATE_SESSION_TTL_SECONDS`.
     #[serde(default = "defaults::session_ttl_seconds")]
     pub session_ttl_seconds: u64,
+    /// How long the token endpoint reuses agent registrations, the resource registry and
+    /// service grants before reading them again; changes made elsewhere (the CLI, another
+    /// node) take effect within this time. 0 disables the cache. Env: `MANDATE_CACHE_TTL_MS`.
+    #[serde(default = "defaults::cache_ttl_ms")]
+    pub cache_ttl_ms: u64,
 
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
@@ -86,6 +92,9 @@ mod defaults {
     pub fn session_ttl_seconds() -> u64 {
         8 * 60 * 60
     }
+    pub fn cache_ttl_ms() -> u64 {
+        1000
+    }
 }
 
 impl Default for Config {
@@ -99,6 +108,7 @@ impl Default for Config {
             signing_algorithm: defaults::signing_algorithm(),
             refresh_grace_seconds: defaults::refresh_grace_seconds(),
             session_ttl_seconds: defaults::session_ttl_seconds(),
+            cache_ttl_ms: defaults::cache_ttl_ms(),
             tenants: vec![],
             users: vec![],
             scopes: vec![],

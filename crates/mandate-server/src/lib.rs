@@ -10,11 +10,13 @@
 //! - [`issuance`]: minting access tokens, refresh families and codes.
 //! - [`client_auth`], [`browser`], [`password`]: proving who a client or a person is.
 //! - [`keys`]: the key-encryption key and the signing key ring.
+//! - [`cache`]: short-lived caches for the token endpoint's hot path.
 //! - [`pages`]: compiled templates for login, consent and errors.
 //! - [`errors`]: the single mapping from failures to HTTP responses.
 
 pub mod apply;
 pub mod browser;
+pub mod cache;
 pub mod client_auth;
 pub mod config;
 pub mod errors;

@@ -6,6 +6,7 @@
 //! which port was chosen, which is how the tests run many servers side by side.
 
 use crate::apply::{self, Applied};
+use crate::cache::HotPathCache;
 use crate::config::Config;
 use crate::keys::{Kek, KeyRing};
 use crate::routes;
@@ -84,6 +85,9 @@ impl Application {
         let (events, event_writer) = EventWriter::spawn(store.clone());
 
         let state = AppState {
+            cache: Arc::new(HotPathCache::new(Duration::from_millis(
+                config.cache_ttl_ms,
+            ))),
             store,
             events,
             keys: Arc::new(keys),

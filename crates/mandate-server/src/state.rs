@@ -1,5 +1,6 @@
 //! What every handler shares: the store, the event writer, keys, clock, entropy and settings.
 
+use crate::cache::HotPathCache;
 use crate::keys::{Kek, KeyRing};
 use mandate_core::random::Entropy;
 use mandate_core::time::Clock;
@@ -17,6 +18,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub entropy: Arc<dyn Entropy>,
     pub settings: Arc<Settings>,
+    /// Agents, resources and service grants for the token endpoint (not authoritative).
+    pub cache: Arc<HotPathCache>,
 }
 
 /// Settings resolved at start.

@@ -36,7 +36,7 @@ pub async fn exchange(
     let tenant_id = agent.tenant_id.as_deref().ok_or_else(|| {
         OAuthError::UnauthorizedClient("a service identity must belong to a tenant".into())
     })?;
-    let resources = app.store.resources().await?;
+    let resources = app.cache.resources(app.store.as_ref()).await?;
     let target = resource::select(resource_param, agent, &resources)?;
     let scopes = match scope {
         Some(requested) => {
@@ -108,5 +108,6 @@ async fn service_grant(
         revoked_reason: None,
     };
     app.store.create_grant(&grant).await?;
+    app.cache.remember_service_grant(&grant);
     Ok(grant)
 }

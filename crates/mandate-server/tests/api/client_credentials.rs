@@ -10,6 +10,7 @@ crate::backend_tests!(
     scope_defaults_to_agent_maximum_at_the_resource,
     bad_requests_get_rfc_6749_errors,
     issuance_is_recorded_as_an_event,
+    a_disabled_agent_is_refused_once_the_cache_ttl_has_passed,
 );
 
 fn oauth2_client(
@@ -342,4 +343,29 @@ async fn issuance_is_recorded_as_an_event(backend: Backend) {
         !text.contains(s(&body["access_token"])),
         "no token in events"
     );
+}
+
+async fn a_disabled_agent_is_refused_once_the_cache_ttl_has_passed(backend: Backend) {
+    for ttl_ms in [0u64, 100] {
+        let app = spawn_with(backend, |c| c.cache_ttl_ms = ttl_ms).await;
+        app.client_credentials(None).await;
+        let mut agent = app.store.agent("svc-agent").await.unwrap().unwrap();
+        agent.disabled = true;
+        app.store.upsert_agent(&agent).await.unwrap();
+        // The cache holds entries for ttl_ms of wall-clock time (an operational bound, not
+        // protocol time); wait well past it.
+        tokio::time::sleep(std::time::Duration::from_millis(ttl_ms * 4)).await;
+        let (status, _, body) = app
+            .post_form(
+                "/token",
+                Some(("svc-agent", SVC_SECRET)),
+                &[("grant_type", "client_credentials")],
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("invalid_client")),
+            "ttl {ttl_ms} ms"
+        );
+    }
 }

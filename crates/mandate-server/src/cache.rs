@@ -1,0 +1,92 @@
+//! Short-lived read-through caches for the token endpoint's hot path.
+//!
+//! Issuing a client-credentials token needs the agent (to authenticate it), the resource
+//! registry and the agent's service grant. Reading all three from the database on every request
+//! costs more than the signature itself, so they are reused for `cache_ttl_ms` (1 s by default).
+//! Nothing here is authoritative: a change made elsewhere (the CLI, another node) is seen
+//! within the TTL, and introspection reads revocation state from the database every time. The
+//! revocation feed will replace the TTL with explicit invalidation.
+
+use mandate_core::client::Agent;
+use mandate_core::grant::Grant;
+use mandate_core::resource::ResourceServer;
+use mandate_store::{Store, StoreResult};
+use moka::sync::Cache;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Entries kept at most per cache; bounds memory under a flood of unknown client ids.
+const CAPACITY: u64 = 10_000;
+
+pub struct HotPathCache {
+    /// `None` remembers an unknown client id, so guessing ids does not reach the database.
+    agents: Option<Cache<String, Option<Arc<Agent>>>>,
+    resources: Option<Cache<(), Arc<Vec<ResourceServer>>>>,
+    /// Keyed by (tenant, client id).
+    service_grants: Option<Cache<(String, String), Grant>>,
+}
+
+impl HotPathCache {
+    /// A cache whose entries live `ttl`; a zero TTL disables caching.
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            agents: build(ttl, CAPACITY),
+            resources: build(ttl, 1),
+            service_grants: build(ttl, CAPACITY),
+        }
+    }
+
+    pub async fn agent(
+        &self,
+        store: &dyn Store,
+        client_id: &str,
+    ) -> StoreResult<Option<Arc<Agent>>> {
+        if let Some(hit) = self.agents.as_ref().and_then(|c| c.get(client_id)) {
+            return Ok(hit);
+        }
+        let loaded = store.agent(client_id).await?.map(Arc::new);
+        if let Some(c) = &self.agents {
+            c.insert(client_id.to_owned(), loaded.clone());
+        }
+        Ok(loaded)
+    }
+
+    pub async fn resources(&self, store: &dyn Store) -> StoreResult<Arc<Vec<ResourceServer>>> {
+        if let Some(hit) = self.resources.as_ref().and_then(|c| c.get(&())) {
+            return Ok(hit);
+        }
+        let loaded = Arc::new(store.resources().await?);
+        if let Some(c) = &self.resources {
+            c.insert((), loaded.clone());
+        }
+        Ok(loaded)
+    }
+
+    pub fn service_grant(&self, tenant_id: &str, client_id: &str) -> Option<Grant> {
+        self.service_grants
+            .as_ref()
+            .and_then(|c| c.get(&(tenant_id.to_owned(), client_id.to_owned())))
+    }
+
+    pub fn remember_service_grant(&self, grant: &Grant) {
+        if let Some(c) = &self.service_grants {
+            c.insert(
+                (grant.tenant_id.clone(), grant.client_id.clone()),
+                grant.clone(),
+            );
+        }
+    }
+}
+
+fn build<K, V>(ttl: Duration, capacity: u64) -> Option<Cache<K, V>>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    (!ttl.is_zero()).then(|| {
+        Cache::builder()
+            .max_capacity(capacity)
+            .time_to_live(ttl)
+            .build()
+    })
+}
