@@ -311,6 +311,15 @@ struct Header {
     kid: Option<String>,
     #[serde(default)]
     crit: Option<serde_json::Value>,
+    /// Key material offered by the token itself is never trusted; its presence is refused.
+    #[serde(default)]
+    jwk: Option<serde_json::Value>,
+    #[serde(default)]
+    jku: Option<serde_json::Value>,
+    #[serde(default)]
+    x5u: Option<serde_json::Value>,
+    #[serde(default)]
+    x5c: Option<serde_json::Value>,
 }
 
 /// Checks a token's structure, type, key and signature, and returns its claims. Time, issuer
@@ -326,7 +335,12 @@ pub fn verify(token: &str, keys: &[VerifyingKey]) -> Result<AccessTokenClaims, J
         return Err(JwtError::Malformed);
     };
     let header: Header = decode_json(h)?;
-    if header.crit.is_some() {
+    if header.crit.is_some()
+        || header.jwk.is_some()
+        || header.jku.is_some()
+        || header.x5u.is_some()
+        || header.x5c.is_some()
+    {
         return Err(JwtError::Malformed);
     }
     if !header.typ.as_deref().is_some_and(|t| {

@@ -16,10 +16,12 @@
 //!   the decisions each grant type makes.
 //! - [`jwt`]: RFC 9068 access tokens, signed with a parsed key held for the process lifetime.
 //! - [`metadata`], [`introspection`], [`token_response`]: response wire types.
+//! - [`challenge`]: RFC 6750 / RFC 9728 `WWW-Authenticate` challenges for resource servers.
 //! - [`event`]: the append-only event record every security-relevant action writes.
 //! - [`secret`], [`random`], [`time`]: hashing of opaque secrets, injected entropy and clock.
 
 pub mod authorize;
+pub mod challenge;
 pub mod client;
 pub mod client_auth;
 pub mod code;
