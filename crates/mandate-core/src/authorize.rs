@@ -211,6 +211,8 @@ mod tests {
             identifier: "http://crm".into(),
             name: "CRM".into(),
             scopes: ScopeSet::parse("contacts.read contacts.write billing.read").unwrap(),
+            client_id: None,
+            secret_hash: None,
         }]
     }
 

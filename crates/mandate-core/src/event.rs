@@ -44,6 +44,8 @@ pub enum Action {
     GrantRevoked,
     ClientAuthFailed,
     ConfigApplied,
+    UserDisabled,
+    AgentDisabled,
 }
 
 impl Action {
@@ -61,6 +63,8 @@ impl Action {
             Self::GrantRevoked => "grant.revoked",
             Self::ClientAuthFailed => "client.auth_failed",
             Self::ConfigApplied => "config.applied",
+            Self::UserDisabled => "user.disabled",
+            Self::AgentDisabled => "agent.disabled",
         }
     }
 }

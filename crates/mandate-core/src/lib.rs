@@ -18,6 +18,7 @@
 //! - [`metadata`], [`introspection`], [`token_response`]: response wire types.
 //! - [`challenge`]: RFC 6750 / RFC 9728 `WWW-Authenticate` challenges for resource servers.
 //! - [`event`]: the append-only event record every security-relevant action writes.
+//! - [`revocation`]: the revocation feed's entries, derived from revocation events.
 //! - [`secret`], [`random`], [`time`]: hashing of opaque secrets, injected entropy and clock.
 
 pub mod authorize;
@@ -38,6 +39,7 @@ pub mod random;
 pub mod redirect_uri;
 pub mod refresh;
 pub mod resource;
+pub mod revocation;
 pub mod scope;
 pub mod secret;
 pub mod time;

@@ -24,6 +24,9 @@ pub struct AuthorizationServerMetadata {
     pub code_challenge_methods_supported: Vec<String>,
     pub authorization_response_iss_parameter_supported: bool,
     pub prompt_values_supported: Vec<String>,
+    /// Mandate's revocation feed (server-sent events) for resource servers; an extension
+    /// field, which RFC 8414 §2 permits.
+    pub revocation_feed_endpoint: String,
 }
 
 impl AuthorizationServerMetadata {
@@ -60,6 +63,7 @@ impl AuthorizationServerMetadata {
             code_challenge_methods_supported: strings(&["S256"]),
             authorization_response_iss_parameter_supported: true,
             prompt_values_supported: strings(&["none", "login", "consent"]),
+            revocation_feed_endpoint: format!("{issuer}/revocations"),
         }
     }
 }

@@ -16,6 +16,12 @@ pub struct ResourceServer {
     pub name: String,
     /// Scopes this resource accepts; a token for it never carries others.
     pub scopes: ScopeSet,
+    /// The resource server's own credential, for introspection and the revocation feed:
+    /// an id (distinct from every agent's client id) and the `sha256:` hash of its secret.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing)]
+    pub secret_hash: Option<String>,
 }
 
 /// Whether `s` is a valid resource indicator (RFC 8707 §2: absolute URI, no fragment).
@@ -98,6 +104,8 @@ mod tests {
             identifier: "https://crm.example".into(),
             name: "CRM".into(),
             scopes: ScopeSet::parse("contacts.read contacts.write").unwrap(),
+            client_id: None,
+            secret_hash: None,
         }]
     }
 

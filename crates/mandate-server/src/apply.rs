@@ -4,7 +4,7 @@
 //! re-hashed only when they no longer verify). Everything is validated before anything is
 //! written, and every problem is reported with the key that holds it (`agents[1].max_scopes`).
 
-use crate::config::{AgentConfig, Config, UserConfig};
+use crate::config::{AgentConfig, Config, Secret, UserConfig};
 use crate::password;
 use anyhow::{Context, bail};
 use mandate_core::client::{
@@ -139,19 +139,57 @@ async fn validate(config: &Config, store: &dyn Store) -> anyhow::Result<Plan> {
         .into_iter()
         .map(|r| r.identifier)
         .collect();
+    let agent_ids: BTreeSet<String> = store
+        .agents()
+        .await?
+        .into_iter()
+        .map(|a| a.client_id)
+        .chain(config.agents.iter().map(|a| a.client_id.clone()))
+        .collect();
     let mut resources = Vec::new();
     for (i, r) in config.resources.iter().enumerate() {
+        let key = |field: &str| format!("resources[{i}].{field}");
         if !is_valid_identifier(&r.identifier) {
             bail!(
-                "resources[{i}].identifier: `{}` must be an absolute URI without a fragment",
+                "{}: `{}` must be an absolute URI without a fragment",
+                key("identifier"),
                 r.identifier
             );
+        }
+        let secret_hash = credential_hash(
+            &key("secret"),
+            &key("secret_hash"),
+            r.secret.as_ref(),
+            r.secret_hash.as_deref(),
+        )?;
+        match (&r.client_id, &secret_hash) {
+            (Some(id), Some(_)) => {
+                if !is_valid_client_id(id) {
+                    bail!(
+                        "{}: `{id}` must be 1-128 printable characters without spaces or colons",
+                        key("client_id")
+                    );
+                }
+                if agent_ids.contains(id) {
+                    bail!(
+                        "{}: `{id}` is already an agent's client id",
+                        key("client_id")
+                    );
+                }
+            }
+            (None, None) => {}
+            _ => bail!(
+                "{}: a resource credential needs both client_id and secret",
+                key("client_id")
+            ),
         }
         resource_ids.insert(r.identifier.clone());
         resources.push(ResourceServer {
             identifier: r.identifier.clone(),
             name: r.name.clone(),
-            scopes: scope_set(format!("resources[{i}].scopes"), &r.scopes)?,
+            scopes: scope_set(key("scopes"), &r.scopes)?,
+            client_id: r.client_id.clone(),
+            secret_hash,
         });
     }
     let mut agents = Vec::new();
@@ -205,35 +243,22 @@ fn agent(
         .kind
         .parse()
         .map_err(|e| anyhow::anyhow!("{}: {e}", key("kind")))?;
-    let secret_hash = match (kind, &a.secret, &a.secret_hash) {
-        (ClientKind::Public, None, None) => None,
-        (ClientKind::Public, _, _) => bail!("{}: a public agent has no secret", key("secret")),
-        (ClientKind::Confidential, Some(_), Some(_)) => {
-            bail!("{}: give secret or secret_hash, not both", key("secret"))
+    let secret_hash = credential_hash(
+        &key("secret"),
+        &key("secret_hash"),
+        a.secret.as_ref(),
+        a.secret_hash.as_deref(),
+    )?;
+    match (kind, &secret_hash) {
+        (ClientKind::Public, Some(_)) => bail!("{}: a public agent has no secret", key("secret")),
+        (ClientKind::Confidential, None) => {
+            bail!(
+                "{}: a confidential agent needs secret or secret_hash",
+                key("secret")
+            )
         }
-        (ClientKind::Confidential, None, None) => bail!(
-            "{}: a confidential agent needs secret or secret_hash",
-            key("secret")
-        ),
-        (ClientKind::Confidential, Some(s), None) => {
-            if s.expose().len() < MIN_SECRET_LEN {
-                bail!(
-                    "{}: must be at least {MIN_SECRET_LEN} characters of random data (it is stored as a fast hash)",
-                    key("secret")
-                );
-            }
-            Some(secret::hash_secret(s.expose()))
-        }
-        (ClientKind::Confidential, None, Some(h)) => {
-            if !secret::is_secret_hash(h) {
-                bail!(
-                    "{}: must look like sha256:<43 base64url characters>",
-                    key("secret_hash")
-                );
-            }
-            Some(h.clone())
-        }
-    };
+        _ => {}
+    }
     let mut grant_types = Vec::new();
     for g in &a.grant_types {
         grant_types.push(
@@ -313,6 +338,33 @@ fn agent(
         allowed_resources: a.allowed_resources.clone(),
         disabled: false,
     })
+}
+
+/// The stored hash of a credential given as `secret` (hashed here) or `secret_hash`.
+fn credential_hash(
+    secret_key: &str,
+    hash_key: &str,
+    secret: Option<&Secret>,
+    hash: Option<&str>,
+) -> anyhow::Result<Option<String>> {
+    match (secret, hash) {
+        (Some(_), Some(_)) => bail!("{secret_key}: give secret or secret_hash, not both"),
+        (None, None) => Ok(None),
+        (Some(s), None) => {
+            if s.expose().len() < MIN_SECRET_LEN {
+                bail!(
+                    "{secret_key}: must be at least {MIN_SECRET_LEN} characters of random data (it is stored as a fast hash)"
+                );
+            }
+            Ok(Some(secret::hash_secret(s.expose())))
+        }
+        (None, Some(h)) => {
+            if !secret::is_secret_hash(h) {
+                bail!("{hash_key}: must look like sha256:<43 base64url characters>");
+            }
+            Ok(Some(h.to_owned()))
+        }
+    }
 }
 
 async fn apply_user(

@@ -157,6 +157,15 @@ pub struct ResourceConfig {
     pub name: String,
     /// Scopes this resource accepts.
     pub scopes: Vec<String>,
+    /// The resource server's own credential id, for introspection and the revocation feed
+    /// (must differ from every agent's client id).
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Its secret (at least 32 characters; stored as SHA-256), or `secret_hash`.
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    #[serde(default)]
+    pub secret_hash: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -10,7 +10,7 @@
 use crate::{Store, StoreError, StoreResult};
 use mandate_core::event::NewEvent;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 /// Most events written in one transaction.
@@ -24,14 +24,23 @@ type Ack = oneshot::Sender<StoreResult<i64>>;
 #[derive(Clone)]
 pub struct EventWriter {
     tx: mpsc::Sender<(NewEvent, Ack)>,
+    /// The highest sequence number committed by this writer, for readers that follow the log
+    /// (the revocation feed) and want to wake as soon as something new is durable.
+    committed: watch::Receiver<i64>,
 }
 
 impl EventWriter {
     /// Starts the writer task. It runs until every handle is dropped, then drains and exits.
     pub fn spawn(store: Arc<dyn Store>) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        let task = tokio::spawn(run(store, rx));
-        (Self { tx }, task)
+        let (committed_tx, committed) = watch::channel(0);
+        let task = tokio::spawn(run(store, rx, committed_tx));
+        (Self { tx, committed }, task)
+    }
+
+    /// A receiver that changes whenever a batch commits (its value: the highest new seq).
+    pub fn committed(&self) -> watch::Receiver<i64> {
+        self.committed.clone()
     }
 
     /// Appends one event and waits until it is durable; returns its sequence number.
@@ -45,7 +54,11 @@ impl EventWriter {
     }
 }
 
-async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<(NewEvent, Ack)>) {
+async fn run(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<(NewEvent, Ack)>,
+    committed: watch::Sender<i64>,
+) {
     let mut events = Vec::with_capacity(MAX_BATCH);
     let mut acks = Vec::with_capacity(MAX_BATCH);
     while let Some((event, ack)) = rx.recv().await {
@@ -62,6 +75,9 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<(NewEvent, Ack)>) {
         }
         match store.append_events(&events).await {
             Ok(seqs) if seqs.len() == acks.len() => {
+                if let Some(&last) = seqs.iter().max() {
+                    committed.send_replace(last);
+                }
                 for (ack, seq) in acks.drain(..).zip(seqs) {
                     let _ = ack.send(Ok(seq));
                 }

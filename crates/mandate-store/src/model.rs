@@ -84,6 +84,8 @@ pub struct GrantFilter {
 pub struct EventFilter {
     pub tenant_id: Option<String>,
     pub action: Option<String>,
+    /// Any of these actions (empty: no restriction), e.g. the revocation actions for the feed.
+    pub actions: Vec<String>,
     pub grant_id: Option<String>,
     /// Only events with a sequence number greater than this.
     pub after_seq: i64,
@@ -95,6 +97,7 @@ impl Default for EventFilter {
         Self {
             tenant_id: None,
             action: None,
+            actions: Vec::new(),
             grant_id: None,
             after_seq: 0,
             limit: 100,

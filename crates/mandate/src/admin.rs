@@ -203,12 +203,19 @@ pub async fn resource(global: &Global, cmd: ResourceCmd) -> anyhow::Result<()> {
             identifier,
             name,
             scopes,
+            client_id,
         } => {
+            let secret = client_id
+                .as_ref()
+                .map(|_| random::opaque_secret(&OsEntropy::default()));
             let part = Config {
                 resources: vec![ResourceConfig {
                     identifier: identifier.clone(),
                     name,
                     scopes,
+                    client_id,
+                    secret: secret.clone().map(Secret::new),
+                    secret_hash: None,
                 }],
                 ..Config::default()
             };
@@ -219,11 +226,14 @@ pub async fn resource(global: &Global, cmd: ResourceCmd) -> anyhow::Result<()> {
                 .into_iter()
                 .find(|r| r.identifier == identifier)
                 .context("resource vanished")?;
-            output::created(
-                global.json,
-                &r,
-                &format!("resource {} ({})", r.identifier, r.name),
-            )
+            let mut text = format!("resource {} ({})", r.identifier, r.name);
+            if let (Some(id), Some(s)) = (&r.client_id, &secret) {
+                text.push_str(&format!(
+                    "\ncredential {id}, secret (shown once, store it now): {s}"
+                ));
+            }
+            let shown = serde_json::json!({ "resource": r, "client_secret": secret });
+            output::created(global.json, &shown, &text)
         }
         ResourceCmd::List => {
             let items = store.resources().await?;

@@ -118,6 +118,10 @@ pub enum ResourceCmd {
         /// Scopes the resource accepts.
         #[arg(long, value_delimiter = ',', required = true)]
         scopes: Vec<String>,
+        /// Give the resource server a credential with this id (for introspection and the
+        /// revocation feed); its secret is generated and printed once.
+        #[arg(long)]
+        client_id: Option<String>,
     },
     List,
 }

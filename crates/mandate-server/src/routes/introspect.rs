@@ -1,11 +1,11 @@
 //! `POST /introspect` (RFC 7662): is this token active, and what does it carry?
 //!
 //! Reflects revocation at once: a JWT whose grant, agent or user has been revoked or disabled,
-//! or whose `jti` was revoked, is inactive although its signature and expiry are fine. Only
-//! confidential clients may introspect, and only tokens issued to themselves or within their own
-//! tenant (tenant isolation on every read).
+//! or whose `jti` was revoked, is inactive although its signature and expiry are fine. Who may
+//! see what (tenant isolation on every read): a confidential agent, tokens issued to itself or
+//! within its own tenant; a resource server, tokens whose audience it is, in every tenant.
 
-use crate::client_auth;
+use crate::client_auth::{self, Caller};
 use crate::errors::{ServerError, no_store};
 use crate::form::OAuthForm;
 use crate::request_meta::RequestMeta;
@@ -14,7 +14,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use mandate_core::OAuthError;
-use mandate_core::client::{Agent, ClientKind};
+use mandate_core::client::ClientKind;
 use mandate_core::introspection::IntrospectionResponse;
 use mandate_core::jwt::{self, Expectations};
 use mandate_core::secret;
@@ -26,8 +26,15 @@ pub async fn introspect_post(
     form: OAuthForm,
 ) -> Result<Response, ServerError> {
     let now = app.clock.now();
-    let caller = client_auth::authenticate(&app, &form, &meta, now).await?;
-    if caller.kind != ClientKind::Confidential {
+    let caller = client_auth::authenticate_caller(
+        &app,
+        form.authorization.as_deref(),
+        &form.params,
+        &meta,
+        now,
+    )
+    .await?;
+    if matches!(&caller, Caller::Agent(a) if a.kind != ClientKind::Confidential) {
         return Err(ServerError::ClientAuth {
             error: OAuthError::InvalidClient("introspection requires a confidential client".into()),
             basic: form.authorization.is_some(),
@@ -47,9 +54,14 @@ pub async fn introspect_post(
     Ok(http)
 }
 
-fn may_see(caller: &Agent, answer: &IntrospectionResponse) -> bool {
-    answer.client_id.as_deref() == Some(caller.client_id.as_str())
-        || (caller.tenant_id.is_some() && caller.tenant_id == answer.tenant)
+fn may_see(caller: &Caller, answer: &IntrospectionResponse) -> bool {
+    match caller {
+        Caller::Agent(agent) => {
+            answer.client_id.as_deref() == Some(agent.client_id.as_str())
+                || (agent.tenant_id.is_some() && agent.tenant_id == answer.tenant)
+        }
+        Caller::Resource(resource) => answer.aud.as_deref() == Some(resource.identifier.as_str()),
+    }
 }
 
 async fn introspect_jwt(

@@ -10,6 +10,7 @@ pub mod consent;
 pub mod discovery;
 pub mod introspect;
 pub mod login;
+pub mod revocations;
 pub mod revoke;
 pub mod token;
 
@@ -37,6 +38,7 @@ pub fn router(app: AppState) -> Router {
         .route("/token", post(token::token_post))
         .route("/introspect", post(introspect::introspect_post))
         .route("/revoke", post(revoke::revoke_post))
+        .route("/revocations", get(revocations::revocations_get))
         .route("/jwks.json", get(discovery::jwks_get))
         .route("/healthz", get(discovery::healthz_get))
         .route("/static/mandate.css", get(discovery::stylesheet_get))

@@ -24,7 +24,14 @@ pub async fn revoke_post(
     form: OAuthForm,
 ) -> Result<Response, ServerError> {
     let now = app.clock.now();
-    let agent = client_auth::authenticate(&app, &form, &meta, now).await?;
+    let agent = client_auth::authenticate(
+        &app,
+        form.authorization.as_deref(),
+        &form.params,
+        &meta,
+        now,
+    )
+    .await?;
     let token = form.params.require("token")?;
     // `token_type_hint` is only a hint (RFC 7009 §2.1): the token's shape decides.
     let event = if token.matches('.').count() == 2 {
@@ -62,7 +69,8 @@ async fn revoke_access_token(
     event.tenant_id = Some(claims.tenant);
     event.grant_id = Some(claims.gid);
     event.reason = Some("revoked by client".into());
-    event.detail = serde_json::json!({ "token_type": "access_token", "jti": claims.jti });
+    event.detail =
+        serde_json::json!({ "token_type": "access_token", "jti": claims.jti, "exp": claims.exp });
     Ok(Some(event))
 }
 

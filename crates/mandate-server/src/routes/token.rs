@@ -18,7 +18,14 @@ pub async fn token_post(
     form: OAuthForm,
 ) -> Result<Response, ServerError> {
     let now = app.clock.now();
-    let agent = client_auth::authenticate(&app, &form, &meta, now).await?;
+    let agent = client_auth::authenticate(
+        &app,
+        form.authorization.as_deref(),
+        &form.params,
+        &meta,
+        now,
+    )
+    .await?;
     let request = TokenRequest::parse(&form.params)?;
     if !agent.allows(request.grant_type()) {
         return Err(OAuthError::UnauthorizedClient(

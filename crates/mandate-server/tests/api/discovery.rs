@@ -42,6 +42,10 @@ async fn metadata_advertises_what_is_enforced(backend: Backend) {
     let grants = doc["grant_types_supported"].as_array().unwrap();
     assert!(!grants.iter().any(|g| g == "implicit" || g == "password"));
     assert_eq!(doc["scopes_supported"].as_array().unwrap().len(), 6);
+    assert_eq!(
+        doc["revocation_feed_endpoint"],
+        format!("{}/revocations", app.issuer)
+    );
 }
 
 async fn issuer_with_a_path_serves_path_inserted_metadata(backend: Backend) {

@@ -22,4 +22,5 @@ mod discovery;
 mod introspection;
 mod refresh;
 mod revocation;
+mod revocation_feed;
 mod startup;

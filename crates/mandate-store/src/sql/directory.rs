@@ -64,11 +64,12 @@ pub(crate) const UPSERT_SCOPE: &str = "INSERT INTO scopes (name, description, se
      VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE \
      SET description = excluded.description, sensitive = excluded.sensitive";
 pub(crate) const SCOPES: &str = "SELECT name, description, sensitive FROM scopes ORDER BY name";
-pub(crate) const UPSERT_RESOURCE: &str = "INSERT INTO resources (identifier, name, scopes) \
-     VALUES ($1, $2, $3) ON CONFLICT (identifier) DO UPDATE \
-     SET name = excluded.name, scopes = excluded.scopes";
-pub(crate) const RESOURCES: &str =
-    "SELECT identifier, name, scopes FROM resources ORDER BY identifier";
+pub(crate) const UPSERT_RESOURCE: &str = "INSERT INTO resources \
+     (identifier, name, scopes, client_id, secret_hash) VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (identifier) DO UPDATE SET name = excluded.name, scopes = excluded.scopes, \
+     client_id = excluded.client_id, secret_hash = excluded.secret_hash";
+pub(crate) const RESOURCES: &str = "SELECT identifier, name, scopes, client_id, secret_hash \
+     FROM resources ORDER BY identifier";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct TenantRow {
@@ -213,6 +214,8 @@ pub(crate) struct ResourceRow {
     identifier: String,
     name: String,
     scopes: String,
+    client_id: Option<String>,
+    secret_hash: Option<String>,
 }
 
 impl TryFrom<ResourceRow> for ResourceServer {
@@ -222,6 +225,8 @@ impl TryFrom<ResourceRow> for ResourceServer {
             identifier: r.identifier,
             name: r.name,
             scopes: scopes(&r.scopes, "resource scopes")?,
+            client_id: r.client_id,
+            secret_hash: r.secret_hash,
         })
     }
 }
@@ -435,8 +440,11 @@ macro_rules! impl_directory {
                     .bind(&resource.identifier)
                     .bind(&resource.name)
                     .bind(resource.scopes.to_string())
+                    .bind(&resource.client_id)
+                    .bind(&resource.secret_hash)
                     .execute(&self.pool)
-                    .await?;
+                    .await
+                    .map_err($crate::sql::write_error("resource client id", "resource"))?;
                 Ok(())
             }
 

@@ -60,6 +60,7 @@ pub(crate) fn events_query(filter: &EventFilter) -> (String, Vec<&str>) {
     c.raw("seq > $1");
     c.eq("tenant_id", filter.tenant_id.as_deref());
     c.eq("action", filter.action.as_deref());
+    c.any_of("action", &filter.actions);
     c.eq("grant_id", filter.grant_id.as_deref());
     let (clause, binds) = c.finish();
     (
@@ -73,7 +74,7 @@ pub(crate) fn details(events: &[NewEvent]) -> Vec<String> {
     events.iter().map(|e| e.detail.to_string()).collect()
 }
 
-const ACTIONS: [Action; 12] = [
+const ACTIONS: [Action; 14] = [
     Action::LoginSucceeded,
     Action::LoginFailed,
     Action::ConsentGranted,
@@ -86,6 +87,8 @@ const ACTIONS: [Action; 12] = [
     Action::GrantRevoked,
     Action::ClientAuthFailed,
     Action::ConfigApplied,
+    Action::UserDisabled,
+    Action::AgentDisabled,
 ];
 
 /// An exhaustive match, so adding an `Action` fails to compile here until it is added to
@@ -104,7 +107,9 @@ fn every_action_is_listed(a: Action) {
         | Action::TokenRevoked
         | Action::GrantRevoked
         | Action::ClientAuthFailed
-        | Action::ConfigApplied => {}
+        | Action::ConfigApplied
+        | Action::UserDisabled
+        | Action::AgentDisabled => {}
     }
 }
 

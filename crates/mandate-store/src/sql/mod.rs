@@ -110,6 +110,20 @@ impl<'a> Conditions<'a> {
         }
     }
 
+    /// Adds `column IN ($N, $N+1, ...)` if `values` is not empty.
+    pub(crate) fn any_of(&mut self, column: &str, values: &'a [String]) {
+        if values.is_empty() {
+            return;
+        }
+        let placeholders: Vec<String> = (0..values.len())
+            .map(|i| format!("${}", self.next + i))
+            .collect();
+        self.parts
+            .push(format!("{column} IN ({})", placeholders.join(", ")));
+        self.next += values.len();
+        self.binds.extend(values.iter().map(String::as_str));
+    }
+
     /// Adds a condition without parameters of its own.
     pub(crate) fn raw(&mut self, condition: &str) {
         self.parts.push(condition.to_owned());

@@ -159,11 +159,15 @@ pub(crate) async fn catalog_upserts_and_lists_in_order(store: Arc<dyn Store>) {
         identifier: "https://crm.example/api".into(),
         name: "CRM".into(),
         scopes: scopes("contacts.read billing.read"),
+        client_id: Some("crm-rs".into()),
+        secret_hash: Some("sha256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into()),
     };
     let mcp = ResourceServer {
         identifier: "https://crm.example/mcp".into(),
         name: "MCP".into(),
         scopes: ScopeSet::new(),
+        client_id: None,
+        secret_hash: None,
     };
     store.upsert_resource(&mcp).await.unwrap();
     store.upsert_resource(&crm).await.unwrap();
@@ -172,5 +176,15 @@ pub(crate) async fn catalog_upserts_and_lists_in_order(store: Arc<dyn Store>) {
         ..crm
     };
     store.upsert_resource(&crm2).await.unwrap();
-    assert_eq!(store.resources().await.unwrap(), vec![crm2, mcp]);
+    assert_eq!(store.resources().await.unwrap(), vec![crm2, mcp.clone()]);
+    let clash = ResourceServer {
+        identifier: "https://other.example".into(),
+        client_id: Some("crm-rs".into()),
+        ..mcp
+    };
+    let err = store.upsert_resource(&clash).await;
+    assert!(
+        matches!(err, Err(StoreError::Conflict(_))),
+        "resource client ids are unique: {err:?}"
+    );
 }

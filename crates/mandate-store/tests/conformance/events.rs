@@ -71,6 +71,17 @@ pub(crate) async fn events_append_in_order_and_filter(store: Arc<dyn Store>) {
         ..EventFilter::default()
     };
     assert_eq!(seqs_of(g1_issued).await, [seqs[1]]);
+    let any_of = EventFilter {
+        actions: vec!["grant.revoked".into(), "login.failed".into()],
+        ..EventFilter::default()
+    };
+    assert_eq!(seqs_of(any_of).await, [seqs[3], seqs[4]]);
+    let any_of_in_acme = EventFilter {
+        tenant_id: Some("acme".into()),
+        actions: vec!["grant.revoked".into(), "login.failed".into()],
+        ..EventFilter::default()
+    };
+    assert_eq!(seqs_of(any_of_in_acme).await, [seqs[4]]);
     let page = EventFilter {
         after_seq: seqs[0],
         limit: 2,

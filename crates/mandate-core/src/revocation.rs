@@ -1,0 +1,136 @@
+//! The revocation feed's wire format, derived from the event log.
+//!
+//! Every revocation is already an event with a sequence number, so the feed needs no store of
+//! its own: it is the revocation events in sequence order, and a reader that reconnects with
+//! its last sequence number misses nothing. This module says which events are revocations and
+//! what a resource server must do with each (reject a grant, a token id, a user or an agent).
+
+use crate::event::{Action, Event};
+use serde::{Deserialize, Serialize};
+
+/// The event actions that revoke something, in the store's spelling.
+pub const REVOCATION_ACTIONS: [Action; 6] = [
+    Action::GrantRevoked,
+    Action::RefreshReuseDetected,
+    Action::CodeReplayDetected,
+    Action::TokenRevoked,
+    Action::UserDisabled,
+    Action::AgentDisabled,
+];
+
+/// What a resource server must stop accepting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Revoked {
+    /// Every token whose `gid` is this grant.
+    Grant { grant_id: String },
+    /// The token with this `jti`, which expires at `expires_at` anyway.
+    Token { jti: String, expires_at: i64 },
+    /// Every token whose `sub` is this user.
+    User { user_id: String },
+    /// Every token whose `client_id` is this agent.
+    Agent { client_id: String },
+}
+
+/// One feed entry: the event's sequence number (the SSE event id) and what it revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedEntry {
+    pub seq: i64,
+    pub at: i64,
+    pub tenant: Option<String>,
+    #[serde(flatten)]
+    pub revoked: Revoked,
+}
+
+impl FeedEntry {
+    /// The feed entry for a stored event, if it is a well-formed revocation.
+    pub fn from_event(e: &Event) -> Option<Self> {
+        let ev = &e.event;
+        let revoked = match ev.action {
+            Action::GrantRevoked | Action::RefreshReuseDetected | Action::CodeReplayDetected => {
+                Revoked::Grant {
+                    grant_id: ev.grant_id.clone()?,
+                }
+            }
+            Action::TokenRevoked => Revoked::Token {
+                jti: ev.detail.get("jti")?.as_str()?.to_owned(),
+                expires_at: ev.detail.get("exp")?.as_i64()?,
+            },
+            Action::UserDisabled => Revoked::User {
+                user_id: ev.user_id.clone()?,
+            },
+            Action::AgentDisabled => Revoked::Agent {
+                client_id: ev.client_id.clone()?,
+            },
+            _ => return None,
+        };
+        Some(Self {
+            seq: e.seq,
+            at: ev.at.unix(),
+            tenant: ev.tenant_id.clone(),
+            revoked,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{ActorKind, NewEvent};
+    use crate::time::Timestamp;
+
+    fn event(action: Action, f: impl FnOnce(&mut NewEvent)) -> Event {
+        let mut e = NewEvent::new(Timestamp::from_unix(100), action, ActorKind::System);
+        e.tenant_id = Some("acme".into());
+        f(&mut e);
+        Event { seq: 7, event: e }
+    }
+
+    #[test]
+    fn revocation_events_map_to_entries() {
+        let grant = event(Action::RefreshReuseDetected, |e| {
+            e.grant_id = Some("g_1".into())
+        });
+        let entry = FeedEntry::from_event(&grant).unwrap();
+        assert_eq!(
+            entry.revoked,
+            Revoked::Grant {
+                grant_id: "g_1".into()
+            }
+        );
+        assert_eq!(
+            serde_json::to_value(&entry).unwrap(),
+            serde_json::json!({"seq": 7, "at": 100, "tenant": "acme", "kind": "grant", "grant_id": "g_1"})
+        );
+        let token = event(Action::TokenRevoked, |e| {
+            e.detail = serde_json::json!({"jti": "at_1", "exp": 900})
+        });
+        assert_eq!(
+            FeedEntry::from_event(&token).unwrap().revoked,
+            Revoked::Token {
+                jti: "at_1".into(),
+                expires_at: 900
+            }
+        );
+        let user = event(Action::UserDisabled, |e| e.user_id = Some("u_1".into()));
+        assert_eq!(
+            FeedEntry::from_event(&user).unwrap().revoked,
+            Revoked::User {
+                user_id: "u_1".into()
+            }
+        );
+    }
+
+    #[test]
+    fn other_or_incomplete_events_are_not_entries() {
+        assert!(FeedEntry::from_event(&event(Action::TokenIssued, |_| {})).is_none());
+        assert!(
+            FeedEntry::from_event(&event(Action::GrantRevoked, |_| {})).is_none(),
+            "no grant id"
+        );
+        assert!(
+            FeedEntry::from_event(&event(Action::TokenRevoked, |_| {})).is_none(),
+            "no jti"
+        );
+    }
+}
