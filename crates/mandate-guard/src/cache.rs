@@ -1,0 +1,80 @@
+//! The verified-token cache: a repeated token costs a hash and a lookup, not a signature check.
+//!
+//! Keyed by the SHA-256 of the token so the cache never holds a usable credential; bounded in
+//! entries; each entry expires when its token does (moka's per-entry [`Expiry`]). Expiry here
+//! is only memory hygiene: the guard still checks `exp` against its injected clock on every hit,
+//! and revocation is checked after the cache, so a cached token never outlives its grant.
+
+use crate::principal::Principal;
+use aws_lc_rs::digest::{SHA256, digest};
+use moka::Expiry;
+use moka::sync::Cache;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Entries never live longer than this, whatever the token's `exp` says.
+const MAX_ENTRY_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// A verified token's principal and the start of its validity window (`max(iat, nbf)`).
+#[derive(Debug, Clone)]
+pub(crate) struct CachedPrincipal {
+    pub principal: Arc<Principal>,
+    pub not_before: i64,
+}
+
+#[derive(Clone)]
+struct Entry {
+    value: CachedPrincipal,
+    ttl: Duration,
+}
+
+struct UntilExpiry;
+
+impl Expiry<[u8; 32], Entry> for UntilExpiry {
+    fn expire_after_create(&self, _: &[u8; 32], entry: &Entry, _: Instant) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+}
+
+pub(crate) struct TokenCache {
+    cache: Cache<[u8; 32], Entry>,
+}
+
+impl TokenCache {
+    pub fn new(capacity: u64) -> Self {
+        Self {
+            cache: Cache::builder()
+                .max_capacity(capacity)
+                .expire_after(UntilExpiry)
+                .build(),
+        }
+    }
+
+    pub fn key(token: &str) -> [u8; 32] {
+        let mut key = [0u8; 32];
+        key.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
+        key
+    }
+
+    pub fn get(&self, key: &[u8; 32]) -> Option<CachedPrincipal> {
+        self.cache.get(key).map(|e| e.value)
+    }
+
+    /// Caches until `exp + leeway` as seen from `now`.
+    pub fn insert(&self, key: [u8; 32], value: CachedPrincipal, now: i64, leeway: i64) {
+        let remaining = value
+            .principal
+            .expires_at
+            .unix()
+            .saturating_add(leeway)
+            .saturating_sub(now);
+        let Ok(secs) = u64::try_from(remaining) else {
+            return;
+        };
+        if secs == 0 {
+            return;
+        }
+        let ttl = Duration::from_secs(secs).min(MAX_ENTRY_TTL);
+        self.cache.insert(key, Entry { value, ttl });
+    }
+}

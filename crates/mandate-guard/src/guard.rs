@@ -1,0 +1,467 @@
+//! The guard: configuration, discovery at build time, and token validation.
+//!
+//! [`Guard::validate`] is the whole decision for one request: parse the `Authorization` header,
+//! look the token up in the verified-token cache (keyed by its SHA-256, never the token), or
+//! verify it (signature with the issuer's published keys, RFC 9068 `typ`, `iss`, `aud`,
+//! `exp`/`iat`/`nbf` with leeway), then consult the revocation set on every call, cached or
+//! not. The tower layers in [`crate::layer`] only move headers and render the outcome.
+
+use crate::cache::{CachedPrincipal, TokenCache};
+use crate::clock::SystemClock;
+use crate::error::GuardError;
+use crate::keys::{self, IssuerMetadata, KeySet};
+use crate::metadata::{self, ProtectedResourceMetadata};
+use crate::principal::Principal;
+use crate::revocation::RevocationSet;
+use crate::scope::{Requirement, ScopeHierarchy};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
+use mandate_core::challenge::BearerError;
+use mandate_core::jwt::{self, Expectations, JwtError, MAX_TOKEN_LEN};
+use mandate_core::scope::is_valid_token;
+use mandate_core::time::{Clock, Timestamp};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Validates Mandate access tokens for one resource. Cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct Guard {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    issuer: String,
+    resource: String,
+    metadata_url: String,
+    metadata: ProtectedResourceMetadata,
+    /// RFC 9728 §3.1 path (`/.well-known/oauth-protected-resource{path}`) served by the router.
+    metadata_path: String,
+    keys: KeySet,
+    cache: TokenCache,
+    revocations: Arc<RevocationSet>,
+    hierarchy: ScopeHierarchy,
+    clock: Arc<dyn Clock>,
+    leeway_seconds: i64,
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard")
+            .field("issuer", &self.inner.issuer)
+            .field("resource", &self.inner.resource)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`Guard`]; [`GuardBuilder::build`] performs discovery.
+pub struct GuardBuilder {
+    issuer: String,
+    resource: String,
+    leeway_seconds: i64,
+    jwks_refresh_min_interval: Duration,
+    cache_capacity: u64,
+    clock: Arc<dyn Clock>,
+    hierarchy: ScopeHierarchy,
+    implications: Vec<(String, String)>,
+    scopes_supported: Vec<String>,
+    http: Option<reqwest::Client>,
+}
+
+impl Guard {
+    /// Starts configuring a guard for `resource` (its RFC 8707 identifier, the tokens' `aud`)
+    /// trusting tokens from `issuer`.
+    pub fn builder(issuer: &str, resource: &str) -> GuardBuilder {
+        GuardBuilder {
+            issuer: issuer.to_owned(),
+            resource: resource.to_owned(),
+            leeway_seconds: 30,
+            jwks_refresh_min_interval: Duration::from_secs(30),
+            cache_capacity: 100_000,
+            clock: Arc::new(SystemClock),
+            hierarchy: ScopeHierarchy::new(),
+            implications: Vec::new(),
+            scopes_supported: Vec::new(),
+            http: None,
+        }
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.inner.issuer
+    }
+
+    pub fn resource(&self) -> &str {
+        &self.inner.resource
+    }
+
+    /// The RFC 9728 metadata URL every challenge carries.
+    pub fn metadata_url(&self) -> &str {
+        &self.inner.metadata_url
+    }
+
+    /// The path the metadata document is served at (see [`Guard::metadata_router`]).
+    pub fn metadata_path(&self) -> &str {
+        &self.inner.metadata_path
+    }
+
+    pub fn protected_resource_metadata(&self) -> &ProtectedResourceMetadata {
+        &self.inner.metadata
+    }
+
+    /// Revoked grants; the revocation feed subscriber writes here, and so may tests.
+    pub fn revocations(&self) -> &Arc<RevocationSet> {
+        &self.inner.revocations
+    }
+
+    pub fn scope_hierarchy(&self) -> &ScopeHierarchy {
+        &self.inner.hierarchy
+    }
+
+    /// Checks a principal's scopes (expanded by the configured hierarchy) against `requirement`.
+    pub fn check(
+        &self,
+        principal: &Principal,
+        requirement: &Requirement,
+    ) -> Result<(), BearerError> {
+        requirement.check(&principal.scopes, &self.inner.hierarchy)
+    }
+
+    /// Validates a request's headers: exactly one `Authorization` header holding a valid
+    /// bearer token.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, BearerError> {
+        let mut values = headers.get_all(AUTHORIZATION).iter();
+        let (Some(value), None) = (values.next(), values.next()) else {
+            return Err(if headers.contains_key(AUTHORIZATION) {
+                BearerError::InvalidRequest("more than one Authorization header")
+            } else {
+                BearerError::Missing
+            });
+        };
+        let value = value
+            .to_str()
+            .map_err(|_| BearerError::InvalidToken("the Authorization header is malformed"))?;
+        self.validate(value).await
+    }
+
+    /// Validates an `Authorization` header value (`Bearer <token>`, RFC 6750 §2.1).
+    pub async fn validate(&self, authorization: &str) -> Result<Principal, BearerError> {
+        let token = bearer_token(authorization)?;
+        self.validate_token(token).await
+    }
+
+    /// Validates a bare access token.
+    pub async fn validate_token(&self, token: &str) -> Result<Principal, BearerError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(BearerError::InvalidToken("the token is too long"));
+        }
+        let inner = &*self.inner;
+        let now = inner.clock.now().unix();
+        let key = TokenCache::key(token);
+        let entry = match inner.cache.get(&key) {
+            Some(entry) => {
+                check_window(
+                    entry.not_before,
+                    entry.principal.expires_at.unix(),
+                    now,
+                    inner.leeway_seconds,
+                )?;
+                entry
+            }
+            None => {
+                let entry = self.verify(token, now).await?;
+                inner
+                    .cache
+                    .insert(key, entry.clone(), now, inner.leeway_seconds);
+                entry
+            }
+        };
+        if let Some(why) = inner.revocations.refusal(&entry.principal) {
+            return Err(BearerError::InvalidToken(why));
+        }
+        Ok((*entry.principal).clone())
+    }
+
+    /// Full verification of a token not in the cache.
+    async fn verify(&self, token: &str, now: i64) -> Result<CachedPrincipal, BearerError> {
+        let inner = &*self.inner;
+        let keys = inner.keys.current();
+        let claims = match jwt::verify(token, &keys) {
+            Err(JwtError::UnknownKey) if declares_supported_alg(token) => {
+                match inner.keys.refetch(&keys).await {
+                    Some(fresh) => jwt::verify(token, &fresh),
+                    None => Err(JwtError::UnknownKey),
+                }
+            }
+            other => other,
+        }
+        .map_err(rejection)?;
+        Expectations {
+            issuer: &inner.issuer,
+            audience: Some(&inner.resource),
+            now: Timestamp::from_unix(now),
+            leeway_seconds: inner.leeway_seconds,
+        }
+        .check(&claims)
+        .map_err(rejection)?;
+        // RFC 7519 §4.1.5 `nbf`: core's claims do not carry it, so read it from the payload.
+        let not_before = claims.iat.max(nbf(token).unwrap_or(i64::MIN));
+        check_window(not_before, claims.exp, now, inner.leeway_seconds)?;
+        Ok(CachedPrincipal {
+            principal: Arc::new(Principal::from(claims)),
+            not_before,
+        })
+    }
+}
+
+/// The one mapping from verification failures to `invalid_token` descriptions.
+fn rejection(e: JwtError) -> BearerError {
+    BearerError::InvalidToken(match e {
+        JwtError::Malformed => "the token is malformed",
+        JwtError::WrongType => "the token is not an at+jwt access token",
+        JwtError::UnknownKey => "the token's algorithm or key is not accepted",
+        JwtError::BadSignature => "the token signature is invalid",
+        JwtError::Expired => "the token has expired",
+        JwtError::NotYetValid => "the token is not valid yet",
+        JwtError::WrongIssuer => "the token is from another issuer",
+        JwtError::WrongAudience => "the token is not for this resource",
+        JwtError::BadKey | JwtError::SigningFailed => "the token could not be verified",
+    })
+}
+
+/// `exp` and `iat`/`nbf` against `now`, with leeway (also applied to cached entries, since the
+/// cache's own expiry runs on its own clock, not the injected one).
+fn check_window(not_before: i64, exp: i64, now: i64, leeway: i64) -> Result<(), BearerError> {
+    if exp.saturating_add(leeway) <= now {
+        return Err(rejection(JwtError::Expired));
+    }
+    if not_before.saturating_sub(leeway) > now {
+        return Err(rejection(JwtError::NotYetValid));
+    }
+    Ok(())
+}
+
+/// Extracts the token from `Bearer <b64token>` (RFC 6750 §2.1; scheme case-insensitive).
+/// Another scheme counts as no bearer token (a bare challenge, RFC 6750 §3.1); a malformed
+/// `Bearer` value is `invalid_token`.
+pub(crate) fn bearer_token(value: &str) -> Result<&str, BearerError> {
+    let malformed = BearerError::InvalidToken("the Authorization header is malformed");
+    let Some((scheme, rest)) = value.split_once(' ') else {
+        return Err(malformed);
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(
+            if !scheme.is_empty()
+                && scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
+                BearerError::Missing
+            } else {
+                malformed
+            },
+        );
+    }
+    let token = rest.trim_start_matches(' ');
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(BearerError::InvalidToken("the token is too long"));
+    }
+    let body = token.trim_end_matches('=');
+    let b64token = !body.is_empty()
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        });
+    if !b64token {
+        return Err(malformed);
+    }
+    Ok(token)
+}
+
+/// Whether the token's header names an algorithm the guard could have a key for; only then
+/// is an unknown `kid` worth a JWKS refetch (`none` and HMAC never are).
+fn declares_supported_alg(token: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Alg {
+        alg: String,
+    }
+    decode_segment::<Alg>(token.split('.').next().unwrap_or(""))
+        .is_some_and(|h| h.alg.parse::<jwt::Algorithm>().is_ok())
+}
+
+/// The payload's `nbf`, if present and numeric.
+fn nbf(token: &str) -> Option<i64> {
+    #[derive(serde::Deserialize)]
+    struct Nbf {
+        #[serde(default)]
+        nbf: Option<i64>,
+    }
+    decode_segment::<Nbf>(token.split('.').nth(1)?)?.nbf
+}
+
+fn decode_segment<T: serde::de::DeserializeOwned>(segment: &str) -> Option<T> {
+    let bytes = URL_SAFE_NO_PAD.decode(segment).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+impl GuardBuilder {
+    /// Clock skew tolerated on `exp`, `iat` and `nbf` (default 30 s).
+    pub fn leeway_seconds(mut self, seconds: u32) -> Self {
+        self.leeway_seconds = i64::from(seconds);
+        self
+    }
+
+    /// Minimum time between two JWKS refetches triggered by unknown `kid`s (default 30 s).
+    pub fn jwks_refresh_min_interval(mut self, interval: Duration) -> Self {
+        self.jwks_refresh_min_interval = interval;
+        self
+    }
+
+    /// Maximum number of verified tokens kept (default 100,000).
+    pub fn cache_capacity(mut self, entries: u64) -> Self {
+        self.cache_capacity = entries;
+        self
+    }
+
+    /// Where "now" comes from (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Declares that `broader` implies `narrower` (e.g. `contacts.write` → `contacts.read`).
+    pub fn scope_implies(mut self, broader: &str, narrower: &str) -> Self {
+        self.implications
+            .push((broader.to_owned(), narrower.to_owned()));
+        self
+    }
+
+    /// The scopes listed as `scopes_supported` in the RFC 9728 document.
+    pub fn scopes_supported<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scopes_supported = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The HTTP client for discovery and JWKS (default: 5 s connect, 10 s total, no redirects).
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http = Some(client);
+        self
+    }
+
+    /// Fetches the issuer's RFC 8414 metadata, checks its `issuer` is exactly the configured
+    /// one (RFC 8414 §3.3), and fetches its JWKS.
+    pub async fn build(self) -> Result<Guard, GuardError> {
+        let issuer_url = metadata::split_url(&self.issuer)?;
+        let resource_url = metadata::split_url(&self.resource)?;
+        let mut hierarchy = self.hierarchy;
+        for (broader, narrower) in &self.implications {
+            for s in [broader, narrower] {
+                if !is_valid_token(s) {
+                    return Err(GuardError::InvalidScope(s.clone()));
+                }
+            }
+            hierarchy.add(broader, narrower);
+        }
+        if let Some(bad) = self.scopes_supported.iter().find(|s| !is_valid_token(s)) {
+            return Err(GuardError::InvalidScope(bad.clone()));
+        }
+        let http = match self.http {
+            Some(c) => c,
+            None => reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .timeout(Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|source| GuardError::Fetch {
+                    url: self.issuer.clone(),
+                    source,
+                })?,
+        };
+        let discovery = metadata::issuer_metadata_url(&issuer_url);
+        let as_meta: IssuerMetadata = keys::fetch_json(&http, &discovery).await?;
+        if as_meta.issuer != self.issuer {
+            return Err(GuardError::IssuerMismatch {
+                expected: self.issuer,
+                found: as_meta.issuer,
+            });
+        }
+        metadata::split_url(&as_meta.jwks_uri)?;
+        let initial = keys::fetch_keys(&http, &as_meta.jwks_uri).await?;
+        let key_set = KeySet::new(
+            http,
+            as_meta.jwks_uri,
+            initial,
+            self.jwks_refresh_min_interval,
+        );
+        let metadata_doc = ProtectedResourceMetadata {
+            resource: self.resource.clone(),
+            authorization_servers: vec![self.issuer.clone()],
+            scopes_supported: self.scopes_supported,
+            bearer_methods_supported: vec!["header".to_owned()],
+        };
+        Ok(Guard {
+            inner: Arc::new(Inner {
+                metadata_url: metadata::metadata_url(&resource_url),
+                metadata_path: format!("{}{}", metadata::WELL_KNOWN, resource_url.path),
+                metadata: metadata_doc,
+                issuer: self.issuer,
+                resource: self.resource,
+                keys: key_set,
+                cache: TokenCache::new(self.cache_capacity),
+                revocations: Arc::new(RevocationSet::new()),
+                hierarchy,
+                clock: self.clock,
+                leeway_seconds: self.leeway_seconds,
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorization_header_cases() {
+        let long = format!("Bearer {}", "a".repeat(MAX_TOKEN_LEN + 1));
+        let cases: Vec<(&str, Result<&str, &str>, &str)> = vec![
+            ("Bearer abc.def.ghi", Ok("abc.def.ghi"), "plain"),
+            ("bearer abc", Ok("abc"), "scheme is case-insensitive"),
+            ("BEARER  abc==", Ok("abc=="), "extra spaces and padding"),
+            (
+                "Basic dXNlcjpwdw==",
+                Err("missing"),
+                "other scheme is no bearer token",
+            ),
+            ("Bearer", Err("invalid"), "no token"),
+            ("Bearer ", Err("invalid"), "empty token"),
+            ("Bearer a b", Err("invalid"), "space inside"),
+            ("Bearer a\"b", Err("invalid"), "quote"),
+            ("Bearer a=b", Err("invalid"), "padding inside"),
+            ("garbage", Err("invalid"), "no scheme"),
+            ("!!! x", Err("invalid"), "garbage scheme"),
+            (long.as_str(), Err("invalid"), "oversized"),
+        ];
+        for (value, expected, reason) in cases {
+            let got = bearer_token(value).map_err(|e| match e {
+                BearerError::Missing => "missing",
+                BearerError::InvalidToken(_) => "invalid",
+                _ => "other",
+            });
+            assert_eq!(got, expected, "{reason}");
+        }
+    }
+
+    #[test]
+    fn time_window_applies_leeway() {
+        assert!(check_window(100, 200, 150, 0).is_ok());
+        assert!(check_window(100, 200, 200, 0).is_err());
+        assert!(check_window(100, 200, 229, 30).is_ok());
+        assert!(check_window(100, 200, 80, 30).is_ok());
+        assert!(check_window(100, 200, 69, 30).is_err());
+        assert!(check_window(i64::MIN, i64::MAX, 0, i64::MAX).is_ok());
+    }
+}

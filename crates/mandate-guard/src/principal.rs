@@ -1,0 +1,45 @@
+//! The caller, as a handler sees it once the guard has accepted its token.
+//!
+//! Handlers depend on this type, not on token claims, so the same handler works whether the
+//! principal came from a verified JWT or (later) from introspection.
+
+use mandate_core::jwt::AccessTokenClaims;
+use mandate_core::scope::ScopeSet;
+use mandate_core::time::Timestamp;
+use serde::Serialize;
+
+/// Who is calling, for whom, and with what rights.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Principal {
+    /// The user, or the client id for a service identity (`sub`).
+    pub subject: String,
+    /// The tenant the token acts in; every data access must be filtered by it.
+    pub tenant: String,
+    /// The agent (OAuth client) holding the token.
+    pub client_id: String,
+    /// The scopes the token carries, as issued (hierarchy expansion happens at check time).
+    pub scopes: ScopeSet,
+    /// The grant the token hangs off: the revocation handle.
+    pub grant_id: String,
+    /// The token's unique id.
+    pub jti: String,
+    /// The token's `exp`.
+    pub expires_at: Timestamp,
+    /// RFC 8693 delegation chain, when the token came from a token exchange.
+    pub act: Option<serde_json::Value>,
+}
+
+impl From<AccessTokenClaims> for Principal {
+    fn from(c: AccessTokenClaims) -> Self {
+        Self {
+            subject: c.sub,
+            tenant: c.tenant,
+            client_id: c.client_id,
+            scopes: c.scope,
+            grant_id: c.gid,
+            jti: c.jti,
+            expires_at: Timestamp::from_unix(c.exp),
+            act: c.act,
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! Revoked grants, tokens, users and agents the guard must refuse even though their tokens
+//! still verify.
+//!
+//! Self-contained JWTs stay valid until `exp`; the revocation feed (a later slice, wire format
+//! [`mandate_core::revocation::Revoked`]) tells the guard what was revoked, and this set is
+//! where it writes it. Every validation, cached or not, consults it, so a revocation takes
+//! effect on the next request. An entry is kept until `until` (the longest token lifetime after
+//! the revocation, or the token's own `exp`); after that no affected token can still be
+//! unexpired, and [`RevocationSet::purge`] may drop it.
+
+use crate::principal::Principal;
+use mandate_core::revocation::Revoked;
+use mandate_core::time::Timestamp;
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+#[derive(Debug, Default)]
+struct Entries {
+    grants: HashMap<String, Timestamp>,
+    tokens: HashMap<String, Timestamp>,
+    users: HashMap<String, Timestamp>,
+    agents: HashMap<String, Timestamp>,
+}
+
+impl Entries {
+    fn maps(&mut self) -> [&mut HashMap<String, Timestamp>; 4] {
+        [
+            &mut self.grants,
+            &mut self.tokens,
+            &mut self.users,
+            &mut self.agents,
+        ]
+    }
+
+    fn is_empty(&self) -> bool {
+        self.grants.is_empty()
+            && self.tokens.is_empty()
+            && self.users.is_empty()
+            && self.agents.is_empty()
+    }
+}
+
+/// What is revoked, each entry with the time until which it must be remembered.
+#[derive(Debug, Default)]
+pub struct RevocationSet {
+    /// Read on every request, written only when a revocation arrives: a read-mostly lock.
+    entries: RwLock<Entries>,
+}
+
+fn remember(map: &mut HashMap<String, Timestamp>, id: &str, until: Timestamp) {
+    let entry = map.entry(id.to_owned()).or_insert(until);
+    if *entry < until {
+        *entry = until;
+    }
+}
+
+impl RevocationSet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Entries> {
+        self.entries.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Entries> {
+        self.entries.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Refuses every token of grant `gid`; remembered at least until `until` (a later `until`
+    /// wins).
+    pub fn revoke_grant(&self, gid: &str, until: Timestamp) {
+        remember(&mut self.write().grants, gid, until);
+    }
+
+    /// Refuses the token with this `jti`; `until` is normally its `exp`.
+    pub fn revoke_token(&self, jti: &str, until: Timestamp) {
+        remember(&mut self.write().tokens, jti, until);
+    }
+
+    /// Refuses every token whose `sub` is `user_id`.
+    pub fn revoke_user(&self, user_id: &str, until: Timestamp) {
+        remember(&mut self.write().users, user_id, until);
+    }
+
+    /// Refuses every token held by the agent `client_id`.
+    pub fn revoke_agent(&self, client_id: &str, until: Timestamp) {
+        remember(&mut self.write().agents, client_id, until);
+    }
+
+    /// Applies one revocation feed entry. Token revocations are kept until the token's own
+    /// expiry (or `until`, if later); the others until `until`.
+    pub fn apply(&self, revoked: &Revoked, until: Timestamp) {
+        match revoked {
+            Revoked::Grant { grant_id } => self.revoke_grant(grant_id, until),
+            Revoked::Token { jti, expires_at } => {
+                self.revoke_token(jti, until.max(Timestamp::from_unix(*expires_at)))
+            }
+            Revoked::User { user_id } => self.revoke_user(user_id, until),
+            Revoked::Agent { client_id } => self.revoke_agent(client_id, until),
+        }
+    }
+
+    /// Whether grant `gid` is revoked. An entry counts until it is purged, so a revocation is
+    /// never forgotten early.
+    pub fn is_revoked(&self, gid: &str) -> bool {
+        self.read().grants.contains_key(gid)
+    }
+
+    /// Why `principal` must be refused, if it must: its grant, its token, its user or its
+    /// agent was revoked.
+    pub fn refusal(&self, principal: &Principal) -> Option<&'static str> {
+        let e = self.read();
+        if e.is_empty() {
+            return None;
+        }
+        if e.grants.contains_key(&principal.grant_id) {
+            Some("the token's grant has been revoked")
+        } else if e.tokens.contains_key(&principal.jti) {
+            Some("the token has been revoked")
+        } else if e.users.contains_key(&principal.subject) {
+            Some("the token's user has been disabled")
+        } else if e.agents.contains_key(&principal.client_id) {
+            Some("the token's agent has been disabled")
+        } else {
+            None
+        }
+    }
+
+    /// Forgets revocations whose `until` is before `now`.
+    pub fn purge(&self, now: Timestamp) {
+        for map in self.write().maps() {
+            map.retain(|_, until| *until >= now);
+        }
+    }
+
+    /// Number of remembered revocations, all kinds together.
+    pub fn len(&self) -> usize {
+        let e = self.read();
+        e.grants.len() + e.tokens.len() + e.users.len() + e.agents.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.read().is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mandate_core::scope::ScopeSet;
+
+    fn principal() -> Principal {
+        Principal {
+            subject: "u_1".into(),
+            tenant: "acme".into(),
+            client_id: "cli".into(),
+            scopes: ScopeSet::new(),
+            grant_id: "g_1".into(),
+            jti: "j_1".into(),
+            expires_at: Timestamp::from_unix(500),
+            act: None,
+        }
+    }
+
+    #[test]
+    fn revoked_grant_is_remembered_until_purged_after_its_window() {
+        let set = RevocationSet::new();
+        assert!(!set.is_revoked("g1"));
+        set.revoke_grant("g1", Timestamp::from_unix(100));
+        set.revoke_grant("g1", Timestamp::from_unix(50));
+        assert!(set.is_revoked("g1"));
+        assert!(!set.is_revoked("g2"));
+        set.purge(Timestamp::from_unix(100));
+        assert!(set.is_revoked("g1"), "kept through its until");
+        set.purge(Timestamp::from_unix(101));
+        assert!(!set.is_revoked("g1"));
+        assert!(set.is_empty());
+    }
+
+    #[test]
+    fn each_feed_kind_refuses_the_matching_principal_only() {
+        let until = Timestamp::from_unix(1000);
+        let cases = [
+            (
+                Revoked::Grant {
+                    grant_id: "g_1".into(),
+                },
+                true,
+            ),
+            (
+                Revoked::Grant {
+                    grant_id: "g_2".into(),
+                },
+                false,
+            ),
+            (
+                Revoked::Token {
+                    jti: "j_1".into(),
+                    expires_at: 500,
+                },
+                true,
+            ),
+            (
+                Revoked::Token {
+                    jti: "j_2".into(),
+                    expires_at: 500,
+                },
+                false,
+            ),
+            (
+                Revoked::User {
+                    user_id: "u_1".into(),
+                },
+                true,
+            ),
+            (
+                Revoked::User {
+                    user_id: "u_2".into(),
+                },
+                false,
+            ),
+            (
+                Revoked::Agent {
+                    client_id: "cli".into(),
+                },
+                true,
+            ),
+            (
+                Revoked::Agent {
+                    client_id: "other".into(),
+                },
+                false,
+            ),
+        ];
+        for (revoked, refused) in cases {
+            let set = RevocationSet::new();
+            assert_eq!(set.refusal(&principal()), None);
+            set.apply(&revoked, until);
+            assert_eq!(set.refusal(&principal()).is_some(), refused, "{revoked:?}");
+            assert_eq!(set.len(), 1);
+        }
+    }
+
+    #[test]
+    fn token_revocation_lasts_until_the_later_of_exp_and_until() {
+        let set = RevocationSet::new();
+        set.apply(
+            &Revoked::Token {
+                jti: "j_1".into(),
+                expires_at: 500,
+            },
+            Timestamp::from_unix(10),
+        );
+        set.purge(Timestamp::from_unix(400));
+        assert!(set.refusal(&principal()).is_some());
+        set.purge(Timestamp::from_unix(501));
+        assert!(set.is_empty());
+    }
+}
