@@ -2,8 +2,8 @@
 //!
 //! Token lifetimes, code expiry and grace windows are all second-granular (JWT `exp`/`iat` are
 //! NumericDate seconds), so one integer type is enough and stores identically in SQLite and
-//! PostgreSQL. The current time is read once per request through [`Clock`], which the server
-//! implements over the system clock and tests implement with [`ManualClock`].
+//! PostgreSQL. The current time is read once per request through [`Clock`]: [`SystemClock`] in
+//! production, [`ManualClock`] in tests.
 
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -42,6 +42,22 @@ impl Timestamp {
 /// Where "now" comes from. Read once per request at the edge and passed down.
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Timestamp;
+}
+
+/// The operating system's wall clock: the production [`Clock`], and the only place Mandate
+/// reads it (server and guard alike take it through the trait).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods)]
+    fn now(&self) -> Timestamp {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Timestamp(i64::try_from(secs).unwrap_or(i64::MAX))
+    }
 }
 
 /// A clock that only moves when told to; for tests and simulations.

@@ -12,9 +12,9 @@ use axum::{Json, Router};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use mandate_core::jwt::{AccessTokenClaims, Algorithm, Jwks, SigningKey};
 use mandate_core::scope::ScopeSet;
+use mandate_core::time::SystemClock;
 use mandate_core::time::{Clock, ManualClock};
 use mandate_guard::Guard;
-use mandate_guard::clock::SystemClock;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 

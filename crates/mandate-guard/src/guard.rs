@@ -7,7 +7,6 @@
 //! not. The tower layers in [`crate::layer`] only move headers and render the outcome.
 
 use crate::cache::{CachedPrincipal, TokenCache};
-use crate::clock::SystemClock;
 use crate::error::GuardError;
 use crate::keys::{self, IssuerMetadata, KeySet};
 use crate::metadata::{self, ProtectedResourceMetadata};
@@ -21,6 +20,7 @@ use http::header::AUTHORIZATION;
 use mandate_core::challenge::BearerError;
 use mandate_core::jwt::{self, Expectations, JwtError, MAX_TOKEN_LEN};
 use mandate_core::scope::is_valid_token;
+use mandate_core::time::SystemClock;
 use mandate_core::time::{Clock, Timestamp};
 use std::sync::Arc;
 use std::time::Duration;

@@ -34,14 +34,13 @@
 //! - [`layer`]: tower layers, the axum extractor and the metadata route.
 //! - [`response`]: the single mapping from a refusal to an HTTP response.
 //! - [`metadata`]: the RFC 9728 document and well-known URLs.
-//! - [`clock`]: the system clock behind the injected [`mandate_core::time::Clock`].
 //!
 //! Seams for later slices: the revocation feed subscriber writes into
 //! [`Guard::revocations`]; introspection fallback and proxy mode call [`Guard::authenticate`]
 //! or [`Guard::validate_token`] and render with [`Guard::reject`].
 
 mod cache;
-pub mod clock;
+
 pub mod error;
 pub mod guard;
 mod keys;

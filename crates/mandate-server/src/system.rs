@@ -1,22 +1,7 @@
 //! The real clock and the operating system's CSPRNG, behind the core's injected traits.
 
 use mandate_core::random::Entropy;
-use mandate_core::time::{Clock, Timestamp};
-
-/// Reads the system clock. The only place the server does so.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    #[allow(clippy::disallowed_methods)]
-    fn now(&self) -> Timestamp {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        Timestamp::from_unix(i64::try_from(secs).unwrap_or(i64::MAX))
-    }
-}
+pub use mandate_core::time::SystemClock;
 
 /// Random bytes from the operating system (via aws-lc's DRBG).
 #[derive(Debug, Default)]
