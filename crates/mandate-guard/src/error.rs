@@ -35,4 +35,7 @@ pub enum GuardError {
     /// The JWKS holds no key the guard can use (EdDSA or ES256 signing keys).
     #[error("the JWKS at {0} holds no usable signing key")]
     NoUsableKeys(String),
+    /// The issuer's metadata advertises no `revocation_feed_endpoint`.
+    #[error("the issuer {0} offers no revocation feed")]
+    NoRevocationFeed(String),
 }

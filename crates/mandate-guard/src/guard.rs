@@ -44,6 +44,11 @@ struct Inner {
     hierarchy: ScopeHierarchy,
     clock: Arc<dyn Clock>,
     leeway_seconds: i64,
+    /// Where revocations are published, from the issuer's metadata.
+    feed_endpoint: Option<String>,
+    /// How long a revoked grant, user or agent is remembered: at least the longest access
+    /// token lifetime, so no token it covers can outlive the memory of its revocation.
+    revocation_retention: Duration,
 }
 
 impl std::fmt::Debug for Guard {
@@ -67,6 +72,7 @@ pub struct GuardBuilder {
     implications: Vec<(String, String)>,
     scopes_supported: Vec<String>,
     http: Option<reqwest::Client>,
+    revocation_retention: Duration,
 }
 
 impl Guard {
@@ -84,6 +90,7 @@ impl Guard {
             implications: Vec::new(),
             scopes_supported: Vec::new(),
             http: None,
+            revocation_retention: Duration::from_secs(24 * 60 * 60),
         }
     }
 
@@ -110,6 +117,18 @@ impl Guard {
     }
 
     /// Revoked grants; the revocation feed subscriber writes here, and so may tests.
+    pub(crate) fn feed_endpoint(&self) -> Option<&str> {
+        self.inner.feed_endpoint.as_deref()
+    }
+
+    pub(crate) fn revocation_retention(&self) -> Duration {
+        self.inner.revocation_retention
+    }
+
+    pub(crate) fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
     pub fn revocations(&self) -> &Arc<RevocationSet> {
         &self.inner.revocations
     }
@@ -317,6 +336,13 @@ impl GuardBuilder {
     }
 
     /// Maximum number of verified tokens kept (default 100,000).
+    /// How long revoked grants, users and agents are remembered (default 24 h; it must be at
+    /// least the longest access-token lifetime the issuer grants).
+    pub fn revocation_retention(mut self, retention: Duration) -> Self {
+        self.revocation_retention = retention;
+        self
+    }
+
     pub fn cache_capacity(mut self, entries: u64) -> Self {
         self.cache_capacity = entries;
         self
@@ -415,6 +441,8 @@ impl GuardBuilder {
                 hierarchy,
                 clock: self.clock,
                 leeway_seconds: self.leeway_seconds,
+                feed_endpoint: as_meta.revocation_feed_endpoint,
+                revocation_retention: self.revocation_retention,
             }),
         })
     }

@@ -22,6 +22,9 @@ const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
 pub(crate) struct IssuerMetadata {
     pub issuer: String,
     pub jwks_uri: String,
+    /// Mandate's revocation feed, when the server offers one.
+    #[serde(default)]
+    pub revocation_feed_endpoint: Option<String>,
 }
 
 /// Fetches a JSON document, bounded in size; no redirects (set on the client).

@@ -27,6 +27,7 @@
 //! - [`guard`]: configuration, discovery, and [`Guard::validate`], the whole per-request decision.
 //! - `keys` (private): RFC 8414 discovery and the JWKS, refetched on unknown `kid`, rate-limited.
 //! - `cache` (private): verified tokens by SHA-256, living until their `exp`.
+//! - [`feed`]: following the issuer's revocation feed into the revocation set.
 //! - [`revocation`]: revoked grants, tokens, users and agents, consulted on every validation
 //!   (the feed subscriber fills it).
 //! - [`scope`]: route requirements and the scope hierarchy.
@@ -40,6 +41,7 @@
 //! or [`Guard::validate_token`] and render with [`Guard::reject`].
 
 mod cache;
+pub mod feed;
 
 pub mod error;
 pub mod guard;
@@ -52,6 +54,7 @@ pub mod revocation;
 pub mod scope;
 
 pub use error::GuardError;
+pub use feed::{FeedCredential, FeedHandle};
 pub use guard::{Guard, GuardBuilder};
 pub use layer::{GuardLayer, RequireLayer};
 pub use mandate_core::challenge::BearerError;

@@ -32,6 +32,7 @@ fn init_logs() {
 /// A real Mandate server with the demo configuration and a fresh SQLite database.
 pub struct Issuer {
     pub issuer: String,
+    pub database_url: String,
     pub http: reqwest::Client,
     _dir: tempfile::TempDir,
     _shutdown: tokio::sync::oneshot::Sender<()>,
@@ -41,13 +42,11 @@ pub async fn spawn_issuer() -> Issuer {
     init_logs();
     let dir = tempfile::tempdir().unwrap();
     let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo.toml");
+    let database_url = format!("sqlite://{}", dir.path().join("mandate.db").display());
     let overrides = Overrides {
         listen: Some("127.0.0.1:0".parse().unwrap()),
         data_dir: Some(dir.path().to_path_buf()),
-        database_url: Some(format!(
-            "sqlite://{}",
-            dir.path().join("mandate.db").display()
-        )),
+        database_url: Some(database_url.clone()),
         ..Overrides::default()
     };
     let config = config::load(Some(&demo), &overrides).unwrap();
@@ -59,6 +58,7 @@ pub async fn spawn_issuer() -> Issuer {
     }));
     Issuer {
         issuer,
+        database_url,
         http: reqwest::Client::new(),
         _dir: dir,
         _shutdown: tx,

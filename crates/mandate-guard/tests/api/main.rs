@@ -13,6 +13,7 @@
 
 mod access;
 mod attacks;
+mod feed;
 mod helpers;
 mod keys;
 mod metadata;

@@ -1,0 +1,113 @@
+//! The guard following the real server's revocation feed.
+
+use crate::helpers::*;
+use mandate_core::event::{Action, ActorKind, NewEvent};
+use mandate_core::time::Clock;
+use mandate_guard::FeedCredential;
+use std::time::{Duration, Instant};
+
+fn crm_credential(secret: &str) -> FeedCredential {
+    FeedCredential {
+        client_id: "demo-crm".into(),
+        secret: secret.into(),
+    }
+}
+
+const CRM_SECRET: &str = "demo-crm-resource-secret-0123456789abcdef";
+
+/// Validates `token` until the guard refuses it; returns how long that took.
+async fn time_until_refused(guard: &mandate_guard::Guard, token: &str) -> Duration {
+    let started = Instant::now();
+    while guard.validate_token(token).await.is_ok() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still accepted after 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_tokens_and_grants_are_refused_within_a_second() {
+    let issuer = spawn_issuer().await;
+    let guard = issuer.guard(clock_now()).await;
+    let feed = guard
+        .follow_revocations(crm_credential(CRM_SECRET))
+        .unwrap();
+    assert!(feed.wait_connected(Duration::from_secs(5)).await);
+
+    // One access token revoked at the server's revocation endpoint.
+    let token = issuer.token("tickets.read").await;
+    guard.validate_token(&token).await.unwrap();
+    let resp = issuer
+        .http
+        .post(format!("{}/revoke", issuer.issuer))
+        .basic_auth("svc-agent", Some(SVC_SECRET))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let took = time_until_refused(&guard, &token).await;
+    eprintln!("token revocation refused at the guard after {took:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "token revocation took {took:?}"
+    );
+
+    // A whole grant revoked by another process writing to the database, as the CLI does.
+    let other = issuer.token("tickets.read").await;
+    let principal = guard.validate_token(&other).await.unwrap();
+    let store = mandate_store::connect(&issuer.database_url).await.unwrap();
+    let now = mandate_core::time::SystemClock.now();
+    store
+        .revoke_grant(&principal.grant_id, now, "test")
+        .await
+        .unwrap();
+    let mut event = NewEvent::new(now, Action::GrantRevoked, ActorKind::Admin);
+    event.grant_id = Some(principal.grant_id.clone());
+    store.append_events(&[event]).await.unwrap();
+    let took = time_until_refused(&guard, &other).await;
+    eprintln!("grant revocation by another process refused at the guard after {took:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "grant revocation took {took:?}"
+    );
+    assert!(feed.last_seq().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_made_before_the_guard_connects_are_replayed() {
+    let issuer = spawn_issuer().await;
+    let token = issuer.token("tickets.read").await;
+    issuer
+        .http
+        .post(format!("{}/revoke", issuer.issuer))
+        .basic_auth("svc-agent", Some(SVC_SECRET))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let guard = issuer.guard(clock_now()).await;
+    assert!(
+        guard.validate_token(&token).await.is_ok(),
+        "no feed yet: the guard cannot know"
+    );
+    let feed = guard
+        .follow_revocations(crm_credential(CRM_SECRET))
+        .unwrap();
+    assert!(feed.wait_connected(Duration::from_secs(5)).await);
+    time_until_refused(&guard, &token).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_credential_never_connects() {
+    let issuer = spawn_issuer().await;
+    let guard = issuer.guard(clock_now()).await;
+    let feed = guard
+        .follow_revocations(crm_credential("not-the-secret-not-the-secret-not-the"))
+        .unwrap();
+    assert!(!feed.wait_connected(Duration::from_millis(800)).await);
+    assert_eq!(feed.last_seq(), None);
+}
