@@ -38,4 +38,7 @@ pub enum GuardError {
     /// The issuer's metadata advertises no `revocation_feed_endpoint`.
     #[error("the issuer {0} offers no revocation feed")]
     NoRevocationFeed(String),
+    /// [`Guard::follow_revocations`](crate::Guard::follow_revocations) was already called.
+    #[error("this guard already follows a revocation feed")]
+    FeedAlreadyFollowed,
 }

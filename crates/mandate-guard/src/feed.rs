@@ -4,13 +4,16 @@
 //! revocations. The server publishes every revocation as a server-sent event whose id is its
 //! sequence number in the append-only event log; this subscriber applies each one to the
 //! guard's [`RevocationSet`](crate::revocation::RevocationSet), reconnects with `Last-Event-ID`
-//! after any failure (so nothing is missed), and reports whether it is connected, which the
-//! introspection fallback will use to decide when the feed has been down too long.
+//! after any failure (so nothing is missed), and tracks whether it is connected. While the feed
+//! has been down longer than the guard's `feed_grace`, every token is also checked at the
+//! issuer's introspection endpoint, and refused if that cannot be done (fail-closed, unless
+//! the guard was built with `fail_open`).
 
 use crate::error::GuardError;
 use crate::guard::Guard;
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
+use mandate_core::challenge::BearerError;
 use mandate_core::revocation::{FeedEntry, Revoked};
 use mandate_core::time::Timestamp;
 use std::sync::Arc;
@@ -23,6 +26,8 @@ const BACKOFF_START: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// The server sends a keep-alive comment every 15 s; silence for longer means a dead link.
 const READ_TIMEOUT: Duration = Duration::from_secs(45);
+/// How long one fallback introspection may take before the token is judged unverifiable.
+const INTROSPECTION_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The resource server's own credential at the authorization server.
 #[derive(Clone)]
@@ -43,6 +48,78 @@ struct Status {
     connected: AtomicBool,
     /// Sequence number of the last applied entry; -1 before the first.
     last_seq: AtomicI64,
+    /// When (unix seconds, the guard's clock) the feed was last lost; it starts lost.
+    down_since: AtomicI64,
+}
+
+/// What validation needs from a running subscriber: whether the feed can be trusted right
+/// now, and, when it cannot, a way to ask the issuer about a token directly.
+pub(crate) struct FeedLink {
+    status: Arc<Status>,
+    http: reqwest::Client,
+    credential: FeedCredential,
+    introspection_endpoint: Option<String>,
+}
+
+impl FeedLink {
+    /// Whether the feed has been disconnected for longer than `grace`.
+    pub(crate) fn down_longer_than(&self, now: i64, grace: Duration) -> bool {
+        if self.status.connected.load(Ordering::SeqCst) {
+            return false;
+        }
+        let since = self.status.down_since.load(Ordering::SeqCst);
+        let grace = i64::try_from(grace.as_secs()).unwrap_or(i64::MAX);
+        now.saturating_sub(since) > grace
+    }
+
+    /// Asks the issuer's introspection endpoint whether `token` is still active. When the
+    /// answer cannot be had, refuses the token unless the guard is configured to fail open.
+    pub(crate) async fn confirm_active(
+        &self,
+        token: &str,
+        fail_open: bool,
+    ) -> Result<(), BearerError> {
+        match self.introspect(token).await {
+            Some(true) => Ok(()),
+            Some(false) => Err(BearerError::InvalidToken("the token is no longer active")),
+            None if fail_open => Ok(()),
+            None => Err(BearerError::InvalidToken(
+                "the token's revocation status cannot be checked right now",
+            )),
+        }
+    }
+
+    async fn introspect(&self, token: &str) -> Option<bool> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            active: bool,
+        }
+        let endpoint = self.introspection_endpoint.as_deref()?;
+        let result = self
+            .http
+            .post(endpoint)
+            .basic_auth(&self.credential.client_id, Some(&self.credential.secret))
+            .form(&[("token", token)])
+            .timeout(INTROSPECTION_TIMEOUT)
+            .send()
+            .await;
+        match result {
+            Ok(resp) if resp.status().is_success() => {
+                resp.json::<Answer>().await.ok().map(|a| a.active)
+            }
+            Ok(resp) => {
+                tracing::warn!(
+                    status = resp.status().as_u16(),
+                    "introspection fallback refused"
+                );
+                None
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "introspection fallback unreachable");
+                None
+            }
+        }
+    }
 }
 
 /// A running subscription; dropping it stops the subscriber.
@@ -101,7 +178,17 @@ impl Guard {
         let status = Arc::new(Status {
             connected: AtomicBool::new(false),
             last_seq: AtomicI64::new(-1),
+            down_since: AtomicI64::new(self.now().unix()),
         });
+        let link = Arc::new(FeedLink {
+            status: status.clone(),
+            http: http.clone(),
+            credential: credential.clone(),
+            introspection_endpoint: self.introspection_endpoint().map(str::to_owned),
+        });
+        if !self.attach_feed(link) {
+            return Err(GuardError::FeedAlreadyFollowed);
+        }
         let task = tokio::spawn(follow(
             self.clone(),
             http,
@@ -155,6 +242,9 @@ async fn follow(
                         }
                     }
                 }
+                status
+                    .down_since
+                    .store(guard.now().unix(), Ordering::SeqCst);
                 status.connected.store(false, Ordering::SeqCst);
             }
             Ok(resp) => tracing::warn!(

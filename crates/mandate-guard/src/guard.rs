@@ -44,8 +44,16 @@ struct Inner {
     hierarchy: ScopeHierarchy,
     clock: Arc<dyn Clock>,
     leeway_seconds: i64,
-    /// Where revocations are published, from the issuer's metadata.
+    /// Where revocations are published, from the issuer's metadata (or configured).
     feed_endpoint: Option<String>,
+    /// The issuer's RFC 7662 endpoint, asked while the feed is down.
+    introspection_endpoint: Option<String>,
+    /// Set once [`Guard::follow_revocations`] starts a subscriber.
+    feed: std::sync::OnceLock<Arc<crate::feed::FeedLink>>,
+    /// How long the feed may be down before every token is also introspected.
+    feed_grace: Duration,
+    /// Accept JWT-valid tokens when neither the feed nor introspection can vouch for them.
+    fail_open: bool,
     /// How long a revoked grant, user or agent is remembered: at least the longest access
     /// token lifetime, so no token it covers can outlive the memory of its revocation.
     revocation_retention: Duration,
@@ -73,6 +81,9 @@ pub struct GuardBuilder {
     scopes_supported: Vec<String>,
     http: Option<reqwest::Client>,
     revocation_retention: Duration,
+    feed_endpoint: Option<String>,
+    feed_grace: Duration,
+    fail_open: bool,
 }
 
 impl Guard {
@@ -91,6 +102,9 @@ impl Guard {
             scopes_supported: Vec::new(),
             http: None,
             revocation_retention: Duration::from_secs(24 * 60 * 60),
+            feed_endpoint: None,
+            feed_grace: Duration::from_secs(5),
+            fail_open: false,
         }
     }
 
@@ -119,6 +133,15 @@ impl Guard {
     /// Revoked grants; the revocation feed subscriber writes here, and so may tests.
     pub(crate) fn feed_endpoint(&self) -> Option<&str> {
         self.inner.feed_endpoint.as_deref()
+    }
+
+    pub(crate) fn introspection_endpoint(&self) -> Option<&str> {
+        self.inner.introspection_endpoint.as_deref()
+    }
+
+    /// Records the running subscriber; only the first one counts.
+    pub(crate) fn attach_feed(&self, link: Arc<crate::feed::FeedLink>) -> bool {
+        self.inner.feed.set(link).is_ok()
     }
 
     pub(crate) fn revocation_retention(&self) -> Duration {
@@ -197,6 +220,11 @@ impl Guard {
         };
         if let Some(why) = inner.revocations.refusal(&entry.principal) {
             return Err(BearerError::InvalidToken(why));
+        }
+        if let Some(feed) = inner.feed.get()
+            && feed.down_longer_than(now, inner.feed_grace)
+        {
+            feed.confirm_active(token, inner.fail_open).await?;
         }
         Ok((*entry.principal).clone())
     }
@@ -343,6 +371,26 @@ impl GuardBuilder {
         self
     }
 
+    /// Follow revocations at this URL instead of the issuer's `revocation_feed_endpoint`.
+    pub fn revocation_feed_endpoint(mut self, url: &str) -> Self {
+        self.feed_endpoint = Some(url.to_owned());
+        self
+    }
+
+    /// How long the revocation feed may be down before every token is also checked by
+    /// introspection (default 5 s).
+    pub fn feed_grace(mut self, grace: Duration) -> Self {
+        self.feed_grace = grace;
+        self
+    }
+
+    /// While the feed is down and introspection fails too, accept tokens that are otherwise
+    /// valid (default: refuse them, fail-closed).
+    pub fn fail_open(mut self, fail_open: bool) -> Self {
+        self.fail_open = fail_open;
+        self
+    }
+
     pub fn cache_capacity(mut self, entries: u64) -> Self {
         self.cache_capacity = entries;
         self
@@ -441,7 +489,11 @@ impl GuardBuilder {
                 hierarchy,
                 clock: self.clock,
                 leeway_seconds: self.leeway_seconds,
-                feed_endpoint: as_meta.revocation_feed_endpoint,
+                feed_endpoint: self.feed_endpoint.or(as_meta.revocation_feed_endpoint),
+                introspection_endpoint: as_meta.introspection_endpoint,
+                feed: std::sync::OnceLock::new(),
+                feed_grace: self.feed_grace,
+                fail_open: self.fail_open,
                 revocation_retention: self.revocation_retention,
             }),
         })

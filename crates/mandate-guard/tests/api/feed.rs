@@ -111,3 +111,71 @@ async fn a_wrong_credential_never_connects() {
     assert!(!feed.wait_connected(Duration::from_millis(800)).await);
     assert_eq!(feed.last_seq(), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_feed_is_down_tokens_are_introspected_and_refused_when_that_fails() {
+    let issuer = spawn_issuer().await;
+    let clock = clock_now();
+    let build = |fail_open: bool| {
+        mandate_guard::Guard::builder(&issuer.issuer, CRM)
+            .clock(clock.clone())
+            // Nothing listens there: the feed never connects.
+            .revocation_feed_endpoint("http://127.0.0.1:1/revocations")
+            .feed_grace(Duration::from_secs(5))
+            .fail_open(fail_open)
+            .build()
+    };
+    let guard = build(false).await.unwrap();
+    let open_guard = build(true).await.unwrap();
+    let _feed = guard
+        .follow_revocations(crm_credential(CRM_SECRET))
+        .unwrap();
+    let _open_feed = open_guard
+        .follow_revocations(crm_credential(CRM_SECRET))
+        .unwrap();
+    assert!(matches!(
+        guard.follow_revocations(crm_credential(CRM_SECRET)),
+        Err(mandate_guard::GuardError::FeedAlreadyFollowed)
+    ));
+
+    let token = issuer.token("tickets.read").await;
+    let other = issuer.token("tickets.read").await;
+    guard
+        .validate_token(&token)
+        .await
+        .expect("within the grace period the JWT suffices");
+
+    clock.advance(6);
+    guard
+        .validate_token(&token)
+        .await
+        .expect("introspection vouches for it");
+    guard.validate_token(&other).await.unwrap();
+    open_guard.validate_token(&other).await.unwrap();
+
+    // Revoked at the server: no feed entry ever arrives, but introspection says inactive.
+    let resp = issuer
+        .http
+        .post(format!("{}/revoke", issuer.issuer))
+        .basic_auth("svc-agent", Some(SVC_SECRET))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let refused = guard.validate_token(&token).await.unwrap_err();
+    assert_eq!(refused.status(), 401);
+
+    // The authorization server goes away: the guard can no longer vouch for any token.
+    drop(issuer);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = guard.validate_token(&other).await.unwrap_err();
+    assert!(
+        refused.challenge("m").contains("invalid_token"),
+        "fail-closed: {refused:?}"
+    );
+    open_guard
+        .validate_token(&other)
+        .await
+        .expect("a fail-open guard accepts a JWT-valid token");
+}

@@ -13,23 +13,9 @@ crate::backend_tests!(
 async fn metadata_advertises_what_is_enforced(backend: Backend) {
     let app = spawn_app(backend).await;
     let doc: Value = app
-        .http
-        .get(app.url("/.well-known/oauth-authorization-server"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let oidc: Value = app
-        .http
-        .get(app.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json("/.well-known/oauth-authorization-server")
+        .await;
+    let oidc: Value = app.get_json("/.well-known/openid-configuration").await;
     assert_eq!(doc, oidc, "both discovery paths serve the same document");
     assert_eq!(doc["issuer"], app.issuer.as_str());
     assert_eq!(doc["token_endpoint"], format!("{}/token", app.issuer));
@@ -125,30 +111,14 @@ async fn es256_can_be_selected(backend: Backend) {
     let token = app.client_credentials(Some("tickets.read")).await;
     let claims = app.verify(s(&token["access_token"])).await;
     assert_eq!(claims.sub, "svc-agent");
-    let jwks: Value = app
-        .http
-        .get(app.url("/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = app.get_json("/jwks.json").await;
     assert_eq!(jwks["keys"][0]["alg"], "ES256");
     assert_eq!(jwks["keys"][0]["crv"], "P-256");
 }
 
 async fn healthz_reports_the_backend(backend: Backend) {
     let app = spawn_app(backend).await;
-    let body: Value = app
-        .http
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = app.get_json("/healthz").await;
     let expected = match backend {
         Backend::Sqlite => "sqlite",
         Backend::Postgres => "postgres",

@@ -164,6 +164,18 @@ impl TestApp {
         format!("{}{}", self.address, path)
     }
 
+    /// GETs a path and parses the body as JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// POSTs a form (as raw `k=v&...` pairs) with optional Basic credentials.
     pub async fn post_form(
         &self,

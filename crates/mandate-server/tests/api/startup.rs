@@ -57,15 +57,7 @@ async fn restart_keeps_keys_and_applies_config_idempotently(backend: Backend) {
     let app = spawn_app(backend).await;
     let token = app.client_credentials(None).await;
     let alice = app.store.user_by_login("alice").await.unwrap().unwrap();
-    let jwks_before: serde_json::Value = app
-        .http
-        .get(app.url("/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks_before: serde_json::Value = app.get_json("/jwks.json").await;
 
     // A second node (or a restart) on the same database and data directory, same issuer.
     let overrides = Overrides {
