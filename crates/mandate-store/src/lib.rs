@@ -202,6 +202,13 @@ pub trait Store:
     fn backend(&self) -> &'static str;
     /// Cheap liveness check for `/healthz`.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// A receiver that changes whenever any node commits events to this database, for readers
+    /// that follow the log (the revocation feed). `None` where the backend cannot tell (SQLite:
+    /// one node, woken in-process); readers then poll.
+    async fn event_notifications(&self) -> StoreResult<Option<tokio::sync::watch::Receiver<u64>>> {
+        Ok(None)
+    }
 }
 
 /// Opens (creating if needed) and migrates the database at `url`: `sqlite://path` (or

@@ -5,9 +5,14 @@
 //! query comes from [`crate::sql`], shared with SQLite. Durability is the server's default
 //! (`synchronous_commit = on`): a commit that returned is on disk.
 
-use crate::{Store, StoreResult};
+use crate::{Store, StoreError, StoreResult};
 use async_trait::async_trait;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use std::time::Duration;
+use tokio::sync::{OnceCell, watch};
+
+/// The channel the `events_notify` trigger signals on every committed event insert.
+const EVENTS_CHANNEL: &str = "mandate_events";
 
 /// Connections per node. Each is a backend process on the database server, so this stays
 /// modest; many nodes share one database's `max_connections`.
@@ -15,6 +20,8 @@ const MAX_CONNECTIONS: u32 = 16;
 
 pub(crate) struct PostgresStore {
     pool: PgPool,
+    /// Started on first use: one LISTEN connection per node, shared by every feed reader.
+    notifications: OnceCell<watch::Receiver<u64>>,
 }
 
 impl PostgresStore {
@@ -25,7 +32,10 @@ impl PostgresStore {
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            notifications: OnceCell::new(),
+        })
     }
 }
 
@@ -40,5 +50,34 @@ impl Store for PostgresStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn event_notifications(&self) -> StoreResult<Option<watch::Receiver<u64>>> {
+        let rx = self
+            .notifications
+            .get_or_try_init(|| async {
+                let mut listener = PgListener::connect_with(&self.pool).await?;
+                listener.listen(EVENTS_CHANNEL).await?;
+                let (tx, rx) = watch::channel(0u64);
+                tokio::spawn(async move {
+                    let mut seen = 0u64;
+                    loop {
+                        match listener.recv().await {
+                            Ok(_) => {
+                                seen += 1;
+                                tx.send_replace(seen);
+                            }
+                            Err(error) => {
+                                // PgListener reconnects on the next recv; readers still poll.
+                                tracing::warn!(error = %error, "event notifications interrupted");
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                            }
+                        }
+                    }
+                });
+                Ok::<_, StoreError>(rx)
+            })
+            .await?;
+        Ok(Some(rx.clone()))
     }
 }

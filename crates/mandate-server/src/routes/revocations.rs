@@ -3,8 +3,8 @@
 //! The feed is the revocation events of the append-only log in sequence order; each SSE event's
 //! id is the event's sequence number, so a guard that reconnects with `Last-Event-ID` (or
 //! `?after=`) resumes exactly where it stopped and misses nothing. A reader wakes as soon as
-//! this node commits an event batch, and polls every 250 ms for revocations made elsewhere (the
-//! CLI, another node), which keeps propagation well under a second.
+//! this node commits an event batch or, on PostgreSQL, any node does (LISTEN/NOTIFY); it also
+//! polls every 250 ms, which covers the CLI on SQLite and any lost notification.
 
 use crate::client_auth::{self, Caller};
 use crate::errors::ServerError;
@@ -65,7 +65,16 @@ pub async fn revocations_get(
                 OAuthError::invalid_request("Last-Event-ID must be a sequence number")
             })?,
     };
+    // Other nodes' commits (PostgreSQL LISTEN/NOTIFY); without it, polling still finds them.
+    let elsewhere = match app.store.event_notifications().await {
+        Ok(rx) => rx,
+        Err(e) => {
+            tracing::warn!(error = %e, "no cross-node event notifications; the feed polls");
+            None
+        }
+    };
     let reader = Reader {
+        elsewhere,
         committed: app.events.committed(),
         app,
         after,
@@ -88,6 +97,8 @@ struct Reader {
     app: AppState,
     /// Changes whenever this node commits events.
     committed: watch::Receiver<i64>,
+    /// Changes whenever any node commits events (PostgreSQL only).
+    elsewhere: Option<watch::Receiver<u64>>,
     after: i64,
     pending: VecDeque<FeedEntry>,
 }
@@ -101,6 +112,9 @@ impl Reader {
             }
             // Marked seen before the query, so a commit that lands after it still wakes us.
             self.committed.borrow_and_update();
+            if let Some(rx) = &mut self.elsewhere {
+                rx.borrow_and_update();
+            }
             let filter = EventFilter {
                 actions: REVOCATION_ACTIONS
                     .iter()
@@ -124,10 +138,21 @@ impl Reader {
                     return None;
                 }
             }
+            let elsewhere = async {
+                match &mut self.elsewhere {
+                    Some(rx) => rx.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 changed = self.committed.changed() => {
                     if changed.is_err() {
                         tokio::time::sleep(POLL).await;
+                    }
+                }
+                alive = elsewhere => {
+                    if !alive {
+                        self.elsewhere = None;
                     }
                 }
                 () = tokio::time::sleep(POLL) => {}

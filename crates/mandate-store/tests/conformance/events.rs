@@ -156,3 +156,24 @@ pub(crate) async fn group_commit_writer_acknowledges_every_event(store: Arc<dyn 
         );
     }
 }
+
+pub(crate) async fn event_notifications_announce_commits(store: Arc<dyn Store>) {
+    match store.event_notifications().await.unwrap() {
+        None => assert_eq!(
+            store.backend(),
+            "sqlite",
+            "only SQLite may lack notifications"
+        ),
+        Some(mut rx) => {
+            rx.borrow_and_update();
+            store
+                .append_events(&[event(1, Action::TokenIssued, Some("acme"), None)])
+                .await
+                .unwrap();
+            tokio::time::timeout(std::time::Duration::from_secs(5), rx.changed())
+                .await
+                .expect("a commit is announced")
+                .unwrap();
+        }
+    }
+}
