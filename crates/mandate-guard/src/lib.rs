@@ -27,6 +27,7 @@
 //! - [`guard`]: configuration, discovery, and [`Guard::validate`], the whole per-request decision.
 //! - `keys` (private): RFC 8414 discovery and the JWKS, refetched on unknown `kid`, rate-limited.
 //! - `cache` (private): verified tokens by SHA-256, living until their `exp`.
+//! - [`proxy`]: reverse-proxy mode for APIs that know nothing about OAuth.
 //! - [`feed`]: following the issuer's revocation feed into the revocation set.
 //! - [`revocation`]: revoked grants, tokens, users and agents, consulted on every validation
 //!   (the feed subscriber fills it).
@@ -42,6 +43,7 @@
 
 mod cache;
 pub mod feed;
+pub mod proxy;
 
 pub mod error;
 pub mod guard;

@@ -37,6 +37,8 @@ pub struct Global {
 pub enum Command {
     /// Run the authorization server.
     Serve(ServeArgs),
+    /// Put the guard in front of an HTTP API as a reverse proxy.
+    Guard(GuardArgs),
     /// Tenants (organisations).
     #[command(subcommand)]
     Tenant(TenantCmd),
@@ -65,6 +67,29 @@ pub struct ServeArgs {
     /// Public issuer URL [default: http://<listen>].
     #[arg(long)]
     pub issuer: Option<String>,
+}
+
+#[derive(Args)]
+pub struct GuardArgs {
+    /// The Mandate issuer URL whose tokens are accepted.
+    #[arg(long)]
+    pub issuer: String,
+    /// This resource's identifier (the tokens' audience).
+    #[arg(long)]
+    pub resource: String,
+    /// The API to forward authorised requests to.
+    #[arg(long)]
+    pub upstream: String,
+    /// Route rules (TOML): `[[routes]]` with path, methods, scopes, any_scopes, public.
+    #[arg(long)]
+    pub routes: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8082")]
+    pub listen: SocketAddr,
+    /// The resource's credential id for the revocation feed; its secret is read from
+    /// MANDATE_GUARD_FEED_SECRET (never from the command line).
+    #[arg(long)]
+    pub feed_client_id: Option<String>,
 }
 
 #[derive(Subcommand)]

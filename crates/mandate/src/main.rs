@@ -6,6 +6,7 @@
 
 mod admin;
 mod cli;
+mod guard;
 mod output;
 mod serve;
 
@@ -30,6 +31,7 @@ async fn main() -> std::process::ExitCode {
         .init();
     let result = match cli.command {
         Command::Serve(args) => serve::run(&cli.global, args).await,
+        Command::Guard(args) => guard::run(args).await,
         Command::Tenant(cmd) => admin::tenant(&cli.global, cmd).await,
         Command::User(cmd) => admin::user(&cli.global, cmd).await,
         Command::Scope(cmd) => admin::scope(&cli.global, cmd).await,

@@ -215,6 +215,65 @@ async fn administer_then_serve_then_revoke() {
         1
     );
 
+    // `mandate guard` in front of an upstream that is not running: refusals come from the
+    // guard itself; an authorised request is forwarded (and fails upstream with 502).
+    let routes = dir.path().join("routes.toml");
+    std::fs::write(
+        &routes,
+        "[[routes]]\npath = \"/tickets\"\nscopes = [\"tickets.read\"]\n",
+    )
+    .unwrap();
+    let mut guard = Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .args([
+            "guard",
+            "--issuer",
+            &issuer,
+            "--resource",
+            "http://127.0.0.1:8081",
+        ])
+        .args([
+            "--upstream",
+            "http://127.0.0.1:1",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--routes")
+        .arg(&routes)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(guard.stdout.take().unwrap()).lines();
+    let proxy = loop {
+        let line = lines.next().expect("guard exited early").unwrap();
+        if let Some(rest) = line.trim().strip_prefix("listening") {
+            break rest.trim().to_owned();
+        }
+    };
+    let fresh: Value = http
+        .post(format!("{issuer}/token"))
+        .basic_auth("svc", Some(&secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bearer = fresh["access_token"].as_str().unwrap();
+    let status = |path: &'static str, token: Option<&str>| {
+        let mut req = http.get(format!("{proxy}{path}"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status("/tickets", None).await, 401);
+    assert_eq!(status("/elsewhere", Some(bearer)).await, 404);
+    assert_eq!(status("/tickets", Some(bearer)).await, 502);
+    guard.kill().unwrap();
+    guard.wait().unwrap();
+
     server.kill().unwrap();
     server.wait().unwrap();
 }

@@ -17,3 +17,4 @@ mod feed;
 mod helpers;
 mod keys;
 mod metadata;
+mod proxy;

@@ -1,0 +1,40 @@
+//! `mandate guard`: the guard as a reverse proxy in front of any HTTP API.
+
+use crate::cli::GuardArgs;
+use crate::serve::shutdown_signal;
+use anyhow::Context;
+use mandate_guard::proxy::{ProxyConfig, proxy_router};
+use mandate_guard::{FeedCredential, Guard};
+
+pub async fn run(args: GuardArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.routes)
+        .with_context(|| format!("reading {}", args.routes.display()))?;
+    let routes = ProxyConfig::from_toml(&text)?;
+    let guard = Guard::builder(&args.issuer, &args.resource)
+        .build()
+        .await
+        .context("discovering the issuer")?;
+    let _feed = match args.feed_client_id {
+        Some(client_id) => {
+            let secret = std::env::var("MANDATE_GUARD_FEED_SECRET")
+                .context("--feed-client-id needs MANDATE_GUARD_FEED_SECRET")?;
+            Some(guard.follow_revocations(FeedCredential { client_id, secret })?)
+        }
+        None => {
+            tracing::warn!("no --feed-client-id: revoked tokens stay valid until they expire");
+            None
+        }
+    };
+    let router = proxy_router(guard, &args.upstream, routes)?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    println!("Mandate guard for {} is running.", args.resource);
+    println!("  listening  http://{}", listener.local_addr()?);
+    println!("  upstream   {}", args.upstream);
+    println!("  issuer     {}", args.issuer);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")
+}
