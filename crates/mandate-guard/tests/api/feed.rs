@@ -40,15 +40,7 @@ async fn revoked_tokens_and_grants_are_refused_within_a_second() {
     // One access token revoked at the server's revocation endpoint.
     let token = issuer.token("tickets.read").await;
     guard.validate_token(&token).await.unwrap();
-    let resp = issuer
-        .http
-        .post(format!("{}/revoke", issuer.issuer))
-        .basic_auth("svc-agent", Some(SVC_SECRET))
-        .form(&[("token", token.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    issuer.revoke(&token).await;
     let took = time_until_refused(&guard, &token).await;
     eprintln!("token revocation refused at the guard after {took:?}");
     assert!(
@@ -81,14 +73,7 @@ async fn revoked_tokens_and_grants_are_refused_within_a_second() {
 async fn revocations_made_before_the_guard_connects_are_replayed() {
     let issuer = spawn_issuer().await;
     let token = issuer.token("tickets.read").await;
-    issuer
-        .http
-        .post(format!("{}/revoke", issuer.issuer))
-        .basic_auth("svc-agent", Some(SVC_SECRET))
-        .form(&[("token", token.as_str())])
-        .send()
-        .await
-        .unwrap();
+    issuer.revoke(&token).await;
     let guard = issuer.guard(clock_now()).await;
     assert!(
         guard.validate_token(&token).await.is_ok(),
@@ -154,15 +139,7 @@ async fn while_the_feed_is_down_tokens_are_introspected_and_refused_when_that_fa
     open_guard.validate_token(&other).await.unwrap();
 
     // Revoked at the server: no feed entry ever arrives, but introspection says inactive.
-    let resp = issuer
-        .http
-        .post(format!("{}/revoke", issuer.issuer))
-        .basic_auth("svc-agent", Some(SVC_SECRET))
-        .form(&[("token", token.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    issuer.revoke(&token).await;
     let refused = guard.validate_token(&token).await.unwrap_err();
     assert_eq!(refused.status(), 401);
 

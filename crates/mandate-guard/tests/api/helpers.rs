@@ -87,6 +87,19 @@ impl Issuer {
         json["access_token"].as_str().unwrap().to_owned()
     }
 
+    /// Revokes an access token at the server's RFC 7009 endpoint as its client, `svc-agent`.
+    pub async fn revoke(&self, token: &str) {
+        let resp = self
+            .http
+            .post(format!("{}/revoke", self.issuer))
+            .basic_auth("svc-agent", Some(SVC_SECRET))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+
     pub async fn jwks(&self) -> Vec<Jwk> {
         let jwks: Jwks = self
             .http

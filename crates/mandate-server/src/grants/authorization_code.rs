@@ -44,9 +44,7 @@ pub async fn exchange(
         CodeConsumption::Unknown => return Err(invalid()),
         CodeConsumption::Replayed(c) => {
             if c.client_id == agent.client_id {
-                if let Some(family) = &c.family_id {
-                    app.store.revoke_family(family, now).await?;
-                }
+                // Revoking the grant also revokes the family the first redemption created.
                 revoke_for_incident(
                     app,
                     &c.grant_id,

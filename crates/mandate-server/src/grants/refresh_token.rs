@@ -136,7 +136,7 @@ async fn classify(
     ) {
         Presentation::Expired => Err(invalid("the refresh token has expired")),
         Presentation::Reuse => {
-            app.store.revoke_family(&family.id, now).await?;
+            // Revoking the grant revokes this family (and any other) in the same transaction.
             revoke_for_incident(
                 app,
                 &family.grant_id,

@@ -87,7 +87,7 @@ async fn revoke_refresh_token(
     if family.client_id != client_id {
         return Ok(None);
     }
-    app.store.revoke_family(&family.id, now).await?;
+    // Revoking the grant revokes its families too, in one transaction.
     let was_active = app
         .store
         .revoke_grant(&family.grant_id, now, "refresh token revoked by client")
