@@ -38,6 +38,8 @@ pub enum Action {
     ConsentDenied,
     TokenIssued,
     TokenRefreshed,
+    /// An RFC 8693 token exchange: a token for another audience, acting on behalf of a user.
+    TokenExchanged,
     RefreshReuseDetected,
     CodeReplayDetected,
     TokenRevoked,
@@ -46,6 +48,27 @@ pub enum Action {
     ConfigApplied,
     UserDisabled,
     AgentDisabled,
+    /// An API key was created (`grant_id`: the key id).
+    ApiKeyCreated,
+    /// An API key was rotated (`grant_id`: the old key id; `detail.successor`: the new one).
+    ApiKeyRotated,
+    /// An API key was revoked (`grant_id`: the key id, which tokens obtained with it carry as
+    /// `gid`); a revocation.
+    ApiKeyRevoked,
+    /// A client registered itself (RFC 7591) or was created from its metadata document.
+    ClientRegistered,
+    /// A registered client replaced its metadata (RFC 7592).
+    ClientUpdated,
+    /// A registered client was deleted and its grants revoked; a revocation of the agent.
+    ClientDeleted,
+    /// Bulk revocation of every grant (and API key) of one user; a revocation.
+    UserGrantsRevoked,
+    /// Bulk revocation of every grant and API key of one tenant; a revocation.
+    TenantGrantsRevoked,
+    /// Bulk revocation of every grant of one agent, in all tenants; a revocation.
+    AgentGrantsRevoked,
+    /// Bulk revocation of every grant of one agent within one tenant; a revocation.
+    AgentTenantGrantsRevoked,
 }
 
 impl Action {
@@ -57,6 +80,7 @@ impl Action {
             Self::ConsentDenied => "consent.denied",
             Self::TokenIssued => "token.issued",
             Self::TokenRefreshed => "token.refreshed",
+            Self::TokenExchanged => "token.exchanged",
             Self::RefreshReuseDetected => "refresh.reuse_detected",
             Self::CodeReplayDetected => "code.replay_detected",
             Self::TokenRevoked => "token.revoked",
@@ -65,6 +89,16 @@ impl Action {
             Self::ConfigApplied => "config.applied",
             Self::UserDisabled => "user.disabled",
             Self::AgentDisabled => "agent.disabled",
+            Self::ApiKeyCreated => "api_key.created",
+            Self::ApiKeyRotated => "api_key.rotated",
+            Self::ApiKeyRevoked => "api_key.revoked",
+            Self::ClientRegistered => "client.registered",
+            Self::ClientUpdated => "client.updated",
+            Self::ClientDeleted => "client.deleted",
+            Self::UserGrantsRevoked => "user.grants_revoked",
+            Self::TenantGrantsRevoked => "tenant.grants_revoked",
+            Self::AgentGrantsRevoked => "agent.grants_revoked",
+            Self::AgentTenantGrantsRevoked => "agent.tenant_grants_revoked",
         }
     }
 }

@@ -27,6 +27,9 @@ pub struct IntrospectionResponse {
     pub tenant: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gid: Option<String>,
+    /// RFC 8693 §4.1: the delegation chain of an exchanged token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<serde_json::Value>,
 }
 
 impl IntrospectionResponse {

@@ -11,26 +11,36 @@
 //! - [`params`]: form and query parsing that refuses duplicated parameters.
 //! - [`scope`], [`pkce`], [`redirect_uri`]: validating newtypes for the protocol's values.
 //! - [`client`], [`directory`], [`resource`], [`grant`]: the domain model and its rules.
-//! - [`client_auth`]: how a client proves who it is at the token endpoint.
+//! - [`client_auth`]: how a client proves who it is at the token endpoint; [`client_assertion`]
+//!   adds `private_key_jwt` (RFC 7523), verified with the client's keys from [`jwks`].
 //! - [`authorize`], [`token_request`], [`code`], [`refresh`]: endpoint request validation and
 //!   the decisions each grant type makes.
 //! - [`jwt`]: RFC 9068 access tokens, signed with a parsed key held for the process lifetime.
+//! - [`exchange`]: RFC 8693 token exchange (on-behalf-of only) and its `act` delegation chains.
+//! - [`api_key`]: scoped, expiring, checksummed `mk_` API keys and their rotation.
+//! - [`registration`], [`client_metadata_document`]: clients that introduce themselves, by
+//!   RFC 7591 dynamic registration or by an MCP client ID metadata document URL.
 //! - [`metadata`], [`introspection`], [`token_response`]: response wire types.
 //! - [`challenge`]: RFC 6750 / RFC 9728 `WWW-Authenticate` challenges for resource servers.
 //! - [`event`]: the append-only event record every security-relevant action writes.
 //! - [`revocation`]: the revocation feed's entries, derived from revocation events.
 //! - [`secret`], [`random`], [`time`]: hashing of opaque secrets, injected entropy and clock.
 
+pub mod api_key;
 pub mod authorize;
 pub mod challenge;
 pub mod client;
+pub mod client_assertion;
 pub mod client_auth;
+pub mod client_metadata_document;
 pub mod code;
 pub mod directory;
 pub mod error;
 pub mod event;
+pub mod exchange;
 pub mod grant;
 pub mod introspection;
+pub mod jwks;
 pub mod jwt;
 pub mod metadata;
 pub mod params;
@@ -38,6 +48,7 @@ pub mod pkce;
 pub mod random;
 pub mod redirect_uri;
 pub mod refresh;
+pub mod registration;
 pub mod resource;
 pub mod revocation;
 pub mod scope;

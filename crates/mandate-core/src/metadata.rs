@@ -48,6 +48,7 @@ impl AuthorizationServerMetadata {
                 "authorization_code",
                 "refresh_token",
                 "client_credentials",
+                crate::exchange::GRANT_TYPE,
             ]),
             token_endpoint_auth_methods_supported: strings(&[
                 "client_secret_basic",

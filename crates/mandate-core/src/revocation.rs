@@ -3,19 +3,32 @@
 //! Every revocation is already an event with a sequence number, so the feed needs no store of
 //! its own: it is the revocation events in sequence order, and a reader that reconnects with
 //! its last sequence number misses nothing. This module says which events are revocations and
-//! what a resource server must do with each (reject a grant, a token id, a user or an agent).
+//! what a resource server must do with each (reject a grant, a token id, a user, an agent, a
+//! tenant, or an agent within a tenant).
+//!
+//! A bulk revocation (every grant of a user, a tenant, an agent, or an agent within a tenant)
+//! is one event and so one entry, however many grants it revoked: resource servers match the
+//! entry against the token's `sub`, `tenant` and `client_id` claims instead of learning every
+//! grant id. An API key's revocation is a [`Revoked::Grant`] entry for the key id, because
+//! tokens obtained with a key carry its id as `gid`.
 
 use crate::event::{Action, Event};
 use serde::{Deserialize, Serialize};
 
 /// The event actions that revoke something, in the store's spelling.
-pub const REVOCATION_ACTIONS: [Action; 6] = [
+pub const REVOCATION_ACTIONS: [Action; 12] = [
     Action::GrantRevoked,
     Action::RefreshReuseDetected,
     Action::CodeReplayDetected,
     Action::TokenRevoked,
     Action::UserDisabled,
     Action::AgentDisabled,
+    Action::ApiKeyRevoked,
+    Action::ClientDeleted,
+    Action::UserGrantsRevoked,
+    Action::TenantGrantsRevoked,
+    Action::AgentGrantsRevoked,
+    Action::AgentTenantGrantsRevoked,
 ];
 
 /// What a resource server must stop accepting.
@@ -30,6 +43,13 @@ pub enum Revoked {
     User { user_id: String },
     /// Every token whose `client_id` is this agent.
     Agent { client_id: String },
+    /// Every token whose `tenant` is this tenant.
+    Tenant { tenant_id: String },
+    /// Every token whose `client_id` is this agent and whose `tenant` is this tenant.
+    AgentInTenant {
+        client_id: String,
+        tenant_id: String,
+    },
 }
 
 /// One feed entry: the event's sequence number (the SSE event id) and what it revoked.
@@ -47,20 +67,30 @@ impl FeedEntry {
     pub fn from_event(e: &Event) -> Option<Self> {
         let ev = &e.event;
         let revoked = match ev.action {
-            Action::GrantRevoked | Action::RefreshReuseDetected | Action::CodeReplayDetected => {
-                Revoked::Grant {
-                    grant_id: ev.grant_id.clone()?,
-                }
-            }
+            Action::GrantRevoked
+            | Action::RefreshReuseDetected
+            | Action::CodeReplayDetected
+            | Action::ApiKeyRevoked => Revoked::Grant {
+                grant_id: ev.grant_id.clone()?,
+            },
             Action::TokenRevoked => Revoked::Token {
                 jti: ev.detail.get("jti")?.as_str()?.to_owned(),
                 expires_at: ev.detail.get("exp")?.as_i64()?,
             },
-            Action::UserDisabled => Revoked::User {
+            Action::UserDisabled | Action::UserGrantsRevoked => Revoked::User {
                 user_id: ev.user_id.clone()?,
             },
-            Action::AgentDisabled => Revoked::Agent {
+            Action::AgentDisabled | Action::ClientDeleted | Action::AgentGrantsRevoked => {
+                Revoked::Agent {
+                    client_id: ev.client_id.clone()?,
+                }
+            }
+            Action::TenantGrantsRevoked => Revoked::Tenant {
+                tenant_id: ev.tenant_id.clone()?,
+            },
+            Action::AgentTenantGrantsRevoked => Revoked::AgentInTenant {
                 client_id: ev.client_id.clone()?,
+                tenant_id: ev.tenant_id.clone()?,
             },
             _ => return None,
         };
@@ -118,6 +148,92 @@ mod tests {
             Revoked::User {
                 user_id: "u_1".into()
             }
+        );
+    }
+
+    #[test]
+    fn key_and_bulk_revocations_map_to_one_entry_each() {
+        let key = event(Action::ApiKeyRevoked, |e| {
+            e.grant_id = Some("mkid_0123".into())
+        });
+        assert_eq!(
+            FeedEntry::from_event(&key).unwrap().revoked,
+            Revoked::Grant {
+                grant_id: "mkid_0123".into()
+            }
+        );
+        let user = event(Action::UserGrantsRevoked, |e| {
+            e.user_id = Some("u_1".into())
+        });
+        assert_eq!(
+            FeedEntry::from_event(&user).unwrap().revoked,
+            Revoked::User {
+                user_id: "u_1".into()
+            }
+        );
+        for action in [Action::AgentGrantsRevoked, Action::ClientDeleted] {
+            let agent = event(action, |e| {
+                e.tenant_id = None;
+                e.client_id = Some("cli".into());
+            });
+            assert_eq!(
+                FeedEntry::from_event(&agent).unwrap().revoked,
+                Revoked::Agent {
+                    client_id: "cli".into()
+                }
+            );
+        }
+        let tenant = FeedEntry::from_event(&event(Action::TenantGrantsRevoked, |_| {})).unwrap();
+        assert_eq!(
+            tenant.revoked,
+            Revoked::Tenant {
+                tenant_id: "acme".into()
+            }
+        );
+        let scoped = event(Action::AgentTenantGrantsRevoked, |e| {
+            e.client_id = Some("cli".into())
+        });
+        let entry = FeedEntry::from_event(&scoped).unwrap();
+        assert_eq!(
+            entry.revoked,
+            Revoked::AgentInTenant {
+                client_id: "cli".into(),
+                tenant_id: "acme".into()
+            }
+        );
+        // The entry's own `tenant` and the variant's `tenant_id` are distinct keys on the wire.
+        let json = serde_json::to_value(&entry).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"seq": 7, "at": 100, "tenant": "acme", "kind": "agent_in_tenant",
+                "client_id": "cli", "tenant_id": "acme"})
+        );
+        assert_eq!(serde_json::from_value::<FeedEntry>(json).unwrap(), entry);
+        for action in REVOCATION_ACTIONS {
+            assert!(
+                FeedEntry::from_event(&event(action, |e| {
+                    e.grant_id = Some("g".into());
+                    e.user_id = Some("u".into());
+                    e.client_id = Some("c".into());
+                    e.detail = serde_json::json!({"jti": "j", "exp": 1});
+                }))
+                .is_some(),
+                "{action:?} is listed as a revocation, so it must yield an entry"
+            );
+        }
+    }
+
+    #[test]
+    fn incomplete_bulk_revocations_are_not_entries() {
+        let no_tenant = event(Action::TenantGrantsRevoked, |e| e.tenant_id = None);
+        assert!(FeedEntry::from_event(&no_tenant).is_none());
+        let no_client = event(Action::AgentTenantGrantsRevoked, |_| {});
+        assert!(FeedEntry::from_event(&no_client).is_none());
+        assert!(
+            FeedEntry::from_event(&event(Action::ApiKeyCreated, |e| {
+                e.grant_id = Some("mkid_1".into())
+            }))
+            .is_none()
         );
     }
 

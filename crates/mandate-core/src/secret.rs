@@ -54,7 +54,7 @@ pub fn derive(master: &[u8], purpose: &str, input: &[u8]) -> [u8; 32] {
     out
 }
 
-/// [`derive`], rendered as base64url.
+/// [`derive()`], rendered as base64url.
 pub fn derive_token(master: &[u8], purpose: &str, input: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(derive(master, purpose, input))
 }

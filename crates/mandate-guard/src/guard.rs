@@ -52,6 +52,8 @@ struct Inner {
     feed: std::sync::OnceLock<Arc<crate::feed::FeedLink>>,
     /// How long the feed may be down before every token is also introspected.
     feed_grace: Duration,
+    /// How long the feed may stay silent before the subscriber reconnects.
+    feed_read_timeout: Duration,
     /// Accept JWT-valid tokens when neither the feed nor introspection can vouch for them.
     fail_open: bool,
     /// How long a revoked grant, user or agent is remembered: at least the longest access
@@ -83,6 +85,7 @@ pub struct GuardBuilder {
     revocation_retention: Duration,
     feed_endpoint: Option<String>,
     feed_grace: Duration,
+    feed_read_timeout: Duration,
     fail_open: bool,
 }
 
@@ -104,6 +107,7 @@ impl Guard {
             revocation_retention: Duration::from_secs(24 * 60 * 60),
             feed_endpoint: None,
             feed_grace: Duration::from_secs(5),
+            feed_read_timeout: crate::feed::READ_TIMEOUT,
             fail_open: false,
         }
     }
@@ -142,6 +146,10 @@ impl Guard {
     /// Records the running subscriber; only the first one counts.
     pub(crate) fn attach_feed(&self, link: Arc<crate::feed::FeedLink>) -> bool {
         self.inner.feed.set(link).is_ok()
+    }
+
+    pub(crate) fn feed_read_timeout(&self) -> Duration {
+        self.inner.feed_read_timeout
     }
 
     pub(crate) fn revocation_retention(&self) -> Duration {
@@ -363,7 +371,6 @@ impl GuardBuilder {
         self
     }
 
-    /// Maximum number of verified tokens kept (default 100,000).
     /// How long revoked grants, users and agents are remembered (default 24 h; it must be at
     /// least the longest access-token lifetime the issuer grants).
     pub fn revocation_retention(mut self, retention: Duration) -> Self {
@@ -384,6 +391,14 @@ impl GuardBuilder {
         self
     }
 
+    /// How long the revocation feed may stay silent (no event, no keep-alive) before the
+    /// subscriber treats the link as dead and reconnects (default 45 s; the server sends a
+    /// keep-alive every 15 s). Also bounds the wait for the feed's response headers.
+    pub fn feed_read_timeout(mut self, timeout: Duration) -> Self {
+        self.feed_read_timeout = timeout;
+        self
+    }
+
     /// While the feed is down and introspection fails too, accept tokens that are otherwise
     /// valid (default: refuse them, fail-closed).
     pub fn fail_open(mut self, fail_open: bool) -> Self {
@@ -391,6 +406,7 @@ impl GuardBuilder {
         self
     }
 
+    /// Maximum number of verified tokens kept (default 100,000).
     pub fn cache_capacity(mut self, entries: u64) -> Self {
         self.cache_capacity = entries;
         self
@@ -493,6 +509,7 @@ impl GuardBuilder {
                 introspection_endpoint: as_meta.introspection_endpoint,
                 feed: std::sync::OnceLock::new(),
                 feed_grace: self.feed_grace,
+                feed_read_timeout: self.feed_read_timeout,
                 fail_open: self.fail_open,
                 revocation_retention: self.revocation_retention,
             }),

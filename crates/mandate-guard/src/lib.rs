@@ -29,6 +29,7 @@
 //! - `cache` (private): verified tokens by SHA-256, living until their `exp`.
 //! - [`proxy`]: reverse-proxy mode for APIs that know nothing about OAuth.
 //! - [`feed`]: following the issuer's revocation feed into the revocation set.
+//! - `sse` (private): the feed's event stream, with a cap on what one event may cost.
 //! - [`revocation`]: revoked grants, tokens, users and agents, consulted on every validation
 //!   (the feed subscriber fills it).
 //! - [`scope`]: route requirements and the scope hierarchy.
@@ -54,6 +55,7 @@ pub mod principal;
 pub mod response;
 pub mod revocation;
 pub mod scope;
+mod sse;
 
 pub use error::GuardError;
 pub use feed::{FeedCredential, FeedHandle};

@@ -9,6 +9,7 @@
 //! unexpired, and [`RevocationSet::purge`] may drop it.
 
 use crate::principal::Principal;
+use mandate_core::exchange::MAX_CHAIN_LEN;
 use mandate_core::revocation::Revoked;
 use mandate_core::time::Timestamp;
 use std::collections::HashMap;
@@ -20,16 +21,42 @@ struct Entries {
     tokens: HashMap<String, Timestamp>,
     users: HashMap<String, Timestamp>,
     agents: HashMap<String, Timestamp>,
+    tenants: HashMap<String, Timestamp>,
+    /// Keyed by `(client_id, tenant_id)`.
+    agents_in_tenants: HashMap<(String, String), Timestamp>,
 }
 
 impl Entries {
-    fn maps(&mut self) -> [&mut HashMap<String, Timestamp>; 4] {
+    fn maps(&mut self) -> [&mut HashMap<String, Timestamp>; 5] {
         [
             &mut self.grants,
             &mut self.tokens,
             &mut self.users,
             &mut self.agents,
+            &mut self.tenants,
         ]
+    }
+
+    /// An exchanged token also dies with any grant or agent in its delegation chain (RFC 8693
+    /// `act`, outermost actor first, each level optionally naming the grant it acted under).
+    fn chain_refusal(&self, act: &serde_json::Value) -> Option<&'static str> {
+        let mut level = Some(act);
+        for _ in 0..MAX_CHAIN_LEN {
+            let actor = level?;
+            if let Some(agent) = actor.get("sub").and_then(serde_json::Value::as_str)
+                && self.agents.contains_key(agent)
+            {
+                return Some("an agent in the token's delegation chain has been disabled");
+            }
+            if let Some(gid) = actor.get("gid").and_then(serde_json::Value::as_str)
+                && self.grants.contains_key(gid)
+            {
+                return Some("a grant in the token's delegation chain has been revoked");
+            }
+            level = actor.get("act");
+        }
+        // Deeper than any chain the issuer signs: refuse rather than skip the rest.
+        level.map(|_| "the token's delegation chain is too long")
     }
 
     fn is_empty(&self) -> bool {
@@ -37,6 +64,8 @@ impl Entries {
             && self.tokens.is_empty()
             && self.users.is_empty()
             && self.agents.is_empty()
+            && self.tenants.is_empty()
+            && self.agents_in_tenants.is_empty()
     }
 }
 
@@ -88,6 +117,23 @@ impl RevocationSet {
         remember(&mut self.write().agents, client_id, until);
     }
 
+    /// Refuses every token issued in tenant `tenant_id` (the integration was disabled).
+    pub fn revoke_tenant(&self, tenant_id: &str, until: Timestamp) {
+        remember(&mut self.write().tenants, tenant_id, until);
+    }
+
+    /// Refuses every token the agent `client_id` holds in tenant `tenant_id` only.
+    pub fn revoke_agent_in_tenant(&self, client_id: &str, tenant_id: &str, until: Timestamp) {
+        let mut e = self.write();
+        let entry = e
+            .agents_in_tenants
+            .entry((client_id.to_owned(), tenant_id.to_owned()))
+            .or_insert(until);
+        if *entry < until {
+            *entry = until;
+        }
+    }
+
     /// Applies one revocation feed entry. Token revocations are kept until the token's own
     /// expiry (or `until`, if later); the others until `until`.
     pub fn apply(&self, revoked: &Revoked, until: Timestamp) {
@@ -98,6 +144,11 @@ impl RevocationSet {
             }
             Revoked::User { user_id } => self.revoke_user(user_id, until),
             Revoked::Agent { client_id } => self.revoke_agent(client_id, until),
+            Revoked::Tenant { tenant_id } => self.revoke_tenant(tenant_id, until),
+            Revoked::AgentInTenant {
+                client_id,
+                tenant_id,
+            } => self.revoke_agent_in_tenant(client_id, tenant_id, until),
         }
     }
 
@@ -122,22 +173,36 @@ impl RevocationSet {
             Some("the token's user has been disabled")
         } else if e.agents.contains_key(&principal.client_id) {
             Some("the token's agent has been disabled")
+        } else if e.tenants.contains_key(&principal.tenant) {
+            Some("the token's tenant has revoked its grants")
+        } else if !e.agents_in_tenants.is_empty()
+            && e.agents_in_tenants
+                .contains_key(&(principal.client_id.clone(), principal.tenant.clone()))
+        {
+            Some("the token's agent has been revoked in this tenant")
         } else {
-            None
+            principal.act.as_ref().and_then(|act| e.chain_refusal(act))
         }
     }
 
     /// Forgets revocations whose `until` is before `now`.
     pub fn purge(&self, now: Timestamp) {
-        for map in self.write().maps() {
+        let mut e = self.write();
+        for map in e.maps() {
             map.retain(|_, until| *until >= now);
         }
+        e.agents_in_tenants.retain(|_, until| *until >= now);
     }
 
     /// Number of remembered revocations, all kinds together.
     pub fn len(&self) -> usize {
         let e = self.read();
-        e.grants.len() + e.tokens.len() + e.users.len() + e.agents.len()
+        e.grants.len()
+            + e.tokens.len()
+            + e.users.len()
+            + e.agents.len()
+            + e.tenants.len()
+            + e.agents_in_tenants.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -161,6 +226,41 @@ mod tests {
             expires_at: Timestamp::from_unix(500),
             act: None,
         }
+    }
+
+    #[test]
+    fn a_delegated_token_dies_with_any_agent_or_grant_in_its_chain() {
+        let until = Timestamp::from_unix(1000);
+        let mut p = principal();
+        p.act = Some(serde_json::json!({
+            "sub": "hop-agent",
+            "act": { "sub": "svc-agent", "gid": "g_svc" }
+        }));
+        let set = RevocationSet::new();
+        set.revoke_grant("g_other", until);
+        assert_eq!(set.refusal(&p), None);
+        set.revoke_grant("g_svc", until);
+        assert!(
+            set.refusal(&p)
+                .is_some_and(|r| r.contains("delegation chain"))
+        );
+
+        let set = RevocationSet::new();
+        set.revoke_agent("svc-agent", until);
+        assert!(
+            set.refusal(&p)
+                .is_some_and(|r| r.contains("delegation chain"))
+        );
+
+        // A chain deeper than any the issuer signs is refused once anything is revoked.
+        let mut deep = serde_json::json!({ "sub": "a0" });
+        for i in 1..=MAX_CHAIN_LEN {
+            deep = serde_json::json!({ "sub": format!("a{i}"), "act": deep });
+        }
+        p.act = Some(deep);
+        let set = RevocationSet::new();
+        set.revoke_grant("g_other", until);
+        assert!(set.refusal(&p).is_some());
     }
 
     #[test]
@@ -229,6 +329,39 @@ mod tests {
             (
                 Revoked::Agent {
                     client_id: "other".into(),
+                },
+                false,
+            ),
+            (
+                Revoked::Tenant {
+                    tenant_id: "acme".into(),
+                },
+                true,
+            ),
+            (
+                Revoked::Tenant {
+                    tenant_id: "globex".into(),
+                },
+                false,
+            ),
+            (
+                Revoked::AgentInTenant {
+                    client_id: "cli".into(),
+                    tenant_id: "acme".into(),
+                },
+                true,
+            ),
+            (
+                Revoked::AgentInTenant {
+                    client_id: "cli".into(),
+                    tenant_id: "globex".into(),
+                },
+                false,
+            ),
+            (
+                Revoked::AgentInTenant {
+                    client_id: "other".into(),
+                    tenant_id: "acme".into(),
                 },
                 false,
             ),

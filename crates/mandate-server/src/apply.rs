@@ -13,6 +13,7 @@ use mandate_core::client::{
 };
 use mandate_core::directory::{Tenant, User, is_valid_login, is_valid_slug};
 use mandate_core::event::{Action, ActorKind, NewEvent};
+use mandate_core::exchange::MAX_CHAIN_LEN;
 use mandate_core::random::{self, Entropy};
 use mandate_core::redirect_uri::RedirectUri;
 use mandate_core::resource::{ResourceServer, is_valid_identifier};
@@ -196,6 +197,7 @@ async fn validate(config: &Config, store: &dyn Store) -> anyhow::Result<Plan> {
     for (i, a) in config.agents.iter().enumerate() {
         agents.push(agent(i, a, &tenant_ids, &resource_ids, &scope_set)?);
     }
+    validate_exchange(config, &agent_ids, &resource_ids)?;
     for (i, u) in config.users.iter().enumerate() {
         if !is_valid_login(&u.login) {
             bail!(
@@ -222,6 +224,30 @@ async fn validate(config: &Config, store: &dyn Store) -> anyhow::Result<Plan> {
         resources,
         agents,
     })
+}
+
+/// Every exchange rule names a known agent and registered audiences.
+fn validate_exchange(
+    config: &Config,
+    agent_ids: &BTreeSet<String>,
+    resource_ids: &BTreeSet<String>,
+) -> anyhow::Result<()> {
+    let policy = &config.exchange;
+    if policy.max_depth == 0 || policy.max_depth > MAX_CHAIN_LEN {
+        bail!("exchange.max_depth: must be between 1 and {MAX_CHAIN_LEN}");
+    }
+    for (i, rule) in policy.rules.iter().enumerate() {
+        if !agent_ids.contains(&rule.agent) {
+            bail!(
+                "exchange.rules[{i}].agent: agent `{}` is not defined",
+                rule.agent
+            );
+        }
+        if let Some(unknown) = rule.audiences.iter().find(|a| !resource_ids.contains(*a)) {
+            bail!("exchange.rules[{i}].audiences: resource `{unknown}` is not registered");
+        }
+    }
+    Ok(())
 }
 
 fn agent(

@@ -7,6 +7,7 @@
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use mandate_core::exchange::ExchangePolicy;
 use mandate_core::jwt::Algorithm;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -73,6 +74,10 @@ pub struct Config {
     pub resources: Vec<ResourceConfig>,
     #[serde(default)]
     pub agents: Vec<AgentConfig>,
+    /// RFC 8693 token exchange: which agents may exchange users' tokens for which audiences,
+    /// and the longest delegation chain. Nothing may be exchanged without a rule.
+    #[serde(default)]
+    pub exchange: ExchangePolicy,
 }
 
 mod defaults {
@@ -114,6 +119,7 @@ impl Default for Config {
             scopes: vec![],
             resources: vec![],
             agents: vec![],
+            exchange: ExchangePolicy::default(),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! - [`config`], [`apply`]: layered configuration and the declarative model applied at start.
 //! - [`routes`]: one module per endpoint; [`grants`]: one module per token grant type.
 //! - [`issuance`]: minting access tokens, refresh families and codes.
+//! - [`token_state`]: whether an access token (and every grant it depends on) is still active.
 //! - [`client_auth`], [`browser`], [`password`]: proving who a client or a person is.
 //! - [`keys`]: the key-encryption key and the signing key ring.
 //! - [`cache`]: short-lived caches for the token endpoint's hot path.
@@ -31,6 +32,7 @@ pub mod routes;
 pub mod startup;
 pub mod state;
 pub mod system;
+pub mod token_state;
 
 pub use config::Config;
 pub use startup::{Application, Dependencies};

@@ -46,6 +46,7 @@ pub struct Application {
     state: AppState,
     event_writer: JoinHandle<()>,
     applied: Applied,
+    shutting_down: tokio::sync::watch::Sender<bool>,
 }
 
 impl Application {
@@ -84,7 +85,9 @@ impl Application {
         .context("loading signing keys")?;
         let (events, event_writer) = EventWriter::spawn(store.clone());
 
+        let (shutting_down, shutdown_seen) = tokio::sync::watch::channel(false);
         let state = AppState {
+            shutting_down: shutdown_seen,
             cache: Arc::new(HotPathCache::new(Duration::from_millis(
                 config.cache_ttl_ms,
             ))),
@@ -100,6 +103,7 @@ impl Application {
                 issuer_path,
                 refresh_grace_seconds: config.refresh_grace_seconds,
                 session_ttl_seconds: config.session_ttl_seconds,
+                exchange: config.exchange.clone(),
             }),
         };
         let router = routes::router(state.clone());
@@ -109,6 +113,7 @@ impl Application {
             state,
             event_writer,
             applied,
+            shutting_down,
         })
     }
 
@@ -139,6 +144,7 @@ impl Application {
             router,
             state,
             event_writer,
+            shutting_down,
             ..
         } = self;
         let janitor = tokio::spawn(purge_expired_periodically(state));
@@ -146,7 +152,10 @@ impl Application {
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = shutting_down.send(true);
+        })
         .await
         .context("serving HTTP")?;
         janitor.abort();

@@ -20,6 +20,9 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Agents, resources and service grants for the token endpoint (not authoritative).
     pub cache: Arc<HotPathCache>,
+    /// Becomes `true` when the server starts shutting down: long-lived responses (the
+    /// revocation feed) end then, so graceful shutdown does not wait on them forever.
+    pub shutting_down: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Settings resolved at start.
@@ -33,4 +36,6 @@ pub struct Settings {
     pub secure_cookies: bool,
     pub refresh_grace_seconds: u64,
     pub session_ttl_seconds: u64,
+    /// Who may exchange tokens for which audiences (RFC 8693).
+    pub exchange: mandate_core::exchange::ExchangePolicy,
 }

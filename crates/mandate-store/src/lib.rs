@@ -7,7 +7,19 @@
 //!
 //! The store makes no protocol decisions. It offers the atomic primitives the protocol needs:
 //! consume a code exactly once, rotate a refresh token exactly once, revoke a grant together
-//! with its refresh families.
+//! with its refresh families, remember a client assertion's `jti` exactly once.
+//!
+//! # Changes that carry their own event
+//! Administrative changes whose record must never disagree with the database (creating,
+//! rotating and revoking API keys; registering, updating and deleting clients; bulk
+//! revocation) append their event in the same transaction as the rows they change, instead of
+//! through the [`group_commit`] writer: either both are durable or neither is, so the
+//! revocation feed (which is derived from the event log) can neither miss a revocation nor
+//! announce one that did not happen. The caller prepares the event with what only it knows
+//! (actor, IP, user agent, extra detail); the store sets the fields that describe the change
+//! (action, tenant, user, client, grant, reason, and counts in `detail`), so they cannot be
+//! wrong. The change is dated `event.at`, and the event's `actor_id` is stored as the row's
+//! `created_by` / `revoked_by`.
 //!
 //! # Layout
 //! - [`model`]: records that exist only in storage (scope catalog entries, sessions, keys).
@@ -25,12 +37,14 @@ mod sqlite;
 pub mod testing;
 
 use async_trait::async_trait;
+use mandate_core::api_key::{ApiKeyRecord, KeyId};
 use mandate_core::client::Agent;
 use mandate_core::code::AuthorizationCode;
 use mandate_core::directory::{Tenant, User};
 use mandate_core::event::{Event, NewEvent};
 use mandate_core::grant::Grant;
 use mandate_core::refresh::{RefreshFamily, RefreshTokenRecord};
+use mandate_core::registration::ClientMetadata;
 use mandate_core::resource::ResourceServer;
 use mandate_core::scope::ScopeSet;
 use mandate_core::time::Timestamp;
@@ -38,8 +52,9 @@ use std::sync::Arc;
 
 pub use error::{StoreError, StoreResult};
 pub use model::{
-    CodeConsumption, EventFilter, GrantFilter, PendingAuthorization, RefreshLookup, ScopeDef,
-    Session, StoredSigningKey,
+    ApiKeyCursor, ApiKeyRotation, BulkRevoked, BulkTarget, ClientRegistration, CodeConsumption,
+    EventFilter, GrantFilter, PendingAuthorization, RefreshLookup, RegisteredClient,
+    RegistrationOrigin, ScopeDef, Session, StoredApiKey, StoredSigningKey,
 };
 
 #[async_trait]
@@ -165,10 +180,148 @@ pub trait KeyStore: Send + Sync {
 
 #[async_trait]
 pub trait Housekeeping: Send + Sync {
-    /// Deletes authorization codes, pending authorization requests, sessions and revoked
-    /// token ids whose `expires_at` is before `before`, in one transaction; returns how many
-    /// rows went. None of them can matter after expiry (an expired code is refused anyway).
+    /// Deletes authorization codes, pending authorization requests, sessions, revoked token
+    /// ids and remembered client assertion ids whose `expires_at` is before `before`, and
+    /// purges abandoned client registrations as
+    /// [`Registrations::purge_abandoned_registrations`] does, in one transaction; returns how
+    /// many rows (registrations counted once each) went. None of them can matter after expiry
+    /// (an expired code is refused anyway).
     async fn purge_expired(&self, before: Timestamp) -> StoreResult<u64>;
+}
+
+/// Scoped API keys (`mk_...`), stored by hash.
+#[async_trait]
+pub trait ApiKeys: Send + Sync {
+    /// Stores a new key and appends its `api_key.created` event, in one transaction.
+    /// `Conflict` if the id or hash exists, `NotFound` if the tenant or user does not.
+    async fn insert_api_key(&self, key: &ApiKeyRecord, event: NewEvent) -> StoreResult<()>;
+    /// The key with this hash: the authentication hot path, one unique-index lookup. Revoked
+    /// and expired keys are returned too ([`ApiKeyRecord::check_usable`] decides).
+    async fn api_key_by_hash(&self, hash: &str) -> StoreResult<Option<StoredApiKey>>;
+    /// The key with this id; with `tenant_id` set, only if it belongs to that tenant.
+    async fn api_key(
+        &self,
+        id: &KeyId,
+        tenant_id: Option<&str>,
+    ) -> StoreResult<Option<StoredApiKey>>;
+    /// Up to `limit` of the tenant's keys (revoked and expired ones included), newest first
+    /// (`created_at` descending, then id descending), after `after` (the previous page's last
+    /// key, see [`StoredApiKey::cursor`]).
+    async fn api_keys(
+        &self,
+        tenant_id: &str,
+        after: Option<&ApiKeyCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredApiKey>>;
+    /// Records a use of the key at `at`: one `UPDATE` by primary key, which writes nothing if
+    /// a use in the same or a later second is already recorded.
+    async fn record_api_key_use(&self, id: &KeyId, at: Timestamp) -> StoreResult<()>;
+    /// Revokes the key (with `tenant_id` set, only if it belongs to that tenant) at
+    /// `event.at`, and appends its `api_key.revoked` event (`grant_id`: the key id, which the
+    /// revocation feed publishes as a grant revocation), in one transaction. Returns whether
+    /// the key was unrevoked before; revoking twice keeps the first time and reason and writes
+    /// no second event.
+    async fn revoke_api_key(
+        &self,
+        id: &KeyId,
+        tenant_id: Option<&str>,
+        reason: &str,
+        event: NewEvent,
+    ) -> StoreResult<bool>;
+    /// Rotates `old` at `event.at`, in one transaction: stores `successor` (its `replaces`
+    /// set to `old`), lowers the old key's expiry to `predecessor_expires_at` (never raises
+    /// it), links the old key to the successor, and appends the `api_key.rotated` event.
+    /// Only a key of the successor's tenant and user that is unrevoked, unexpired at
+    /// `event.at` and not rotated before can be rotated; otherwise nothing changes and the
+    /// outcome says why. Of concurrent rotations of one key exactly one succeeds. `Conflict`
+    /// if the successor's id or hash exists.
+    async fn rotate_api_key(
+        &self,
+        old: &KeyId,
+        successor: &ApiKeyRecord,
+        predecessor_expires_at: Timestamp,
+        event: NewEvent,
+    ) -> StoreResult<ApiKeyRotation>;
+}
+
+/// Clients that registered themselves (RFC 7591/7592) or were created from an MCP client ID
+/// metadata document. Each is an [`Agent`] row plus a registration row.
+#[async_trait]
+pub trait Registrations: Send + Sync {
+    /// Creates the agent and its registration and appends the `client.registered` event, in
+    /// one transaction. `Conflict` if the client id (as any agent) or the registration token
+    /// hash exists; then nothing is stored.
+    async fn register_client(
+        &self,
+        agent: &Agent,
+        registration: &ClientRegistration,
+        event: NewEvent,
+    ) -> StoreResult<()>;
+    async fn registered_client(&self, client_id: &str) -> StoreResult<Option<RegisteredClient>>;
+    /// The client whose registration access token has this hash (RFC 7592 requests).
+    async fn registered_client_by_token_hash(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<RegisteredClient>>;
+    /// Replaces the registration's metadata and the agent fields the client owns (name, kind,
+    /// secret hash, redirect URIs, grant types, maximum scopes) from `agent`, keyed by
+    /// `agent.client_id`, and appends the `client.updated` event, in one transaction. Fields
+    /// an operator owns (disabled, tenant, token lifetimes, resources) are kept. `NotFound` if
+    /// the client is not registered.
+    async fn update_registration(
+        &self,
+        agent: &Agent,
+        metadata: &ClientMetadata,
+        event: NewEvent,
+    ) -> StoreResult<()>;
+    /// Deletes a registered client (its registration and its agent), revokes all its grants
+    /// and their refresh families at `event.at` with `reason`, and appends the
+    /// `client.deleted` event (published on the revocation feed as an agent revocation), in
+    /// one transaction. Returns `false` and changes nothing if the client is not a registered
+    /// one: agents from configuration are never deleted here.
+    async fn delete_registration(
+        &self,
+        client_id: &str,
+        reason: &str,
+        event: NewEvent,
+    ) -> StoreResult<bool>;
+    /// Records that the client completed its first flow. Returns whether this call recorded
+    /// it (`false`: recorded before, or not a registered client). Idempotent; a write only
+    /// the first time.
+    async fn mark_client_first_use(&self, client_id: &str, at: Timestamp) -> StoreResult<bool>;
+    /// Deletes registered clients never used whose `expires_at` is before `now` (registration
+    /// and agent), revoking any grants they hold (no token was ever issued for them, so no
+    /// event is written). Returns how many clients went.
+    async fn purge_abandoned_registrations(&self, now: Timestamp) -> StoreResult<u64>;
+}
+
+/// Replay protection for `private_key_jwt` client assertions (RFC 7523 `jti`).
+#[async_trait]
+pub trait AssertionReplay: Send + Sync {
+    /// Remembers `jti` for `client_id` until `until`. Returns `true` the first time, `false`
+    /// if it is remembered already (a replay): exactly one of any number of concurrent calls
+    /// gets `true`. Housekeeping forgets it once `until` has passed.
+    async fn remember_jti(&self, client_id: &str, jti: &str, until: Timestamp)
+    -> StoreResult<bool>;
+}
+
+/// Revoking everything of one user, tenant, agent, or agent within a tenant at once.
+#[async_trait]
+pub trait BulkRevocation: Send + Sync {
+    /// Revokes, in one transaction at `event.at` with `reason`: every unrevoked grant of the
+    /// target, the refresh families of every grant of the target (as
+    /// [`GrantStore::revoke_grant`] does), for a user or tenant target also its unrevoked API
+    /// keys, and appends ONE event whose revocation feed entry covers all of it
+    /// (`user.grants_revoked`, `tenant.grants_revoked`, `agent.grants_revoked`,
+    /// `agent.tenant_grants_revoked`; counts in `detail`). Nothing outside the target is
+    /// touched. Revoking again revokes only what appeared since and keeps the first time and
+    /// reason of the rest; the event is written every time, as the record of the request.
+    async fn revoke_in_bulk(
+        &self,
+        target: &BulkTarget,
+        reason: &str,
+        event: NewEvent,
+    ) -> StoreResult<BulkRevoked>;
 }
 
 #[async_trait]
@@ -194,6 +347,10 @@ pub trait Store:
     + KeyStore
     + Housekeeping
     + EventStore
+    + ApiKeys
+    + Registrations
+    + AssertionReplay
+    + BulkRevocation
     + Send
     + Sync
     + 'static
@@ -204,8 +361,10 @@ pub trait Store:
     async fn ping(&self) -> StoreResult<()>;
 
     /// A receiver that changes whenever any node commits events to this database, for readers
-    /// that follow the log (the revocation feed). `None` where the backend cannot tell (SQLite:
-    /// one node, woken in-process); readers then poll.
+    /// that follow the log (the revocation feed). PostgreSQL hears every node (LISTEN/NOTIFY);
+    /// SQLite hears this process's commits only (another process writing the same file, such
+    /// as the CLI, is found by polling). `None` where the backend cannot tell; readers then
+    /// poll.
     async fn event_notifications(&self) -> StoreResult<Option<tokio::sync::watch::Receiver<u64>>> {
         Ok(None)
     }

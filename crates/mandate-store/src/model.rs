@@ -1,8 +1,11 @@
 //! Records that exist only in storage, and query filters.
 
+use mandate_core::api_key::{ApiKeyRecord, KeyId};
 use mandate_core::authorize::AuthorizationRequest;
+use mandate_core::client::Agent;
 use mandate_core::code::AuthorizationCode;
 use mandate_core::refresh::{RefreshFamily, RefreshTokenRecord};
+use mandate_core::registration::ClientMetadata;
 use mandate_core::time::Timestamp;
 use serde_json::Value;
 
@@ -103,4 +106,123 @@ impl Default for EventFilter {
             limit: 100,
         }
     }
+}
+
+/// An API key as stored: core's record plus who created, revoked and replaced it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredApiKey {
+    pub record: ApiKeyRecord,
+    /// The creating event's `actor_id`.
+    pub created_by: Option<String>,
+    pub revoked_reason: Option<String>,
+    /// The revoking event's `actor_id`.
+    pub revoked_by: Option<String>,
+    /// The key that replaced this one by rotation (the reverse of `record.replaces`).
+    pub replaced_by: Option<KeyId>,
+}
+
+impl StoredApiKey {
+    /// The cursor that continues a listing after this key.
+    pub fn cursor(&self) -> ApiKeyCursor {
+        ApiKeyCursor {
+            created_at: self.record.created_at,
+            id: self.record.id.clone(),
+        }
+    }
+}
+
+/// A position in a tenant's key listing (newest first: `created_at` descending, then id
+/// descending): the last key of the previous page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyCursor {
+    pub created_at: Timestamp,
+    pub id: KeyId,
+}
+
+/// The outcome of [`crate::ApiKeys::rotate_api_key`]. Only `Rotated` changed anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiKeyRotation {
+    /// The successor is stored, the old key shortened and both linked.
+    Rotated,
+    /// No such key (in that tenant, for that user).
+    Unknown,
+    Revoked,
+    /// Expired at the rotation time: rotating it would resurrect access.
+    Expired,
+    /// Rotated before: rotate its successor instead.
+    AlreadyRotated,
+}
+
+/// How a client came to be registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RegistrationOrigin {
+    /// RFC 7591 dynamic registration; managed with its registration access token (RFC 7592).
+    Dynamic,
+    /// An MCP client ID metadata document, fetched from the `client_id` URL.
+    MetadataDocument,
+}
+
+impl RegistrationOrigin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dynamic => "dynamic",
+            Self::MetadataDocument => "metadata_document",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Dynamic, Self::MetadataDocument]
+            .into_iter()
+            .find(|o| o.as_str() == s)
+    }
+}
+
+/// A client that introduced itself, stored beside its [`Agent`] row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRegistration {
+    pub client_id: String,
+    pub origin: RegistrationOrigin,
+    /// The metadata as registered (what RFC 7592 reads return).
+    pub metadata: ClientMetadata,
+    /// `sha256:` hash of the RFC 7592 registration access token; `None` for metadata
+    /// documents, which are managed by their URL's owner.
+    pub registration_token_hash: Option<String>,
+    pub registered_at: Timestamp,
+    /// When the client first completed a flow; `None` until then.
+    pub first_used_at: Option<Timestamp>,
+    /// A client still unused at this time is abandoned and purged; `None` keeps it.
+    pub expires_at: Option<Timestamp>,
+}
+
+/// A registered client: its agent row and its registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisteredClient {
+    pub agent: Agent,
+    pub registration: ClientRegistration,
+}
+
+/// Whose grants a bulk revocation revokes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum BulkTarget {
+    /// Every grant and every API key of the user (offboarding).
+    User { user_id: String },
+    /// Every grant (user and service) and every API key of the tenant.
+    Tenant { tenant_id: String },
+    /// Every grant of the agent, in every tenant (a compromised agent).
+    Agent { client_id: String },
+    /// Every grant of the agent within one tenant.
+    AgentInTenant {
+        client_id: String,
+        tenant_id: String,
+    },
+}
+
+/// What a bulk revocation changed: rows that were unrevoked before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BulkRevoked {
+    pub grants: u64,
+    pub refresh_families: u64,
+    pub api_keys: u64,
+    /// The sequence number of the one event that records it (and feeds the revocation feed).
+    pub event_seq: i64,
 }

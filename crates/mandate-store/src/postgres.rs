@@ -37,6 +37,10 @@ impl PostgresStore {
             notifications: OnceCell::new(),
         })
     }
+
+    /// Nothing to do: the `events_notify` trigger announces every commit that wrote events,
+    /// to every node.
+    fn events_committed(&self) {}
 }
 
 crate::sql::impl_store_traits!(PostgresStore, sqlx::Postgres);

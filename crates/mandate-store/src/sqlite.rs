@@ -2,8 +2,9 @@
 //!
 //! This module owns only what is SQLite-specific: opening the file durably (WAL journal with
 //! `synchronous = FULL`, so a commit that returned survives a power cut), foreign keys on, a
-//! busy timeout so concurrent writers queue instead of failing, and the SQLite migrations. Every
-//! query comes from [`crate::sql`], shared with PostgreSQL.
+//! busy timeout so concurrent writers queue instead of failing, the SQLite migrations, and
+//! announcing this process's event commits (SQLite has no LISTEN/NOTIFY). Every query comes
+//! from [`crate::sql`], shared with PostgreSQL.
 
 use crate::{Store, StoreError, StoreResult};
 use async_trait::async_trait;
@@ -13,6 +14,7 @@ use sqlx::sqlite::{SqliteConnection, SqliteSynchronous};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// Connections in the pool. SQLite has one writer at a time; the others serve reads, which WAL
 /// lets run alongside the writer.
@@ -22,6 +24,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(crate) struct SqliteStore {
     pool: SqlitePool,
+    /// Bumped after every commit that wrote events, for [`Store::event_notifications`].
+    events: watch::Sender<u64>,
 }
 
 impl SqliteStore {
@@ -53,7 +57,15 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         first.close().await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            events: watch::Sender::new(0),
+        })
+    }
+
+    /// Announces a commit that wrote events to this process's readers.
+    fn events_committed(&self) {
+        self.events.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
@@ -94,6 +106,10 @@ impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn event_notifications(&self) -> StoreResult<Option<watch::Receiver<u64>>> {
+        Ok(Some(self.events.subscribe()))
     }
 }
 

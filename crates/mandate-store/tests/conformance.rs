@@ -16,6 +16,10 @@
     clippy::indexing_slicing
 )]
 
+#[path = "conformance/api_keys.rs"]
+mod api_keys;
+#[path = "conformance/bulk.rs"]
+mod bulk;
 #[path = "conformance/directory.rs"]
 mod directory;
 #[path = "conformance/events.rs"]
@@ -24,13 +28,18 @@ mod events;
 mod fixtures;
 #[path = "conformance/grants.rs"]
 mod grants;
+#[path = "conformance/registrations.rs"]
+mod registrations;
 #[path = "conformance/tokens.rs"]
 mod tokens;
 
+use api_keys::*;
+use bulk::*;
 use directory::*;
 use events::*;
 use grants::*;
 use mandate_store::Store;
+use registrations::*;
 use std::sync::Arc;
 use tokens::*;
 
@@ -102,4 +111,20 @@ conformance!(
     event_notifications_announce_commits,
     large_event_batches_keep_input_order,
     group_commit_writer_acknowledges_every_event,
+    api_keys_round_trip_by_hash_id_and_tenant,
+    api_key_listing_pages_newest_first_within_a_tenant,
+    api_key_revocation_writes_one_feed_event,
+    api_key_rotation_links_shortens_and_refuses_dead_keys,
+    concurrent_rotations_of_a_key_yield_one_successor,
+    registrations_round_trip_and_are_found_by_token_hash,
+    registration_updates_keep_operator_owned_fields,
+    deleting_a_registration_revokes_only_its_grants,
+    abandoned_registrations_are_purged_with_their_agents,
+    assertion_jtis_are_remembered_once_per_client,
+    concurrent_jti_inserts_yield_exactly_one_first,
+    bulk_revocation_by_user_touches_only_that_user,
+    bulk_revocation_by_tenant_touches_only_that_tenant,
+    bulk_revocation_by_agent_spans_tenants_but_not_keys,
+    bulk_revocation_by_agent_in_tenant_stays_in_the_tenant,
+    bulk_revocation_of_nobody_changes_nothing,
 );

@@ -37,6 +37,8 @@ pub struct Global {
 pub enum Command {
     /// Run the authorization server.
     Serve(ServeArgs),
+    /// Run the server with the demo tenants, users and agents, and the demo CRM beside it.
+    Demo(DemoArgs),
     /// Put the guard in front of an HTTP API as a reverse proxy.
     Guard(GuardArgs),
     /// Tenants (organisations).
@@ -67,6 +69,17 @@ pub struct ServeArgs {
     /// Public issuer URL [default: http://<listen>].
     #[arg(long)]
     pub issuer: Option<String>,
+}
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Address of the authorization server.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Address of the demo CRM. Its resource identifier (the tokens' audience) stays
+    /// http://127.0.0.1:8081 whatever the address.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub crm_listen: SocketAddr,
 }
 
 #[derive(Args)]

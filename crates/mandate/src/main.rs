@@ -1,4 +1,4 @@
-//! The `mandate` command line: `serve`, and administration of tenants, users, scopes,
+//! The `mandate` command line: `serve`, `demo`, `guard`, and administration of tenants, users, scopes,
 //! resources, agents and grants against the configured database.
 //!
 //! Thin by design: flags are parsed here, the work is done by `mandate-server` and
@@ -6,6 +6,7 @@
 
 mod admin;
 mod cli;
+mod demo;
 mod guard;
 mod output;
 mod serve;
@@ -31,6 +32,7 @@ async fn main() -> std::process::ExitCode {
         .init();
     let result = match cli.command {
         Command::Serve(args) => serve::run(&cli.global, args).await,
+        Command::Demo(args) => demo::run(&cli.global, args).await,
         Command::Guard(args) => guard::run(args).await,
         Command::Tenant(cmd) => admin::tenant(&cli.global, cmd).await,
         Command::User(cmd) => admin::user(&cli.global, cmd).await,

@@ -277,3 +277,70 @@ async fn administer_then_serve_then_revoke() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+/// `mandate demo` starts both services and its walkthrough's first step works as printed.
+#[tokio::test]
+async fn demo_runs_the_server_and_the_crm_and_its_walkthrough_works() {
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--crm-listen",
+            "127.0.0.1:0",
+        ])
+        .env_remove("MANDATE_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
+    let mut field = |name: &str| loop {
+        let line = lines.next().expect("demo exited early").unwrap();
+        if let Some(rest) = line.trim().strip_prefix(name) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    let issuer = field("authorization server");
+    let crm = field("demo CRM");
+
+    let http = reqwest::Client::new();
+    let token: Value = http
+        .post(format!("{issuer}/token"))
+        .basic_auth("svc-agent", Some("demo-svc-agent-secret-0123456789abcdef"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "tickets.read"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bearer = token["access_token"].as_str().unwrap();
+    let tickets = http
+        .get(format!("{crm}/tickets"))
+        .bearer_auth(bearer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tickets.status(), 200);
+    let tickets: Value = tickets.json().await.unwrap();
+    assert_eq!(tickets["caller"]["tenant"], "acme");
+    let billing = http
+        .get(format!("{crm}/billing"))
+        .bearer_auth(bearer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(billing.status(), 403);
+
+    // Ctrl-C (SIGTERM here) stops both services cleanly.
+    let stopped = Command::new("kill")
+        .args(["-TERM", &demo.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    assert!(demo.wait().unwrap().success());
+}

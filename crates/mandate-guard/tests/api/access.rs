@@ -34,6 +34,20 @@ async fn valid_token_reaches_the_handler_and_scope_is_enforced() {
     assert_eq!(body["error"], "insufficient_scope");
 }
 
+/// RFC 6750 §2.1 via RFC 7235 §2.1: the auth scheme is case-insensitive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let issuer = spawn_issuer().await;
+    let guard = issuer.guard(clock_now()).await;
+    let app = spawn_protected(&guard).await;
+    let token = issuer.token("tickets.read").await;
+    for scheme in ["bearer", "BEARER", "bEaReR"] {
+        let header = format!("{scheme} {token}");
+        let (status, _, body) = get_with(&format!("{app}/tickets"), &[header.as_bytes()]).await;
+        assert_eq!(status, 200, "{scheme}: {body}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broader_scope_satisfies_an_implied_one() {
     let issuer = spawn_issuer().await;

@@ -192,19 +192,71 @@ async fn malformed_authorization_headers_are_refused() {
     let app = spawn_protected(&guard).await;
     let url = format!("{app}/tickets");
     let oversized = format!("Bearer {}", "a".repeat(9 * 1024));
+    // Far past the guard's limit but within the HTTP server's header limit, so it reaches the
+    // guard (see the next test for a header the server itself refuses).
+    let very_long = format!("Bearer {}", "a".repeat(300 * 1024));
     let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty header", b"".to_vec()),
         ("scheme without token", b"Bearer".to_vec()),
         ("scheme and space only", b"Bearer ".to_vec()),
+        ("scheme and spaces only", b"Bearer     ".to_vec()),
+        ("tab instead of space", b"Bearer\tabc".to_vec()),
         ("space inside token", b"Bearer abc def".to_vec()),
         ("quote inside token", b"Bearer abc\"def".to_vec()),
         ("no scheme", b"garbage".to_vec()),
         ("punctuation scheme", b"!!! token".to_vec()),
         ("non-ASCII bytes", b"Bearer \xff\xfe".to_vec()),
+        (
+            "obs-text byte inside the token",
+            b"Bearer abc\x80def".to_vec(),
+        ),
+        ("obs-text scheme", b"B\xe9arer abc".to_vec()),
         ("oversized header", oversized.into_bytes()),
+        ("300 KiB token", very_long.into_bytes()),
     ];
     for (reason, value) in &cases {
         assert_invalid_token(reason, &get_with(&url, &[value]).await);
     }
+}
+
+/// A 1 MiB token is past what the HTTP server reads as a request head: hyper answers 431 (or
+/// closes while the client is still sending), never a 5xx, and keeps serving. The guard itself
+/// refuses such a token with a proper challenge wherever it does get to see it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_megabyte_token_is_refused_without_a_server_error() {
+    let issuer = spawn_issuer().await;
+    let guard = issuer.guard(clock_now()).await;
+    let app = spawn_protected(&guard).await;
+    let url = format!("{app}/tickets");
+    let huge = format!("Bearer {}", "a".repeat(1024 * 1024));
+
+    match reqwest::Client::new()
+        .get(&url)
+        .header("authorization", &huge)
+        .send()
+        .await
+    {
+        Ok(resp) => assert!(
+            resp.status().is_client_error(),
+            "a 4xx, not {}",
+            resp.status()
+        ),
+        Err(err) => assert!(
+            !err.is_timeout(),
+            "refused by closing, not by hanging: {err}"
+        ),
+    }
+    let good = issuer.token("tickets.read").await;
+    assert_eq!(get_bearer(&url, &good).await.0, 200, "still serving");
+
+    let err = guard.validate(&huge).await.unwrap_err();
+    assert_eq!(err.status(), 401);
+    let challenge = err.challenge(guard.metadata_url());
+    assert!(
+        challenge.starts_with("Bearer error=\"invalid_token\""),
+        "{challenge}"
+    );
+    assert!(challenge.contains("resource_metadata="), "{challenge}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,17 +282,26 @@ async fn two_authorization_headers_are_an_invalid_request() {
     let guard = issuer.guard(clock_now()).await;
     let app = spawn_protected(&guard).await;
     let token = format!("Bearer {}", issuer.token("tickets.read").await);
-    let (status, challenge, body) = get_with(
-        &format!("{app}/tickets"),
-        &[token.as_bytes(), token.as_bytes()],
-    )
-    .await;
-    assert_eq!(status, 400, "{body}");
-    assert!(
-        challenge.contains("error=\"invalid_request\""),
-        "{challenge}"
-    );
-    assert_eq!(body["error"], "invalid_request");
+    let (token, garbage, empty) = (token.as_bytes(), &b"Bearer \xff"[..], &b""[..]);
+    // RFC 6750 §3.1: more than one method is `invalid_request` (400); the guard never picks
+    // the valid one out of several.
+    let cases: Vec<(&str, Vec<&[u8]>)> = vec![
+        ("the same token twice", vec![token, token]),
+        ("a valid token, then garbage", vec![token, garbage]),
+        ("garbage, then a valid token", vec![garbage, token]),
+        ("an empty header, then a valid token", vec![empty, token]),
+        ("three headers", vec![token, token, token]),
+    ];
+    for (reason, headers) in cases {
+        let (status, challenge, body) = get_with(&format!("{app}/tickets"), &headers).await;
+        assert_eq!(status, 400, "{reason}: {body}");
+        assert!(
+            challenge.starts_with("Bearer error=\"invalid_request\"")
+                && challenge.contains("resource_metadata="),
+            "{reason}: {challenge}"
+        );
+        assert_eq!(body["error"], "invalid_request", "{reason}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

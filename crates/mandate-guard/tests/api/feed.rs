@@ -3,17 +3,7 @@
 use crate::helpers::*;
 use mandate_core::event::{Action, ActorKind, NewEvent};
 use mandate_core::time::Clock;
-use mandate_guard::FeedCredential;
 use std::time::{Duration, Instant};
-
-fn crm_credential(secret: &str) -> FeedCredential {
-    FeedCredential {
-        client_id: "demo-crm".into(),
-        secret: secret.into(),
-    }
-}
-
-const CRM_SECRET: &str = "demo-crm-resource-secret-0123456789abcdef";
 
 /// Validates `token` until the guard refuses it; returns how long that took.
 async fn time_until_refused(guard: &mandate_guard::Guard, token: &str) -> Duration {

@@ -19,6 +19,15 @@ use std::sync::{Arc, RwLock};
 
 pub const SVC_SECRET: &str = "demo-svc-agent-secret-0123456789abcdef";
 pub const CRM: &str = "http://127.0.0.1:8081";
+/// The demo CRM's own credential: it may follow the feed and introspect the CRM's tokens.
+pub const CRM_SECRET: &str = "demo-crm-resource-secret-0123456789abcdef";
+
+pub fn crm_credential(secret: &str) -> mandate_guard::FeedCredential {
+    mandate_guard::FeedCredential {
+        client_id: "demo-crm".into(),
+        secret: secret.into(),
+    }
+}
 
 fn init_logs() {
     if std::env::var_os("TEST_LOG").is_some() {

@@ -14,6 +14,7 @@
 mod access;
 mod attacks;
 mod feed;
+mod feed_faults;
 mod helpers;
 mod keys;
 mod metadata;

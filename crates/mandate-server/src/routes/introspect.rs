@@ -10,13 +10,13 @@ use crate::errors::{ServerError, no_store};
 use crate::form::OAuthForm;
 use crate::request_meta::RequestMeta;
 use crate::state::AppState;
+use crate::token_state;
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use mandate_core::OAuthError;
 use mandate_core::client::ClientKind;
 use mandate_core::introspection::IntrospectionResponse;
-use mandate_core::jwt::{self, Expectations};
 use mandate_core::secret;
 use mandate_core::time::Timestamp;
 
@@ -69,21 +69,9 @@ async fn introspect_jwt(
     token: &str,
     now: Timestamp,
 ) -> Result<IntrospectionResponse, ServerError> {
-    let Ok(claims) = jwt::verify(token, app.keys.verifiers()) else {
+    let Some(claims) = token_state::active_access_token(app, token, now).await? else {
         return Ok(IntrospectionResponse::inactive());
     };
-    let expect = Expectations {
-        issuer: &app.settings.issuer,
-        audience: None,
-        now,
-        leeway_seconds: 0,
-    };
-    if expect.check(&claims).is_err() || app.store.is_jti_revoked(&claims.jti).await? {
-        return Ok(IntrospectionResponse::inactive());
-    }
-    if !grant_and_parties_active(app, &claims.gid, &claims.client_id, now).await? {
-        return Ok(IntrospectionResponse::inactive());
-    }
     Ok(IntrospectionResponse {
         active: true,
         scope: Some(claims.scope.to_string()),
@@ -97,6 +85,7 @@ async fn introspect_jwt(
         jti: Some(claims.jti),
         tenant: Some(claims.tenant),
         gid: Some(claims.gid),
+        act: claims.act,
     })
 }
 
@@ -112,7 +101,7 @@ async fn introspect_refresh(
     if t.used_at.is_some() || f.revoked_at.is_some() || now >= t.expires_at {
         return Ok(IntrospectionResponse::inactive());
     }
-    if !grant_and_parties_active(app, &f.grant_id, &f.client_id, now).await? {
+    if !token_state::grant_and_parties_active(app, &f.grant_id, &f.client_id, now).await? {
         return Ok(IntrospectionResponse::inactive());
     }
     Ok(IntrospectionResponse {
@@ -128,31 +117,6 @@ async fn introspect_refresh(
         jti: None,
         tenant: Some(f.tenant_id.clone()),
         gid: Some(f.grant_id.clone()),
+        act: None,
     })
-}
-
-/// The grant is active, its agent is enabled, and its user (if any) is enabled.
-async fn grant_and_parties_active(
-    app: &AppState,
-    grant_id: &str,
-    client_id: &str,
-    now: Timestamp,
-) -> Result<bool, ServerError> {
-    let Some(grant) = app
-        .store
-        .grant(grant_id)
-        .await?
-        .filter(|g| g.is_active(now))
-    else {
-        return Ok(false);
-    };
-    if app.store.agent(client_id).await?.is_none_or(|a| a.disabled) {
-        return Ok(false);
-    }
-    if let Some(user) = &grant.user_id
-        && app.store.user(user).await?.is_none_or(|u| u.disabled)
-    {
-        return Ok(false);
-    }
-    Ok(true)
 }

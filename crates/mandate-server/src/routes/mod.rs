@@ -19,9 +19,10 @@ use crate::form::MAX_FORM_BYTES;
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{Any, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
@@ -31,17 +32,11 @@ const CSP: &str =
 
 pub fn router(app: AppState) -> Router {
     let base = app.settings.issuer_path.clone();
-    let endpoints = Router::new()
-        .route("/authorize", get(authorize::authorize_get))
-        .route("/login", post(login::login_post))
-        .route("/consent", post(consent::consent_post))
+    // What browser-based clients (MCP clients in a web page) call directly.
+    let cross_origin = Router::new()
         .route("/token", post(token::token_post))
-        .route("/introspect", post(introspect::introspect_post))
         .route("/revoke", post(revoke::revoke_post))
-        .route("/revocations", get(revocations::revocations_get))
         .route("/jwks.json", get(discovery::jwks_get))
-        .route("/healthz", get(discovery::healthz_get))
-        .route("/static/mandate.css", get(discovery::stylesheet_get))
         .route(
             "/.well-known/openid-configuration",
             get(discovery::metadata_get),
@@ -49,12 +44,21 @@ pub fn router(app: AppState) -> Router {
         .route(
             "/.well-known/oauth-authorization-server",
             get(discovery::metadata_get),
-        );
+        )
+        .layer(cors());
+    let endpoints = Router::new()
+        .route("/authorize", get(authorize::authorize_get))
+        .route("/login", post(login::login_post))
+        .route("/consent", post(consent::consent_post))
+        .route("/introspect", post(introspect::introspect_post))
+        .route("/revocations", get(revocations::revocations_get))
+        .route("/healthz", get(discovery::healthz_get))
+        .route("/static/mandate.css", get(discovery::stylesheet_get))
+        .merge(cross_origin);
     let mut router = if base.is_empty() {
         endpoints
     } else {
-        Router::new()
-            .nest(&base, endpoints)
+        let path_inserted = Router::new()
             .route(
                 &format!("/.well-known/oauth-authorization-server{base}"),
                 get(discovery::metadata_get),
@@ -63,6 +67,8 @@ pub fn router(app: AppState) -> Router {
                 &format!("/.well-known/openid-configuration{base}"),
                 get(discovery::metadata_get),
             )
+            .layer(cors());
+        Router::new().nest(&base, endpoints).merge(path_inserted)
     };
     router = router.fallback(|| async {
         ServerError::page(
@@ -92,6 +98,19 @@ pub fn router(app: AppState) -> Router {
         .layer(CatchPanicLayer::new())
         .layer(TraceLayer::new_for_http())
         .with_state(app)
+}
+
+/// CORS for the endpoints a browser-based client calls itself: any origin, no cookies (these
+/// endpoints authenticate with client credentials or not at all, never with a session), so a
+/// foreign page gains nothing it could not do from a server. The login and consent pages are
+/// deliberately not cross-origin.
+fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        .expose_headers([header::WWW_AUTHENTICATE])
+        .max_age(std::time::Duration::from_secs(24 * 3600))
 }
 
 /// A browser form body: single-valued fields, except `scope` which repeats (checkboxes).

@@ -5,6 +5,13 @@
 //! `?after=`) resumes exactly where it stopped and misses nothing. A reader wakes as soon as
 //! this node commits an event batch or, on PostgreSQL, any node does (LISTEN/NOTIFY); it also
 //! polls every 250 ms, which covers the CLI on SQLite and any lost notification.
+//!
+//! Sequence numbers are assigned when a row is inserted, not when it commits, so with several
+//! writers on PostgreSQL (nodes, the CLI) event 9 can become visible after event 10. A reader
+//! that only ever asked for "after the highest seen" would skip 9 for good. So each reader
+//! re-reads the last [`SETTLE`] of sequence numbers on every pass and sends what it has not sent
+//! yet: a late commit is delivered (out of order, which the guard handles: applying a
+//! revocation is idempotent and its resume position only moves forward).
 
 use crate::client_auth::{self, Caller};
 use crate::errors::ServerError;
@@ -18,15 +25,19 @@ use mandate_core::OAuthError;
 use mandate_core::params::Params;
 use mandate_core::revocation::{FeedEntry, REVOCATION_ACTIONS};
 use mandate_store::EventFilter;
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::convert::Infallible;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// How often a reader looks for revocations this node did not write itself.
 const POLL: Duration = Duration::from_millis(250);
 /// Events read per query.
 const PAGE: u32 = 500;
+/// How long a sequence number range stays open for late commits before the reader stops
+/// re-reading it. A transaction holding an event insert open longer than this could still be
+/// missed by readers that were already past it; Mandate's writers commit in milliseconds.
+const SETTLE: Duration = Duration::from_secs(5);
 
 pub async fn revocations_get(
     State(app): State<AppState>,
@@ -74,10 +85,13 @@ pub async fn revocations_get(
         }
     };
     let reader = Reader {
+        shutting_down: app.shutting_down.clone(),
         elsewhere,
         committed: app.events.committed(),
         app,
-        after,
+        settled: after,
+        unsettled: VecDeque::new(),
+        sent: BTreeSet::new(),
         pending: VecDeque::new(),
     };
     let stream = futures_util::stream::unfold(reader, |mut r| async move {
@@ -92,6 +106,53 @@ pub async fn revocations_get(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
+impl Reader {
+    /// Reads every revocation above `settled`, queueing those not sent yet; whether any was.
+    async fn scan(&mut self) -> Result<bool, mandate_store::StoreError> {
+        let mut cursor = self.settled;
+        let mut fresh = false;
+        loop {
+            let filter = EventFilter {
+                actions: REVOCATION_ACTIONS
+                    .iter()
+                    .map(|a| a.as_str().to_owned())
+                    .collect(),
+                after_seq: cursor,
+                limit: PAGE,
+                ..EventFilter::default()
+            };
+            let events = self.app.store.events(&filter).await?;
+            for e in &events {
+                if self.sent.insert(e.seq) {
+                    fresh = true;
+                    self.pending.extend(FeedEntry::from_event(e));
+                }
+            }
+            let Some(last) = events.last() else {
+                return Ok(fresh);
+            };
+            cursor = last.seq;
+            self.unsettled.push_back((Instant::now(), cursor));
+            if events.len() < PAGE as usize {
+                return Ok(fresh);
+            }
+        }
+    }
+
+    /// Moves `settled` up to the highest sequence number seen at least [`SETTLE`] ago and
+    /// forgets what lies below it.
+    fn settle(&mut self, now: Instant) {
+        while let Some(&(seen, seq)) = self.unsettled.front() {
+            if now.duration_since(seen) < SETTLE {
+                break;
+            }
+            self.unsettled.pop_front();
+            self.settled = self.settled.max(seq);
+        }
+        self.sent = self.sent.split_off(&(self.settled + 1));
+    }
+}
+
 /// Follows the event log from a sequence number.
 struct Reader {
     app: AppState,
@@ -99,14 +160,25 @@ struct Reader {
     committed: watch::Receiver<i64>,
     /// Changes whenever any node commits events (PostgreSQL only).
     elsewhere: Option<watch::Receiver<u64>>,
-    after: i64,
+    /// The server is stopping: end the stream (guards reconnect to another node).
+    shutting_down: watch::Receiver<bool>,
+    /// Every event at or below this sequence number has been considered for good.
+    settled: i64,
+    /// Highest sequence numbers seen and when: each becomes `settled` once [`SETTLE`] old.
+    unsettled: VecDeque<(Instant, i64)>,
+    /// Sequence numbers above `settled` already examined (sent or not a revocation).
+    sent: BTreeSet<i64>,
     pending: VecDeque<FeedEntry>,
 }
 
 impl Reader {
-    /// The next revocation; `None` ends the stream (the store failed; the guard reconnects).
+    /// The next revocation; `None` ends the stream (the store failed or the server is
+    /// stopping; the guard reconnects).
     async fn next(&mut self) -> Option<FeedEntry> {
         loop {
+            if *self.shutting_down.borrow() {
+                return None;
+            }
             if let Some(entry) = self.pending.pop_front() {
                 return Some(entry);
             }
@@ -115,24 +187,10 @@ impl Reader {
             if let Some(rx) = &mut self.elsewhere {
                 rx.borrow_and_update();
             }
-            let filter = EventFilter {
-                actions: REVOCATION_ACTIONS
-                    .iter()
-                    .map(|a| a.as_str().to_owned())
-                    .collect(),
-                after_seq: self.after,
-                limit: PAGE,
-                ..EventFilter::default()
-            };
-            match self.app.store.events(&filter).await {
-                Ok(events) if !events.is_empty() => {
-                    for e in &events {
-                        self.after = self.after.max(e.seq);
-                        self.pending.extend(FeedEntry::from_event(e));
-                    }
-                    continue;
-                }
-                Ok(_) => {}
+            self.settle(Instant::now());
+            match self.scan().await {
+                Ok(true) => continue,
+                Ok(false) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "revocation feed read failed; closing the stream");
                     return None;
@@ -155,6 +213,7 @@ impl Reader {
                         self.elsewhere = None;
                     }
                 }
+                _ = self.shutting_down.changed() => {}
                 () = tokio::time::sleep(POLL) => {}
             }
         }

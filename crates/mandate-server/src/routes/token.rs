@@ -3,13 +3,14 @@
 use crate::client_auth;
 use crate::errors::{ServerError, no_store};
 use crate::form::OAuthForm;
-use crate::grants::{authorization_code, client_credentials, refresh_token};
+use crate::grants::{authorization_code, client_credentials, refresh_token, token_exchange};
 use crate::request_meta::RequestMeta;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use mandate_core::OAuthError;
+use mandate_core::exchange;
 use mandate_core::token_request::TokenRequest;
 
 pub async fn token_post(
@@ -26,6 +27,13 @@ pub async fn token_post(
         now,
     )
     .await?;
+    // Token exchange is governed by the exchange policy rather than the agent's grant types.
+    if form.params.get("grant_type") == Some(exchange::GRANT_TYPE) {
+        let response = token_exchange::exchange(&app, &agent, &form.params, &meta, now).await?;
+        let mut http = Json(response).into_response();
+        no_store(&mut http);
+        return Ok(http);
+    }
     let request = TokenRequest::parse(&form.params)?;
     if !agent.allows(request.grant_type()) {
         return Err(OAuthError::UnauthorizedClient(

@@ -8,6 +8,7 @@ crate::backend_tests!(
     jwks_publishes_the_key_tokens_are_signed_with,
     es256_can_be_selected,
     healthz_reports_the_backend,
+    browser_clients_may_call_token_and_metadata_cross_origin_but_not_the_pages,
 );
 
 async fn metadata_advertises_what_is_enforced(backend: Backend) {
@@ -134,4 +135,67 @@ pub fn base64_decode(s: &str) -> Vec<u8> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(s)
         .unwrap()
+}
+
+async fn browser_clients_may_call_token_and_metadata_cross_origin_but_not_the_pages(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let origin = "https://mcp-client.example";
+    let preflight = |path: &str| {
+        app.http
+            .request(reqwest::Method::OPTIONS, app.url(path))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+    for path in [
+        "/token",
+        "/revoke",
+        "/jwks.json",
+        "/.well-known/oauth-authorization-server",
+    ] {
+        let resp = preflight(path).await.unwrap();
+        assert!(resp.status().is_success(), "{path}: {}", resp.status());
+        let h = resp.headers();
+        assert_eq!(h["access-control-allow-origin"], "*", "{path}");
+        assert!(
+            h["access-control-allow-methods"]
+                .to_str()
+                .unwrap()
+                .contains("POST")
+        );
+        let allowed = h["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .to_lowercase();
+        assert!(allowed.contains("authorization") && allowed.contains("content-type"));
+        assert!(
+            h.get("access-control-allow-credentials").is_none(),
+            "never with cookies"
+        );
+    }
+    // The actual cross-origin call carries the header too, errors included.
+    let resp = app
+        .http
+        .post(app.url("/token"))
+        .header("origin", origin)
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(resp.headers()["access-control-allow-origin"], "*");
+    // Login, consent and introspection stay same-origin.
+    for path in ["/login", "/consent", "/authorize", "/introspect"] {
+        let resp = preflight(path).await.unwrap();
+        assert!(
+            resp.headers().get("access-control-allow-origin").is_none(),
+            "{path} must not be cross-origin"
+        );
+    }
 }

@@ -59,7 +59,18 @@ pub struct TestApp {
     pub database_url: String,
     pub data_dir: PathBuf,
     _dir: tempfile::TempDir,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    /// Shuts the server down gracefully and waits until it has stopped.
+    pub async fn stop(&mut self) {
+        drop(self.shutdown.take());
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
 }
 
 impl Drop for TestApp {
@@ -125,7 +136,7 @@ pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> T
     let address = format!("http://127.0.0.1:{}", app.port());
     let issuer = app.issuer().to_owned();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run_until(async {
+    let server = tokio::spawn(app.run_until(async {
         let _ = rx.await;
     }));
     let store = mandate_store::connect(&database_url).await.unwrap();
@@ -138,7 +149,8 @@ pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> T
         database_url,
         data_dir: dir.path().to_path_buf(),
         _dir: dir,
-        _shutdown: tx,
+        shutdown: Some(tx),
+        server: Some(server),
     }
 }
 

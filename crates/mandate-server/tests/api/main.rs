@@ -24,3 +24,4 @@ mod refresh;
 mod revocation;
 mod revocation_feed;
 mod startup;
+mod token_exchange;

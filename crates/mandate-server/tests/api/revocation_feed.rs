@@ -1,12 +1,14 @@
 use crate::helpers::*;
 use reqwest::StatusCode;
 use serde_json::Value;
+use sqlx::Connection;
 use std::time::{Duration, Instant};
 
 crate::backend_tests!(
     feed_is_for_resource_servers_only,
     feed_delivers_revocations_and_resumes_after_the_last_event_id,
     resource_servers_introspect_their_audience_in_every_tenant,
+    shutdown_ends_open_feeds_instead_of_waiting_on_them,
 );
 
 const CRM_ID: &str = "demo-crm";
@@ -221,4 +223,63 @@ async fn resource_servers_introspect_their_audience_in_every_tenant(backend: Bac
         (status, body["error"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("invalid_client"))
     );
+}
+
+async fn shutdown_ends_open_feeds_instead_of_waiting_on_them(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let mut feed = open_feed(&app, None).await;
+    tokio::time::timeout(Duration::from_secs(5), app.stop())
+        .await
+        .expect("graceful shutdown waited on an open revocation feed");
+    // The stream itself has ended (a guard reconnects, to another node if there is one).
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(_)) = feed.chunk().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the feed stream stayed open after shutdown");
+}
+
+/// With several writers on PostgreSQL, a revocation whose sequence number is lower than one
+/// already delivered can commit later; the feed must still deliver it.
+#[tokio::test]
+async fn postgres_late_commit_of_a_lower_sequence_number_is_still_delivered() {
+    if mandate_store::testing::postgres_test_url().is_none() {
+        eprintln!("SKIPPED: MANDATE_TEST_POSTGRES_URL is not set");
+        return;
+    }
+    let app = spawn_app(Backend::Postgres).await;
+    let mut feed = open_feed(&app, None).await;
+    let mut buffer = String::new();
+
+    // Another writer takes a sequence number for a revocation and holds its transaction open.
+    let mut slow = sqlx::PgConnection::connect(&app.database_url)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut slow).await.unwrap();
+    let held: i64 = sqlx::query_scalar(
+        "INSERT INTO events (at, action, actor_kind, grant_id, detail)
+         VALUES (0, 'grant.revoked', 'admin', 'g_late', '{}') RETURNING seq",
+    )
+    .fetch_one(&mut slow)
+    .await
+    .unwrap();
+
+    // Meanwhile this node revokes something with a higher sequence number, delivered at once.
+    let token = app.client_credentials(Some("tickets.read")).await;
+    let (status, _, _) = app
+        .post_form(
+            "/revoke",
+            Some(("svc-agent", SVC_SECRET)),
+            &[("token", s(&token["access_token"]))],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let first = entries(&mut feed, &mut buffer, 1, Duration::from_secs(5)).await;
+    assert!(first[0].0 > held, "the later revocation came first");
+
+    // The held one commits now, below what the reader has passed: it still arrives.
+    sqlx::query("COMMIT").execute(&mut slow).await.unwrap();
+    let late = entries(&mut feed, &mut buffer, 1, Duration::from_secs(5)).await;
+    assert_eq!(late[0].0, held);
+    assert_eq!(late[0].1["grant_id"], "g_late");
 }

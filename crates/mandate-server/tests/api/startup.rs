@@ -89,7 +89,7 @@ async fn restart_keeps_keys_and_applies_config_idempotently(backend: Backend) {
         "users are not re-created or re-hashed"
     );
     assert_eq!(app.store.users(None).await.unwrap().len(), 3);
-    assert_eq!(app.store.agents().await.unwrap().len(), 2);
+    assert_eq!(app.store.agents().await.unwrap().len(), 3);
     // The second node accepts the first node's token at introspection.
     let resp: serde_json::Value = app
         .http

@@ -1,15 +1,19 @@
-//! Purging records whose lifetime is over: codes, pending requests, sessions, revoked token ids.
+//! Purging records whose lifetime is over: codes, pending requests, sessions, revoked token
+//! ids, remembered client assertion ids, and abandoned client registrations.
 //!
-//! Each is useless once expired (lookups already treat an expired row as absent), so deleting
-//! them only bounds table growth. Refresh tokens and grants are kept: reuse detection and
-//! accountability need them.
+//! Each is useless once expired (lookups already treat an expired row as absent, and an
+//! assertion past its `exp` is refused before its `jti` is looked at), so deleting them only
+//! bounds table growth. Abandoned registrations (never used by their `expires_at`) go with
+//! their agents, see [`super::registrations`]. Refresh tokens, grants and API keys are kept:
+//! reuse detection and accountability need them.
 
 /// One statement per table, all `DELETE ... WHERE expires_at < $1`.
-pub(crate) const PURGES: [&str; 4] = [
+pub(crate) const PURGES: [&str; 5] = [
     "DELETE FROM authorization_codes WHERE expires_at < $1",
     "DELETE FROM pending_authorizations WHERE expires_at < $1",
     "DELETE FROM sessions WHERE expires_at < $1",
     "DELETE FROM revoked_tokens WHERE expires_at < $1",
+    "DELETE FROM client_assertion_jtis WHERE expires_at < $1",
 ];
 
 macro_rules! impl_housekeeping {
@@ -29,6 +33,7 @@ macro_rules! impl_housekeeping {
                         .await?
                         .rows_affected();
                 }
+                purged += Self::purge_abandoned_in(&mut tx, before).await?;
                 tx.commit().await?;
                 Ok(purged)
             }

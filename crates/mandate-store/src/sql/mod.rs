@@ -18,12 +18,27 @@
 //! - [`sessions`]: browser sessions, pending authorization requests, signing keys.
 //! - [`events`]: the append-only event log.
 //! - [`housekeeping`]: purging expired short-lived records.
+//! - [`api_keys`]: scoped API keys, their rotation and revocation.
+//! - [`registrations`]: dynamically registered clients and metadata document clients.
+//! - [`replay`]: remembered client assertion `jti`s.
+//! - [`bulk`]: revoking every grant of a user, tenant, agent, or agent within a tenant.
+//!
+//! Each backend type also has an inherent `events_committed(&self)`, called after every commit
+//! that wrote events (SQLite announces it in-process; PostgreSQL's trigger already did).
+//!
+//! Transactions that write start with a write statement: a SQLite transaction that reads first
+//! and writes later can fail to upgrade its lock under concurrency, which the busy timeout
+//! does not cover.
 
+pub(crate) mod api_keys;
+pub(crate) mod bulk;
 pub(crate) mod directory;
 pub(crate) mod events;
 pub(crate) mod grants;
 pub(crate) mod housekeeping;
 pub(crate) mod refresh;
+pub(crate) mod registrations;
+pub(crate) mod replay;
 pub(crate) mod sessions;
 
 use crate::StoreError;
@@ -38,8 +53,12 @@ macro_rules! impl_store_traits {
         $crate::sql::grants::impl_grants!($store);
         $crate::sql::refresh::impl_refresh!($store, $db);
         $crate::sql::sessions::impl_sessions!($store);
-        $crate::sql::events::impl_events!($store);
+        $crate::sql::events::impl_events!($store, $db);
         $crate::sql::housekeeping::impl_housekeeping!($store);
+        $crate::sql::api_keys::impl_api_keys!($store, $db);
+        $crate::sql::registrations::impl_registrations!($store, $db);
+        $crate::sql::replay::impl_replay!($store);
+        $crate::sql::bulk::impl_bulk!($store, $db);
     };
 }
 pub(crate) use impl_store_traits;

@@ -1,13 +1,16 @@
 //! Records for the cases: valid, fully populated, and easy to vary with `..fixture(...)`.
 
+use mandate_core::api_key::{ApiKey, ApiKeyRecord};
 use mandate_core::client::{Agent, ClientKind, GrantType};
 use mandate_core::code::AuthorizationCode;
 use mandate_core::directory::{Tenant, User};
-use mandate_core::event::{Action, ActorKind, NewEvent};
+use mandate_core::event::{Action, ActorKind, Event, NewEvent};
 use mandate_core::grant::Grant;
 use mandate_core::pkce::CodeChallenge;
+use mandate_core::random::SeededEntropy;
 use mandate_core::redirect_uri::RedirectUri;
 use mandate_core::refresh::{RefreshFamily, RefreshTokenRecord};
+use mandate_core::revocation::{FeedEntry, REVOCATION_ACTIONS};
 use mandate_core::scope::ScopeSet;
 use mandate_core::time::Timestamp;
 
@@ -156,4 +159,81 @@ pub(crate) fn event(
         grant_id: grant_id.map(Into::into),
         ..NewEvent::new(t(at), action, ActorKind::Agent)
     }
+}
+
+/// Tenants `acme` and `other`; users `u_alice`, `u_bob` in acme and `u_carol` in other.
+pub(crate) async fn people(store: &dyn mandate_store::Store) {
+    for id in ["acme", "other"] {
+        store.upsert_tenant(&tenant(id)).await.unwrap();
+    }
+    for (id, tenant_id) in [("u_alice", "acme"), ("u_bob", "acme"), ("u_carol", "other")] {
+        store
+            .create_user(&user(id, tenant_id, &id[2..]))
+            .await
+            .unwrap();
+    }
+}
+
+/// A valid key record (real id and hash from a seeded key) created at `created_at`, expiring
+/// 10,000 s later.
+pub(crate) fn api_key(
+    seed: u64,
+    tenant_id: &str,
+    user_id: Option<&str>,
+    created_at: i64,
+) -> ApiKeyRecord {
+    // SeededEntropy ignores the lowest bit of its seed: keep distinct seeds distinct.
+    let key = ApiKey::generate(&SeededEntropy::new(seed * 2 + 1));
+    ApiKeyRecord {
+        id: key.id(),
+        tenant_id: tenant_id.into(),
+        user_id: user_id.map(Into::into),
+        name: format!("key {seed}"),
+        scopes: scopes("contacts.read billing.read"),
+        hash: key.hash(),
+        created_at: t(created_at),
+        expires_at: t(created_at + 10_000),
+        revoked_at: None,
+        last_used_at: None,
+        replaces: None,
+    }
+}
+
+/// The event an administrator's request starts from. Its action is deliberately unrelated:
+/// the store sets the fields that describe the change.
+pub(crate) fn admin_event(at: i64) -> NewEvent {
+    NewEvent {
+        actor_id: Some("admin_1".into()),
+        ip: Some("198.51.100.4".into()),
+        user_agent: Some("mandate-cli".into()),
+        ..NewEvent::new(t(at), Action::ConfigApplied, ActorKind::Admin)
+    }
+}
+
+/// Every event in the log, oldest first.
+pub(crate) async fn all_events(store: &dyn mandate_store::Store) -> Vec<Event> {
+    store
+        .events(&mandate_store::EventFilter {
+            limit: 10_000,
+            ..mandate_store::EventFilter::default()
+        })
+        .await
+        .unwrap()
+}
+
+/// The revocation feed as a reader would see it after `after_seq`.
+pub(crate) async fn feed(store: &dyn mandate_store::Store, after_seq: i64) -> Vec<FeedEntry> {
+    let events = store
+        .events(&mandate_store::EventFilter {
+            actions: REVOCATION_ACTIONS
+                .iter()
+                .map(|a| a.as_str().to_owned())
+                .collect(),
+            after_seq,
+            limit: 10_000,
+            ..mandate_store::EventFilter::default()
+        })
+        .await
+        .unwrap();
+    events.iter().filter_map(FeedEntry::from_event).collect()
 }

@@ -1,0 +1,91 @@
+//! Is one of our access tokens still good? The single answer used by introspection and by
+//! token exchange (for subject and actor tokens).
+//!
+//! A token is active when its signature, issuer and expiry check out, its id was not revoked,
+//! and every grant it depends on is active with its parties enabled: its own grant, and for an
+//! exchanged token each grant and agent named in its delegation chain. Revoking any link of a
+//! chain therefore ends every token derived from it.
+
+use crate::errors::ServerError;
+use crate::state::AppState;
+use mandate_core::exchange::Actor;
+use mandate_core::jwt::{self, AccessTokenClaims, Expectations};
+use mandate_core::time::Timestamp;
+
+/// The claims of `token` if it is one of ours and still active; `None` otherwise.
+pub async fn active_access_token(
+    app: &AppState,
+    token: &str,
+    now: Timestamp,
+) -> Result<Option<AccessTokenClaims>, ServerError> {
+    let Ok(claims) = jwt::verify(token, app.keys.verifiers()) else {
+        return Ok(None);
+    };
+    let expect = Expectations {
+        issuer: &app.settings.issuer,
+        audience: None,
+        now,
+        leeway_seconds: 0,
+    };
+    if expect.check(&claims).is_err() || app.store.is_jti_revoked(&claims.jti).await? {
+        return Ok(None);
+    }
+    if !grant_and_parties_active(app, &claims.gid, &claims.client_id, now).await? {
+        return Ok(None);
+    }
+    if let Some(act) = &claims.act {
+        let Ok(chain) = Actor::from_claim(act) else {
+            return Ok(None);
+        };
+        for actor in chain.actors() {
+            if app
+                .store
+                .agent(&actor.sub)
+                .await?
+                .is_none_or(|a| a.disabled)
+            {
+                return Ok(None);
+            }
+            if let Some(gid) = &actor.gid
+                && !grant_active(app, gid, now).await?
+            {
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some(claims))
+}
+
+/// The grant is active, the client is enabled, and the grant's user (if any) is enabled.
+pub async fn grant_and_parties_active(
+    app: &AppState,
+    grant_id: &str,
+    client_id: &str,
+    now: Timestamp,
+) -> Result<bool, ServerError> {
+    let Some(grant) = app
+        .store
+        .grant(grant_id)
+        .await?
+        .filter(|g| g.is_active(now))
+    else {
+        return Ok(false);
+    };
+    if app.store.agent(client_id).await?.is_none_or(|a| a.disabled) {
+        return Ok(false);
+    }
+    if let Some(user) = &grant.user_id
+        && app.store.user(user).await?.is_none_or(|u| u.disabled)
+    {
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+async fn grant_active(app: &AppState, grant_id: &str, now: Timestamp) -> Result<bool, ServerError> {
+    Ok(app
+        .store
+        .grant(grant_id)
+        .await?
+        .is_some_and(|g| g.is_active(now)))
+}
