@@ -375,7 +375,9 @@ fn apply(guard: &Guard, entry: &FeedEntry) {
     };
     let now = guard.now();
     if until >= now {
-        guard.revocations().apply(&entry.revoked, until);
+        guard
+            .revocations()
+            .apply(&entry.revoked, Timestamp::from_unix(entry.at), until);
         guard.revocations().purge(now);
     }
 }

@@ -23,6 +23,8 @@ pub struct Principal {
     pub grant_id: String,
     /// The token's unique id.
     pub jti: String,
+    /// The token's `iat`: a bulk revocation refuses tokens issued up to its time only.
+    pub issued_at: Timestamp,
     /// The token's `exp`.
     pub expires_at: Timestamp,
     /// RFC 8693 delegation chain, when the token came from a token exchange.
@@ -38,6 +40,7 @@ impl From<AccessTokenClaims> for Principal {
             scopes: c.scope,
             grant_id: c.gid,
             jti: c.jti,
+            issued_at: Timestamp::from_unix(c.iat),
             expires_at: Timestamp::from_unix(c.exp),
             act: c.act,
         }

@@ -15,36 +15,38 @@ use mandate_core::time::Timestamp;
 use std::collections::HashMap;
 use std::sync::RwLock;
 
+/// A cut-off: tokens issued at or before `at` are refused; remembered until `until`.
+///
+/// Users, agents and tenants live on after a bulk revocation: a person may consent again and
+/// get new tokens. So these entries refuse only tokens issued up to the revocation, by the
+/// issuer's own clock on both sides (`iat` and the event's time).
+#[derive(Debug, Clone, Copy)]
+struct Cutoff {
+    at: Timestamp,
+    until: Timestamp,
+}
+
 #[derive(Debug, Default)]
 struct Entries {
+    /// Grant ids and token ids never come back: remembered until `until`.
     grants: HashMap<String, Timestamp>,
     tokens: HashMap<String, Timestamp>,
-    users: HashMap<String, Timestamp>,
-    agents: HashMap<String, Timestamp>,
-    tenants: HashMap<String, Timestamp>,
+    users: HashMap<String, Cutoff>,
+    agents: HashMap<String, Cutoff>,
+    tenants: HashMap<String, Cutoff>,
     /// Keyed by `(client_id, tenant_id)`.
-    agents_in_tenants: HashMap<(String, String), Timestamp>,
+    agents_in_tenants: HashMap<(String, String), Cutoff>,
 }
 
 impl Entries {
-    fn maps(&mut self) -> [&mut HashMap<String, Timestamp>; 5] {
-        [
-            &mut self.grants,
-            &mut self.tokens,
-            &mut self.users,
-            &mut self.agents,
-            &mut self.tenants,
-        ]
-    }
-
     /// An exchanged token also dies with any grant or agent in its delegation chain (RFC 8693
     /// `act`, outermost actor first, each level optionally naming the grant it acted under).
-    fn chain_refusal(&self, act: &serde_json::Value) -> Option<&'static str> {
+    fn chain_refusal(&self, act: &serde_json::Value, issued_at: Timestamp) -> Option<&'static str> {
         let mut level = Some(act);
         for _ in 0..MAX_CHAIN_LEN {
             let actor = level?;
             if let Some(agent) = actor.get("sub").and_then(serde_json::Value::as_str)
-                && self.agents.contains_key(agent)
+                && covers(self.agents.get(agent), issued_at)
             {
                 return Some("an agent in the token's delegation chain has been disabled");
             }
@@ -67,6 +69,29 @@ impl Entries {
             && self.tenants.is_empty()
             && self.agents_in_tenants.is_empty()
     }
+
+    fn len(&self) -> usize {
+        self.grants.len()
+            + self.tokens.len()
+            + self.users.len()
+            + self.agents.len()
+            + self.tenants.len()
+            + self.agents_in_tenants.len()
+    }
+
+    fn purge(&mut self, now: Timestamp) {
+        self.grants.retain(|_, until| *until >= now);
+        self.tokens.retain(|_, until| *until >= now);
+        self.users.retain(|_, c| c.until >= now);
+        self.agents.retain(|_, c| c.until >= now);
+        self.tenants.retain(|_, c| c.until >= now);
+        self.agents_in_tenants.retain(|_, c| c.until >= now);
+    }
+}
+
+/// Whether a cut-off applies to a token issued at `issued_at`.
+fn covers(cutoff: Option<&Cutoff>, issued_at: Timestamp) -> bool {
+    cutoff.is_some_and(|c| issued_at <= c.at)
 }
 
 /// What is revoked, each entry with the time until which it must be remembered.
@@ -81,6 +106,18 @@ fn remember(map: &mut HashMap<String, Timestamp>, id: &str, until: Timestamp) {
     if *entry < until {
         *entry = until;
     }
+}
+
+/// A later cut-off and a later `until` both win.
+fn cut_off<K: std::hash::Hash + Eq>(
+    map: &mut HashMap<K, Cutoff>,
+    key: K,
+    at: Timestamp,
+    until: Timestamp,
+) {
+    let entry = map.entry(key).or_insert(Cutoff { at, until });
+    entry.at = entry.at.max(at);
+    entry.until = entry.until.max(until);
 }
 
 impl RevocationSet {
@@ -107,48 +144,49 @@ impl RevocationSet {
         remember(&mut self.write().tokens, jti, until);
     }
 
-    /// Refuses every token whose `sub` is `user_id`.
-    pub fn revoke_user(&self, user_id: &str, until: Timestamp) {
-        remember(&mut self.write().users, user_id, until);
+    /// Refuses every token whose `sub` is `user_id` issued at or before `at`.
+    pub fn revoke_user(&self, user_id: &str, at: Timestamp, until: Timestamp) {
+        cut_off(&mut self.write().users, user_id.to_owned(), at, until);
     }
 
-    /// Refuses every token held by the agent `client_id`.
-    pub fn revoke_agent(&self, client_id: &str, until: Timestamp) {
-        remember(&mut self.write().agents, client_id, until);
+    /// Refuses every token held by the agent `client_id` issued at or before `at`.
+    pub fn revoke_agent(&self, client_id: &str, at: Timestamp, until: Timestamp) {
+        cut_off(&mut self.write().agents, client_id.to_owned(), at, until);
     }
 
-    /// Refuses every token issued in tenant `tenant_id` (the integration was disabled).
-    pub fn revoke_tenant(&self, tenant_id: &str, until: Timestamp) {
-        remember(&mut self.write().tenants, tenant_id, until);
+    /// Refuses every token of tenant `tenant_id` issued at or before `at`.
+    pub fn revoke_tenant(&self, tenant_id: &str, at: Timestamp, until: Timestamp) {
+        cut_off(&mut self.write().tenants, tenant_id.to_owned(), at, until);
     }
 
-    /// Refuses every token the agent `client_id` holds in tenant `tenant_id` only.
-    pub fn revoke_agent_in_tenant(&self, client_id: &str, tenant_id: &str, until: Timestamp) {
-        let mut e = self.write();
-        let entry = e
-            .agents_in_tenants
-            .entry((client_id.to_owned(), tenant_id.to_owned()))
-            .or_insert(until);
-        if *entry < until {
-            *entry = until;
-        }
+    /// Refuses every token the agent `client_id` holds in tenant `tenant_id` (and only
+    /// there) issued at or before `at`.
+    pub fn revoke_agent_in_tenant(
+        &self,
+        client_id: &str,
+        tenant_id: &str,
+        at: Timestamp,
+        until: Timestamp,
+    ) {
+        let key = (client_id.to_owned(), tenant_id.to_owned());
+        cut_off(&mut self.write().agents_in_tenants, key, at, until);
     }
 
-    /// Applies one revocation feed entry. Token revocations are kept until the token's own
-    /// expiry (or `until`, if later); the others until `until`.
-    pub fn apply(&self, revoked: &Revoked, until: Timestamp) {
+    /// Applies one revocation feed entry, made at `at`. Token revocations are kept until the
+    /// token's own expiry (or `until`, if later); the others until `until`.
+    pub fn apply(&self, revoked: &Revoked, at: Timestamp, until: Timestamp) {
         match revoked {
             Revoked::Grant { grant_id } => self.revoke_grant(grant_id, until),
             Revoked::Token { jti, expires_at } => {
                 self.revoke_token(jti, until.max(Timestamp::from_unix(*expires_at)))
             }
-            Revoked::User { user_id } => self.revoke_user(user_id, until),
-            Revoked::Agent { client_id } => self.revoke_agent(client_id, until),
-            Revoked::Tenant { tenant_id } => self.revoke_tenant(tenant_id, until),
+            Revoked::User { user_id } => self.revoke_user(user_id, at, until),
+            Revoked::Agent { client_id } => self.revoke_agent(client_id, at, until),
+            Revoked::Tenant { tenant_id } => self.revoke_tenant(tenant_id, at, until),
             Revoked::AgentInTenant {
                 client_id,
                 tenant_id,
-            } => self.revoke_agent_in_tenant(client_id, tenant_id, until),
+            } => self.revoke_agent_in_tenant(client_id, tenant_id, at, until),
         }
     }
 
@@ -158,51 +196,48 @@ impl RevocationSet {
         self.read().grants.contains_key(gid)
     }
 
-    /// Why `principal` must be refused, if it must: its grant, its token, its user or its
-    /// agent was revoked.
+    /// Why `principal` must be refused, if it must: its grant or its token was revoked, or
+    /// it was issued before its user, agent, tenant, or agent in that tenant was revoked.
     pub fn refusal(&self, principal: &Principal) -> Option<&'static str> {
         let e = self.read();
         if e.is_empty() {
             return None;
         }
+        let issued = principal.issued_at;
         if e.grants.contains_key(&principal.grant_id) {
             Some("the token's grant has been revoked")
         } else if e.tokens.contains_key(&principal.jti) {
             Some("the token has been revoked")
-        } else if e.users.contains_key(&principal.subject) {
-            Some("the token's user has been disabled")
-        } else if e.agents.contains_key(&principal.client_id) {
-            Some("the token's agent has been disabled")
-        } else if e.tenants.contains_key(&principal.tenant) {
+        } else if covers(e.users.get(&principal.subject), issued) {
+            Some("the token's user has been revoked")
+        } else if covers(e.agents.get(&principal.client_id), issued) {
+            Some("the token's agent has been revoked")
+        } else if covers(e.tenants.get(&principal.tenant), issued) {
             Some("the token's tenant has revoked its grants")
         } else if !e.agents_in_tenants.is_empty()
-            && e.agents_in_tenants
-                .contains_key(&(principal.client_id.clone(), principal.tenant.clone()))
+            && covers(
+                e.agents_in_tenants
+                    .get(&(principal.client_id.clone(), principal.tenant.clone())),
+                issued,
+            )
         {
             Some("the token's agent has been revoked in this tenant")
         } else {
-            principal.act.as_ref().and_then(|act| e.chain_refusal(act))
+            principal
+                .act
+                .as_ref()
+                .and_then(|act| e.chain_refusal(act, issued))
         }
     }
 
     /// Forgets revocations whose `until` is before `now`.
     pub fn purge(&self, now: Timestamp) {
-        let mut e = self.write();
-        for map in e.maps() {
-            map.retain(|_, until| *until >= now);
-        }
-        e.agents_in_tenants.retain(|_, until| *until >= now);
+        self.write().purge(now);
     }
 
     /// Number of remembered revocations, all kinds together.
     pub fn len(&self) -> usize {
-        let e = self.read();
-        e.grants.len()
-            + e.tokens.len()
-            + e.users.len()
-            + e.agents.len()
-            + e.tenants.len()
-            + e.agents_in_tenants.len()
+        self.read().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -223,6 +258,7 @@ mod tests {
             scopes: ScopeSet::new(),
             grant_id: "g_1".into(),
             jti: "j_1".into(),
+            issued_at: Timestamp::from_unix(100),
             expires_at: Timestamp::from_unix(500),
             act: None,
         }
@@ -246,7 +282,7 @@ mod tests {
         );
 
         let set = RevocationSet::new();
-        set.revoke_agent("svc-agent", until);
+        set.revoke_agent("svc-agent", Timestamp::from_unix(200), until);
         assert!(
             set.refusal(&p)
                 .is_some_and(|r| r.contains("delegation chain"))
@@ -369,7 +405,7 @@ mod tests {
         for (revoked, refused) in cases {
             let set = RevocationSet::new();
             assert_eq!(set.refusal(&principal()), None);
-            set.apply(&revoked, until);
+            set.apply(&revoked, Timestamp::from_unix(200), until);
             assert_eq!(set.refusal(&principal()).is_some(), refused, "{revoked:?}");
             assert_eq!(set.len(), 1);
         }
@@ -383,11 +419,48 @@ mod tests {
                 jti: "j_1".into(),
                 expires_at: 500,
             },
+            Timestamp::from_unix(5),
             Timestamp::from_unix(10),
         );
         set.purge(Timestamp::from_unix(400));
         assert!(set.refusal(&principal()).is_some());
         set.purge(Timestamp::from_unix(501));
         assert!(set.is_empty());
+    }
+
+    #[test]
+    fn user_agent_and_tenant_revocations_spare_tokens_issued_afterwards() {
+        let until = Timestamp::from_unix(1000);
+        let revoked_at = Timestamp::from_unix(200);
+        for revoked in [
+            Revoked::User {
+                user_id: "u_1".into(),
+            },
+            Revoked::Agent {
+                client_id: "cli".into(),
+            },
+            Revoked::Tenant {
+                tenant_id: "acme".into(),
+            },
+            Revoked::AgentInTenant {
+                client_id: "cli".into(),
+                tenant_id: "acme".into(),
+            },
+        ] {
+            let set = RevocationSet::new();
+            set.apply(&revoked, revoked_at, until);
+            let mut p = principal();
+            p.issued_at = revoked_at;
+            assert!(
+                set.refusal(&p).is_some(),
+                "{revoked:?}: issued at the revocation"
+            );
+            p.issued_at = Timestamp::from_unix(201);
+            assert_eq!(
+                set.refusal(&p),
+                None,
+                "{revoked:?}: a new consent afterwards"
+            );
+        }
     }
 }

@@ -15,7 +15,7 @@ use mandate_server::config::{
     UserConfig,
 };
 use mandate_server::system::{OsEntropy, SystemClock};
-use mandate_store::{GrantFilter, Store};
+use mandate_store::{BulkTarget, GrantFilter, Store};
 use serde::Serialize;
 use std::io::BufRead;
 use std::sync::Arc;
@@ -420,6 +420,47 @@ pub async fn grant(global: &Global, cmd: GrantCmd) -> anyhow::Result<()> {
             output::created(
                 global.json,
                 &serde_json::json!({ "id": id, "revoked": true, "was_active": was_active }),
+                &text,
+            )
+        }
+        GrantCmd::RevokeAll {
+            user,
+            tenant,
+            agent,
+            reason,
+        } => {
+            let target = match (user, tenant, agent) {
+                (Some(login), None, None) => BulkTarget::User {
+                    user_id: store
+                        .user_by_login(&login)
+                        .await?
+                        .with_context(|| format!("no user `{login}`"))?
+                        .id,
+                },
+                (None, Some(tenant_id), None) => BulkTarget::Tenant { tenant_id },
+                (None, None, Some(client_id)) => BulkTarget::Agent { client_id },
+                (None, Some(tenant_id), Some(client_id)) => BulkTarget::AgentInTenant {
+                    client_id,
+                    tenant_id,
+                },
+                _ => anyhow::bail!("give --user, --tenant, --agent, or --agent with --tenant"),
+            };
+            let mut event =
+                NewEvent::new(SystemClock.now(), Action::GrantRevoked, ActorKind::Admin);
+            event.actor_id = Some("cli".into());
+            let done = store.revoke_in_bulk(&target, &reason, event).await?;
+            let text = format!(
+                "revoked {} grants, {} refresh token families and {} API keys",
+                done.grants, done.refresh_families, done.api_keys
+            );
+            output::created(
+                global.json,
+                &serde_json::json!({
+                    "grants": done.grants,
+                    "refresh_families": done.refresh_families,
+                    "api_keys": done.api_keys,
+                    "event_seq": done.event_seq,
+                }),
                 &text,
             )
         }

@@ -213,4 +213,20 @@ pub enum GrantCmd {
         #[arg(long, default_value = "revoked by administrator")]
         reason: String,
     },
+    /// Revoke every grant of a user (offboarding), of a tenant (integration disabled), of an
+    /// agent (compromised), or of an agent within one tenant (--agent with --tenant). Users
+    /// and tenants also lose their API keys. Takes effect at once at introspection and on the
+    /// revocation feed; nobody else is touched.
+    RevokeAll {
+        /// Login name of the user.
+        #[arg(long, conflicts_with_all = ["tenant", "agent"])]
+        user: Option<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Client id of the agent.
+        #[arg(long)]
+        agent: Option<String>,
+        #[arg(long, default_value = "revoked by administrator")]
+        reason: String,
+    },
 }

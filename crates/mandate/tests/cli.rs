@@ -215,6 +215,36 @@ async fn administer_then_serve_then_revoke() {
         1
     );
 
+    // Bulk: a fresh service grant, then everything of `svc` within acme, from the CLI.
+    let again: Value = http
+        .post(format!("{issuer}/token"))
+        .basic_auth("svc", Some(&secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bulk = json(
+        &data,
+        &["grant", "revoke-all", "--agent", "svc", "--tenant", "acme"],
+    );
+    assert_eq!(bulk["grants"], 1, "{bulk}");
+    let (ok, _, err) = mandate(&data, &["grant", "revoke-all"], None);
+    assert!(!ok && err.contains("--user, --tenant, --agent"), "{err}");
+    let inactive: Value = http
+        .post(format!("{issuer}/introspect"))
+        .basic_auth("svc", Some(&secret))
+        .form(&[("token", again["access_token"].as_str().unwrap())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(inactive["active"], false);
+
     // `mandate guard` in front of an upstream that is not running: refusals come from the
     // guard itself; an authorised request is forwarded (and fails upstream with 502).
     let routes = dir.path().join("routes.toml");

@@ -9,6 +9,7 @@ crate::backend_tests!(
     feed_delivers_revocations_and_resumes_after_the_last_event_id,
     resource_servers_introspect_their_audience_in_every_tenant,
     shutdown_ends_open_feeds_instead_of_waiting_on_them,
+    bulk_revocations_take_effect_at_once_and_touch_nobody_else,
 );
 
 const CRM_ID: &str = "demo-crm";
@@ -282,4 +283,90 @@ async fn postgres_late_commit_of_a_lower_sequence_number_is_still_delivered() {
     let late = entries(&mut feed, &mut buffer, 1, Duration::from_secs(5)).await;
     assert_eq!(late[0].0, held);
     assert_eq!(late[0].1["grant_id"], "g_late");
+}
+
+async fn bulk_revocations_take_effect_at_once_and_touch_nobody_else(backend: Backend) {
+    use mandate_core::event::{Action, ActorKind, NewEvent};
+    use mandate_store::BulkTarget;
+    let app = spawn_app(backend).await;
+    let alice = user_tokens(&app, "alice", "contacts.read").await;
+    let bob = user_tokens(&app, "bob", "contacts.read").await;
+    let carol = user_tokens(&app, "carol", "contacts.read").await;
+    let svc = app.client_credentials(Some("tickets.read")).await;
+    let active = |token: &Value| {
+        let token = s(&token["access_token"]).to_owned();
+        let app = &app;
+        async move {
+            // As the CRM (a resource may introspect its audience in every tenant).
+            let (_, _, body) = app
+                .post_form(
+                    "/introspect",
+                    Some((CRM_ID, CRM_SECRET)),
+                    &[("token", &token)],
+                )
+                .await;
+            body["active"] == true
+        }
+    };
+    let mut feed = open_feed(&app, None).await;
+    let mut buffer = String::new();
+    let event = || NewEvent::new(app.now(), Action::GrantRevoked, ActorKind::Admin);
+
+    // Offboarding alice: only alice.
+    let alice_id = app.verify(s(&alice["access_token"])).await.sub;
+    let done = app
+        .store
+        .revoke_in_bulk(
+            &BulkTarget::User {
+                user_id: alice_id.clone(),
+            },
+            "offboarded",
+            event(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.grants, 1);
+    assert!(!active(&alice).await);
+    assert!(active(&bob).await && active(&carol).await && active(&svc).await);
+    let got = entries(&mut feed, &mut buffer, 1, Duration::from_secs(5)).await;
+    assert_eq!(got[0].1["kind"], "user");
+    assert_eq!(got[0].1["user_id"], alice_id.as_str());
+
+    // svc-agent within acme: not bob's grant with cli-agent, not globex.
+    app.store
+        .revoke_in_bulk(
+            &BulkTarget::AgentInTenant {
+                client_id: "svc-agent".into(),
+                tenant_id: "acme".into(),
+            },
+            "compromised",
+            event(),
+        )
+        .await
+        .unwrap();
+    assert!(!active(&svc).await);
+    assert!(active(&bob).await && active(&carol).await);
+    let got = entries(&mut feed, &mut buffer, 1, Duration::from_secs(5)).await;
+    assert_eq!(got[0].1["kind"], "agent_in_tenant");
+
+    // The globex integration is disabled: carol only.
+    app.store
+        .revoke_in_bulk(
+            &BulkTarget::Tenant {
+                tenant_id: "globex".into(),
+            },
+            "disabled",
+            event(),
+        )
+        .await
+        .unwrap();
+    assert!(!active(&carol).await);
+    assert!(active(&bob).await);
+    let got = entries(&mut feed, &mut buffer, 1, Duration::from_secs(5)).await;
+    assert_eq!(got[0].1["kind"], "tenant");
+    assert_eq!(got[0].1["tenant_id"], "globex");
+
+    // Revocation is not a ban: alice may consent again and her new token works.
+    let again = user_tokens(&app, "alice", "contacts.read").await;
+    assert!(active(&again).await);
 }
