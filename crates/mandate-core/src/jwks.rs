@@ -12,7 +12,7 @@
 //! keys and must not be. Keeping two verifiers with disjoint key sets and types means a token
 //! minted for one purpose can never pass as the other.
 
-use crate::jwt::{ACCESS_TOKEN_TYP, JwtError, MAX_TOKEN_LEN};
+use crate::jwt::{ACCESS_TOKEN_TYP, Header, JwtError, MAX_TOKEN_LEN, decode_json};
 use aws_lc_rs::signature::{
     self, ECDSA_P256_SHA256_FIXED, ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256,
     RsaPublicKeyComponents,
@@ -325,14 +325,8 @@ impl ClientJwks {
         else {
             return Err(JwtError::Malformed);
         };
-        let header: Header =
-            serde_json::from_slice(&decode(h)?).map_err(|_| JwtError::Malformed)?;
-        if header.crit.is_some()
-            || header.jwk.is_some()
-            || header.jku.is_some()
-            || header.x5u.is_some()
-            || header.x5c.is_some()
-        {
+        let header: Header = decode_json(h)?;
+        if header.is_untrustworthy() {
             return Err(JwtError::Malformed);
         }
         if let Some(typ) = header.typ.as_deref() {
@@ -368,25 +362,6 @@ impl ClientJwks {
 /// `typ` values a client assertion may declare: plain JWT, or the explicit type proposed by
 /// draft-ietf-oauth-rfc7523bis.
 const ACCEPTED_TYPES: [&str; 2] = ["jwt", "client-authentication+jwt"];
-
-#[derive(Deserialize)]
-struct Header {
-    alg: String,
-    #[serde(default)]
-    typ: Option<String>,
-    #[serde(default)]
-    kid: Option<String>,
-    #[serde(default)]
-    crit: Option<serde_json::Value>,
-    #[serde(default)]
-    jwk: Option<serde_json::Value>,
-    #[serde(default)]
-    jku: Option<serde_json::Value>,
-    #[serde(default)]
-    x5u: Option<serde_json::Value>,
-    #[serde(default)]
-    x5c: Option<serde_json::Value>,
-}
 
 fn decode(part: &str) -> Result<Vec<u8>, JwtError> {
     URL_SAFE_NO_PAD

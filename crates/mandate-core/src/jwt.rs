@@ -302,13 +302,15 @@ impl VerifyingKey {
     }
 }
 
+/// A JWS header as this crate reads it (access tokens here, client assertions in
+/// [`crate::jwks`]).
 #[derive(Deserialize)]
-struct Header {
-    alg: String,
+pub(crate) struct Header {
+    pub(crate) alg: String,
     #[serde(default)]
-    typ: Option<String>,
+    pub(crate) typ: Option<String>,
     #[serde(default)]
-    kid: Option<String>,
+    pub(crate) kid: Option<String>,
     #[serde(default)]
     crit: Option<serde_json::Value>,
     /// Key material offered by the token itself is never trusted; its presence is refused.
@@ -320,6 +322,18 @@ struct Header {
     x5u: Option<serde_json::Value>,
     #[serde(default)]
     x5c: Option<serde_json::Value>,
+}
+
+impl Header {
+    /// Whether the header carries what this crate never honours: `crit` extensions, or key
+    /// material (`jwk`, `jku`, `x5u`, `x5c`) offered by the token itself.
+    pub(crate) fn is_untrustworthy(&self) -> bool {
+        self.crit.is_some()
+            || self.jwk.is_some()
+            || self.jku.is_some()
+            || self.x5u.is_some()
+            || self.x5c.is_some()
+    }
 }
 
 /// Checks a token's structure, type, key and signature, and returns its claims. Time, issuer
@@ -335,12 +349,7 @@ pub fn verify(token: &str, keys: &[VerifyingKey]) -> Result<AccessTokenClaims, J
         return Err(JwtError::Malformed);
     };
     let header: Header = decode_json(h)?;
-    if header.crit.is_some()
-        || header.jwk.is_some()
-        || header.jku.is_some()
-        || header.x5u.is_some()
-        || header.x5c.is_some()
-    {
+    if header.is_untrustworthy() {
         return Err(JwtError::Malformed);
     }
     if !header.typ.as_deref().is_some_and(|t| {
@@ -363,7 +372,7 @@ pub fn verify(token: &str, keys: &[VerifyingKey]) -> Result<AccessTokenClaims, J
     decode_json(p)
 }
 
-fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, JwtError> {
+pub(crate) fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, JwtError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(part)
         .map_err(|_| JwtError::Malformed)?;

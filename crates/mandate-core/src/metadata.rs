@@ -4,6 +4,7 @@
 //! advertises exactly what the server enforces: `S256` only, the `iss` response parameter
 //! (RFC 9207), and the three grant types.
 
+use crate::jwks::ClientKeyAlgorithm;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,11 +15,17 @@ pub struct AuthorizationServerMetadata {
     pub jwks_uri: String,
     pub introspection_endpoint: String,
     pub revocation_endpoint: String,
+    /// RFC 7591 registration endpoint; absent when registration is closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_endpoint: Option<String>,
     pub scopes_supported: Vec<String>,
     pub response_types_supported: Vec<String>,
     pub response_modes_supported: Vec<String>,
     pub grant_types_supported: Vec<String>,
     pub token_endpoint_auth_methods_supported: Vec<String>,
+    /// Algorithms accepted for `private_key_jwt` client assertions.
+    #[serde(default)]
+    pub token_endpoint_auth_signing_alg_values_supported: Vec<String>,
     pub introspection_endpoint_auth_methods_supported: Vec<String>,
     pub revocation_endpoint_auth_methods_supported: Vec<String>,
     pub code_challenge_methods_supported: Vec<String>,
@@ -33,7 +40,19 @@ impl AuthorizationServerMetadata {
     /// The document for `issuer` (no trailing slash), listing the scope catalog.
     pub fn new(issuer: &str, scopes: Vec<String>) -> Self {
         let strings = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-        let secret_methods = strings(&["client_secret_basic", "client_secret_post"]);
+        let secret_methods = strings(&[
+            "client_secret_basic",
+            "client_secret_post",
+            crate::client_assertion::AUTH_METHOD,
+        ]);
+        let assertion_algs = [
+            ClientKeyAlgorithm::EdDSA,
+            ClientKeyAlgorithm::ES256,
+            ClientKeyAlgorithm::RS256,
+        ]
+        .iter()
+        .map(|a| a.as_str().to_owned())
+        .collect::<Vec<_>>();
         Self {
             issuer: issuer.to_owned(),
             authorization_endpoint: format!("{issuer}/authorize"),
@@ -41,6 +60,7 @@ impl AuthorizationServerMetadata {
             jwks_uri: format!("{issuer}/jwks.json"),
             introspection_endpoint: format!("{issuer}/introspect"),
             revocation_endpoint: format!("{issuer}/revoke"),
+            registration_endpoint: None,
             scopes_supported: scopes,
             response_types_supported: strings(&["code"]),
             response_modes_supported: strings(&["query"]),
@@ -53,12 +73,15 @@ impl AuthorizationServerMetadata {
             token_endpoint_auth_methods_supported: strings(&[
                 "client_secret_basic",
                 "client_secret_post",
+                crate::client_assertion::AUTH_METHOD,
                 "none",
             ]),
+            token_endpoint_auth_signing_alg_values_supported: assertion_algs,
             introspection_endpoint_auth_methods_supported: secret_methods.clone(),
             revocation_endpoint_auth_methods_supported: strings(&[
                 "client_secret_basic",
                 "client_secret_post",
+                crate::client_assertion::AUTH_METHOD,
                 "none",
             ]),
             code_challenge_methods_supported: strings(&["S256"]),
@@ -66,5 +89,11 @@ impl AuthorizationServerMetadata {
             prompt_values_supported: strings(&["none", "login", "consent"]),
             revocation_feed_endpoint: format!("{issuer}/revocations"),
         }
+    }
+
+    /// Advertises the RFC 7591 registration endpoint (`{issuer}/register`).
+    pub fn with_registration_endpoint(mut self) -> Self {
+        self.registration_endpoint = Some(format!("{}/register", self.issuer));
+        self
     }
 }

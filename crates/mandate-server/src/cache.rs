@@ -51,6 +51,14 @@ impl HotPathCache {
         Ok(loaded)
     }
 
+    /// Drops what is cached about one client (after it registered, changed or was deleted
+    /// on this node; other nodes see the change within the TTL).
+    pub fn forget_agent(&self, client_id: &str) {
+        if let Some(c) = &self.agents {
+            c.invalidate(client_id);
+        }
+    }
+
     pub async fn resources(&self, store: &dyn Store) -> StoreResult<Arc<Vec<ResourceServer>>> {
         if let Some(hit) = self.resources.as_ref().and_then(|c| c.get(&())) {
             return Ok(hit);

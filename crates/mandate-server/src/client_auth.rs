@@ -4,15 +4,21 @@
 //! both use the RFC 6749 §2.3 methods. Failures are all answered the same way
 //! (`invalid_client`, 401) whatever went wrong, so a caller cannot probe which ids exist; each
 //! failure is recorded as an event.
+//!
+//! Besides the secret methods, registered clients may authenticate with `private_key_jwt`
+//! (RFC 7523): a short-lived JWT signed with a key from their registered `jwks`, whose `jti`
+//! is remembered until it expires so it cannot be replayed.
 
 use crate::errors::ServerError;
 use crate::request_meta::RequestMeta;
 use crate::state::AppState;
 use mandate_core::OAuthError;
 use mandate_core::client::Agent;
+use mandate_core::client_assertion::{self, AUTH_METHOD, AssertionRules, PresentedAssertion};
 use mandate_core::client_auth::ClientCredentials;
 use mandate_core::event::{Action, ActorKind, NewEvent};
 use mandate_core::params::Params;
+use mandate_core::registration::AuthMethod;
 use mandate_core::resource::ResourceServer;
 use mandate_core::secret;
 use mandate_core::time::Timestamp;
@@ -51,6 +57,11 @@ pub async fn authenticate_caller(
     now: Timestamp,
 ) -> Result<Caller, ServerError> {
     let used_basic = authorization.is_some();
+    if let Some(assertion) = PresentedAssertion::from_request(authorization, params)? {
+        return authenticate_assertion(app, &assertion, meta, now)
+            .await
+            .map(Caller::Agent);
+    }
     let creds = ClientCredentials::from_request(authorization, params).map_err(|e| match e {
         OAuthError::InvalidClient(_) => ServerError::ClientAuth {
             error: e,
@@ -75,17 +86,105 @@ pub async fn authenticate_caller(
     match outcome {
         Ok(caller) => Ok(caller),
         Err(error) => {
-            let mut event = NewEvent::new(now, Action::ClientAuthFailed, ActorKind::Agent);
-            event.client_id = Some(creds.client_id().chars().take(128).collect());
-            event.reason = Some(error.description().to_owned());
-            event.detail = serde_json::json!({ "method": creds.method() });
-            app.events.append(meta.stamp(event)).await?;
+            record_failure(app, meta, now, creds.client_id(), creds.method(), &error).await?;
             Err(ServerError::ClientAuth {
                 error,
                 basic: creds.used_basic(),
             })
         }
     }
+}
+
+async fn record_failure(
+    app: &AppState,
+    meta: &RequestMeta,
+    now: Timestamp,
+    client_id: &str,
+    method: &str,
+    error: &OAuthError,
+) -> Result<(), ServerError> {
+    let mut event = NewEvent::new(now, Action::ClientAuthFailed, ActorKind::Agent);
+    event.client_id = Some(client_id.chars().take(128).collect());
+    event.reason = Some(error.description().to_owned());
+    event.detail = serde_json::json!({ "method": method });
+    app.events.append(meta.stamp(event)).await?;
+    Ok(())
+}
+
+/// `private_key_jwt` (RFC 7523): only registered clients that chose this method have keys.
+/// The assertion's audience may be the issuer or the token endpoint URL, whichever endpoint
+/// it is presented at (OpenID Connect Core §9 names the token endpoint for all of them).
+async fn authenticate_assertion(
+    app: &AppState,
+    assertion: &PresentedAssertion,
+    meta: &RequestMeta,
+    now: Timestamp,
+) -> Result<Arc<Agent>, ServerError> {
+    let client_id = match assertion.unverified_client_id() {
+        Ok(id) => id,
+        Err(error @ OAuthError::InvalidClient(_)) => {
+            record_failure(app, meta, now, "", AUTH_METHOD, &error).await?;
+            return Err(ServerError::ClientAuth {
+                error,
+                basic: false,
+            });
+        }
+        Err(other) => return Err(other.into()),
+    };
+    let outcome = verify_assertion(app, assertion, &client_id, now).await?;
+    match outcome {
+        Ok(agent) => Ok(agent),
+        Err(error) => {
+            record_failure(app, meta, now, &client_id, AUTH_METHOD, &error).await?;
+            Err(ServerError::ClientAuth {
+                error,
+                basic: false,
+            })
+        }
+    }
+}
+
+/// The inner result is the authentication outcome; the outer one a storage failure.
+async fn verify_assertion(
+    app: &AppState,
+    assertion: &PresentedAssertion,
+    client_id: &str,
+    now: Timestamp,
+) -> Result<Result<Arc<Agent>, OAuthError>, ServerError> {
+    let failed = || OAuthError::InvalidClient("client authentication failed".into());
+    if !mandate_core::client::is_valid_client_id(client_id) {
+        return Ok(Err(failed()));
+    }
+    let Some(registered) = app.store.registered_client(client_id).await? else {
+        return Ok(Err(failed()));
+    };
+    let metadata = &registered.registration.metadata;
+    if metadata.token_endpoint_auth_method != AuthMethod::PrivateKeyJwt || registered.agent.disabled
+    {
+        return Ok(Err(failed()));
+    }
+    let keys = match metadata.client_jwks() {
+        Some(Ok(keys)) => keys,
+        // A `jwks_uri` is not fetched (registration refuses it), so no keys means no way in.
+        Some(Err(_)) | None => return Ok(Err(failed())),
+    };
+    let issuer = app.settings.issuer.as_str();
+    let token_endpoint = format!("{issuer}/token");
+    let rules = AssertionRules::new(client_id, issuer, &token_endpoint, now);
+    let accepted = match client_assertion::verify(assertion, &keys, &rules) {
+        Ok(accepted) => accepted,
+        Err(e) => return Ok(Err(e)),
+    };
+    if !app
+        .store
+        .remember_jti(&accepted.client_id, &accepted.jti, accepted.remember_until)
+        .await?
+    {
+        return Ok(Err(OAuthError::InvalidClient(
+            "client_assertion was used before (jti replay)".into(),
+        )));
+    }
+    Ok(Ok(Arc::new(registered.agent)))
 }
 
 async fn resource_by_client_id(

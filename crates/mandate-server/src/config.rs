@@ -78,6 +78,13 @@ pub struct Config {
     /// and the longest delegation chain. Nothing may be exchanged without a rule.
     #[serde(default)]
     pub exchange: ExchangePolicy,
+    /// Dynamic client registration (RFC 7591/7592).
+    #[serde(default)]
+    pub registration: RegistrationConfig,
+    /// Scoped API keys: the longest lifetime a key may be created with and how long a rotated
+    /// key keeps working.
+    #[serde(default)]
+    pub api_keys: ApiKeysConfig,
 }
 
 mod defaults {
@@ -100,11 +107,21 @@ mod defaults {
     pub fn cache_ttl_ms() -> u64 {
         1000
     }
+    pub fn registration_mode() -> RegistrationMode {
+        RegistrationMode::Open
+    }
+    pub fn abandon_after_seconds() -> u64 {
+        mandate_core::registration::DEFAULT_UNUSED_CLIENT_TTL_SECONDS
+    }
+    pub fn rate_limit_per_minute() -> u32 {
+        10
+    }
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
+            api_keys: ApiKeysConfig::default(),
             listen: defaults::listen(),
             issuer: None,
             data_dir: defaults::data_dir(),
@@ -120,6 +137,52 @@ impl Default for Config {
             resources: vec![],
             agents: vec![],
             exchange: ExchangePolicy::default(),
+            registration: RegistrationConfig::default(),
+        }
+    }
+}
+
+/// Who may register clients at `POST /register` (RFC 7591).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegistrationMode {
+    /// Anyone (within the rate limit): what MCP clients expect out of the box.
+    Open,
+    /// Only callers presenting one of `initial_access_token_hashes` as a Bearer token.
+    InitialAccessToken,
+    /// Nobody; the endpoint is not advertised. Registered clients can still manage themselves.
+    Closed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationConfig {
+    /// `open` (default), `initial_access_token` or `closed`.
+    #[serde(default = "defaults::registration_mode")]
+    pub mode: RegistrationMode,
+    /// `sha256:` hashes of the initial access tokens accepted in `initial_access_token` mode.
+    #[serde(default)]
+    pub initial_access_token_hashes: Vec<String>,
+    /// The most any registered client may hold; requests are clamped to it. Default: none, so
+    /// a registered client can only obtain tokens once an operator lists scopes here.
+    #[serde(default)]
+    pub max_scopes: Vec<String>,
+    /// A registered client that never completes a token request is deleted after this long.
+    #[serde(default = "defaults::abandon_after_seconds")]
+    pub abandon_after_seconds: u64,
+    /// Registrations accepted per client IP address per minute (0: no limit).
+    #[serde(default = "defaults::rate_limit_per_minute")]
+    pub rate_limit_per_minute: u32,
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        Self {
+            mode: defaults::registration_mode(),
+            initial_access_token_hashes: vec![],
+            max_scopes: vec![],
+            abandon_after_seconds: defaults::abandon_after_seconds(),
+            rate_limit_per_minute: defaults::rate_limit_per_minute(),
         }
     }
 }
@@ -339,5 +402,34 @@ mod tests {
     fn secrets_do_not_debug_print() {
         let s = Secret::new("hunter2");
         assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}
+
+/// `[api_keys]`: limits for scoped API keys (see `mandate_core::api_key`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiKeysConfig {
+    /// Longest lifetime a key may be created (or rotated) with, in seconds (default 90 days).
+    pub max_lifetime_seconds: u64,
+    /// How long a rotated key keeps working, in seconds (default 24 hours).
+    pub rotation_overlap_seconds: u64,
+}
+
+impl Default for ApiKeysConfig {
+    fn default() -> Self {
+        let p = mandate_core::api_key::ApiKeyPolicy::default();
+        Self {
+            max_lifetime_seconds: p.max_lifetime_seconds,
+            rotation_overlap_seconds: p.rotation_overlap_seconds,
+        }
+    }
+}
+
+impl ApiKeysConfig {
+    pub fn policy(&self) -> mandate_core::api_key::ApiKeyPolicy {
+        mandate_core::api_key::ApiKeyPolicy {
+            max_lifetime_seconds: self.max_lifetime_seconds,
+            rotation_overlap_seconds: self.rotation_overlap_seconds,
+        }
     }
 }

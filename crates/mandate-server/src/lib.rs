@@ -27,6 +27,7 @@ pub mod issuance;
 pub mod keys;
 pub mod pages;
 pub mod password;
+pub mod rate_limit;
 pub mod request_meta;
 pub mod routes;
 pub mod startup;

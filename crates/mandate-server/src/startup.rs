@@ -8,13 +8,16 @@
 use crate::apply::{self, Applied};
 use crate::cache::HotPathCache;
 use crate::config::Config;
+use crate::config::RegistrationMode;
 use crate::keys::{Kek, KeyRing};
 use crate::routes;
-use crate::state::{AppState, Settings};
+use crate::state::{AppState, RegistrationSettings, Settings};
 use crate::system::{OsEntropy, SystemClock};
 use anyhow::{Context, bail};
 use axum::Router;
 use mandate_core::random::Entropy;
+use mandate_core::registration::RegistrationPolicy;
+use mandate_core::scope::ScopeSet;
 use mandate_core::time::Clock;
 use mandate_store::group_commit::EventWriter;
 use std::future::Future;
@@ -85,9 +88,13 @@ impl Application {
         .context("loading signing keys")?;
         let (events, event_writer) = EventWriter::spawn(store.clone());
 
+        let registration = registration_settings(&config)?;
         let (shutting_down, shutdown_seen) = tokio::sync::watch::channel(false);
         let state = AppState {
             shutting_down: shutdown_seen,
+            registration_limiter: Arc::new(crate::rate_limit::RateLimiter::new(
+                config.registration.rate_limit_per_minute,
+            )),
             cache: Arc::new(HotPathCache::new(Duration::from_millis(
                 config.cache_ttl_ms,
             ))),
@@ -104,6 +111,7 @@ impl Application {
                 refresh_grace_seconds: config.refresh_grace_seconds,
                 session_ttl_seconds: config.session_ttl_seconds,
                 exchange: config.exchange.clone(),
+                registration,
             }),
         };
         let router = routes::router(state.clone());
@@ -185,6 +193,34 @@ async fn purge_expired_periodically(state: AppState) {
             Err(e) => tracing::warn!(error = %e, "purging expired records failed"),
         }
     }
+}
+
+/// `[registration]` checked and resolved.
+fn registration_settings(config: &Config) -> anyhow::Result<RegistrationSettings> {
+    let r = &config.registration;
+    let max_scopes = ScopeSet::from_tokens(r.max_scopes.iter())
+        .map_err(|e| anyhow::anyhow!("registration.max_scopes: {e}"))?;
+    if r.mode == RegistrationMode::InitialAccessToken && r.initial_access_token_hashes.is_empty() {
+        bail!("registration.mode = \"initial_access_token\" needs initial_access_token_hashes");
+    }
+    if let Some(bad) = r
+        .initial_access_token_hashes
+        .iter()
+        .find(|h| !h.starts_with("sha256:"))
+    {
+        bail!(
+            "registration.initial_access_token_hashes: `{}...` is not a sha256: hash",
+            bad.chars().take(8).collect::<String>()
+        );
+    }
+    Ok(RegistrationSettings {
+        mode: r.mode,
+        initial_access_token_hashes: r.initial_access_token_hashes.clone(),
+        policy: RegistrationPolicy {
+            default_max_scopes: max_scopes,
+        },
+        abandon_after_seconds: r.abandon_after_seconds,
+    })
 }
 
 /// The issuer URL (no trailing slash) and its path, defaulting to `http://<bound address>`.

@@ -23,6 +23,8 @@ pub struct AppState {
     /// Becomes `true` when the server starts shutting down: long-lived responses (the
     /// revocation feed) end then, so graceful shutdown does not wait on them forever.
     pub shutting_down: tokio::sync::watch::Receiver<bool>,
+    /// Registrations per client IP address (RFC 7591 endpoint abuse).
+    pub registration_limiter: Arc<crate::rate_limit::RateLimiter>,
 }
 
 /// Settings resolved at start.
@@ -38,4 +40,15 @@ pub struct Settings {
     pub session_ttl_seconds: u64,
     /// Who may exchange tokens for which audiences (RFC 8693).
     pub exchange: mandate_core::exchange::ExchangePolicy,
+    /// Dynamic client registration (RFC 7591/7592).
+    pub registration: RegistrationSettings,
+}
+
+/// `[registration]`, resolved.
+#[derive(Debug, Clone)]
+pub struct RegistrationSettings {
+    pub mode: crate::config::RegistrationMode,
+    pub initial_access_token_hashes: Vec<String>,
+    pub policy: mandate_core::registration::RegistrationPolicy,
+    pub abandon_after_seconds: u64,
 }

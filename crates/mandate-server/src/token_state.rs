@@ -5,9 +5,15 @@
 //! and every grant it depends on is active with its parties enabled: its own grant, and for an
 //! exchanged token each grant and agent named in its delegation chain. Revoking any link of a
 //! chain therefore ends every token derived from it.
+//!
+//! Tokens obtained by exchanging an API key carry the key id (`mkid_...`) as `gid` and
+//! `client_id`; there is no grant row and no agent behind them. Such a token is active while
+//! its key exists, is not revoked and has not expired (rotation lowers the expiry), and while
+//! the key's user, if any, is enabled. Revoking the key ends them at once.
 
 use crate::errors::ServerError;
 use crate::state::AppState;
+use mandate_core::api_key::{KEY_ID_PREFIX, KeyId};
 use mandate_core::exchange::Actor;
 use mandate_core::jwt::{self, AccessTokenClaims, Expectations};
 use mandate_core::time::Timestamp;
@@ -56,13 +62,27 @@ pub async fn active_access_token(
     Ok(Some(claims))
 }
 
-/// The grant is active, the client is enabled, and the grant's user (if any) is enabled.
+/// The grant is active, the client is enabled, and the grant's user (if any) is enabled. A
+/// `grant_id` that is an API key id is active while the key is usable
+/// and its user (if any) is enabled.
 pub async fn grant_and_parties_active(
     app: &AppState,
     grant_id: &str,
     client_id: &str,
     now: Timestamp,
 ) -> Result<bool, ServerError> {
+    if grant_id.starts_with(KEY_ID_PREFIX) {
+        if !api_key_active(app, grant_id, now).await? {
+            return Ok(false);
+        }
+        // The key's own token, or an agent's exchange of it on the key user's behalf.
+        return Ok(client_id == grant_id
+            || app
+                .store
+                .agent(client_id)
+                .await?
+                .is_some_and(|a| !a.disabled));
+    }
     let Some(grant) = app
         .store
         .grant(grant_id)
@@ -82,10 +102,42 @@ pub async fn grant_and_parties_active(
     Ok(true)
 }
 
-async fn grant_active(app: &AppState, grant_id: &str, now: Timestamp) -> Result<bool, ServerError> {
+/// The grant (or, for an API key id, the key) is active.
+pub async fn grant_active(
+    app: &AppState,
+    grant_id: &str,
+    now: Timestamp,
+) -> Result<bool, ServerError> {
+    if grant_id.starts_with(KEY_ID_PREFIX) {
+        return api_key_active(app, grant_id, now).await;
+    }
     Ok(app
         .store
         .grant(grant_id)
         .await?
         .is_some_and(|g| g.is_active(now)))
+}
+
+/// The API key with this id exists, is usable at `now` (not revoked, not expired), and its
+/// user, if it has one, is enabled.
+pub async fn api_key_active(
+    app: &AppState,
+    key_id: &str,
+    now: Timestamp,
+) -> Result<bool, ServerError> {
+    let Some(id) = KeyId::parse(key_id) else {
+        return Ok(false);
+    };
+    let Some(stored) = app.store.api_key(&id, None).await? else {
+        return Ok(false);
+    };
+    if stored.record.check_usable(now).is_err() {
+        return Ok(false);
+    }
+    if let Some(user) = &stored.record.user_id
+        && app.store.user(user).await?.is_none_or(|u| u.disabled)
+    {
+        return Ok(false);
+    }
+    Ok(true)
 }

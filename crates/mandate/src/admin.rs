@@ -3,19 +3,23 @@
 //! Creation goes through the same validation as the declarative configuration (by applying a
 //! one-item configuration), so the CLI and `--config` can never disagree about what is valid.
 
-use crate::cli::{AgentCmd, Global, GrantCmd, ResourceCmd, ScopeCmd, TenantCmd, UserCmd};
+use crate::cli::{
+    AgentCmd, ApiKeyCmd, Global, GrantCmd, ResourceCmd, ScopeCmd, TenantCmd, UserCmd,
+};
 use crate::output;
 use anyhow::Context;
+use mandate_core::api_key::{self, ApiKeyError, ApiKeyRecord, KeyId, NewApiKey};
 use mandate_core::event::{Action, ActorKind, NewEvent};
 use mandate_core::random;
-use mandate_core::time::Clock;
+use mandate_core::scope::ScopeSet;
+use mandate_core::time::{Clock, Timestamp};
 use mandate_server::apply;
 use mandate_server::config::{
     self, AgentConfig, Config, Overrides, ResourceConfig, ScopeConfig, Secret, TenantConfig,
     UserConfig,
 };
 use mandate_server::system::{OsEntropy, SystemClock};
-use mandate_store::{BulkTarget, GrantFilter, Store};
+use mandate_store::{ApiKeyRotation, BulkTarget, GrantFilter, Store};
 use serde::Serialize;
 use std::io::BufRead;
 use std::sync::Arc;
@@ -461,6 +465,251 @@ pub async fn grant(global: &Global, cmd: GrantCmd) -> anyhow::Result<()> {
                     "api_keys": done.api_keys,
                     "event_seq": done.event_seq,
                 }),
+                &text,
+            )
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ShownApiKey<'a> {
+    #[serde(flatten)]
+    record: &'a ApiKeyRecord,
+    /// Shown once; only its hash is stored.
+    key: &'a str,
+}
+
+#[derive(Serialize)]
+struct ListedApiKey {
+    #[serde(flatten)]
+    record: ApiKeyRecord,
+    created_by: Option<String>,
+    revoked_reason: Option<String>,
+    revoked_by: Option<String>,
+    replaced_by: Option<KeyId>,
+}
+
+fn key_id(id: &str) -> anyhow::Result<KeyId> {
+    KeyId::parse(id).with_context(|| format!("`{id}` is not an API key id (mkid_ + 32 hex digits)"))
+}
+
+fn key_error(e: ApiKeyError) -> anyhow::Error {
+    match e {
+        ApiKeyError::ExpiryTooFar { max_seconds } => anyhow::anyhow!(
+            "--expires-in is too long: an API key may live at most {max_seconds} seconds \
+             ({} days; api_keys.max_lifetime_seconds)",
+            max_seconds / 86_400
+        ),
+        other => anyhow::anyhow!("{other}"),
+    }
+}
+
+fn key_event(now: Timestamp, action: Action) -> NewEvent {
+    let mut event = NewEvent::new(now, action, ActorKind::Admin);
+    event.actor_id = Some("cli".into());
+    event
+}
+
+pub async fn api_key(global: &Global, cmd: ApiKeyCmd) -> anyhow::Result<()> {
+    let (config, store) = open(global).await?;
+    let policy = config.api_keys.policy();
+    let entropy = OsEntropy::default();
+    let now = SystemClock.now();
+    match cmd {
+        ApiKeyCmd::Create {
+            tenant,
+            user,
+            scopes,
+            expires_in,
+            name,
+        } => {
+            store
+                .tenant(&tenant)
+                .await?
+                .with_context(|| format!("no tenant `{tenant}`"))?;
+            let user_id = match user {
+                Some(login) => {
+                    let u = store
+                        .user_by_login(&login)
+                        .await?
+                        .with_context(|| format!("no user `{login}`"))?;
+                    anyhow::ensure!(
+                        u.tenant_id == tenant,
+                        "user `{login}` is not in tenant `{tenant}`"
+                    );
+                    Some(u.id)
+                }
+                None => None,
+            };
+            let scopes = ScopeSet::parse(&scopes.replace(',', " "))
+                .map_err(|e| anyhow::anyhow!("--scopes: {e}"))?;
+            let catalog = store.scopes().await?;
+            if let Some(unknown) = scopes
+                .iter()
+                .find(|s| !catalog.iter().any(|c| c.name == *s))
+            {
+                anyhow::bail!("--scopes: `{unknown}` is not in the scope catalog");
+            }
+            let created = api_key::create(
+                NewApiKey {
+                    tenant_id: tenant,
+                    user_id,
+                    name,
+                    scopes,
+                    expires_at: now.plus_seconds(expires_in),
+                },
+                &policy,
+                now,
+                &entropy,
+            )
+            .map_err(key_error)?;
+            store
+                .insert_api_key(&created.record, key_event(now, Action::ApiKeyCreated))
+                .await?;
+            let r = &created.record;
+            let text = format!(
+                "API key {} ({}) in tenant {}, scopes {}, expires {}\n\
+                 key (shown once, store it now): {}",
+                r.id,
+                r.name,
+                r.tenant_id,
+                r.scopes,
+                r.expires_at.unix(),
+                created.key.expose()
+            );
+            output::created(
+                global.json,
+                &ShownApiKey {
+                    record: r,
+                    key: created.key.expose(),
+                },
+                &text,
+            )
+        }
+        ApiKeyCmd::List { tenant } => {
+            let mut items = Vec::new();
+            let mut after = None;
+            loop {
+                let page = store.api_keys(&tenant, after.as_ref(), 200).await?;
+                let Some(last) = page.last() else { break };
+                after = Some(last.cursor());
+                let full = page.len() == 200;
+                items.extend(page.into_iter().map(|k| ListedApiKey {
+                    record: k.record,
+                    created_by: k.created_by,
+                    revoked_reason: k.revoked_reason,
+                    revoked_by: k.revoked_by,
+                    replaced_by: k.replaced_by,
+                }));
+                if !full {
+                    break;
+                }
+            }
+            let rows = items
+                .iter()
+                .map(|k| {
+                    let r = &k.record;
+                    vec![
+                        r.id.to_string(),
+                        r.name.clone(),
+                        r.user_id.clone().unwrap_or_else(|| "(tenant)".into()),
+                        r.scopes.to_string(),
+                        output::time(Some(r.created_at)),
+                        output::time(Some(r.expires_at)),
+                        output::time(r.last_used_at),
+                        output::time(r.revoked_at),
+                        k.replaced_by
+                            .as_ref()
+                            .map_or_else(|| "-".into(), ToString::to_string),
+                    ]
+                })
+                .collect();
+            output::print(
+                global.json,
+                &items,
+                &[
+                    "id",
+                    "name",
+                    "user",
+                    "scopes",
+                    "created",
+                    "expires",
+                    "last used",
+                    "revoked",
+                    "replaced by",
+                ],
+                rows,
+            )
+        }
+        ApiKeyCmd::Rotate { id, expires_in } => {
+            let id = key_id(&id)?;
+            let old = store
+                .api_key(&id, None)
+                .await?
+                .with_context(|| format!("no API key `{id}`"))?;
+            anyhow::ensure!(
+                old.replaced_by.is_none(),
+                "API key {id} was rotated before; rotate its successor instead"
+            );
+            let rotation = api_key::rotate(
+                &old.record,
+                now.plus_seconds(expires_in),
+                &policy,
+                now,
+                &entropy,
+            )
+            .map_err(key_error)?;
+            let successor = &rotation.successor;
+            let outcome = store
+                .rotate_api_key(
+                    &id,
+                    &successor.record,
+                    rotation.predecessor_expires_at,
+                    key_event(now, Action::ApiKeyRotated),
+                )
+                .await?;
+            match outcome {
+                ApiKeyRotation::Rotated => {}
+                ApiKeyRotation::Unknown => anyhow::bail!("no API key `{id}`"),
+                ApiKeyRotation::Revoked => anyhow::bail!("API key {id} is revoked"),
+                ApiKeyRotation::Expired => anyhow::bail!("API key {id} has expired"),
+                ApiKeyRotation::AlreadyRotated => {
+                    anyhow::bail!("API key {id} was rotated before; rotate its successor instead")
+                }
+            }
+            let r = &successor.record;
+            let text = format!(
+                "API key {} replaces {id}, which keeps working until {}; new key expires {}\n\
+                 key (shown once, store it now): {}",
+                r.id,
+                rotation.predecessor_expires_at.unix(),
+                r.expires_at.unix(),
+                successor.key.expose()
+            );
+            let shown = serde_json::json!({
+                "api_key": ShownApiKey { record: r, key: successor.key.expose() },
+                "replaces": id,
+                "predecessor_expires_at": rotation.predecessor_expires_at,
+            });
+            output::created(global.json, &shown, &text)
+        }
+        ApiKeyCmd::Revoke { id, reason } => {
+            let id = key_id(&id)?;
+            store
+                .api_key(&id, None)
+                .await?
+                .with_context(|| format!("no API key `{id}`"))?;
+            let was_active = store
+                .revoke_api_key(&id, None, &reason, key_event(now, Action::ApiKeyRevoked))
+                .await?;
+            let text = if was_active {
+                format!("API key {id} revoked")
+            } else {
+                format!("API key {id} was already revoked")
+            };
+            output::created(
+                global.json,
+                &serde_json::json!({ "id": id, "revoked": true, "was_active": was_active }),
                 &text,
             )
         }

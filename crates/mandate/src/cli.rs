@@ -59,6 +59,9 @@ pub enum Command {
     /// Grants (a user's consent to an agent).
     #[command(subcommand)]
     Grant(GrantCmd),
+    /// Scoped API keys (`mk_...`), exchangeable for short-lived access tokens.
+    #[command(subcommand)]
+    ApiKey(ApiKeyCmd),
 }
 
 #[derive(Args)]
@@ -229,4 +232,66 @@ pub enum GrantCmd {
         #[arg(long, default_value = "revoked by administrator")]
         reason: String,
     },
+}
+
+#[derive(Subcommand)]
+pub enum ApiKeyCmd {
+    /// Create a key; it is printed once (only its hash is stored).
+    Create {
+        #[arg(long)]
+        tenant: String,
+        /// Login name of the user the key acts for (default: a tenant-level key).
+        #[arg(long)]
+        user: Option<String>,
+        /// Space- or comma-separated scopes from the catalog.
+        #[arg(long)]
+        scopes: String,
+        /// Lifetime, e.g. `3600s`, `90m`, `12h`, `30d` (at most `api_keys.max_lifetime_seconds`).
+        #[arg(long, value_parser = parse_duration)]
+        expires_in: u64,
+        #[arg(long)]
+        name: String,
+    },
+    /// List a tenant's keys (never the key or its hash).
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Rotate a key: prints its successor once; the old key keeps working for the overlap
+    /// window (`api_keys.rotation_overlap_seconds`) or until its own expiry, if sooner.
+    Rotate {
+        id: String,
+        /// The successor's lifetime, e.g. `30d`.
+        #[arg(long, value_parser = parse_duration)]
+        expires_in: u64,
+    },
+    /// Revoke a key; tokens obtained with it stop working at once.
+    Revoke {
+        id: String,
+        #[arg(long, default_value = "revoked by administrator")]
+        reason: String,
+    },
+}
+
+/// `30d`, `12h`, `90m`, `3600s` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (digits, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 30d, 12h, 90m or 3600s"))?;
+    let factor = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 60 * 60,
+        "d" => 24 * 60 * 60,
+        "w" => 7 * 24 * 60 * 60,
+        _ => return Err(format!("`{s}`: unit must be s, m, h, d or w")),
+    };
+    n.checked_mul(factor)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("`{s}` is not a positive duration"))
 }

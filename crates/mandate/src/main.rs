@@ -40,6 +40,7 @@ async fn main() -> std::process::ExitCode {
         Command::Resource(cmd) => admin::resource(&cli.global, cmd).await,
         Command::Agent(cmd) => admin::agent(&cli.global, cmd).await,
         Command::Grant(cmd) => admin::grant(&cli.global, cmd).await,
+        Command::ApiKey(cmd) => admin::api_key(&cli.global, cmd).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

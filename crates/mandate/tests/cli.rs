@@ -374,3 +374,158 @@ async fn demo_runs_the_server_and_the_crm_and_its_walkthrough_works() {
     assert!(stopped.success());
     assert!(demo.wait().unwrap().success());
 }
+
+#[tokio::test]
+async fn api_keys_are_created_listed_rotated_and_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    json(&data, &["tenant", "create", "acme"]);
+    json(
+        &data,
+        &["scope", "create", "tickets.read", "--description", "Read"],
+    );
+
+    let created = json(
+        &data,
+        &[
+            "api-key",
+            "create",
+            "--tenant",
+            "acme",
+            "--scopes",
+            "tickets.read",
+            "--expires-in",
+            "30d",
+            "--name",
+            "sync",
+        ],
+    );
+    let key = created["key"].as_str().unwrap().to_owned();
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert!(mandate_core::api_key::ApiKey::parse(&key).is_ok(), "{key}");
+    assert!(id.starts_with("mkid_"));
+    assert_eq!(created["scopes"], "tickets.read");
+    assert!(created.get("hash").is_none());
+    let created_at = created["created_at"].as_i64().unwrap();
+    assert_eq!(
+        created["expires_at"].as_i64().unwrap(),
+        created_at + 30 * 86_400
+    );
+
+    // Refusals, each with a clear message.
+    let (ok, _, err) = mandate(
+        &data,
+        &[
+            "api-key",
+            "create",
+            "--tenant",
+            "acme",
+            "--scopes",
+            "tickets.read",
+            "--expires-in",
+            "91d",
+            "--name",
+            "x",
+        ],
+        None,
+    );
+    assert!(!ok);
+    assert!(err.contains("at most 7776000 seconds"), "{err}");
+    let (ok, _, err) = mandate(
+        &data,
+        &[
+            "api-key",
+            "create",
+            "--tenant",
+            "acme",
+            "--scopes",
+            "billing.read",
+            "--expires-in",
+            "1d",
+            "--name",
+            "x",
+        ],
+        None,
+    );
+    assert!(!ok);
+    assert!(err.contains("not in the scope catalog"), "{err}");
+    let (ok, _, err) = mandate(
+        &data,
+        &[
+            "api-key",
+            "create",
+            "--tenant",
+            "acme",
+            "--scopes",
+            "tickets.read",
+            "--name",
+            "x",
+        ],
+        None,
+    );
+    assert!(!ok, "expiry is required");
+    assert!(err.contains("--expires-in"), "{err}");
+
+    // The text form shows the key once too.
+    let (ok, out, _) = mandate(
+        &data,
+        &[
+            "api-key",
+            "create",
+            "--tenant",
+            "acme",
+            "--scopes",
+            "tickets.read",
+            "--expires-in",
+            "12h",
+            "--name",
+            "text",
+        ],
+        None,
+    );
+    assert!(ok);
+    assert!(out.contains("shown once") && out.contains("mk_"), "{out}");
+
+    let rotated = json(&data, &["api-key", "rotate", &id, "--expires-in", "10d"]);
+    let new_key = rotated["api_key"]["key"].as_str().unwrap().to_owned();
+    let new_id = rotated["api_key"]["id"].as_str().unwrap().to_owned();
+    assert_ne!(new_key, key);
+    assert_eq!(rotated["replaces"], id.as_str());
+    let overlap_end = rotated["predecessor_expires_at"].as_i64().unwrap();
+    assert!(
+        overlap_end <= created_at + 86_400 + 5 && overlap_end > created_at,
+        "{rotated}"
+    );
+
+    let revoked = json(&data, &["api-key", "revoke", &new_id, "--reason", "leaked"]);
+    assert_eq!(revoked["was_active"], true);
+
+    for args in [
+        &["api-key", "list", "--tenant", "acme", "--json"][..],
+        &["api-key", "list", "--tenant", "acme"][..],
+    ] {
+        let (ok, out, err) = mandate(&data, args, None);
+        assert!(ok, "{err}");
+        assert!(!out.contains("mk_"), "a key in the listing: {out}");
+        assert!(!out.contains("sha256"), "a hash in the listing: {out}");
+        assert!(out.contains(&id) && out.contains(&new_id), "{out}");
+    }
+    let list = json(&data, &["api-key", "list", "--tenant", "acme"]);
+    let items = list.as_array().unwrap();
+    assert_eq!(items.len(), 3);
+    let old = items.iter().find(|k| k["id"] == id.as_str()).unwrap();
+    assert_eq!(old["replaced_by"], new_id.as_str());
+    assert_eq!(old["expires_at"].as_i64().unwrap(), overlap_end);
+    let new = items.iter().find(|k| k["id"] == new_id.as_str()).unwrap();
+    assert!(new["revoked_at"].is_i64(), "{new}");
+    assert_eq!(new["revoked_reason"], "leaked");
+    assert_eq!(new["created_by"], "cli");
+
+    let (ok, _, err) = mandate(
+        &data,
+        &["api-key", "rotate", &id, "--expires-in", "1d"],
+        None,
+    );
+    assert!(!ok);
+    assert!(err.contains("rotated before"), "{err}");
+}

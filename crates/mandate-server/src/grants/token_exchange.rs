@@ -8,13 +8,26 @@
 //! active at the moment of issue, then signs and records the exchange with its whole chain.
 //! Revoking any of those grants later ends the exchanged token too (introspection and the guard
 //! check the chain).
+//!
+//! # API keys
+//! A Mandate API key (`subject_token_type` = `urn:mandate:params:oauth:token-type:api_key`) is
+//! exchanged by whoever holds it: the key itself is the credential, so no client
+//! authentication is required (the token endpoint dispatches such a request here before
+//! authenticating; a `client_id` sent without credentials is ignored). A client that does
+//! authenticate may present a key too; it gets the same token, and the event names it. The
+//! result ([`exchange_api_key`]) is a short-lived token for the key's user (or the key itself,
+//! for a tenant key) whose `client_id` and `gid` are the key id, with no `act`; its scope lies
+//! within the key's and the audience's, and the audience (`resource` or `audience`) is
+//! required. A malformed key or a bad checksum is refused before any lookup; an unknown,
+//! revoked or expired (also: rotated out) key is `invalid_grant`.
 
 use crate::errors::ServerError;
 use crate::request_meta::RequestMeta;
 use crate::state::AppState;
 use crate::token_state;
 use mandate_core::OAuthError;
-use mandate_core::client::Agent;
+use mandate_core::api_key::{ApiKey, ApiKeyRecord};
+use mandate_core::client::{Agent, DEFAULT_ACCESS_TOKEN_TTL};
 use mandate_core::event::{Action, ActorKind, NewEvent};
 use mandate_core::exchange::{
     self, ActorToken, ExchangeInput, ExchangeRequest, ExchangeResponse, Exchanged,
@@ -22,7 +35,7 @@ use mandate_core::exchange::{
 };
 use mandate_core::params::Params;
 use mandate_core::random;
-use mandate_core::resource;
+use mandate_core::resource::{self, ResourceServer};
 use mandate_core::time::Timestamp;
 
 pub async fn exchange(
@@ -41,10 +54,7 @@ pub async fn exchange(
             Subject::from_access_token(&claims)?
         }
         PresentedSubject::ApiKey(_) => {
-            return Err(OAuthError::invalid_request(
-                "API keys cannot be exchanged on this server yet",
-            )
-            .into());
+            return exchange_api_key(app, Some(agent), params, meta, now).await;
         }
     };
     let actor = match &request.actor_token {
@@ -69,12 +79,7 @@ pub async fn exchange(
         ttl_seconds: agent.access_token_ttl,
     })?;
     for gid in &exchanged.lineage {
-        let active = app
-            .store
-            .grant(gid)
-            .await?
-            .is_some_and(|g| g.is_active(now));
-        if !active {
+        if !token_state::grant_active(app, gid, now).await? {
             return Err(OAuthError::InvalidGrant(
                 "a grant in the delegation chain is no longer active".into(),
             )
@@ -94,6 +99,118 @@ pub async fn exchange(
     let event = exchange_event(&subject, &exchanged, &claims.jti, now);
     app.events.append(meta.stamp(event)).await?;
     Ok(ExchangeResponse::new(token, &exchanged, now))
+}
+
+/// Whether a token request is the exchange of an API key: such a request needs no client
+/// authentication (see the module documentation).
+pub fn is_api_key_exchange(params: &Params) -> bool {
+    params.get("grant_type") == Some(exchange::GRANT_TYPE)
+        && params.get("subject_token_type") == Some(exchange::API_KEY_TOKEN_TYPE)
+}
+
+/// Exchanges an API key for a short-lived access token, by its holder. `presented_by` is the
+/// client that authenticated, if any (recorded, not required).
+pub async fn exchange_api_key(
+    app: &AppState,
+    presented_by: Option<&Agent>,
+    params: &Params,
+    meta: &RequestMeta,
+    now: Timestamp,
+) -> Result<ExchangeResponse, ServerError> {
+    // Shape and checksum first: garbage and typos never reach the database.
+    if let Some(presented) = params.get("subject_token")
+        && let Err(e) = ApiKey::parse(presented)
+    {
+        return Err(OAuthError::InvalidGrant(format!("subject_token: {e}").into()).into());
+    }
+    let request = ExchangeRequest::parse(params)?;
+    let PresentedSubject::ApiKey(key) = &request.subject else {
+        return Err(OAuthError::invalid_request("subject_token is not an API key").into());
+    };
+    let unusable = || OAuthError::InvalidGrant("subject_token is not an active API key".into());
+    let stored = app
+        .store
+        .api_key_by_hash(&key.hash())
+        .await?
+        .filter(|s| key.matches_hash(&s.record.hash))
+        .ok_or_else(unusable)?;
+    let record = stored.record;
+    record.check_usable(now).map_err(|_| unusable())?;
+    if let Some(user) = &record.user_id
+        && app.store.user(user).await?.is_none_or(|u| u.disabled)
+    {
+        return Err(OAuthError::InvalidGrant("the key's user is no longer active".into()).into());
+    }
+    let resources = app.cache.resources(app.store.as_ref()).await?;
+    let target = key_audience(request.audience.as_deref(), &resources)?;
+    let exchanged = exchange::decide_api_key(
+        &record,
+        request.scope.as_ref(),
+        target,
+        now,
+        DEFAULT_ACCESS_TOKEN_TTL,
+    )?;
+    let claims = exchanged.claims(
+        &app.settings.issuer,
+        random::identifier(app.entropy.as_ref(), "at_"),
+        now,
+    );
+    let token = app
+        .keys
+        .signer()
+        .sign(&claims)
+        .map_err(|e| anyhow::anyhow!("signing a token for an API key: {e}"))?;
+    app.store.record_api_key_use(&record.id, now).await?;
+    let event = api_key_event(&record, presented_by, &exchanged, &claims.jti, now);
+    app.events.append(meta.stamp(event)).await?;
+    Ok(ExchangeResponse::new(token, &exchanged, now))
+}
+
+/// The audience of a key's token: required (a key has no agent with a default), registered.
+fn key_audience<'a>(
+    requested: Option<&str>,
+    registry: &'a [ResourceServer],
+) -> Result<&'a ResourceServer, OAuthError> {
+    let wanted = requested.ok_or_else(|| {
+        OAuthError::InvalidTarget("resource (or audience) is required with an API key".into())
+    })?;
+    if !resource::is_valid_identifier(wanted) {
+        return Err(OAuthError::InvalidTarget(
+            "resource must be an absolute URI without a fragment".into(),
+        ));
+    }
+    registry
+        .iter()
+        .find(|r| r.identifier == wanted)
+        .ok_or_else(|| OAuthError::InvalidTarget("unknown resource".into()))
+}
+
+/// `token.exchanged` for an API key: the key id names the credential; the key never appears.
+fn api_key_event(
+    key: &ApiKeyRecord,
+    presented_by: Option<&Agent>,
+    exchanged: &Exchanged,
+    jti: &str,
+    now: Timestamp,
+) -> NewEvent {
+    let mut event = NewEvent::new(now, Action::TokenExchanged, ActorKind::Agent);
+    event.actor_id =
+        Some(presented_by.map_or_else(|| key.id.as_str().to_owned(), |a| a.client_id.clone()));
+    event.tenant_id = Some(exchanged.tenant.clone());
+    event.user_id = key.user_id.clone();
+    event.client_id = Some(exchanged.client_id.clone());
+    event.grant_id = Some(exchanged.gid.clone());
+    event.scopes = Some(exchanged.scope.to_string());
+    event.detail = serde_json::json!({
+        "grant_type": exchange::GRANT_TYPE,
+        "subject_token_type": exchange::API_KEY_TOKEN_TYPE,
+        "api_key_id": key.id.as_str(),
+        "aud": exchanged.audience,
+        "jti": jti,
+        "exp": exchanged.expires_at.unix(),
+        "presented_by": presented_by.map(|a| a.client_id.as_str()),
+    });
+    event
 }
 
 /// `token.exchanged`: who acted for whom, the whole chain, and every grant it rests on.

@@ -1,5 +1,6 @@
 //! Discovery (RFC 8414), JWKS, health and the stylesheet: the read-only documents.
 
+use crate::config::RegistrationMode;
 use crate::errors::ServerError;
 use crate::pages;
 use crate::state::AppState;
@@ -17,7 +18,10 @@ pub async fn metadata_get(State(app): State<AppState>) -> Result<Response, Serve
         .into_iter()
         .map(|s| s.name)
         .collect();
-    let doc = AuthorizationServerMetadata::new(&app.settings.issuer, scopes);
+    let mut doc = AuthorizationServerMetadata::new(&app.settings.issuer, scopes);
+    if app.settings.registration.mode != RegistrationMode::Closed {
+        doc = doc.with_registration_endpoint();
+    }
     let mut r = Json(doc).into_response();
     r.headers_mut().insert(
         header::CACHE_CONTROL,

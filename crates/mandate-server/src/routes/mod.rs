@@ -10,6 +10,7 @@ pub mod consent;
 pub mod discovery;
 pub mod introspect;
 pub mod login;
+pub mod register;
 pub mod revocations;
 pub mod revoke;
 pub mod token;
@@ -36,6 +37,13 @@ pub fn router(app: AppState) -> Router {
     let cross_origin = Router::new()
         .route("/token", post(token::token_post))
         .route("/revoke", post(revoke::revoke_post))
+        .route("/register", post(register::register_post))
+        .route(
+            "/register/{client_id}",
+            get(register::register_get)
+                .put(register::register_put)
+                .delete(register::register_delete),
+        )
         .route("/jwks.json", get(discovery::jwks_get))
         .route(
             "/.well-known/openid-configuration",
@@ -101,13 +109,14 @@ pub fn router(app: AppState) -> Router {
 }
 
 /// CORS for the endpoints a browser-based client calls itself: any origin, no cookies (these
-/// endpoints authenticate with client credentials or not at all, never with a session), so a
+/// endpoints authenticate with client credentials, bearer tokens or not at all, never with a
+/// session), so a
 /// foreign page gains nothing it could not do from a server. The login and consent pages are
 /// deliberately not cross-origin.
 fn cors() -> CorsLayer {
     CorsLayer::new()
         .allow_origin(Any)
-        .allow_methods([Method::GET, Method::POST])
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
         .expose_headers([header::WWW_AUTHENTICATE])
         .max_age(std::time::Duration::from_secs(24 * 3600))

@@ -11,6 +11,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use mandate_core::OAuthError;
 use mandate_core::exchange;
+use mandate_core::registration;
 use mandate_core::token_request::TokenRequest;
 
 pub async fn token_post(
@@ -19,6 +20,15 @@ pub async fn token_post(
     form: OAuthForm,
 ) -> Result<Response, ServerError> {
     let now = app.clock.now();
+    // An API key is its own credential: its exchange needs no client authentication. A
+    // request that does present client credentials is authenticated as usual first.
+    if token_exchange::is_api_key_exchange(&form.params) && !presents_client_credentials(&form) {
+        let response =
+            token_exchange::exchange_api_key(&app, None, &form.params, &meta, now).await?;
+        let mut http = Json(response).into_response();
+        no_store(&mut http);
+        return Ok(http);
+    }
     let agent = client_auth::authenticate(
         &app,
         form.authorization.as_deref(),
@@ -84,7 +94,22 @@ pub async fn token_post(
             .await?
         }
     };
+    // A registered client that completes a flow is no longer abandoned (a no-op write after
+    // the first time; agents from configuration are never registered ones).
+    if agent.client_id.starts_with(registration::CLIENT_ID_PREFIX) {
+        app.store
+            .mark_client_first_use(&agent.client_id, now)
+            .await?;
+    }
     let mut http = Json(response).into_response();
     no_store(&mut http);
     Ok(http)
+}
+
+/// Whether the request carries a client credential (a `client_id` alone is none).
+fn presents_client_credentials(form: &OAuthForm) -> bool {
+    form.authorization.is_some()
+        || form.params.get("client_secret").is_some()
+        || form.params.get("client_assertion").is_some()
+        || form.params.get("client_assertion_type").is_some()
 }

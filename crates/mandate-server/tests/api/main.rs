@@ -15,12 +15,14 @@
 
 mod helpers;
 
+mod api_keys;
 mod authorize;
 mod client_credentials;
 mod code_flow;
 mod discovery;
 mod introspection;
 mod refresh;
+mod registration;
 mod revocation;
 mod revocation_feed;
 mod startup;
