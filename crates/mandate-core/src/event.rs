@@ -55,6 +55,9 @@ pub enum Action {
     /// An API key was revoked (`grant_id`: the key id, which tokens obtained with it carry as
     /// `gid`); a revocation.
     ApiKeyRevoked,
+    /// An API key was presented directly to a resource server and checked by introspection
+    /// (migration mode; `grant_id`: the key id, `detail.aud`: the resource). Never the key.
+    ApiKeyUsed,
     /// A client registered itself (RFC 7591) or was created from its metadata document.
     ClientRegistered,
     /// A registered client replaced its metadata (RFC 7592).
@@ -69,6 +72,10 @@ pub enum Action {
     AgentGrantsRevoked,
     /// Bulk revocation of every grant of one agent within one tenant; a revocation.
     AgentTenantGrantsRevoked,
+    /// An admin role was given (`detail`: principal and role).
+    AdminRoleGranted,
+    /// An admin role was taken away (`detail`: principal).
+    AdminRoleRemoved,
 }
 
 impl Action {
@@ -92,6 +99,7 @@ impl Action {
             Self::ApiKeyCreated => "api_key.created",
             Self::ApiKeyRotated => "api_key.rotated",
             Self::ApiKeyRevoked => "api_key.revoked",
+            Self::ApiKeyUsed => "api_key.used",
             Self::ClientRegistered => "client.registered",
             Self::ClientUpdated => "client.updated",
             Self::ClientDeleted => "client.deleted",
@@ -99,6 +107,8 @@ impl Action {
             Self::TenantGrantsRevoked => "tenant.grants_revoked",
             Self::AgentGrantsRevoked => "agent.grants_revoked",
             Self::AgentTenantGrantsRevoked => "agent.tenant_grants_revoked",
+            Self::AdminRoleGranted => "admin_role.granted",
+            Self::AdminRoleRemoved => "admin_role.removed",
         }
     }
 }

@@ -26,6 +26,7 @@
 //! - [`revocation`]: the revocation feed's entries, derived from revocation events.
 //! - [`secret`], [`random`], [`time`]: hashing of opaque secrets, injected entropy and clock.
 
+pub mod admin;
 pub mod api_key;
 pub mod authorize;
 pub mod challenge;

@@ -34,6 +34,10 @@ pub struct AuthorizationServerMetadata {
     /// Mandate's revocation feed (server-sent events) for resource servers; an extension
     /// field, which RFC 8414 §2 permits.
     pub revocation_feed_endpoint: String,
+    /// The server resolves `client_id`s that are https URLs by fetching their client ID
+    /// metadata document (the mechanism the MCP authorization spec prefers over registration).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub client_id_metadata_document_supported: bool,
 }
 
 impl AuthorizationServerMetadata {
@@ -88,7 +92,14 @@ impl AuthorizationServerMetadata {
             authorization_response_iss_parameter_supported: true,
             prompt_values_supported: strings(&["none", "login", "consent"]),
             revocation_feed_endpoint: format!("{issuer}/revocations"),
+            client_id_metadata_document_supported: false,
         }
+    }
+
+    /// Advertises `client_id_metadata_document_supported: true`.
+    pub fn with_client_id_metadata_documents(mut self) -> Self {
+        self.client_id_metadata_document_supported = true;
+        self
     }
 
     /// Advertises the RFC 7591 registration endpoint (`{issuer}/register`).

@@ -12,6 +12,13 @@ use std::collections::BTreeMap;
 /// low enough that a hostile one costs little.
 pub const MAX_PARAMS: usize = 64;
 
+/// Whether text holds a NUL character, raw or as a JSON `\u0000` escape. No identifier,
+/// secret or name Mandate handles may contain one (PostgreSQL text cannot store it, and it
+/// truncates strings in C-based tools), so inputs holding one are refused at the edge.
+pub fn contains_nul(input: &[u8]) -> bool {
+    input.contains(&0) || input.windows(6).any(|w| w == b"\\u0000")
+}
+
 /// Parsed, de-duplicated parameters of one request.
 #[derive(Debug, Default, Clone)]
 pub struct Params(BTreeMap<String, String>);
@@ -26,6 +33,11 @@ impl Params {
             }
             if value.is_empty() {
                 continue;
+            }
+            if key.contains('\0') || value.contains('\0') {
+                return Err(OAuthError::invalid_request(
+                    "parameters must not contain NUL characters",
+                ));
             }
             let key = key.into_owned();
             if map.contains_key(&key) {
@@ -65,6 +77,16 @@ fn printable(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nul_characters_are_refused_in_any_spelling() {
+        assert!(Params::parse(b"client_id=a%00b").is_err());
+        assert!(Params::parse(b"a%00=b").is_err());
+        assert!(Params::parse(b"client_id=ab").is_ok());
+        assert!(contains_nul(br#"{"a":"x\u0000"}"#));
+        assert!(contains_nul(b"a\0b"));
+        assert!(!contains_nul(br#"{"a":"x\u0001"}"#));
+    }
 
     #[test]
     fn duplicates_are_refused_with_the_parameter_named() {

@@ -282,6 +282,9 @@ pub(crate) fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Registrati
     if body.len() > MAX_METADATA_BYTES {
         return Err(metadata("client metadata is too large"));
     }
+    if crate::params::contains_nul(body) {
+        return Err(metadata("client metadata must not contain NUL characters"));
+    }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
         _ => Err(metadata("client metadata must be a JSON object")),

@@ -38,6 +38,9 @@ pub enum GuardError {
     /// The issuer's metadata advertises no `revocation_feed_endpoint`.
     #[error("the issuer {0} offers no revocation feed")]
     NoRevocationFeed(String),
+    /// Migration mode (`accept_api_keys`) needs the issuer's `introspection_endpoint`.
+    #[error("the issuer {0} offers no introspection endpoint, needed to accept API keys")]
+    NoIntrospectionEndpoint(String),
     /// [`Guard::follow_revocations`](crate::Guard::follow_revocations) was already called.
     #[error("this guard already follows a revocation feed")]
     FeedAlreadyFollowed,

@@ -5,9 +5,15 @@
 //! verify it (signature with the issuer's published keys, RFC 9068 `typ`, `iss`, `aud`,
 //! `exp`/`iat`/`nbf` with leeway), then consult the revocation set on every call, cached or
 //! not. The tower layers in [`crate::layer`] only move headers and render the outcome.
+//!
+//! A bearer value that is a Mandate API key (`mk_...`) is refused with `invalid_token` unless
+//! the guard was built with [`GuardBuilder::accept_api_keys`] (migration mode, see
+//! [`crate::api_key`]), in which case the issuer is asked about it by introspection.
 
+use crate::api_key::{self, Answer, ApiKeySettings, ApiKeys};
 use crate::cache::{CachedPrincipal, TokenCache};
 use crate::error::GuardError;
+use crate::feed::FeedCredential;
 use crate::keys::{self, IssuerMetadata, KeySet};
 use crate::metadata::{self, ProtectedResourceMetadata};
 use crate::principal::Principal;
@@ -17,6 +23,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
+use mandate_core::api_key::ApiKey;
 use mandate_core::challenge::BearerError;
 use mandate_core::jwt::{self, Expectations, JwtError, MAX_TOKEN_LEN};
 use mandate_core::scope::is_valid_token;
@@ -59,6 +66,8 @@ struct Inner {
     /// How long a revoked grant, user or agent is remembered: at least the longest access
     /// token lifetime, so no token it covers can outlive the memory of its revocation.
     revocation_retention: Duration,
+    /// Migration mode: raw API keys checked by introspection (off unless configured).
+    api_keys: Option<ApiKeys>,
 }
 
 impl std::fmt::Debug for Guard {
@@ -87,6 +96,9 @@ pub struct GuardBuilder {
     feed_grace: Duration,
     feed_read_timeout: Duration,
     fail_open: bool,
+    api_key_credential: Option<FeedCredential>,
+    api_key_active_ttl: Duration,
+    api_key_inactive_ttl: Duration,
 }
 
 impl Guard {
@@ -109,6 +121,9 @@ impl Guard {
             feed_grace: Duration::from_secs(5),
             feed_read_timeout: crate::feed::READ_TIMEOUT,
             fail_open: false,
+            api_key_credential: None,
+            api_key_active_ttl: api_key::DEFAULT_ACTIVE_TTL,
+            api_key_inactive_ttl: api_key::DEFAULT_INACTIVE_TTL,
         }
     }
 
@@ -205,6 +220,9 @@ impl Guard {
         if token.len() > MAX_TOKEN_LEN {
             return Err(BearerError::InvalidToken("the token is too long"));
         }
+        if ApiKey::looks_like(token) {
+            return self.validate_api_key(token).await;
+        }
         let inner = &*self.inner;
         let now = inner.clock.now().unix();
         let key = TokenCache::key(token);
@@ -235,6 +253,63 @@ impl Guard {
             feed.confirm_active(token, inner.fail_open).await?;
         }
         Ok((*entry.principal).clone())
+    }
+
+    /// A raw API key presented as a bearer token (migration mode, see [`crate::api_key`]).
+    async fn validate_api_key(&self, token: &str) -> Result<Principal, BearerError> {
+        let inner = &*self.inner;
+        let Some(mode) = &inner.api_keys else {
+            return Err(BearerError::InvalidToken(
+                "API keys are not accepted here; exchange the key for an access token",
+            ));
+        };
+        let key = ApiKey::parse(token)
+            .map_err(|_| BearerError::InvalidToken("the API key is malformed"))?;
+        // Known revoked: refused without asking anyone.
+        if inner.revocations.is_revoked(key.id().as_str()) {
+            return Err(BearerError::InvalidToken("the API key has been revoked"));
+        }
+        let now = inner.clock.now().unix();
+        let digest = TokenCache::key(token);
+        let feed_down = inner
+            .feed
+            .get()
+            .is_some_and(|feed| feed.down_longer_than(now, inner.feed_grace));
+        let inactive = BearerError::InvalidToken("the API key is not active");
+        let cached = mode.cached(&digest);
+        let principal = match &cached {
+            Some(Answer::Inactive) => return Err(inactive),
+            Some(Answer::Active(p)) if !feed_down => p.clone(),
+            _ => match mode.introspect(&key, &inner.resource).await {
+                Ok(Some(p)) => {
+                    let p = Arc::new(p);
+                    mode.remember(digest, Answer::Active(p.clone()));
+                    p
+                }
+                Ok(None) => {
+                    mode.remember(digest, Answer::Inactive);
+                    return Err(inactive);
+                }
+                Err(why) => {
+                    tracing::warn!(key_id = %key.id(), %why, "an API key could not be checked");
+                    match cached {
+                        Some(Answer::Active(p)) if inner.fail_open => p,
+                        _ => {
+                            return Err(BearerError::InvalidToken(
+                                "the API key cannot be checked right now",
+                            ));
+                        }
+                    }
+                }
+            },
+        };
+        if principal.expires_at.unix() <= now {
+            return Err(BearerError::InvalidToken("the API key has expired"));
+        }
+        if let Some(why) = inner.revocations.refusal(&principal) {
+            return Err(BearerError::InvalidToken(why));
+        }
+        Ok((*principal).clone())
     }
 
     /// Full verification of a token not in the cache.
@@ -406,6 +481,24 @@ impl GuardBuilder {
         self
     }
 
+    /// Migration mode (off by default): also accept raw Mandate API keys (`mk_...`) as bearer
+    /// tokens, checking each at the issuer's introspection endpoint with `credential` (this
+    /// resource server's own credential, the one it follows the revocation feed with). The
+    /// principal of a key has [`Principal::api_key_id`] set. See [`crate::api_key`].
+    pub fn accept_api_keys(mut self, credential: FeedCredential) -> Self {
+        self.api_key_credential = Some(credential);
+        self
+    }
+
+    /// How long an API key's introspection answer is reused in migration mode: an active one
+    /// (default 5 s) and an inactive one (default 2 s). Zero: ask every time. Revocations on
+    /// the feed apply to cached keys at once whatever these are.
+    pub fn api_key_cache_ttl(mut self, active: Duration, inactive: Duration) -> Self {
+        self.api_key_active_ttl = active;
+        self.api_key_inactive_ttl = inactive;
+        self
+    }
+
     /// Maximum number of verified tokens kept (default 100,000).
     pub fn cache_capacity(mut self, entries: u64) -> Self {
         self.cache_capacity = entries;
@@ -480,6 +573,25 @@ impl GuardBuilder {
         }
         metadata::split_url(&as_meta.jwks_uri)?;
         let initial = keys::fetch_keys(&http, &as_meta.jwks_uri).await?;
+        let api_keys = match self.api_key_credential {
+            None => None,
+            Some(credential) => {
+                let endpoint = as_meta
+                    .introspection_endpoint
+                    .clone()
+                    .ok_or_else(|| GuardError::NoIntrospectionEndpoint(self.issuer.clone()))?;
+                metadata::split_url(&endpoint)?;
+                Some(ApiKeys::new(
+                    http.clone(),
+                    Some(endpoint),
+                    ApiKeySettings {
+                        credential,
+                        active_ttl: self.api_key_active_ttl,
+                        inactive_ttl: self.api_key_inactive_ttl,
+                    },
+                ))
+            }
+        };
         let key_set = KeySet::new(
             http,
             as_meta.jwks_uri,
@@ -512,6 +624,7 @@ impl GuardBuilder {
                 feed_read_timeout: self.feed_read_timeout,
                 fail_open: self.fail_open,
                 revocation_retention: self.revocation_retention,
+                api_keys,
             }),
         })
     }

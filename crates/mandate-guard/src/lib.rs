@@ -28,6 +28,8 @@
 //! - `keys` (private): RFC 8414 discovery and the JWKS, refetched on unknown `kid`, rate-limited.
 //! - `cache` (private): verified tokens by SHA-256, living until their `exp`.
 //! - [`proxy`]: reverse-proxy mode for APIs that know nothing about OAuth.
+//! - [`api_key`]: migration mode, raw Mandate API keys checked by introspection (off by
+//!   default; [`GuardBuilder::accept_api_keys`]).
 //! - [`feed`]: following the issuer's revocation feed into the revocation set.
 //! - `sse` (private): the feed's event stream, with a cap on what one event may cost.
 //! - [`revocation`]: revoked grants, tokens, users and agents, consulted on every validation
@@ -42,6 +44,7 @@
 //! [`Guard::revocations`]; introspection fallback and proxy mode call [`Guard::authenticate`]
 //! or [`Guard::validate_token`] and render with [`Guard::reject`].
 
+pub mod api_key;
 mod cache;
 pub mod feed;
 pub mod proxy;

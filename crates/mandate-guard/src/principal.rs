@@ -1,7 +1,8 @@
 //! The caller, as a handler sees it once the guard has accepted its token.
 //!
 //! Handlers depend on this type, not on token claims, so the same handler works whether the
-//! principal came from a verified JWT or (later) from introspection.
+//! principal came from a verified JWT or, in migration mode (`accept_api_keys`), from a raw
+//! Mandate API key checked by introspection; [`Principal::api_key_id`] tells them apart.
 
 use mandate_core::jwt::AccessTokenClaims;
 use mandate_core::scope::ScopeSet;
@@ -29,6 +30,12 @@ pub struct Principal {
     pub expires_at: Timestamp,
     /// RFC 8693 delegation chain, when the token came from a token exchange.
     pub act: Option<serde_json::Value>,
+    /// Set when the caller presented a raw API key (migration mode) instead of an access
+    /// token: the key's id (`mkid_...`), also its `grant_id` and `client_id`. For such a
+    /// principal `jti` is the key id too, `issued_at` is the key's creation and `expires_at`
+    /// its expiry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key_id: Option<String>,
 }
 
 impl From<AccessTokenClaims> for Principal {
@@ -43,6 +50,7 @@ impl From<AccessTokenClaims> for Principal {
             issued_at: Timestamp::from_unix(c.iat),
             expires_at: Timestamp::from_unix(c.exp),
             act: c.act,
+            api_key_id: None,
         }
     }
 }

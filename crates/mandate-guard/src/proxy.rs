@@ -6,6 +6,9 @@
 //! headers. The same headers arriving from outside are always stripped, so a caller cannot
 //! claim another identity, and the bearer token is not forwarded unless the configuration asks
 //! for it (the upstream never needs it, and every copy of a token is a place it can leak).
+//! With the guard in migration mode ([`crate::GuardBuilder::accept_api_keys`], `mandate guard
+//! --accept-api-keys`), a caller may also present a raw API key; the upstream then also gets
+//! `x-mandate-api-key-id` (the key's id, never the key).
 
 use crate::error::GuardError;
 use crate::guard::Guard;
@@ -272,6 +275,12 @@ fn upstream_headers(
             if let Ok(v) = HeaderValue::from_str(value) {
                 headers.insert(HeaderName::from_static(name), v);
             }
+        }
+        // Migration mode: the caller used a raw API key (its id, never the key).
+        if let Some(id) = &p.api_key_id
+            && let Ok(v) = HeaderValue::from_str(id)
+        {
+            headers.insert(HeaderName::from_static("x-mandate-api-key-id"), v);
         }
     }
     headers

@@ -261,6 +261,7 @@ mod tests {
             issued_at: Timestamp::from_unix(100),
             expires_at: Timestamp::from_unix(500),
             act: None,
+            api_key_id: None,
         }
     }
 

@@ -4,7 +4,7 @@
 //! re-hashed only when they no longer verify). Everything is validated before anything is
 //! written, and every problem is reported with the key that holds it (`agents[1].max_scopes`).
 
-use crate::config::{AgentConfig, Config, Secret, UserConfig};
+use crate::config::{AdminRoleConfig, AgentConfig, Config, Secret, UserConfig};
 use crate::password;
 use anyhow::{Context, bail};
 use mandate_core::client::{
@@ -58,6 +58,17 @@ pub async fn apply(
     entropy: &dyn Entropy,
     now: Timestamp,
 ) -> anyhow::Result<Applied> {
+    apply_as(config, store, entropy, now, None).await
+}
+
+/// [`apply`], recording `actor` (an administrator) on the event.
+pub async fn apply_as(
+    config: &Config,
+    store: &dyn Store,
+    entropy: &dyn Entropy,
+    now: Timestamp,
+    actor: Option<&str>,
+) -> anyhow::Result<Applied> {
     let plan = validate(config, store).await?;
     for t in &plan.tenants {
         store.upsert_tenant(t).await?;
@@ -76,6 +87,11 @@ pub async fn apply(
             .await
             .with_context(|| format!("users[{i}] ({})", u.login))?;
     }
+    for (i, r) in config.admin_roles.iter().enumerate() {
+        apply_admin_role(store, r, now, actor)
+            .await
+            .with_context(|| format!("admin_roles[{i}]"))?;
+    }
     let applied = Applied {
         tenants: plan.tenants.len(),
         users: plan.users.len(),
@@ -85,6 +101,7 @@ pub async fn apply(
     };
     if !applied.is_empty() {
         let mut event = NewEvent::new(now, Action::ConfigApplied, ActorKind::Admin);
+        event.actor_id = actor.map(str::to_owned);
         event.detail = serde_json::json!({
             "tenants": applied.tenants, "users": applied.users, "scopes": applied.scopes,
             "resources": applied.resources, "agents": applied.agents,
@@ -438,5 +455,59 @@ async fn apply_user(
                 .await?;
         }
     }
+    Ok(())
+}
+
+/// Gives one `[[admin_roles]]` entry its role, unless it already holds exactly that role.
+/// Runs after users and agents are written, so it can name principals from the same file.
+async fn apply_admin_role(
+    store: &dyn Store,
+    r: &AdminRoleConfig,
+    now: Timestamp,
+    actor: Option<&str>,
+) -> anyhow::Result<()> {
+    use mandate_core::admin::{Principal, Role, RoleAssignment, check_assignment};
+    let (principal, own_tenant) = match (&r.user, &r.agent) {
+        (Some(login), None) => {
+            let user = store
+                .user_by_login(login)
+                .await?
+                .with_context(|| format!("user: no user `{login}`"))?;
+            (Principal::User(user.id), Some(user.tenant_id))
+        }
+        (None, Some(client_id)) => {
+            let agent = store
+                .agent(client_id)
+                .await?
+                .with_context(|| format!("agent: no agent `{client_id}`"))?;
+            (Principal::Agent(agent.client_id), agent.tenant_id)
+        }
+        _ => bail!("give exactly one of user (a login) or agent (a client id)"),
+    };
+    let tenant = match (r.role.as_str(), &r.tenant, &principal) {
+        ("tenant_admin", None, Principal::User(_)) => own_tenant.clone(),
+        (_, t, _) => t.clone(),
+    };
+    let role = Role::from_parts(&r.role, tenant.as_deref()).with_context(|| {
+        "role: `operator` (without tenant) or `tenant_admin` (with a tenant)".to_owned()
+    })?;
+    if let Some(t) = role.tenant()
+        && store.tenant(t).await?.is_none()
+    {
+        bail!("tenant: no tenant `{t}`");
+    }
+    let assignment = RoleAssignment { principal, role };
+    check_assignment(&assignment, own_tenant.as_deref())?;
+    if store.admin_role(&assignment.principal).await?.as_ref() == Some(&assignment.role) {
+        return Ok(());
+    }
+    let mut event = NewEvent::new(now, Action::AdminRoleGranted, ActorKind::Admin);
+    event.actor_id = actor.map(str::to_owned);
+    event.tenant_id = assignment.role.tenant().map(str::to_owned);
+    event.detail = serde_json::json!({
+        "principal": assignment.principal.to_string(),
+        "role": assignment.role.as_str(),
+    });
+    store.set_admin_role(&assignment, event).await?;
     Ok(())
 }

@@ -5,10 +5,15 @@
 //! (`invalid_client`, 401) whatever went wrong, so a caller cannot probe which ids exist; each
 //! failure is recorded as an event.
 //!
+//! A `client_id` that is an https URL is an MCP client ID metadata document client: it is
+//! resolved through [`crate::client_documents`] (a failure is `invalid_client` too) and
+//! authenticates with `none` or, when its document carries `jwks`, `private_key_jwt`.
+//!
 //! Besides the secret methods, registered clients may authenticate with `private_key_jwt`
 //! (RFC 7523): a short-lived JWT signed with a key from their registered `jwks`, whose `jti`
 //! is remembered until it expires so it cannot be replayed.
 
+use crate::client_documents;
 use crate::errors::ServerError;
 use crate::request_meta::RequestMeta;
 use crate::state::AppState;
@@ -70,18 +75,28 @@ pub async fn authenticate_caller(
         other => other.into(),
     })?;
     let failed = || OAuthError::InvalidClient("client authentication failed".into());
-    let outcome = match app
-        .cache
-        .agent(app.store.as_ref(), creds.client_id())
-        .await?
-    {
-        Some(agent) => creds.authenticate(&agent).map(|()| Caller::Agent(agent)),
-        None => match resource_by_client_id(app, creds.client_id()).await? {
-            Some(resource) => authenticate_resource(&creds, &resource)
-                .map(|()| Caller::Resource(resource))
-                .ok_or_else(failed),
-            None => Err(failed()),
-        },
+    let outcome = if app.client_documents.handles(creds.client_id()) {
+        // A URL client id: its metadata document (cached) says who it is.
+        match client_documents::stored_agent(app, creds.client_id(), meta, now).await? {
+            Ok(agent) => creds
+                .authenticate(&agent)
+                .map(|()| Caller::Agent(Arc::new(agent))),
+            Err(e) => Err(OAuthError::InvalidClient(e.to_string().into())),
+        }
+    } else {
+        match app
+            .cache
+            .agent(app.store.as_ref(), creds.client_id())
+            .await?
+        {
+            Some(agent) => creds.authenticate(&agent).map(|()| Caller::Agent(agent)),
+            None => match resource_by_client_id(app, creds.client_id()).await? {
+                Some(resource) => authenticate_resource(&creds, &resource)
+                    .map(|()| Caller::Resource(resource))
+                    .ok_or_else(failed),
+                None => Err(failed()),
+            },
+        }
     };
     match outcome {
         Ok(caller) => Ok(caller),
@@ -131,7 +146,7 @@ async fn authenticate_assertion(
         }
         Err(other) => return Err(other.into()),
     };
-    let outcome = verify_assertion(app, assertion, &client_id, now).await?;
+    let outcome = verify_assertion(app, assertion, &client_id, meta, now).await?;
     match outcome {
         Ok(agent) => Ok(agent),
         Err(error) => {
@@ -149,10 +164,17 @@ async fn verify_assertion(
     app: &AppState,
     assertion: &PresentedAssertion,
     client_id: &str,
+    meta: &RequestMeta,
     now: Timestamp,
 ) -> Result<Result<Arc<Agent>, OAuthError>, ServerError> {
     let failed = || OAuthError::InvalidClient("client authentication failed".into());
-    if !mandate_core::client::is_valid_client_id(client_id) {
+    if app.client_documents.handles(client_id) {
+        // A metadata document client: the document (cached) brings the keys; it is stored as
+        // a registration, read below like any other.
+        if let Err(e) = client_documents::stored_agent(app, client_id, meta, now).await? {
+            return Ok(Err(OAuthError::InvalidClient(e.to_string().into())));
+        }
+    } else if !mandate_core::client::is_valid_client_id(client_id) {
         return Ok(Err(failed()));
     }
     let Some(registered) = app.store.registered_client(client_id).await? else {

@@ -74,6 +74,9 @@ pub struct Config {
     pub resources: Vec<ResourceConfig>,
     #[serde(default)]
     pub agents: Vec<AgentConfig>,
+    /// Who may use the admin API (`/admin/v1`).
+    #[serde(default)]
+    pub admin_roles: Vec<AdminRoleConfig>,
     /// RFC 8693 token exchange: which agents may exchange users' tokens for which audiences,
     /// and the longest delegation chain. Nothing may be exchanged without a rule.
     #[serde(default)]
@@ -85,6 +88,9 @@ pub struct Config {
     /// key keeps working.
     #[serde(default)]
     pub api_keys: ApiKeysConfig,
+    /// MCP client ID metadata documents: `client_id`s that are https URLs, fetched.
+    #[serde(default)]
+    pub client_metadata_documents: ClientMetadataDocumentsConfig,
 }
 
 mod defaults {
@@ -122,6 +128,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             api_keys: ApiKeysConfig::default(),
+            client_metadata_documents: ClientMetadataDocumentsConfig::default(),
             listen: defaults::listen(),
             issuer: None,
             data_dir: defaults::data_dir(),
@@ -136,6 +143,7 @@ impl Default for Config {
             scopes: vec![],
             resources: vec![],
             agents: vec![],
+            admin_roles: vec![],
             exchange: ExchangePolicy::default(),
             registration: RegistrationConfig::default(),
         }
@@ -185,6 +193,21 @@ impl Default for RegistrationConfig {
             rate_limit_per_minute: defaults::rate_limit_per_minute(),
         }
     }
+}
+
+/// `[[admin_roles]]`: one of `user` (a login) or `agent` (a client id), and its role.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminRoleConfig {
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// `operator` or `tenant_admin`.
+    pub role: String,
+    /// The tenant a `tenant_admin` administers (a user's defaults to their own tenant).
+    #[serde(default)]
+    pub tenant: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -430,6 +453,52 @@ impl ApiKeysConfig {
         mandate_core::api_key::ApiKeyPolicy {
             max_lifetime_seconds: self.max_lifetime_seconds,
             rotation_overlap_seconds: self.rotation_overlap_seconds,
+        }
+    }
+}
+
+/// `[client_metadata_documents]`: clients whose `client_id` is an https URL naming their
+/// metadata document (see `crate::client_documents`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientMetadataDocumentsConfig {
+    /// Accept such clients (default true) and advertise
+    /// `client_id_metadata_document_supported`.
+    pub enabled: bool,
+    /// Also fetch from loopback, private (RFC 1918), CGNAT and unique-local addresses. For
+    /// development and tests only: on a server, this lets any client make it request internal
+    /// services. Link-local (cloud metadata), multicast and unspecified addresses stay refused.
+    pub allow_private_addresses: bool,
+    /// PEM files of certificate authorities trusted for fetching documents, in addition to the
+    /// built-in web roots (for a private CA, or a test server's self-signed certificate).
+    pub extra_root_certificates: Vec<PathBuf>,
+    /// Longest a fetch may take, in milliseconds (at most 5000).
+    pub timeout_ms: u64,
+    /// Bounds on how long a fetched document is reused, from its `Cache-Control`.
+    pub cache_min_seconds: u64,
+    pub cache_max_seconds: u64,
+    /// Used when the response says nothing about caching.
+    pub cache_default_seconds: u64,
+    /// How long a failed fetch is remembered, so a client cannot make the server fetch in a
+    /// loop.
+    pub failure_cache_seconds: u64,
+    /// Most documents (and failures) cached at once.
+    pub cache_capacity: u64,
+}
+
+impl Default for ClientMetadataDocumentsConfig {
+    fn default() -> Self {
+        let bounds = mandate_core::client_metadata_document::CacheBounds::default();
+        Self {
+            enabled: true,
+            allow_private_addresses: false,
+            extra_root_certificates: vec![],
+            timeout_ms: mandate_core::client_metadata_document::FETCH_TIMEOUT_SECONDS * 1000,
+            cache_min_seconds: bounds.min_seconds,
+            cache_max_seconds: bounds.max_seconds,
+            cache_default_seconds: bounds.default_seconds,
+            failure_cache_seconds: 30,
+            cache_capacity: 10_000,
         }
     }
 }

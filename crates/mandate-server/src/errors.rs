@@ -29,6 +29,9 @@ pub enum ServerError {
         title: &'static str,
         detail: String,
     },
+    /// An admin API failure, answered as JSON (with an RFC 6750 challenge for token problems).
+    #[error(transparent)]
+    Admin(#[from] AdminError),
     #[error("storage failure")]
     Store(#[from] StoreError),
     #[error("internal failure")]
@@ -97,10 +100,76 @@ impl IntoResponse for ServerError {
                 title,
                 detail,
             } => pages::error_page(status, title, &detail),
+            Self::Admin(e) => admin_error(e),
             Self::Store(e) => internal(&e),
             Self::Internal(e) => internal(e.as_ref()),
         }
     }
+}
+
+/// Why an admin API request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// No bearer token at all (RFC 6750 §3.1: a challenge without an error code).
+    #[error("an admin access token is required")]
+    NoToken,
+    /// No usable admin token (RFC 6750 `invalid_token`, or no credentials at all).
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// A valid token without the admin scope (RFC 6750 `insufficient_scope`).
+    #[error("the token lacks the admin scope")]
+    InsufficientScope,
+    /// A known caller that may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Absent, or in a tenant the caller may not see (the two are indistinguishable).
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl From<mandate_core::admin::Denied> for AdminError {
+    fn from(d: mandate_core::admin::Denied) -> Self {
+        match d {
+            mandate_core::admin::Denied::Hidden => Self::NotFound("not found".into()),
+            mandate_core::admin::Denied::Forbidden(why) => Self::Forbidden(why.into()),
+        }
+    }
+}
+
+fn admin_error(e: AdminError) -> Response {
+    let (status, code) = match &e {
+        AdminError::NoToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
+        AdminError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
+        AdminError::InsufficientScope => (StatusCode::FORBIDDEN, "insufficient_scope"),
+        AdminError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+        AdminError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+        AdminError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+        AdminError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+    };
+    let body = serde_json::json!({ "error": code, "error_description": e.to_string() });
+    let mut response = (status, axum::Json(body)).into_response();
+    no_store(&mut response);
+    let challenge = match &e {
+        AdminError::NoToken => Some("Bearer realm=\"mandate-admin\"".to_owned()),
+        AdminError::Unauthenticated(why) => Some(format!(
+            "Bearer realm=\"mandate-admin\", error=\"invalid_token\", error_description=\"{why}\""
+        )),
+        AdminError::InsufficientScope => Some(format!(
+            "Bearer realm=\"mandate-admin\", error=\"insufficient_scope\", scope=\"{}\"",
+            mandate_core::admin::ADMIN_SCOPE
+        )),
+        _ => None,
+    };
+    if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
 }
 
 fn internal(e: &(dyn std::error::Error + 'static)) -> Response {

@@ -6,19 +6,23 @@
 //! # Layout
 //! - [`startup`]: build (bind, migrate, apply config, load keys) and run until shutdown.
 //! - [`config`], [`apply`]: layered configuration and the declarative model applied at start.
+//! - [`admin`]: the admin API (`/admin/v1`) and its OpenAPI document.
 //! - [`routes`]: one module per endpoint; [`grants`]: one module per token grant type.
 //! - [`issuance`]: minting access tokens, refresh families and codes.
 //! - [`token_state`]: whether an access token (and every grant it depends on) is still active.
 //! - [`client_auth`], [`browser`], [`password`]: proving who a client or a person is.
+//! - [`client_documents`]: fetching MCP client ID metadata documents (URL client ids).
 //! - [`keys`]: the key-encryption key and the signing key ring.
 //! - [`cache`]: short-lived caches for the token endpoint's hot path.
 //! - [`pages`]: compiled templates for login, consent and errors.
 //! - [`errors`]: the single mapping from failures to HTTP responses.
 
+pub mod admin;
 pub mod apply;
 pub mod browser;
 pub mod cache;
 pub mod client_auth;
+pub mod client_documents;
 pub mod config;
 pub mod errors;
 pub mod form;

@@ -29,6 +29,9 @@ pub struct ConsentPage<'a> {
     pub request_id: &'a str,
     pub csrf: &'a str,
     pub agent_name: &'a str,
+    /// For a client id metadata document client: the host of the redirect URI, shown
+    /// prominently because the name is self-asserted.
+    pub redirect_host: Option<&'a str>,
     pub client_id: &'a str,
     pub tenant_name: &'a str,
     pub user_name: &'a str,

@@ -73,6 +73,9 @@ impl Application {
             .await
             .context("opening the database")?;
         let now = deps.clock.now();
+        crate::admin::install(store.as_ref(), &issuer)
+            .await
+            .context("installing the admin API resource")?;
         let applied = apply::apply(&config, store.as_ref(), deps.entropy.as_ref(), now)
             .await
             .context("applying the configuration")?;
@@ -90,7 +93,12 @@ impl Application {
 
         let registration = registration_settings(&config)?;
         let (shutting_down, shutdown_seen) = tokio::sync::watch::channel(false);
+        let client_documents = crate::client_documents::DocumentFetcher::new(
+            crate::client_documents::FetchSettings::from_config(&config.client_metadata_documents)?,
+            registration.policy.clone(),
+        );
         let state = AppState {
+            client_documents: Arc::new(client_documents),
             shutting_down: shutdown_seen,
             registration_limiter: Arc::new(crate::rate_limit::RateLimiter::new(
                 config.registration.rate_limit_per_minute,
@@ -112,6 +120,7 @@ impl Application {
                 session_ttl_seconds: config.session_ttl_seconds,
                 exchange: config.exchange.clone(),
                 registration,
+                api_keys: config.api_keys.policy(),
             }),
         };
         let router = routes::router(state.clone());

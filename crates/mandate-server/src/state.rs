@@ -25,6 +25,8 @@ pub struct AppState {
     pub shutting_down: tokio::sync::watch::Receiver<bool>,
     /// Registrations per client IP address (RFC 7591 endpoint abuse).
     pub registration_limiter: Arc<crate::rate_limit::RateLimiter>,
+    /// MCP client ID metadata documents, fetched and cached.
+    pub client_documents: Arc<crate::client_documents::DocumentFetcher>,
 }
 
 /// Settings resolved at start.
@@ -42,6 +44,8 @@ pub struct Settings {
     pub exchange: mandate_core::exchange::ExchangePolicy,
     /// Dynamic client registration (RFC 7591/7592).
     pub registration: RegistrationSettings,
+    /// API key lifetimes and rotation overlap (admin API).
+    pub api_keys: mandate_core::api_key::ApiKeyPolicy,
 }
 
 /// `[registration]`, resolved.

@@ -13,7 +13,7 @@
 
 use crate::errors::ServerError;
 use crate::state::AppState;
-use mandate_core::api_key::{KEY_ID_PREFIX, KeyId};
+use mandate_core::api_key::{ApiKeyRecord, KEY_ID_PREFIX, KeyId};
 use mandate_core::exchange::Actor;
 use mandate_core::jwt::{self, AccessTokenClaims, Expectations};
 use mandate_core::time::Timestamp;
@@ -131,10 +131,22 @@ pub async fn api_key_active(
     let Some(stored) = app.store.api_key(&id, None).await? else {
         return Ok(false);
     };
-    if stored.record.check_usable(now).is_err() {
+    api_key_usable(app, &stored.record, now).await
+}
+
+/// Whether a stored key may be used at `now`: not revoked, not expired (rotation lowers the
+/// expiry to the end of its overlap), and its user, if it has one, enabled. The one rule for
+/// the key-to-token exchange, tokens obtained with a key, and a key presented to a resource
+/// server (introspection in migration mode).
+pub async fn api_key_usable(
+    app: &AppState,
+    record: &ApiKeyRecord,
+    now: Timestamp,
+) -> Result<bool, ServerError> {
+    if record.check_usable(now).is_err() {
         return Ok(false);
     }
-    if let Some(user) = &stored.record.user_id
+    if let Some(user) = &record.user_id
         && app.store.user(user).await?.is_none_or(|u| u.disabled)
     {
         return Ok(false);

@@ -37,6 +37,7 @@ mod sqlite;
 pub mod testing;
 
 use async_trait::async_trait;
+use mandate_core::admin::{Principal, Role, RoleAssignment};
 use mandate_core::api_key::{ApiKeyRecord, KeyId};
 use mandate_core::client::Agent;
 use mandate_core::code::AuthorizationCode;
@@ -324,6 +325,20 @@ pub trait BulkRevocation: Send + Sync {
     ) -> StoreResult<BulkRevoked>;
 }
 
+/// Admin API roles ([`mandate_core::admin`]).
+#[async_trait]
+pub trait AdminRoles: Send + Sync {
+    /// Gives `assignment.principal` its role, replacing any previous one; `event` is appended
+    /// in the same transaction. `NotFound("tenant")` if a tenant admin's tenant does not exist.
+    async fn set_admin_role(&self, assignment: &RoleAssignment, event: NewEvent)
+    -> StoreResult<()>;
+    /// Takes the principal's role away; `false` (and no event) if it had none.
+    async fn remove_admin_role(&self, principal: &Principal, event: NewEvent) -> StoreResult<bool>;
+    async fn admin_role(&self, principal: &Principal) -> StoreResult<Option<Role>>;
+    /// Every assignment, by principal.
+    async fn admin_roles(&self) -> StoreResult<Vec<RoleAssignment>>;
+}
+
 #[async_trait]
 pub trait EventStore: Send + Sync {
     /// Appends events in one transaction, returning their sequence numbers in order.
@@ -351,6 +366,7 @@ pub trait Store:
     + Registrations
     + AssertionReplay
     + BulkRevocation
+    + AdminRoles
     + Send
     + Sync
     + 'static

@@ -16,6 +16,8 @@
     clippy::indexing_slicing
 )]
 
+#[path = "conformance/admin_roles.rs"]
+mod admin_roles;
 #[path = "conformance/api_keys.rs"]
 mod api_keys;
 #[path = "conformance/bulk.rs"]
@@ -33,6 +35,7 @@ mod registrations;
 #[path = "conformance/tokens.rs"]
 mod tokens;
 
+use admin_roles::*;
 use api_keys::*;
 use bulk::*;
 use directory::*;
@@ -127,4 +130,5 @@ conformance!(
     bulk_revocation_by_agent_spans_tenants_but_not_keys,
     bulk_revocation_by_agent_in_tenant_stays_in_the_tenant,
     bulk_revocation_of_nobody_changes_nothing,
+    admin_roles_replace_remove_and_record_events,
 );

@@ -1,70 +1,115 @@
-//! Administrative commands, run directly against the configured database.
+//! Administrative commands, run against the server's own database or, with `--server`, a
+//! remote server through its admin API (`/admin/v1`).
 //!
-//! Creation goes through the same validation as the declarative configuration (by applying a
-//! one-item configuration), so the CLI and `--config` can never disagree about what is valid.
+//! Both paths run the same operations: locally the CLI calls `mandate_server::admin`'s
+//! operation functions with an operator context (recorded as `cli`), remotely the server runs
+//! those same functions behind the API, under the caller's role. `--json` prints exactly the
+//! admin API's bodies, so scripts work the same either way.
 
 use crate::cli::{
-    AgentCmd, ApiKeyCmd, Global, GrantCmd, ResourceCmd, ScopeCmd, TenantCmd, UserCmd,
+    AdminRoleCmd, AgentCmd, ApiKeyCmd, Global, GrantCmd, ResourceCmd, ScopeCmd, TenantCmd, UserCmd,
 };
 use crate::output;
+use crate::remote::Remote;
 use anyhow::Context;
-use mandate_core::api_key::{self, ApiKeyError, ApiKeyRecord, KeyId, NewApiKey};
-use mandate_core::event::{Action, ActorKind, NewEvent};
-use mandate_core::random;
-use mandate_core::scope::ScopeSet;
-use mandate_core::time::{Clock, Timestamp};
-use mandate_server::apply;
-use mandate_server::config::{
-    self, AgentConfig, Config, Overrides, ResourceConfig, ScopeConfig, Secret, TenantConfig,
-    UserConfig,
+use mandate_core::api_key::ApiKeyPolicy;
+use mandate_core::time::Clock;
+use mandate_server::admin::context::Ctx;
+use mandate_server::admin::model::{
+    AgentKind, AgentView, ApiKeyView, BulkRevocationRequest, BulkRevocationResult, CreatedAgent,
+    CreatedApiKey, CreatedResource, GrantQuery, GrantView, NewAgent, NewApiKey, NewResource,
+    NewScope, NewTenant, NewUser, PrincipalKind, Removed, ResourceView, RevokeRequest, Revoked,
+    RoleName, RoleView, RotateRequest, RotatedApiKey, ScopeView, SetRole, TenantView, UserQuery,
+    UserView,
 };
+use mandate_server::admin::{api_keys, directory, grants, roles};
+use mandate_server::config::{self, Overrides};
 use mandate_server::system::{OsEntropy, SystemClock};
-use mandate_store::{ApiKeyRotation, BulkTarget, GrantFilter, Store};
-use serde::Serialize;
+use mandate_store::Store;
 use std::io::BufRead;
 use std::sync::Arc;
 
-async fn open(global: &Global) -> anyhow::Result<(Config, Arc<dyn Store>)> {
-    let overrides = Overrides {
-        data_dir: global.data_dir.clone(),
-        database_url: global.database_url.clone(),
-        ..Overrides::default()
-    };
-    let config = config::load(global.config.as_deref(), &overrides)?;
-    if config.database_url.is_none() {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("creating {}", config.data_dir.display()))?;
-    }
-    let store = mandate_store::connect(&config.database_url())
-        .await
-        .context("opening the database")?;
-    Ok((config, store))
+/// Where administrative commands run.
+pub enum Backend {
+    Local {
+        store: Arc<dyn Store>,
+        policy: ApiKeyPolicy,
+        entropy: OsEntropy,
+    },
+    Remote(Remote),
 }
 
-/// Applies a configuration holding only `part`, with the full validation of `--config`.
-async fn apply_part(store: &dyn Store, part: Config) -> anyhow::Result<()> {
-    apply::apply(&part, store, &OsEntropy::default(), SystemClock.now()).await?;
-    Ok(())
+impl Backend {
+    pub async fn open(global: &Global) -> anyhow::Result<Self> {
+        if let Some(server) = &global.server {
+            return Ok(Self::Remote(Remote::connect(server).await?));
+        }
+        let overrides = Overrides {
+            data_dir: global.data_dir.clone(),
+            database_url: global.database_url.clone(),
+            ..Overrides::default()
+        };
+        let config = config::load(global.config.as_deref(), &overrides)?;
+        if config.database_url.is_none() {
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("creating {}", config.data_dir.display()))?;
+        }
+        let store = mandate_store::connect(&config.database_url())
+            .await
+            .context("opening the database")?;
+        Ok(Self::Local {
+            store,
+            policy: config.api_keys.policy(),
+            entropy: OsEntropy::default(),
+        })
+    }
+}
+
+/// Runs `$local` with an operator context on the local database, or `$remote_call` with the
+/// admin API client, and yields the answer (returning early on an error).
+macro_rules! either {
+    ($backend:expr, |$ctx:ident| $local:expr, |$remote:ident| $remote_call:expr) => {
+        match &$backend {
+            Backend::Remote($remote) => $remote_call.await?,
+            Backend::Local {
+                store,
+                policy,
+                entropy,
+            } => {
+                let $ctx = Ctx::local(store.as_ref(), entropy, SystemClock.now(), *policy);
+                $local.await.map_err(anyhow::Error::from)?
+            }
+        }
+    };
+}
+
+/// A user's id from their login.
+async fn user_id(backend: &Backend, login: &str) -> anyhow::Result<String> {
+    let q = UserQuery {
+        tenant_id: None,
+        login: Some(login.to_owned()),
+    };
+    let found: Vec<UserView> = either!(backend, |ctx| directory::list_users(&ctx, q), |r| r
+        .get(&format!("/users?login={}", crate::remote::encode(login))));
+    found
+        .into_iter()
+        .next()
+        .map(|u| u.id)
+        .with_context(|| format!("no user `{login}`"))
 }
 
 pub async fn tenant(global: &Global, cmd: TenantCmd) -> anyhow::Result<()> {
-    let (_, store) = open(global).await?;
+    let b = Backend::open(global).await?;
     match cmd {
         TenantCmd::Create { id, name } => {
-            let name = name.unwrap_or_else(|| id.clone());
-            let part = Config {
-                tenants: vec![TenantConfig {
-                    id: id.clone(),
-                    name,
-                }],
-                ..Config::default()
-            };
-            apply_part(store.as_ref(), part).await?;
-            let t = store.tenant(&id).await?.context("tenant vanished")?;
+            let new = NewTenant { id, name };
+            let t: TenantView = either!(b, |ctx| directory::create_tenant(&ctx, new), |r| r
+                .post("/tenants", &new));
             output::created(global.json, &t, &format!("tenant {} ({})", t.id, t.name))
         }
         TenantCmd::List => {
-            let items = store.tenants().await?;
+            let items: Vec<TenantView> = either!(b, |ctx| directory::list_tenants(&ctx), |r| r
+                .get("/tenants"));
             let rows = items
                 .iter()
                 .map(|t| vec![t.id.clone(), t.name.clone()])
@@ -75,7 +120,7 @@ pub async fn tenant(global: &Global, cmd: TenantCmd) -> anyhow::Result<()> {
 }
 
 pub async fn user(global: &Global, cmd: UserCmd) -> anyhow::Result<()> {
-    let (_, store) = open(global).await?;
+    let b = Backend::open(global).await?;
     match cmd {
         UserCmd::Create {
             login,
@@ -86,25 +131,14 @@ pub async fn user(global: &Global, cmd: UserCmd) -> anyhow::Result<()> {
             let mut password = String::new();
             std::io::stdin().lock().read_line(&mut password)?;
             let password = password.trim_end_matches(['\r', '\n']).to_owned();
-            anyhow::ensure!(
-                password.len() >= 8,
-                "the password must have at least 8 characters"
-            );
-            let part = Config {
-                users: vec![UserConfig {
-                    login: login.clone(),
-                    tenant,
-                    display_name: name,
-                    password: Some(Secret::new(password)),
-                    password_hash: None,
-                }],
-                ..Config::default()
+            let new = NewUser {
+                login,
+                tenant_id: tenant,
+                display_name: name,
+                password,
             };
-            apply_part(store.as_ref(), part).await?;
-            let u = store
-                .user_by_login(&login)
-                .await?
-                .context("user vanished")?;
+            let u: UserView = either!(b, |ctx| directory::create_user(&ctx, new), |r| r
+                .post("/users", &new));
             output::created(
                 global.json,
                 &u,
@@ -112,7 +146,16 @@ pub async fn user(global: &Global, cmd: UserCmd) -> anyhow::Result<()> {
             )
         }
         UserCmd::List { tenant } => {
-            let items = store.users(tenant.as_deref()).await?;
+            let q = UserQuery {
+                tenant_id: tenant.clone(),
+                login: None,
+            };
+            let path = match &tenant {
+                Some(t) => format!("/users?tenant_id={}", crate::remote::encode(t)),
+                None => "/users".to_owned(),
+            };
+            let items: Vec<UserView> =
+                either!(b, |ctx| directory::list_users(&ctx, q), |r| r.get(&path));
             let rows = items
                 .iter()
                 .map(|u| {
@@ -133,59 +176,36 @@ pub async fn user(global: &Global, cmd: UserCmd) -> anyhow::Result<()> {
             )
         }
         UserCmd::Disable { login } => {
-            let mut u = store
-                .user_by_login(&login)
-                .await?
-                .with_context(|| format!("no user `{login}`"))?;
-            u.disabled = true;
-            store.update_user(&u).await?;
+            let id = user_id(&b, &login).await?;
+            let u: UserView = either!(b, |ctx| directory::disable_user(&ctx, &id), |r| r.post(
+                &format!("/users/{}/disable", crate::remote::encode(&id)),
+                &()
+            ));
             output::created(global.json, &u, &format!("user {login} disabled"))
         }
     }
 }
 
-#[derive(Serialize)]
-struct ScopeRow {
-    name: String,
-    description: String,
-    sensitive: bool,
-}
-
 pub async fn scope(global: &Global, cmd: ScopeCmd) -> anyhow::Result<()> {
-    let (_, store) = open(global).await?;
+    let b = Backend::open(global).await?;
     match cmd {
         ScopeCmd::Create {
             name,
             description,
             sensitive,
         } => {
-            let part = Config {
-                scopes: vec![ScopeConfig {
-                    name: name.clone(),
-                    description: description.clone(),
-                    sensitive,
-                }],
-                ..Config::default()
-            };
-            apply_part(store.as_ref(), part).await?;
-            let row = ScopeRow {
+            let new = NewScope {
                 name,
                 description,
                 sensitive,
             };
-            output::created(global.json, &row, &format!("scope {}", row.name))
+            let s: ScopeView = either!(b, |ctx| directory::create_scope(&ctx, new), |r| r
+                .post("/scopes", &new));
+            output::created(global.json, &s, &format!("scope {}", s.name))
         }
         ScopeCmd::List => {
-            let items: Vec<ScopeRow> = store
-                .scopes()
-                .await?
-                .into_iter()
-                .map(|s| ScopeRow {
-                    name: s.name,
-                    description: s.description,
-                    sensitive: s.sensitive,
-                })
-                .collect();
+            let items: Vec<ScopeView> =
+                either!(b, |ctx| directory::list_scopes(&ctx), |r| r.get("/scopes"));
             let rows = items
                 .iter()
                 .map(|s| vec![s.name.clone(), s.description.clone(), yes_no(s.sensitive)])
@@ -201,7 +221,7 @@ pub async fn scope(global: &Global, cmd: ScopeCmd) -> anyhow::Result<()> {
 }
 
 pub async fn resource(global: &Global, cmd: ResourceCmd) -> anyhow::Result<()> {
-    let (_, store) = open(global).await?;
+    let b = Backend::open(global).await?;
     match cmd {
         ResourceCmd::Create {
             identifier,
@@ -209,58 +229,36 @@ pub async fn resource(global: &Global, cmd: ResourceCmd) -> anyhow::Result<()> {
             scopes,
             client_id,
         } => {
-            let secret = client_id
-                .as_ref()
-                .map(|_| random::opaque_secret(&OsEntropy::default()));
-            let part = Config {
-                resources: vec![ResourceConfig {
-                    identifier: identifier.clone(),
-                    name,
-                    scopes,
-                    client_id,
-                    secret: secret.clone().map(Secret::new),
-                    secret_hash: None,
-                }],
-                ..Config::default()
+            let new = NewResource {
+                identifier,
+                name: Some(name),
+                scopes,
+                client_id,
             };
-            apply_part(store.as_ref(), part).await?;
-            let r = store
-                .resources()
-                .await?
-                .into_iter()
-                .find(|r| r.identifier == identifier)
-                .context("resource vanished")?;
-            let mut text = format!("resource {} ({})", r.identifier, r.name);
-            if let (Some(id), Some(s)) = (&r.client_id, &secret) {
+            let c: CreatedResource = either!(b, |ctx| directory::create_resource(&ctx, new), |r| r
+                .post("/resources", &new));
+            let mut text = format!("resource {} ({})", c.resource.identifier, c.resource.name);
+            if let (Some(id), Some(s)) = (&c.resource.client_id, &c.client_secret) {
                 text.push_str(&format!(
                     "\ncredential {id}, secret (shown once, store it now): {s}"
                 ));
             }
-            let shown = serde_json::json!({ "resource": r, "client_secret": secret });
-            output::created(global.json, &shown, &text)
+            output::created(global.json, &c, &text)
         }
         ResourceCmd::List => {
-            let items = store.resources().await?;
+            let items: Vec<ResourceView> = either!(b, |ctx| directory::list_resources(&ctx), |r| r
+                .get("/resources"));
             let rows = items
                 .iter()
-                .map(|r| vec![r.identifier.clone(), r.name.clone(), r.scopes.to_string()])
+                .map(|r| vec![r.identifier.clone(), r.name.clone(), r.scopes.join(" ")])
                 .collect();
             output::print(global.json, &items, &["identifier", "name", "scopes"], rows)
         }
     }
 }
 
-#[derive(Serialize)]
-struct CreatedAgent<'a> {
-    #[serde(flatten)]
-    agent: &'a mandate_core::client::Agent,
-    /// Shown once; only its hash is stored.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_secret: Option<&'a str>,
-}
-
 pub async fn agent(global: &Global, cmd: AgentCmd) -> anyhow::Result<()> {
-    let (_, store) = open(global).await?;
+    let b = Backend::open(global).await?;
     match cmd {
         AgentCmd::Create {
             client_id,
@@ -272,55 +270,41 @@ pub async fn agent(global: &Global, cmd: AgentCmd) -> anyhow::Result<()> {
             tenant,
             default_resource,
         } => {
-            let secret =
-                (kind == "confidential").then(|| random::opaque_secret(&OsEntropy::default()));
-            let part = Config {
-                agents: vec![AgentConfig {
-                    client_id: client_id.clone(),
-                    name,
-                    kind,
-                    secret: secret.clone().map(Secret::new),
-                    secret_hash: None,
-                    redirect_uris,
-                    grant_types,
-                    max_scopes,
-                    tenant,
-                    access_token_ttl_seconds: None,
-                    refresh_token_ttl_seconds: None,
-                    default_resource,
-                    allowed_resources: vec![],
-                }],
-                ..Config::default()
+            let kind = match kind.as_str() {
+                "public" => AgentKind::Public,
+                "confidential" => AgentKind::Confidential,
+                other => anyhow::bail!("--kind: `{other}` is neither public nor confidential"),
             };
-            apply_part(store.as_ref(), part).await?;
-            let a = store.agent(&client_id).await?.context("agent vanished")?;
-            let mut text = format!("agent {} ({})", a.client_id, a.kind.as_str());
-            if let Some(s) = &secret {
+            let new = NewAgent {
+                client_id,
+                name,
+                kind,
+                grant_types,
+                max_scopes,
+                redirect_uris,
+                tenant_id: tenant,
+                default_resource,
+                allowed_resources: vec![],
+            };
+            let c: CreatedAgent = either!(b, |ctx| directory::create_agent(&ctx, new), |r| r
+                .post("/agents", &new));
+            let mut text = format!("agent {} ({})", c.agent.client_id, c.agent.kind);
+            if let Some(s) = &c.client_secret {
                 text.push_str(&format!("\nclient secret (shown once, store it now): {s}"));
             }
-            output::created(
-                global.json,
-                &CreatedAgent {
-                    agent: &a,
-                    client_secret: secret.as_deref(),
-                },
-                &text,
-            )
+            output::created(global.json, &c, &text)
         }
         AgentCmd::List => {
-            let items = store.agents().await?;
+            let items: Vec<AgentView> =
+                either!(b, |ctx| directory::list_agents(&ctx), |r| r.get("/agents"));
             let rows = items
                 .iter()
                 .map(|a| {
                     vec![
                         a.client_id.clone(),
-                        a.kind.as_str().to_owned(),
-                        a.grant_types
-                            .iter()
-                            .map(|g| g.as_str())
-                            .collect::<Vec<_>>()
-                            .join(" "),
-                        a.max_scopes.to_string(),
+                        a.kind.clone(),
+                        a.grant_types.join(" "),
+                        a.max_scopes.join(" "),
                         a.tenant_id.clone().unwrap_or_else(|| "(any)".into()),
                         yes_no(a.disabled),
                     ]
@@ -341,19 +325,18 @@ pub async fn agent(global: &Global, cmd: AgentCmd) -> anyhow::Result<()> {
             )
         }
         AgentCmd::Disable { client_id } => {
-            let mut a = store
-                .agent(&client_id)
-                .await?
-                .with_context(|| format!("no agent `{client_id}`"))?;
-            a.disabled = true;
-            store.upsert_agent(&a).await?;
+            let a: AgentView = either!(b, |ctx| directory::disable_agent(&ctx, &client_id), |r| r
+                .post(
+                    &format!("/agents/{}/disable", crate::remote::encode(&client_id)),
+                    &()
+                ));
             output::created(global.json, &a, &format!("agent {client_id} disabled"))
         }
     }
 }
 
 pub async fn grant(global: &Global, cmd: GrantCmd) -> anyhow::Result<()> {
-    let (_, store) = open(global).await?;
+    let b = Backend::open(global).await?;
     match cmd {
         GrantCmd::List {
             tenant,
@@ -362,22 +345,31 @@ pub async fn grant(global: &Global, cmd: GrantCmd) -> anyhow::Result<()> {
             all,
         } => {
             let user_id = match user {
-                Some(login) => Some(
-                    store
-                        .user_by_login(&login)
-                        .await?
-                        .with_context(|| format!("no user `{login}`"))?
-                        .id,
-                ),
+                Some(login) => Some(user_id(&b, &login).await?),
                 None => None,
             };
-            let filter = GrantFilter {
+            let mut query = vec![];
+            for (k, v) in [
+                ("tenant_id", &tenant),
+                ("user_id", &user_id),
+                ("client_id", &agent),
+            ] {
+                if let Some(v) = v {
+                    query.push(format!("{k}={}", crate::remote::encode(v)));
+                }
+            }
+            if all {
+                query.push("include_revoked=true".into());
+            }
+            let path = format!("/grants?{}", query.join("&"));
+            let q = GrantQuery {
                 tenant_id: tenant,
                 user_id,
                 client_id: agent,
                 include_revoked: all,
             };
-            let items = store.grants(&filter).await?;
+            let items: Vec<GrantView> =
+                either!(b, |ctx| grants::list_grants(&ctx, q), |r| r.get(&path));
             let rows = items
                 .iter()
                 .map(|g| {
@@ -386,7 +378,7 @@ pub async fn grant(global: &Global, cmd: GrantCmd) -> anyhow::Result<()> {
                         g.tenant_id.clone(),
                         g.user_id.clone().unwrap_or_else(|| "(service)".into()),
                         g.client_id.clone(),
-                        g.scopes.to_string(),
+                        g.scopes.join(" "),
                         output::time(Some(g.created_at)),
                         output::time(g.revoked_at),
                     ]
@@ -402,30 +394,19 @@ pub async fn grant(global: &Global, cmd: GrantCmd) -> anyhow::Result<()> {
             )
         }
         GrantCmd::Revoke { id, reason } => {
-            let now = SystemClock.now();
-            let grant = store
-                .grant(&id)
-                .await?
-                .with_context(|| format!("no grant `{id}`"))?;
-            let was_active = store.revoke_grant(&id, now, &reason).await?;
-            let mut event = NewEvent::new(now, Action::GrantRevoked, ActorKind::Admin);
-            event.actor_id = Some("cli".into());
-            event.grant_id = Some(id.clone());
-            event.tenant_id = Some(grant.tenant_id);
-            event.user_id = grant.user_id;
-            event.client_id = Some(grant.client_id);
-            event.reason = Some(reason);
-            store.append_events(&[event]).await?;
-            let text = if was_active {
+            let req = RevokeRequest {
+                reason: Some(reason),
+            };
+            let path = format!("/grants/{}/revoke", crate::remote::encode(&id));
+            let r: Revoked = either!(b, |ctx| grants::revoke_grant(&ctx, &id, req), |remote| {
+                remote.post(&path, &req)
+            });
+            let text = if r.was_active {
                 format!("grant {id} revoked")
             } else {
                 format!("grant {id} was already revoked")
             };
-            output::created(
-                global.json,
-                &serde_json::json!({ "id": id, "revoked": true, "was_active": was_active }),
-                &text,
-            )
+            output::created(global.json, &r, &text)
         }
         GrantCmd::RevokeAll {
             user,
@@ -433,88 +414,34 @@ pub async fn grant(global: &Global, cmd: GrantCmd) -> anyhow::Result<()> {
             agent,
             reason,
         } => {
-            let target = match (user, tenant, agent) {
-                (Some(login), None, None) => BulkTarget::User {
-                    user_id: store
-                        .user_by_login(&login)
-                        .await?
-                        .with_context(|| format!("no user `{login}`"))?
-                        .id,
-                },
-                (None, Some(tenant_id), None) => BulkTarget::Tenant { tenant_id },
-                (None, None, Some(client_id)) => BulkTarget::Agent { client_id },
-                (None, Some(tenant_id), Some(client_id)) => BulkTarget::AgentInTenant {
-                    client_id,
-                    tenant_id,
-                },
-                _ => anyhow::bail!("give --user, --tenant, --agent, or --agent with --tenant"),
+            let user_id = match user {
+                Some(login) => Some(user_id(&b, &login).await?),
+                None => None,
             };
-            let mut event =
-                NewEvent::new(SystemClock.now(), Action::GrantRevoked, ActorKind::Admin);
-            event.actor_id = Some("cli".into());
-            let done = store.revoke_in_bulk(&target, &reason, event).await?;
+            anyhow::ensure!(
+                user_id.is_some() || tenant.is_some() || agent.is_some(),
+                "give --user, --tenant, --agent, or --agent with --tenant"
+            );
+            let req = BulkRevocationRequest {
+                user_id,
+                tenant_id: tenant,
+                client_id: agent,
+                reason: Some(reason),
+            };
+            let done: BulkRevocationResult =
+                either!(b, |ctx| grants::revoke_in_bulk(&ctx, req), |r| r
+                    .post("/revocations", &req));
             let text = format!(
                 "revoked {} grants, {} refresh token families and {} API keys",
                 done.grants, done.refresh_families, done.api_keys
             );
-            output::created(
-                global.json,
-                &serde_json::json!({
-                    "grants": done.grants,
-                    "refresh_families": done.refresh_families,
-                    "api_keys": done.api_keys,
-                    "event_seq": done.event_seq,
-                }),
-                &text,
-            )
+            output::created(global.json, &done, &text)
         }
     }
 }
 
-#[derive(Serialize)]
-struct ShownApiKey<'a> {
-    #[serde(flatten)]
-    record: &'a ApiKeyRecord,
-    /// Shown once; only its hash is stored.
-    key: &'a str,
-}
-
-#[derive(Serialize)]
-struct ListedApiKey {
-    #[serde(flatten)]
-    record: ApiKeyRecord,
-    created_by: Option<String>,
-    revoked_reason: Option<String>,
-    revoked_by: Option<String>,
-    replaced_by: Option<KeyId>,
-}
-
-fn key_id(id: &str) -> anyhow::Result<KeyId> {
-    KeyId::parse(id).with_context(|| format!("`{id}` is not an API key id (mkid_ + 32 hex digits)"))
-}
-
-fn key_error(e: ApiKeyError) -> anyhow::Error {
-    match e {
-        ApiKeyError::ExpiryTooFar { max_seconds } => anyhow::anyhow!(
-            "--expires-in is too long: an API key may live at most {max_seconds} seconds \
-             ({} days; api_keys.max_lifetime_seconds)",
-            max_seconds / 86_400
-        ),
-        other => anyhow::anyhow!("{other}"),
-    }
-}
-
-fn key_event(now: Timestamp, action: Action) -> NewEvent {
-    let mut event = NewEvent::new(now, action, ActorKind::Admin);
-    event.actor_id = Some("cli".into());
-    event
-}
-
 pub async fn api_key(global: &Global, cmd: ApiKeyCmd) -> anyhow::Result<()> {
-    let (config, store) = open(global).await?;
-    let policy = config.api_keys.policy();
-    let entropy = OsEntropy::default();
-    let now = SystemClock.now();
+    let b = Backend::open(global).await?;
     match cmd {
         ApiKeyCmd::Create {
             tenant,
@@ -523,104 +450,54 @@ pub async fn api_key(global: &Global, cmd: ApiKeyCmd) -> anyhow::Result<()> {
             expires_in,
             name,
         } => {
-            store
-                .tenant(&tenant)
-                .await?
-                .with_context(|| format!("no tenant `{tenant}`"))?;
             let user_id = match user {
-                Some(login) => {
-                    let u = store
-                        .user_by_login(&login)
-                        .await?
-                        .with_context(|| format!("no user `{login}`"))?;
-                    anyhow::ensure!(
-                        u.tenant_id == tenant,
-                        "user `{login}` is not in tenant `{tenant}`"
-                    );
-                    Some(u.id)
-                }
+                Some(login) => Some(user_id(&b, &login).await?),
                 None => None,
             };
-            let scopes = ScopeSet::parse(&scopes.replace(',', " "))
-                .map_err(|e| anyhow::anyhow!("--scopes: {e}"))?;
-            let catalog = store.scopes().await?;
-            if let Some(unknown) = scopes
-                .iter()
-                .find(|s| !catalog.iter().any(|c| c.name == *s))
-            {
-                anyhow::bail!("--scopes: `{unknown}` is not in the scope catalog");
-            }
-            let created = api_key::create(
-                NewApiKey {
-                    tenant_id: tenant,
-                    user_id,
-                    name,
-                    scopes,
-                    expires_at: now.plus_seconds(expires_in),
-                },
-                &policy,
-                now,
-                &entropy,
-            )
-            .map_err(key_error)?;
-            store
-                .insert_api_key(&created.record, key_event(now, Action::ApiKeyCreated))
-                .await?;
-            let r = &created.record;
+            let new = NewApiKey {
+                tenant_id: tenant,
+                user_id,
+                name,
+                scopes: scopes
+                    .split([' ', ','])
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                expires_in,
+            };
+            let c: CreatedApiKey = either!(b, |ctx| api_keys::create_key(&ctx, new), |r| r
+                .post("/api-keys", &new));
+            let k = &c.api_key;
             let text = format!(
                 "API key {} ({}) in tenant {}, scopes {}, expires {}\n\
                  key (shown once, store it now): {}",
-                r.id,
-                r.name,
-                r.tenant_id,
-                r.scopes,
-                r.expires_at.unix(),
-                created.key.expose()
+                k.id,
+                k.name,
+                k.tenant_id,
+                k.scopes.join(" "),
+                k.expires_at,
+                c.key
             );
-            output::created(
-                global.json,
-                &ShownApiKey {
-                    record: r,
-                    key: created.key.expose(),
-                },
-                &text,
-            )
+            output::created(global.json, &c, &text)
         }
         ApiKeyCmd::List { tenant } => {
-            let mut items = Vec::new();
-            let mut after = None;
-            loop {
-                let page = store.api_keys(&tenant, after.as_ref(), 200).await?;
-                let Some(last) = page.last() else { break };
-                after = Some(last.cursor());
-                let full = page.len() == 200;
-                items.extend(page.into_iter().map(|k| ListedApiKey {
-                    record: k.record,
-                    created_by: k.created_by,
-                    revoked_reason: k.revoked_reason,
-                    revoked_by: k.revoked_by,
-                    replaced_by: k.replaced_by,
-                }));
-                if !full {
-                    break;
-                }
-            }
+            let path = format!("/api-keys?tenant_id={}", crate::remote::encode(&tenant));
+            let items: Vec<ApiKeyView> =
+                either!(b, |ctx| api_keys::list_keys(&ctx, &tenant), |r| r
+                    .get(&path));
             let rows = items
                 .iter()
                 .map(|k| {
-                    let r = &k.record;
                     vec![
-                        r.id.to_string(),
-                        r.name.clone(),
-                        r.user_id.clone().unwrap_or_else(|| "(tenant)".into()),
-                        r.scopes.to_string(),
-                        output::time(Some(r.created_at)),
-                        output::time(Some(r.expires_at)),
-                        output::time(r.last_used_at),
-                        output::time(r.revoked_at),
-                        k.replaced_by
-                            .as_ref()
-                            .map_or_else(|| "-".into(), ToString::to_string),
+                        k.id.clone(),
+                        k.name.clone(),
+                        k.user_id.clone().unwrap_or_else(|| "(tenant)".into()),
+                        k.scopes.join(" "),
+                        output::time(Some(k.created_at)),
+                        output::time(Some(k.expires_at)),
+                        output::time(k.last_used_at),
+                        output::time(k.revoked_at),
+                        k.replaced_by.clone().unwrap_or_else(|| "-".into()),
                     ]
                 })
                 .collect();
@@ -642,77 +519,120 @@ pub async fn api_key(global: &Global, cmd: ApiKeyCmd) -> anyhow::Result<()> {
             )
         }
         ApiKeyCmd::Rotate { id, expires_in } => {
-            let id = key_id(&id)?;
-            let old = store
-                .api_key(&id, None)
-                .await?
-                .with_context(|| format!("no API key `{id}`"))?;
-            anyhow::ensure!(
-                old.replaced_by.is_none(),
-                "API key {id} was rotated before; rotate its successor instead"
-            );
-            let rotation = api_key::rotate(
-                &old.record,
-                now.plus_seconds(expires_in),
-                &policy,
-                now,
-                &entropy,
-            )
-            .map_err(key_error)?;
-            let successor = &rotation.successor;
-            let outcome = store
-                .rotate_api_key(
-                    &id,
-                    &successor.record,
-                    rotation.predecessor_expires_at,
-                    key_event(now, Action::ApiKeyRotated),
-                )
-                .await?;
-            match outcome {
-                ApiKeyRotation::Rotated => {}
-                ApiKeyRotation::Unknown => anyhow::bail!("no API key `{id}`"),
-                ApiKeyRotation::Revoked => anyhow::bail!("API key {id} is revoked"),
-                ApiKeyRotation::Expired => anyhow::bail!("API key {id} has expired"),
-                ApiKeyRotation::AlreadyRotated => {
-                    anyhow::bail!("API key {id} was rotated before; rotate its successor instead")
-                }
-            }
-            let r = &successor.record;
+            let req = RotateRequest { expires_in };
+            let path = format!("/api-keys/{}/rotate", crate::remote::encode(&id));
+            let r: RotatedApiKey =
+                either!(b, |ctx| api_keys::rotate_key(&ctx, &id, req), |remote| {
+                    remote.post(&path, &req)
+                });
             let text = format!(
                 "API key {} replaces {id}, which keeps working until {}; new key expires {}\n\
                  key (shown once, store it now): {}",
-                r.id,
-                rotation.predecessor_expires_at.unix(),
-                r.expires_at.unix(),
-                successor.key.expose()
+                r.api_key.id, r.predecessor_expires_at, r.api_key.expires_at, r.key
             );
-            let shown = serde_json::json!({
-                "api_key": ShownApiKey { record: r, key: successor.key.expose() },
-                "replaces": id,
-                "predecessor_expires_at": rotation.predecessor_expires_at,
-            });
-            output::created(global.json, &shown, &text)
+            output::created(global.json, &r, &text)
         }
         ApiKeyCmd::Revoke { id, reason } => {
-            let id = key_id(&id)?;
-            store
-                .api_key(&id, None)
-                .await?
-                .with_context(|| format!("no API key `{id}`"))?;
-            let was_active = store
-                .revoke_api_key(&id, None, &reason, key_event(now, Action::ApiKeyRevoked))
-                .await?;
-            let text = if was_active {
+            let req = RevokeRequest {
+                reason: Some(reason),
+            };
+            let path = format!("/api-keys/{}/revoke", crate::remote::encode(&id));
+            let r: Revoked = either!(b, |ctx| api_keys::revoke_key(&ctx, &id, req), |remote| {
+                remote.post(&path, &req)
+            });
+            let text = if r.was_active {
                 format!("API key {id} revoked")
             } else {
                 format!("API key {id} was already revoked")
             };
-            output::created(
+            output::created(global.json, &r, &text)
+        }
+    }
+}
+
+pub async fn admin_role(global: &Global, cmd: AdminRoleCmd) -> anyhow::Result<()> {
+    let b = Backend::open(global).await?;
+    match cmd {
+        AdminRoleCmd::Set {
+            user,
+            agent,
+            role,
+            tenant,
+        } => {
+            let (principal_kind, principal_id) = principal(&b, user, agent).await?;
+            let role = match role.as_str() {
+                "operator" => RoleName::Operator,
+                "tenant-admin" | "tenant_admin" => RoleName::TenantAdmin,
+                other => anyhow::bail!("--role: `{other}` is neither operator nor tenant-admin"),
+            };
+            let req = SetRole {
+                principal_kind,
+                principal_id,
+                role,
+                tenant_id: tenant,
+            };
+            let v: RoleView = either!(b, |ctx| roles::set_role(&ctx, req), |r| r
+                .post("/roles", &req));
+            let text = format!(
+                "{} {} is {}{}",
+                v.principal_kind,
+                v.principal_id,
+                v.role,
+                v.tenant_id
+                    .as_ref()
+                    .map(|t| format!(" of tenant {t}"))
+                    .unwrap_or_default()
+            );
+            output::created(global.json, &v, &text)
+        }
+        AdminRoleCmd::List => {
+            let items: Vec<RoleView> =
+                either!(b, |ctx| roles::list_roles(&ctx), |r| r.get("/roles"));
+            let rows = items
+                .iter()
+                .map(|v| {
+                    vec![
+                        v.principal_kind.clone(),
+                        v.principal_id.clone(),
+                        v.role.clone(),
+                        v.tenant_id.clone().unwrap_or_else(|| "(all)".into()),
+                    ]
+                })
+                .collect();
+            output::print(
                 global.json,
-                &serde_json::json!({ "id": id, "revoked": true, "was_active": was_active }),
-                &text,
+                &items,
+                &["kind", "principal", "role", "tenant"],
+                rows,
             )
         }
+        AdminRoleCmd::Remove { user, agent } => {
+            let (kind, id) = principal(&b, user, agent).await?;
+            let path = format!("/roles/{}/{}", kind.as_str(), crate::remote::encode(&id));
+            let r: Removed = either!(
+                b,
+                |ctx| roles::remove_role(&ctx, kind.as_str(), &id),
+                |remote| remote.delete(&path)
+            );
+            let text = if r.removed {
+                format!("{} {id} no longer has an admin role", kind.as_str())
+            } else {
+                format!("{} {id} had no admin role", kind.as_str())
+            };
+            output::created(global.json, &r, &text)
+        }
+    }
+}
+
+async fn principal(
+    b: &Backend,
+    user: Option<String>,
+    agent: Option<String>,
+) -> anyhow::Result<(PrincipalKind, String)> {
+    match (user, agent) {
+        (Some(login), None) => Ok((PrincipalKind::User, user_id(b, &login).await?)),
+        (None, Some(client_id)) => Ok((PrincipalKind::Agent, client_id)),
+        _ => anyhow::bail!("give --user (a login) or --agent (a client id)"),
     }
 }
 

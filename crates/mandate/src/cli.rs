@@ -31,6 +31,11 @@ pub struct Global {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Administer a remote server through its admin API (its issuer URL) instead of the local
+    /// database. Credentials: MANDATE_ADMIN_TOKEN, or MANDATE_CLIENT_ID and
+    /// MANDATE_CLIENT_SECRET of an agent with an admin role.
+    #[arg(long, global = true, env = "MANDATE_SERVER")]
+    pub server: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -62,6 +67,9 @@ pub enum Command {
     /// Scoped API keys (`mk_...`), exchangeable for short-lived access tokens.
     #[command(subcommand)]
     ApiKey(ApiKeyCmd),
+    /// Who may use the admin API: operators (every tenant) and tenant admins (one tenant).
+    #[command(subcommand)]
+    AdminRole(AdminRoleCmd),
 }
 
 #[derive(Args)]
@@ -106,6 +114,11 @@ pub struct GuardArgs {
     /// MANDATE_GUARD_FEED_SECRET (never from the command line).
     #[arg(long)]
     pub feed_client_id: Option<String>,
+    /// Migration mode: also accept raw Mandate API keys (`mk_...`) as bearer tokens, checked
+    /// at the issuer's introspection endpoint with the feed credential (needs
+    /// --feed-client-id); answers are cached for a few seconds, revocations apply at once.
+    #[arg(long, requires = "feed_client_id")]
+    pub accept_api_keys: bool,
 }
 
 #[derive(Subcommand)]
@@ -270,6 +283,31 @@ pub enum ApiKeyCmd {
         id: String,
         #[arg(long, default_value = "revoked by administrator")]
         reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AdminRoleCmd {
+    /// Give a user (by login) or an agent (by client id) a role, replacing any previous one.
+    Set {
+        #[arg(long, conflicts_with = "agent")]
+        user: Option<String>,
+        #[arg(long)]
+        agent: Option<String>,
+        /// operator or tenant-admin.
+        #[arg(long)]
+        role: String,
+        /// The tenant a tenant admin administers (a user's own tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    List,
+    /// Take a role away; it takes effect at the principal's next request.
+    Remove {
+        #[arg(long, conflicts_with = "agent")]
+        user: Option<String>,
+        #[arg(long)]
+        agent: Option<String>,
     },
 }
 

@@ -10,16 +10,24 @@ pub async fn run(args: GuardArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.routes)
         .with_context(|| format!("reading {}", args.routes.display()))?;
     let routes = ProxyConfig::from_toml(&text)?;
-    let guard = Guard::builder(&args.issuer, &args.resource)
-        .build()
-        .await
-        .context("discovering the issuer")?;
-    let _feed = match args.feed_client_id {
+    let credential = match args.feed_client_id {
         Some(client_id) => {
             let secret = std::env::var("MANDATE_GUARD_FEED_SECRET")
                 .context("--feed-client-id needs MANDATE_GUARD_FEED_SECRET")?;
-            Some(guard.follow_revocations(FeedCredential { client_id, secret })?)
+            Some(FeedCredential { client_id, secret })
         }
+        None => None,
+    };
+    let mut builder = Guard::builder(&args.issuer, &args.resource);
+    if args.accept_api_keys {
+        let credential = credential
+            .clone()
+            .context("--accept-api-keys needs --feed-client-id")?;
+        builder = builder.accept_api_keys(credential);
+    }
+    let guard = builder.build().await.context("discovering the issuer")?;
+    let _feed = match credential {
+        Some(credential) => Some(guard.follow_revocations(credential)?),
         None => {
             tracing::warn!("no --feed-client-id: revoked tokens stay valid until they expire");
             None
@@ -33,6 +41,9 @@ pub async fn run(args: GuardArgs) -> anyhow::Result<()> {
     println!("  listening  http://{}", listener.local_addr()?);
     println!("  upstream   {}", args.upstream);
     println!("  issuer     {}", args.issuer);
+    if args.accept_api_keys {
+        println!("  API keys   accepted (migration mode, checked by introspection)");
+    }
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())
         .await

@@ -1,5 +1,6 @@
-//! The `mandate` command line: `serve`, `demo`, `guard`, and administration of tenants, users, scopes,
-//! resources, agents and grants against the configured database.
+//! The `mandate` command line: `serve`, `demo`, `guard`, and administration of tenants, users,
+//! scopes, resources, agents, grants, API keys and admin roles, against the configured
+//! database or a remote server's admin API (`--server`).
 //!
 //! Thin by design: flags are parsed here, the work is done by `mandate-server` and
 //! `mandate-store`.
@@ -9,6 +10,7 @@ mod cli;
 mod demo;
 mod guard;
 mod output;
+mod remote;
 mod serve;
 
 use clap::Parser;
@@ -41,6 +43,7 @@ async fn main() -> std::process::ExitCode {
         Command::Agent(cmd) => admin::agent(&cli.global, cmd).await,
         Command::Grant(cmd) => admin::grant(&cli.global, cmd).await,
         Command::ApiKey(cmd) => admin::api_key(&cli.global, cmd).await,
+        Command::AdminRole(cmd) => admin::admin_role(&cli.global, cmd).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -39,6 +39,7 @@ pub fn created<T: Serialize>(json: bool, item: &T, text: &str) -> anyhow::Result
     Ok(())
 }
 
-pub fn time(t: Option<mandate_core::time::Timestamp>) -> String {
-    t.map_or_else(|| "-".to_owned(), |t| t.unix().to_string())
+/// A unix time, or `-`.
+pub fn time(t: Option<i64>) -> String {
+    t.map_or_else(|| "-".to_owned(), |t| t.to_string())
 }

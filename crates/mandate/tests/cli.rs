@@ -401,14 +401,17 @@ async fn api_keys_are_created_listed_rotated_and_revoked() {
         ],
     );
     let key = created["key"].as_str().unwrap().to_owned();
-    let id = created["id"].as_str().unwrap().to_owned();
+    let id = created["api_key"]["id"].as_str().unwrap().to_owned();
     assert!(mandate_core::api_key::ApiKey::parse(&key).is_ok(), "{key}");
     assert!(id.starts_with("mkid_"));
-    assert_eq!(created["scopes"], "tickets.read");
-    assert!(created.get("hash").is_none());
-    let created_at = created["created_at"].as_i64().unwrap();
     assert_eq!(
-        created["expires_at"].as_i64().unwrap(),
+        created["api_key"]["scopes"],
+        serde_json::json!(["tickets.read"])
+    );
+    assert!(created["api_key"].get("hash").is_none());
+    let created_at = created["api_key"]["created_at"].as_i64().unwrap();
+    assert_eq!(
+        created["api_key"]["expires_at"].as_i64().unwrap(),
         created_at + 30 * 86_400
     );
 
@@ -487,7 +490,7 @@ async fn api_keys_are_created_listed_rotated_and_revoked() {
     assert!(out.contains("shown once") && out.contains("mk_"), "{out}");
 
     let rotated = json(&data, &["api-key", "rotate", &id, "--expires-in", "10d"]);
-    let new_key = rotated["api_key"]["key"].as_str().unwrap().to_owned();
+    let new_key = rotated["key"].as_str().unwrap().to_owned();
     let new_id = rotated["api_key"]["id"].as_str().unwrap().to_owned();
     assert_ne!(new_key, key);
     assert_eq!(rotated["replaces"], id.as_str());
@@ -528,4 +531,200 @@ async fn api_keys_are_created_listed_rotated_and_revoked() {
     );
     assert!(!ok);
     assert!(err.contains("rotated before"), "{err}");
+}
+
+/// `mandate --server URL ...` administers a running server through its admin API, with
+/// credentials from the environment: an operator reaches every tenant, a tenant admin's token
+/// only their own, and what is changed remotely is what the server enforces.
+#[tokio::test]
+async fn the_cli_administers_a_remote_server_through_the_admin_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/demo.toml");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--config", demo, "serve", "--listen", "127.0.0.1:0"])
+        .env_remove("MANDATE_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let issuer = loop {
+        let line = lines.next().expect("serve exited early").unwrap();
+        if let Some(rest) = line.trim().strip_prefix("issuer") {
+            break rest.trim().to_owned();
+        }
+    };
+    // Remote calls use no local database: point --data-dir somewhere empty to prove it.
+    let elsewhere = dir.path().join("unused");
+    let remote = |args: &[&str], env: &[(&str, &str)], stdin: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mandate"));
+        cmd.arg("--data-dir")
+            .arg(&elsewhere)
+            .args(["--server", &issuer])
+            .args(args)
+            .env_remove("MANDATE_ADMIN_TOKEN")
+            .env_remove("MANDATE_CLIENT_ID")
+            .env_remove("MANDATE_CLIENT_SECRET")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).unwrap();
+        }
+        drop(input);
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let operator = [
+        ("MANDATE_CLIENT_ID", "admin-cli"),
+        (
+            "MANDATE_CLIENT_SECRET",
+            "demo-admin-cli-secret-0123456789abcdef",
+        ),
+    ];
+
+    let (ok, _, err) = remote(&["tenant", "list"], &[], None);
+    assert!(!ok && err.contains("needs credentials"), "{err}");
+    let (ok, _, err) = remote(
+        &["tenant", "list"],
+        &[
+            ("MANDATE_CLIENT_ID", "admin-cli"),
+            ("MANDATE_CLIENT_SECRET", "wrong"),
+        ],
+        None,
+    );
+    assert!(!ok && err.contains("invalid_client"), "{err}");
+
+    let (ok, out, err) = remote(&["tenant", "create", "initech", "--json"], &operator, None);
+    assert!(ok, "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["id"],
+        "initech"
+    );
+    let (ok, _, err) = remote(
+        &["user", "create", "peter", "--tenant", "initech"],
+        &operator,
+        Some("peter-password-1\n"),
+    );
+    assert!(ok, "{err}");
+    let (ok, out, err) = remote(
+        &["user", "list", "--tenant", "initech", "--json"],
+        &operator,
+        None,
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()[0]["login"],
+        "peter"
+    );
+    assert!(!elsewhere.exists(), "no local database was opened");
+
+    // Give peter a tenant admin role remotely.
+    let (ok, _, err) = remote(
+        &[
+            "admin-role",
+            "set",
+            "--user",
+            "peter",
+            "--role",
+            "tenant-admin",
+            "--tenant",
+            "initech",
+        ],
+        &operator,
+        None,
+    );
+    assert!(ok, "{err}");
+    let (ok, out, _) = remote(&["admin-role", "list"], &operator, None);
+    assert!(
+        ok && out.contains("tenant_admin") && out.contains("initech"),
+        "{out}"
+    );
+
+    // Offboarding through the remote CLI ends bob's token at introspection at once.
+    let http = reqwest::Client::new();
+    let svc = http
+        .post(format!("{issuer}/token"))
+        .basic_auth("svc-agent", Some("demo-svc-agent-secret-0123456789abcdef"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let introspect = |token: String| {
+        let http = http.clone();
+        let issuer = issuer.clone();
+        async move {
+            http.post(format!("{issuer}/introspect"))
+                .basic_auth("svc-agent", Some("demo-svc-agent-secret-0123456789abcdef"))
+                .form(&[("token", token)])
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let svc_token = svc["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(introspect(svc_token.clone()).await["active"], true);
+    let (ok, out, err) = remote(
+        &[
+            "grant",
+            "revoke-all",
+            "--agent",
+            "svc-agent",
+            "--tenant",
+            "acme",
+            "--json",
+        ],
+        &operator,
+        None,
+    );
+    assert!(ok, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["grants"], 1);
+    assert_eq!(introspect(svc_token).await["active"], false);
+
+    // A token from elsewhere (not for the admin API) is refused with the server's reason.
+    let crm_token = http
+        .post(format!("{issuer}/token"))
+        .basic_auth("svc-agent", Some("demo-svc-agent-secret-0123456789abcdef"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let (ok, _, err) = remote(
+        &["tenant", "list"],
+        &[(
+            "MANDATE_ADMIN_TOKEN",
+            crm_token["access_token"].as_str().unwrap(),
+        )],
+        None,
+    );
+    assert!(
+        !ok && err.contains("not for the admin API") && err.contains("401"),
+        "{err}"
+    );
+
+    let (ok, _, err) = remote(&["tenant", "list"], &[], None);
+    assert!(!ok, "{err}");
+    server.kill().unwrap();
+    server.wait().unwrap();
 }

@@ -12,6 +12,7 @@
 )]
 
 mod access;
+mod api_keys;
 mod attacks;
 mod feed;
 mod feed_faults;

@@ -135,11 +135,9 @@ pub async fn exchange_api_key(
         .filter(|s| key.matches_hash(&s.record.hash))
         .ok_or_else(unusable)?;
     let record = stored.record;
-    record.check_usable(now).map_err(|_| unusable())?;
-    if let Some(user) = &record.user_id
-        && app.store.user(user).await?.is_none_or(|u| u.disabled)
-    {
-        return Err(OAuthError::InvalidGrant("the key's user is no longer active".into()).into());
+    // The same rule as for the key's tokens and for a key presented to a resource server.
+    if !token_state::api_key_usable(app, &record, now).await? {
+        return Err(unusable().into());
     }
     let resources = app.cache.resources(app.store.as_ref()).await?;
     let target = key_audience(request.audience.as_deref(), &resources)?;

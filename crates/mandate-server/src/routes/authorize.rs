@@ -6,8 +6,10 @@
 //! decides what happens next, reached from this handler and after login.
 
 use crate::browser;
+use crate::client_documents;
 use crate::errors::ServerError;
 use crate::pages::{self, ConsentPage, LoginPage, ScopeRow};
+use crate::request_meta::RequestMeta;
 use crate::state::AppState;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
@@ -16,6 +18,7 @@ use axum_extra::extract::cookie::CookieJar;
 use mandate_core::OAuthError;
 use mandate_core::authorize::{self, AuthorizationRequest, AuthorizeError};
 use mandate_core::client::Agent;
+use mandate_core::client_metadata_document::{ClientIdUrl, display_host};
 use mandate_core::code::{AuthorizationCode, CODE_TTL_SECONDS};
 use mandate_core::directory::User;
 use mandate_core::grant;
@@ -32,6 +35,7 @@ const PENDING_TTL_SECONDS: u64 = 10 * 60;
 pub async fn authorize_get(
     State(app): State<AppState>,
     jar: CookieJar,
+    meta: RequestMeta,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ServerError> {
     let now = app.clock.now();
@@ -40,13 +44,27 @@ pub async fn authorize_get(
         AuthorizeError::Untrusted(e) => untrusted(e),
         AuthorizeError::Redirect { error, .. } => untrusted(error),
     })?;
-    let agent = app.store.agent(client_id).await?.ok_or_else(|| {
-        ServerError::page(
-            StatusCode::BAD_REQUEST,
-            "Unknown application",
-            "The application that sent you here is not registered with this server.",
-        )
-    })?;
+    // A URL client id names the client's metadata document. A document that cannot be used
+    // leaves the redirect URI untrusted, so the person sees a page, like for an unknown client.
+    let agent = if app.client_documents.handles(client_id) {
+        client_documents::stored_agent(&app, client_id, &meta, now)
+            .await?
+            .map_err(|e| {
+                ServerError::page(
+                    StatusCode::BAD_REQUEST,
+                    "Unknown application",
+                    format!("The application that sent you here could not be verified: {e}."),
+                )
+            })?
+    } else {
+        app.store.agent(client_id).await?.ok_or_else(|| {
+            ServerError::page(
+                StatusCode::BAD_REQUEST,
+                "Unknown application",
+                "The application that sent you here is not registered with this server.",
+            )
+        })?
+    };
     let resources = app.store.resources().await?;
     let request = match authorize::validate(&params, &agent, &resources) {
         Ok(r) => r,
@@ -181,10 +199,16 @@ async fn consent_page(
         .iter()
         .find(|r| r.identifier == req.resource)
         .map_or(req.resource.as_str(), |r| r.name.as_str());
+    // A metadata document client chose its own name: show where the person will be sent.
+    let redirect_host = ClientIdUrl::is_candidate(&agent.client_id)
+        .then(|| RedirectUri::parse(&req.redirect_uri).ok())
+        .flatten()
+        .map(|uri| display_host(&uri));
     let page = ConsentPage {
         request_id: &pending.id,
         csrf,
         agent_name: &agent.name,
+        redirect_host: redirect_host.as_deref(),
         client_id: &agent.client_id,
         tenant_name: &tenant_name,
         user_name: &user.display_name,

@@ -22,6 +22,9 @@ pub async fn metadata_get(State(app): State<AppState>) -> Result<Response, Serve
     if app.settings.registration.mode != RegistrationMode::Closed {
         doc = doc.with_registration_endpoint();
     }
+    if app.client_documents.enabled() {
+        doc = doc.with_client_id_metadata_documents();
+    }
     let mut r = Json(doc).into_response();
     r.headers_mut().insert(
         header::CACHE_CONTROL,

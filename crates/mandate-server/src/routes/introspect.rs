@@ -4,6 +4,21 @@
 //! or whose `jti` was revoked, is inactive although its signature and expiry are fine. Who may
 //! see what (tenant isolation on every read): a confidential agent, tokens issued to itself or
 //! within its own tenant; a resource server, tokens whose audience it is, in every tenant.
+//!
+//! # API keys (migration mode)
+//! A resource server that still receives raw `mk_` keys from old integrations may introspect
+//! them (its guard does so with `accept_api_keys`). Only a resource server's credential gets an
+//! answer; an agent always gets `{"active": false}` (agents exchange keys at the token
+//! endpoint). The key's checksum is checked before any lookup; the key must be usable by the
+//! same rule as the key-to-token exchange ([`token_state::api_key_usable`]: not revoked, not
+//! expired, rotation overlap respected, its user enabled), and its scopes that the calling
+//! resource accepts must not be empty. The answer looks like the claims of a token obtained
+//! by exchanging the key for this resource (`sub`, `client_id`, `tenant`, `scope`, and `gid`
+//! = the key id, the handle the revocation feed names when the key is revoked), with
+//! `aud` = the caller, `iat` = the key's creation, `exp` = its expiry, and `token_type` =
+//! [`API_KEY_TOKEN_TYPE`] (also accepted, never required, as `token_type_hint`). Every active
+//! answer records the key's last use and an `api_key.used` event naming the key id, the
+//! resource and the tenant; the key itself is never logged or recorded.
 
 use crate::client_auth::{self, Caller};
 use crate::errors::{ServerError, no_store};
@@ -15,10 +30,18 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use mandate_core::OAuthError;
+use mandate_core::api_key::{ApiKey, ApiKeyRecord};
 use mandate_core::client::ClientKind;
+use mandate_core::event::{Action, ActorKind, NewEvent};
+use mandate_core::exchange::{self, Exchanged};
 use mandate_core::introspection::IntrospectionResponse;
+use mandate_core::resource::ResourceServer;
 use mandate_core::secret;
 use mandate_core::time::Timestamp;
+
+/// `token_type` of an API key's introspection answer; also the `token_type_hint` a caller may
+/// send for one (optional: the token's shape decides).
+pub const API_KEY_TOKEN_TYPE: &str = "mandate_api_key";
 
 pub async fn introspect_post(
     State(app): State<AppState>,
@@ -43,6 +66,8 @@ pub async fn introspect_post(
     let token = form.params.require("token")?;
     let mut answer = if token.matches('.').count() == 2 {
         introspect_jwt(&app, token, now).await?
+    } else if ApiKey::looks_like(token) {
+        introspect_api_key(&app, &caller, token, &meta, now).await?
     } else {
         introspect_refresh(&app, token, now).await?
     };
@@ -119,4 +144,87 @@ async fn introspect_refresh(
         gid: Some(f.grant_id.clone()),
         act: None,
     })
+}
+
+/// A raw API key presented to a resource server (see the module documentation).
+async fn introspect_api_key(
+    app: &AppState,
+    caller: &Caller,
+    token: &str,
+    meta: &RequestMeta,
+    now: Timestamp,
+) -> Result<IntrospectionResponse, ServerError> {
+    // Only resource servers: an agent exchanges a key at the token endpoint instead.
+    let Caller::Resource(resource) = caller else {
+        return Ok(IntrospectionResponse::inactive());
+    };
+    // Shape and checksum first: garbage and typos never reach the database.
+    let Ok(key) = ApiKey::parse(token) else {
+        return Ok(IntrospectionResponse::inactive());
+    };
+    let Some(stored) = app
+        .store
+        .api_key_by_hash(&key.hash())
+        .await?
+        .filter(|s| key.matches_hash(&s.record.hash))
+    else {
+        return Ok(IntrospectionResponse::inactive());
+    };
+    let record = stored.record;
+    if !token_state::api_key_usable(app, &record, now).await? {
+        return Ok(IntrospectionResponse::inactive());
+    }
+    // What a token for this resource obtained by exchanging the key would carry; no scope
+    // the resource accepts means nothing to use here.
+    let Ok(usable) = exchange::decide_api_key(
+        &record,
+        None,
+        resource,
+        now,
+        now.seconds_until(record.expires_at),
+    ) else {
+        return Ok(IntrospectionResponse::inactive());
+    };
+    app.store.record_api_key_use(&record.id, now).await?;
+    let event = api_key_used_event(&record, resource, &usable, now);
+    app.events.append(meta.stamp(event)).await?;
+    Ok(IntrospectionResponse {
+        active: true,
+        scope: Some(usable.scope.to_string()),
+        client_id: Some(usable.client_id),
+        token_type: Some(API_KEY_TOKEN_TYPE.into()),
+        exp: Some(record.expires_at.unix()),
+        iat: Some(record.created_at.unix()),
+        sub: Some(usable.sub),
+        aud: Some(resource.identifier.clone()),
+        iss: Some(app.settings.issuer.clone()),
+        jti: None,
+        tenant: Some(usable.tenant),
+        gid: Some(usable.gid),
+        act: None,
+    })
+}
+
+/// `api_key.used`: the key (by id), the resource it was presented to, its tenant and the
+/// scopes usable there. Never the key.
+fn api_key_used_event(
+    key: &ApiKeyRecord,
+    resource: &ResourceServer,
+    usable: &Exchanged,
+    now: Timestamp,
+) -> NewEvent {
+    let mut event = NewEvent::new(now, Action::ApiKeyUsed, ActorKind::Agent);
+    event.actor_id = Some(key.id.as_str().to_owned());
+    event.tenant_id = Some(key.tenant_id.clone());
+    event.user_id = key.user_id.clone();
+    event.client_id = Some(usable.client_id.clone());
+    event.grant_id = Some(key.id.as_str().to_owned());
+    event.scopes = Some(usable.scope.to_string());
+    event.detail = serde_json::json!({
+        "api_key_id": key.id.as_str(),
+        "aud": resource.identifier,
+        "resource_client_id": resource.client_id,
+        "via": "introspection",
+    });
+    event
 }

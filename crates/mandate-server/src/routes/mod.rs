@@ -62,9 +62,17 @@ pub fn router(app: AppState) -> Router {
         .route("/revocations", get(revocations::revocations_get))
         .route("/healthz", get(discovery::healthz_get))
         .route("/static/mandate.css", get(discovery::stylesheet_get))
+        .nest(
+            mandate_core::admin::ADMIN_PATH,
+            crate::admin::router(&app.settings.issuer),
+        )
         .merge(cross_origin);
+    let admin_metadata = Router::new().route(
+        &crate::admin::metadata_path(&base),
+        get(crate::admin::protected_resource_metadata),
+    );
     let mut router = if base.is_empty() {
-        endpoints
+        endpoints.merge(admin_metadata)
     } else {
         let path_inserted = Router::new()
             .route(
@@ -76,7 +84,10 @@ pub fn router(app: AppState) -> Router {
                 get(discovery::metadata_get),
             )
             .layer(cors());
-        Router::new().nest(&base, endpoints).merge(path_inserted)
+        Router::new()
+            .nest(&base, endpoints)
+            .merge(path_inserted)
+            .merge(admin_metadata)
     };
     router = router.fallback(|| async {
         ServerError::page(
@@ -103,9 +114,29 @@ pub fn router(app: AppState) -> Router {
             HeaderName::from_static("referrer-policy"),
             HeaderValue::from_static("no-referrer"),
         ))
+        .layer(axum::middleware::from_fn(refuse_nul_in_uri))
         .layer(CatchPanicLayer::new())
         .layer(TraceLayer::new_for_http())
         .with_state(app)
+}
+
+/// Refuses a path or query holding an encoded NUL (`%00`) before any handler sees it: no
+/// identifier contains one, PostgreSQL text cannot store one, and a lookup with one must be a
+/// clear 400, not a storage failure.
+async fn refuse_nul_in_uri(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let uri = req.uri();
+    let has_nul = |s: &str| s.as_bytes().windows(3).any(|w| w == b"%00");
+    if has_nul(uri.path()) || uri.query().is_some_and(has_nul) {
+        return ServerError::from(mandate_core::OAuthError::invalid_request(
+            "the address must not contain NUL characters",
+        ))
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// CORS for the endpoints a browser-based client calls itself: any origin, no cookies (these
@@ -139,6 +170,13 @@ pub fn checked_form(
 }
 
 pub fn browser_form(body: &[u8]) -> Result<BrowserForm, ServerError> {
+    if mandate_core::params::contains_nul(body) || body.windows(3).any(|w| w == b"%00") {
+        return Err(ServerError::page(
+            StatusCode::BAD_REQUEST,
+            "Invalid form",
+            "The form must not contain NUL characters.",
+        ));
+    }
     let pairs: Vec<(String, String)> = form_urlencoded::parse(body)
         .take(256)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))

@@ -10,6 +10,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use mandate_core::OAuthError;
+use mandate_core::client_metadata_document::ClientIdUrl;
 use mandate_core::exchange;
 use mandate_core::registration;
 use mandate_core::token_request::TokenRequest;
@@ -94,9 +95,12 @@ pub async fn token_post(
             .await?
         }
     };
-    // A registered client that completes a flow is no longer abandoned (a no-op write after
-    // the first time; agents from configuration are never registered ones).
-    if agent.client_id.starts_with(registration::CLIENT_ID_PREFIX) {
+    // A registered (or metadata document) client that completes a flow is no longer abandoned
+    // (a no-op write after the first time; agents from configuration are never registered
+    // ones).
+    if agent.client_id.starts_with(registration::CLIENT_ID_PREFIX)
+        || ClientIdUrl::is_candidate(&agent.client_id)
+    {
         app.store
             .mark_client_first_use(&agent.client_id, now)
             .await?;

@@ -1,7 +1,73 @@
 use crate::helpers::*;
 use reqwest::StatusCode;
 
-crate::backend_tests!(bad_authorization_requests_never_redirect_to_untrusted_uris,);
+crate::backend_tests!(
+    bad_authorization_requests_never_redirect_to_untrusted_uris,
+    nul_characters_anywhere_get_400_never_5xx,
+);
+
+/// PostgreSQL cannot store NUL in text; before the edge refused it, `client_id=a%00b` at
+/// /token or /authorize failed in the database with a 500 (found by schemathesis).
+async fn nul_characters_anywhere_get_400_never_5xx(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let forms: [(&str, &str); 4] = [
+        (
+            "/token",
+            "grant_type=client_credentials&client_id=a%00b&client_secret=x",
+        ),
+        (
+            "/token",
+            "grant_type=authorization_code&client_id=cli-agent&code=a%00",
+        ),
+        ("/introspect", "token=abc&client_id=svc%00"),
+        ("/revoke", "token=a%00b&client_id=cli-agent"),
+    ];
+    for (path, body) in forms {
+        let resp = app
+            .http
+            .post(app.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        assert!(status.is_client_error(), "{path} {body}: {status} {text}");
+    }
+    for query in [
+        "/authorize?client_id=a%00b&response_type=code",
+        "/admin/v1/users/a%00b",
+        "/revocations?x=%00",
+    ] {
+        let resp = app.http.get(app.url(query)).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{query}");
+    }
+    let register = app
+        .http
+        .post(app.url("/register"))
+        .header("content-type", "application/json")
+        .body(r#"{"redirect_uris":["http://127.0.0.1/cb"],"software_id":"a\u0000b"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(register.status(), StatusCode::BAD_REQUEST);
+    // A login form with a NUL in the login name.
+    let browser = Browser::default();
+    let (_, challenge) = pkce();
+    let page = browser
+        .authorize(&app, &authorize_query("contacts.read", &challenge, &[]))
+        .await;
+    assert!(page.is_login());
+    let body = format!(
+        "request_id={}&csrf={}&login=al%00ice&password=x",
+        hidden(&page.html, "request_id"),
+        hidden(&page.html, "csrf")
+    );
+    let login = browser.post(&app, "/login", body).await;
+    assert_eq!(login.status, StatusCode::BAD_REQUEST, "{}", login.html);
+    app.stop().await;
+}
 
 /// Where an error must go: a page (the redirect URI cannot be trusted) or the client.
 enum Expect {

@@ -28,7 +28,10 @@ async fn metadata_advertises_what_is_enforced(backend: Backend) {
     assert_eq!(doc["response_types_supported"], serde_json::json!(["code"]));
     let grants = doc["grant_types_supported"].as_array().unwrap();
     assert!(!grants.iter().any(|g| g == "implicit" || g == "password"));
-    assert_eq!(doc["scopes_supported"].as_array().unwrap().len(), 6);
+    // The demo's six CRM scopes and the admin API's own.
+    let scopes = doc["scopes_supported"].as_array().unwrap();
+    assert_eq!(scopes.len(), 7, "{scopes:?}");
+    assert!(scopes.iter().any(|s| s == "mandate.admin"));
     assert_eq!(
         doc["revocation_feed_endpoint"],
         format!("{}/revocations", app.issuer)

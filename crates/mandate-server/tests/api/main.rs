@@ -15,9 +15,11 @@
 
 mod helpers;
 
+mod admin;
 mod api_keys;
 mod authorize;
 mod client_credentials;
+mod client_metadata_documents;
 mod code_flow;
 mod discovery;
 mod introspection;
@@ -25,5 +27,6 @@ mod refresh;
 mod registration;
 mod revocation;
 mod revocation_feed;
+mod schemathesis;
 mod startup;
 mod token_exchange;

@@ -430,7 +430,7 @@ async fn closed_and_initial_access_token_modes(backend: Backend) {
 }
 
 /// An Ed25519 key pair and its public JWK, as a client would hold them.
-fn client_key() -> (Ed25519KeyPair, Value) {
+pub(crate) fn client_key() -> (Ed25519KeyPair, Value) {
     let der = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
     let pair = Ed25519KeyPair::from_pkcs8(der.as_ref()).unwrap();
     let jwk = json!({
@@ -444,7 +444,7 @@ fn client_key() -> (Ed25519KeyPair, Value) {
     (pair, jwk)
 }
 
-fn sign(pair: &Ed25519KeyPair, claims: &Value) -> String {
+pub(crate) fn sign(pair: &Ed25519KeyPair, claims: &Value) -> String {
     let header = json!({ "alg": "EdDSA", "typ": "JWT", "kid": "k1" });
     let input = format!(
         "{}.{}",

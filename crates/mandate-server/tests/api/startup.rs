@@ -67,6 +67,7 @@ async fn restart_keeps_keys_and_applies_config_idempotently(backend: Backend) {
         database_url: Some(app.database_url.clone()),
     };
     let config = config::load(Some(&demo_toml()), &overrides).unwrap();
+    let configured_agents = config.agents.len();
     let second = Application::build(config).await.unwrap();
     let base = format!("http://127.0.0.1:{}", second.port());
     let (_tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -89,7 +90,19 @@ async fn restart_keeps_keys_and_applies_config_idempotently(backend: Backend) {
         "users are not re-created or re-hashed"
     );
     assert_eq!(app.store.users(None).await.unwrap().len(), 3);
-    assert_eq!(app.store.agents().await.unwrap().len(), 3);
+    assert_eq!(app.store.agents().await.unwrap().len(), configured_agents);
+    let role_grants = app
+        .store
+        .events(&mandate_store::EventFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event.action == mandate_core::event::Action::AdminRoleGranted)
+        .count();
+    assert_eq!(
+        role_grants, 2,
+        "admin roles are granted once, not at every start"
+    );
     // The second node accepts the first node's token at introspection.
     let resp: serde_json::Value = app
         .http

@@ -121,7 +121,7 @@ pub(crate) fn details(events: &[NewEvent]) -> Vec<String> {
     events.iter().map(|e| e.detail.to_string()).collect()
 }
 
-const ACTIONS: [Action; 25] = [
+const ACTIONS: [Action; 28] = [
     Action::LoginSucceeded,
     Action::LoginFailed,
     Action::ConsentGranted,
@@ -140,6 +140,7 @@ const ACTIONS: [Action; 25] = [
     Action::ApiKeyCreated,
     Action::ApiKeyRotated,
     Action::ApiKeyRevoked,
+    Action::ApiKeyUsed,
     Action::ClientRegistered,
     Action::ClientUpdated,
     Action::ClientDeleted,
@@ -147,6 +148,8 @@ const ACTIONS: [Action; 25] = [
     Action::TenantGrantsRevoked,
     Action::AgentGrantsRevoked,
     Action::AgentTenantGrantsRevoked,
+    Action::AdminRoleGranted,
+    Action::AdminRoleRemoved,
 ];
 
 /// An exhaustive match, so adding an `Action` fails to compile here until it is added to
@@ -172,13 +175,16 @@ fn every_action_is_listed(a: Action) {
         | Action::ApiKeyCreated
         | Action::ApiKeyRotated
         | Action::ApiKeyRevoked
+        | Action::ApiKeyUsed
         | Action::ClientRegistered
         | Action::ClientUpdated
         | Action::ClientDeleted
         | Action::UserGrantsRevoked
         | Action::TenantGrantsRevoked
         | Action::AgentGrantsRevoked
-        | Action::AgentTenantGrantsRevoked => {}
+        | Action::AgentTenantGrantsRevoked
+        | Action::AdminRoleGranted
+        | Action::AdminRoleRemoved => {}
     }
 }
 

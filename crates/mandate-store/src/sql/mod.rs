@@ -22,6 +22,7 @@
 //! - [`registrations`]: dynamically registered clients and metadata document clients.
 //! - [`replay`]: remembered client assertion `jti`s.
 //! - [`bulk`]: revoking every grant of a user, tenant, agent, or agent within a tenant.
+//! - [`admin_roles`]: who may use the admin API, over which tenant.
 //!
 //! Each backend type also has an inherent `events_committed(&self)`, called after every commit
 //! that wrote events (SQLite announces it in-process; PostgreSQL's trigger already did).
@@ -30,6 +31,7 @@
 //! and writes later can fail to upgrade its lock under concurrency, which the busy timeout
 //! does not cover.
 
+pub(crate) mod admin_roles;
 pub(crate) mod api_keys;
 pub(crate) mod bulk;
 pub(crate) mod directory;
@@ -58,6 +60,7 @@ macro_rules! impl_store_traits {
         $crate::sql::api_keys::impl_api_keys!($store, $db);
         $crate::sql::registrations::impl_registrations!($store, $db);
         $crate::sql::replay::impl_replay!($store);
+        $crate::sql::admin_roles::impl_admin_roles!($store);
         $crate::sql::bulk::impl_bulk!($store, $db);
     };
 }

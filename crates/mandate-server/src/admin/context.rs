@@ -1,0 +1,104 @@
+//! What every admin operation needs: the store, a clock reading, entropy, the API key policy,
+//! and the caller's authority. Built from the HTTP request by the handlers, and directly by
+//! the CLI when it works on a local database, so both run the same operations.
+
+use crate::errors::{AdminError, ServerError};
+use mandate_core::admin::{Authority, Principal, Role};
+use mandate_core::api_key::ApiKeyPolicy;
+use mandate_core::event::{Action, ActorKind, NewEvent};
+use mandate_core::grant::Grant;
+use mandate_core::random::Entropy;
+use mandate_core::time::Timestamp;
+use mandate_store::{Store, StoreError};
+
+pub struct Ctx<'a> {
+    pub store: &'a dyn Store,
+    pub entropy: &'a dyn Entropy,
+    pub now: Timestamp,
+    pub api_keys: ApiKeyPolicy,
+    pub authority: Authority,
+    /// The grant behind the caller's token (none for the local CLI): changes that would end
+    /// it are refused, so an administrator cannot lock themselves out by accident.
+    pub own_grant: Option<Grant>,
+    /// Recorded as the actor of every event the operation writes.
+    pub actor: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl<'a> Ctx<'a> {
+    /// The CLI on the server's own database: an operator, recorded as `cli`.
+    pub fn local(
+        store: &'a dyn Store,
+        entropy: &'a dyn Entropy,
+        now: Timestamp,
+        api_keys: ApiKeyPolicy,
+    ) -> Self {
+        Self {
+            store,
+            entropy,
+            now,
+            api_keys,
+            authority: Authority {
+                principal: Principal::Agent("cli".into()),
+                role: Role::Operator,
+            },
+            own_grant: None,
+            actor: "cli".into(),
+            ip: None,
+            user_agent: None,
+        }
+    }
+
+    /// Refuses a change aimed at the caller's own principal (disabling themselves, changing
+    /// or removing their own role).
+    pub fn spare_self(&self, target: &Principal) -> Result<(), ServerError> {
+        if self.own_grant.is_some() && *target == self.authority.principal {
+            return Err(lockout());
+        }
+        Ok(())
+    }
+
+    /// Refuses a revocation that would include the grant behind the caller's own token.
+    pub fn spare_own_grant(&self, revokes: impl Fn(&Grant) -> bool) -> Result<(), ServerError> {
+        if self.own_grant.as_ref().is_some_and(revokes) {
+            return Err(lockout());
+        }
+        Ok(())
+    }
+
+    /// An admin event with this caller as the actor.
+    pub fn event(&self, action: Action) -> NewEvent {
+        let mut event = NewEvent::new(self.now, action, ActorKind::Admin);
+        event.actor_id = Some(self.actor.clone());
+        event.ip.clone_from(&self.ip);
+        event.user_agent.clone_from(&self.user_agent);
+        event
+    }
+}
+
+/// Maps a failure of the declarative apply (used for creation, so the API and `--config`
+/// validate identically): storage failures stay internal, everything else is the caller's.
+pub fn apply_error(e: anyhow::Error) -> ServerError {
+    if e.chain().any(|c| c.is::<StoreError>()) {
+        ServerError::Internal(e)
+    } else {
+        let message = e
+            .chain()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(": ");
+        AdminError::Invalid(message).into()
+    }
+}
+
+fn lockout() -> ServerError {
+    AdminError::Conflict(
+        "this would end your own admin access; another administrator must do it".into(),
+    )
+    .into()
+}
+
+pub fn not_found(what: &str, id: &str) -> ServerError {
+    AdminError::NotFound(format!("no {what} `{id}`")).into()
+}

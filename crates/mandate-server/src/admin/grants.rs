@@ -1,0 +1,217 @@
+//! Grants (a user's consent to an agent in a tenant) and revocation: one grant, or in bulk by
+//! user, tenant, agent, or agent within a tenant. Every revocation takes effect at once at
+//! introspection and on the revocation feed; a tenant admin reaches only their tenant.
+
+use super::auth::{Admin, Body, Path, Query};
+use super::context::{Ctx, not_found};
+use super::directory::{protect_operator, reachable_user};
+use super::model::{
+    BulkRevocationRequest, BulkRevocationResult, GrantQuery, GrantView, RevokeRequest, Revoked,
+};
+use crate::errors::{AdminError, ServerError};
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use mandate_core::admin::Principal;
+use mandate_core::event::Action;
+use mandate_store::{BulkTarget, GrantFilter};
+
+const DEFAULT_REASON: &str = "revoked by administrator";
+/// Longest reason kept; it is shown to administrators and written to the audit log.
+const MAX_REASON_LEN: usize = 500;
+
+/// The reason recorded for a revocation: the default when none is given.
+pub(super) fn reason(given: Option<String>) -> Result<String, ServerError> {
+    match given {
+        None => Ok(DEFAULT_REASON.into()),
+        Some(r) if r.trim().is_empty() => Ok(DEFAULT_REASON.into()),
+        Some(r) if r.chars().count() > MAX_REASON_LEN || r.chars().any(char::is_control) => {
+            Err(AdminError::Invalid(format!(
+                "reason must be at most {MAX_REASON_LEN} characters without control characters"
+            ))
+            .into())
+        }
+        Some(r) => Ok(r),
+    }
+}
+
+pub async fn list_grants(ctx: &Ctx<'_>, q: GrantQuery) -> Result<Vec<GrantView>, ServerError> {
+    if let (Some(asked), Some(own)) = (&q.tenant_id, ctx.authority.tenant_filter())
+        && asked != own
+    {
+        return Ok(Vec::new());
+    }
+    let filter = GrantFilter {
+        tenant_id: q
+            .tenant_id
+            .or_else(|| ctx.authority.tenant_filter().map(str::to_owned)),
+        user_id: q.user_id,
+        client_id: q.client_id,
+        include_revoked: q.include_revoked,
+    };
+    let grants = ctx.store.grants(&filter).await?;
+    Ok(grants
+        .into_iter()
+        .filter(|g| ctx.authority.can_reach_tenant(&g.tenant_id))
+        .map(Into::into)
+        .collect())
+}
+
+async fn reachable_grant(
+    ctx: &Ctx<'_>,
+    id: &str,
+) -> Result<mandate_core::grant::Grant, ServerError> {
+    match ctx.store.grant(id).await? {
+        Some(g) if ctx.authority.can_reach_tenant(&g.tenant_id) => Ok(g),
+        _ => Err(not_found("grant", id)),
+    }
+}
+
+pub async fn revoke_grant(
+    ctx: &Ctx<'_>,
+    id: &str,
+    req: RevokeRequest,
+) -> Result<Revoked, ServerError> {
+    let grant = reachable_grant(ctx, id).await?;
+    ctx.spare_own_grant(|own| own.id == grant.id)?;
+    let reason = reason(req.reason)?;
+    let was_active = ctx.store.revoke_grant(id, ctx.now, &reason).await?;
+    if was_active {
+        let mut event = ctx.event(Action::GrantRevoked);
+        event.grant_id = Some(grant.id.clone());
+        event.tenant_id = Some(grant.tenant_id);
+        event.user_id = grant.user_id;
+        event.client_id = Some(grant.client_id);
+        event.reason = Some(reason);
+        ctx.store.append_events(&[event]).await?;
+    }
+    Ok(Revoked {
+        id: grant.id,
+        was_active,
+    })
+}
+
+pub async fn revoke_in_bulk(
+    ctx: &Ctx<'_>,
+    req: BulkRevocationRequest,
+) -> Result<BulkRevocationResult, ServerError> {
+    let target = match (req.user_id, req.tenant_id, req.client_id) {
+        (Some(user_id), None, None) => {
+            reachable_user(ctx, &user_id).await?;
+            protect_operator(ctx, &Principal::User(user_id.clone())).await?;
+            BulkTarget::User { user_id }
+        }
+        (None, Some(tenant_id), None) => {
+            ctx.authority
+                .reach(&tenant_id)
+                .map_err(|_| not_found("tenant", &tenant_id))?;
+            if ctx.store.tenant(&tenant_id).await?.is_none() {
+                return Err(not_found("tenant", &tenant_id));
+            }
+            BulkTarget::Tenant { tenant_id }
+        }
+        (None, None, Some(client_id)) => {
+            ctx.authority.operate().map_err(|_| {
+                AdminError::Forbidden(
+                    "an agent's grants span tenants: a tenant admin revokes an agent within \
+                     their tenant (give tenant_id too)"
+                        .into(),
+                )
+            })?;
+            if ctx.store.agent(&client_id).await?.is_none() {
+                return Err(not_found("agent", &client_id));
+            }
+            BulkTarget::Agent { client_id }
+        }
+        (None, Some(tenant_id), Some(client_id)) => {
+            ctx.authority
+                .reach(&tenant_id)
+                .map_err(|_| not_found("tenant", &tenant_id))?;
+            if ctx.store.tenant(&tenant_id).await?.is_none() {
+                return Err(not_found("tenant", &tenant_id));
+            }
+            if ctx.store.agent(&client_id).await?.is_none() {
+                return Err(not_found("agent", &client_id));
+            }
+            BulkTarget::AgentInTenant {
+                client_id,
+                tenant_id,
+            }
+        }
+        _ => {
+            return Err(AdminError::Invalid(
+                "give exactly one of user_id, tenant_id, client_id, or client_id with tenant_id"
+                    .into(),
+            )
+            .into());
+        }
+    };
+    ctx.spare_own_grant(|own| match &target {
+        BulkTarget::User { user_id } => own.user_id.as_ref() == Some(user_id),
+        BulkTarget::Tenant { tenant_id } => own.tenant_id == *tenant_id,
+        BulkTarget::Agent { client_id } => own.client_id == *client_id,
+        BulkTarget::AgentInTenant {
+            client_id,
+            tenant_id,
+        } => own.client_id == *client_id && own.tenant_id == *tenant_id,
+    })?;
+    let reason = reason(req.reason)?;
+    let done = ctx
+        .store
+        .revoke_in_bulk(&target, &reason, ctx.event(Action::GrantRevoked))
+        .await?;
+    Ok(BulkRevocationResult {
+        grants: done.grants,
+        refresh_families: done.refresh_families,
+        api_keys: done.api_keys,
+        event_seq: done.event_seq,
+    })
+}
+
+/// Grants the caller can see, newest first.
+#[utoipa::path(get, path = "/grants", tag = "grants", params(GrantQuery),
+    responses((status = 200, body = Vec<GrantView>), super::Failures))]
+pub async fn grants_get(
+    State(app): State<AppState>,
+    admin: Admin,
+    Query(q): Query<GrantQuery>,
+) -> Result<Json<Vec<GrantView>>, ServerError> {
+    Ok(Json(list_grants(&admin.ctx(&app), q).await?))
+}
+
+/// One grant.
+#[utoipa::path(get, path = "/grants/{grant_id}", tag = "grants",
+    params(("grant_id" = String, Path)),
+    responses((status = 200, body = GrantView), super::Failures))]
+pub async fn grant_get(
+    State(app): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<GrantView>, ServerError> {
+    Ok(Json(reachable_grant(&admin.ctx(&app), &id).await?.into()))
+}
+
+/// Revoke a grant and every token issued under it.
+#[utoipa::path(post, path = "/grants/{grant_id}/revoke", tag = "grants",
+    params(("grant_id" = String, Path)), request_body = RevokeRequest,
+    responses((status = 200, body = Revoked), super::Failures))]
+pub async fn grant_revoke_post(
+    State(app): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    Body(req): Body<RevokeRequest>,
+) -> Result<Json<Revoked>, ServerError> {
+    Ok(Json(revoke_grant(&admin.ctx(&app), &id, req).await?))
+}
+
+/// Revoke in bulk: every grant of a user (and their API keys), of a tenant (and its API
+/// keys), of an agent (operators only), or of an agent within a tenant.
+#[utoipa::path(post, path = "/revocations", tag = "grants", request_body = BulkRevocationRequest,
+    responses((status = 200, body = BulkRevocationResult), super::Failures))]
+pub async fn revocations_post(
+    State(app): State<AppState>,
+    admin: Admin,
+    Body(req): Body<BulkRevocationRequest>,
+) -> Result<Json<BulkRevocationResult>, ServerError> {
+    Ok(Json(revoke_in_bulk(&admin.ctx(&app), req).await?))
+}

@@ -1,0 +1,137 @@
+//! The admin API client behind `mandate --server URL ...`.
+//!
+//! Credentials come from the environment, never the command line (where `ps` would show
+//! them): `MANDATE_ADMIN_TOKEN` (an access token for the admin API), or `MANDATE_CLIENT_ID` and
+//! `MANDATE_CLIENT_SECRET` of an agent holding an admin role, exchanged here for a token with
+//! client credentials (RFC 6749 §4.4) for the admin API's audience (RFC 8707). Plain http is
+//! accepted only for a loopback server.
+
+use anyhow::{Context, bail};
+use mandate_core::admin::{ADMIN_SCOPE, resource_identifier};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+
+pub struct Remote {
+    http: reqwest::Client,
+    /// `<issuer>/admin/v1`.
+    base: String,
+    token: String,
+}
+
+impl Remote {
+    pub async fn connect(server: &str) -> anyhow::Result<Self> {
+        let issuer = server.trim_end_matches('/');
+        let url = url::Url::parse(issuer).with_context(|| format!("--server `{server}`"))?;
+        let loopback = match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(d)) => d == "localhost",
+            None => false,
+        };
+        match url.scheme() {
+            "https" => {}
+            "http" if loopback => {}
+            _ => bail!("--server must be https (plain http only for a loopback address)"),
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let base = resource_identifier(issuer);
+        let token = match std::env::var("MANDATE_ADMIN_TOKEN") {
+            Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
+            _ => client_credentials(&http, issuer, &base).await?,
+        };
+        Ok(Self { http, base, token })
+    }
+
+    pub async fn get<R: DeserializeOwned>(&self, path: &str) -> anyhow::Result<R> {
+        self.send(self.http.get(self.url(path))).await
+    }
+
+    pub async fn post<B: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<R> {
+        self.send(self.http.post(self.url(path)).json(body)).await
+    }
+
+    pub async fn delete<R: DeserializeOwned>(&self, path: &str) -> anyhow::Result<R> {
+        self.send(self.http.delete(self.url(path))).await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn send<R: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> anyhow::Result<R> {
+        let resp = req
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .context("calling the admin API")?;
+        let status = resp.status();
+        let text = resp
+            .text()
+            .await
+            .context("reading the admin API's answer")?;
+        if !status.is_success() {
+            let detail = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| field(&v, "error_description").map(str::to_owned))
+                .unwrap_or_else(|| text.chars().take(200).collect());
+            bail!("{detail} (HTTP {})", status.as_u16());
+        }
+        serde_json::from_str(&text).context("the admin API's answer is not what was expected")
+    }
+}
+
+async fn client_credentials(
+    http: &reqwest::Client,
+    issuer: &str,
+    admin_resource: &str,
+) -> anyhow::Result<String> {
+    let (Ok(id), Ok(secret)) = (
+        std::env::var("MANDATE_CLIENT_ID"),
+        std::env::var("MANDATE_CLIENT_SECRET"),
+    ) else {
+        bail!(
+            "--server needs credentials: MANDATE_ADMIN_TOKEN, or MANDATE_CLIENT_ID and \
+             MANDATE_CLIENT_SECRET of an agent with an admin role"
+        );
+    };
+    let resp = http
+        .post(format!("{issuer}/token"))
+        .basic_auth(encode(&id), Some(encode(&secret)))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", ADMIN_SCOPE),
+            ("resource", admin_resource),
+        ])
+        .send()
+        .await
+        .context("requesting an admin token")?;
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    match field(&body, "access_token") {
+        Some(token) if status.is_success() => Ok(token.to_owned()),
+        _ => bail!(
+            "the server refused an admin token: {} {}",
+            field(&body, "error").unwrap_or("unknown_error"),
+            field(&body, "error_description").unwrap_or_default()
+        ),
+    }
+}
+
+fn field<'a>(v: &'a serde_json::Value, name: &str) -> Option<&'a str> {
+    v.get(name).and_then(serde_json::Value::as_str)
+}
+
+/// Percent-encodes one path segment or query value.
+pub fn encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
