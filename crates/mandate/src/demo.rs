@@ -89,6 +89,10 @@ fn print_walkthrough(issuer: &str, crm: &str, kept: Option<&PathBuf>) {
          &scope=contacts.read+tickets.write&state=demo&resource={CRM_RESOURCE}\
          &code_challenge={challenge}&code_challenge_method=S256"
     );
+    // This very binary, so the admin commands work whether or not `mandate` is on the PATH.
+    let cli = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "mandate".into());
     let data = match kept {
         Some(dir) => format!("{} (kept)", dir.display()),
         None => "a temporary directory, deleted on exit".to_owned(),
@@ -100,7 +104,8 @@ fn print_walkthrough(issuer: &str, crm: &str, kept: Option<&PathBuf>) {
   data                  {data}
 
 People (password: <login>-demo-password): alice and bob at Acme Corp, carol at Globex Inc.
-Agents: svc-agent (a service, client credentials), cli-agent and mcp-assistant (act for a person).
+Agents: svc-agent (a service, client credentials), cli-agent and mcp-assistant (act for a person),
+orchestrator (delegates by token exchange), admin-cli (the operator's admin API identity).
 The commands below use curl and jq.
 
 1. A service identity calls the CRM with a 15-minute token:
@@ -118,13 +123,27 @@ The commands below use curl and jq.
      -d code=PASTE_CODE_HERE {issuer}/token | jq -r .access_token)
    curl -s -H "Authorization: Bearer $TOKEN" {crm}/contacts | jq     # alice, acme's contacts only
 
-3. Revoke it; the CRM refuses it within a second, long before it expires:
+3. An orchestrator acts for alice: it exchanges her token (RFC 8693) for a narrower one, and the
+   CRM sees alice as the subject and the orchestrator in the chain:
+   DELEGATED=$(curl -s -u orchestrator:demo-orchestrator-secret-0123456789abcdef \
+     -d grant_type=urn:ietf:params:oauth:grant-type:token-exchange -d subject_token=$TOKEN \
+     -d subject_token_type=urn:ietf:params:oauth:token-type:access_token \
+     -d scope=contacts.read {issuer}/token | jq -r .access_token)
+   curl -s -H "Authorization: Bearer $DELEGATED" {crm}/contacts | jq .caller   # acting_through
+
+4. Revoke alice's token; the CRM refuses it within a second, long before it expires:
    curl -s -d client_id=cli-agent -d token=$TOKEN {issuer}/revoke
    curl -si -H "Authorization: Bearer $TOKEN" {crm}/contacts         # 401 invalid_token
 
-4. MCP: point an MCP client at {crm}/mcp. It finds Mandate through
+5. MCP: point an MCP client at {crm}/mcp. It finds Mandate through
    {crm}/.well-known/oauth-protected-resource; log in as carol to see only Globex data.
    Calling read_billing without billing.read answers 403 insufficient_scope (step-up).
+
+6. Administer through the admin API (OpenAPI: {issuer}/admin/v1/openapi.json), remotely:
+   export MANDATE_CLIENT_ID=admin-cli MANDATE_CLIENT_SECRET=demo-admin-cli-secret-0123456789abcdef
+   {cli} --server {issuer} grant list
+   {cli} --server {issuer} grant revoke-all --user alice   # offboarding
+   curl -si -H "Authorization: Bearer $DELEGATED" {crm}/contacts      # 401: the chain died too
 
 Press Ctrl-C to stop."#
     );

@@ -24,6 +24,24 @@ struct Caller<'a> {
     subject: &'a str,
     tenant: &'a str,
     client_id: &'a str,
+    /// The agents the subject's authority passed through (RFC 8693 `act`), the one calling
+    /// first; absent when the subject's own agent calls.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    acting_through: Vec<&'a str>,
+}
+
+/// The actors of a delegation chain, outermost (the current caller) first.
+fn actors(act: Option<&serde_json::Value>) -> Vec<&str> {
+    let mut chain = Vec::new();
+    let mut next = act;
+    while let Some(actor) = next {
+        let Some(sub) = actor.get("sub").and_then(serde_json::Value::as_str) else {
+            break;
+        };
+        chain.push(sub);
+        next = actor.get("act");
+    }
+    chain
 }
 
 fn answer(status: StatusCode, principal: &Principal, data: impl Serialize) -> Response {
@@ -31,6 +49,7 @@ fn answer(status: StatusCode, principal: &Principal, data: impl Serialize) -> Re
         subject: &principal.subject,
         tenant: &principal.tenant,
         client_id: &principal.client_id,
+        acting_through: actors(principal.act.as_ref()),
     };
     (status, Json(json!({ "caller": caller, "data": data }))).into_response()
 }

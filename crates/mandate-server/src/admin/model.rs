@@ -159,8 +159,8 @@ pub struct NewAgent {
     pub name: Option<String>,
     /// A confidential agent's secret is generated and shown once.
     pub kind: AgentKind,
-    /// `authorization_code`, `refresh_token`, `client_credentials`,
-    /// `urn:ietf:params:oauth:grant-type:token-exchange`.
+    /// `authorization_code`, `refresh_token`, `client_credentials`. (Who may exchange tokens
+    /// is the deployment's `[exchange]` policy, not a grant type.)
     pub grant_types: Vec<String>,
     pub max_scopes: Vec<String>,
     #[serde(default)]

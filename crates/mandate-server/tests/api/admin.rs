@@ -43,8 +43,13 @@ async fn operator_token(app: &TestApp) -> String {
     s(&body["access_token"]).to_owned()
 }
 
-/// A person's admin token through the admin console: code + PKCE for the admin API.
-async fn person_token(app: &TestApp, login: &str) -> String {
+/// Authorize at the admin console for the admin API and log in as `login`; the page after
+/// login, the browser and the PKCE verifier.
+async fn admin_console_login(
+    app: &TestApp,
+    login: &str,
+    password: &str,
+) -> (Browser, Page, String) {
     let browser = Browser::default();
     let (verifier, challenge) = pkce();
     let resource = admin_resource(app);
@@ -59,9 +64,15 @@ async fn person_token(app: &TestApp, login: &str) -> String {
         ("resource", resource.as_str()),
     ];
     let page = browser.authorize(app, &query).await;
-    let page = browser
-        .login(app, &page, login, &format!("{login}-demo-password"))
-        .await;
+    let page = browser.login(app, &page, login, password).await;
+    (browser, page, verifier)
+}
+
+/// A person's admin token through the admin console: code + PKCE for the admin API.
+async fn person_token(app: &TestApp, login: &str) -> String {
+    let (browser, page, verifier) =
+        admin_console_login(app, login, &format!("{login}-demo-password")).await;
+    let resource = admin_resource(app);
     let done = browser.consent(app, &page, Some(&["mandate.admin"])).await;
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.html);
     let (_, params) = location_params(&done.headers);
@@ -214,8 +225,8 @@ async fn operator_manages_every_tenant_and_is_attributed(backend: Backend) {
     assert_eq!(user.body["tenant_id"], "initech");
     assert!(user.body.get("password").is_none() && user.body.get("password_hash").is_none());
     // The password works: peter can log in through the real login page.
-    let peter = person_token_no_role_check(&app, "peter", "peter-password-1").await;
-    assert!(peter);
+    let (_, page, _) = admin_console_login(&app, "peter", "peter-password-1").await;
+    assert!(page.is_consent(), "peter logged in: {}", page.html);
 
     let taken = post(
         &app,
@@ -280,27 +291,6 @@ async fn operator_manages_every_tenant_and_is_attributed(backend: Backend) {
         .count();
     assert!(by_op >= 4, "{by_op} events attributed to the operator");
     app.stop().await;
-}
-
-/// Logs `login` in through the admin console and reports whether login succeeded (the
-/// consent page appears); the person needs no role for that.
-async fn person_token_no_role_check(app: &TestApp, login: &str, password: &str) -> bool {
-    let browser = Browser::default();
-    let (_, challenge) = pkce();
-    let resource = admin_resource(app);
-    let query = [
-        ("response_type", "code"),
-        ("client_id", "admin-console"),
-        ("redirect_uri", CLI_REDIRECT),
-        ("scope", "mandate.admin"),
-        ("state", "st-123"),
-        ("code_challenge", challenge.as_str()),
-        ("code_challenge_method", "S256"),
-        ("resource", resource.as_str()),
-    ];
-    let page = browser.authorize(app, &query).await;
-    let page = browser.login(app, &page, login, password).await;
-    page.is_consent()
 }
 
 async fn tenant_admin_sees_and_changes_only_their_tenant(backend: Backend) {
@@ -376,11 +366,10 @@ async fn tenant_admin_sees_and_changes_only_their_tenant(backend: Backend) {
             .is_none()
     );
 
-    // Agents: only those acme owns (svc-agent), not multi-tenant ones, not ops' admin-cli.
-    assert_eq!(
-        ids(&get(&app, &alice, "/agents").await.body, "client_id"),
-        ["svc-agent"]
-    );
+    // Agents: only those acme owns, not multi-tenant ones, not ops' admin-cli.
+    let mut owned = ids(&get(&app, &alice, "/agents").await.body, "client_id");
+    owned.sort();
+    assert_eq!(owned, ["orchestrator", "svc-agent"]);
     assert_eq!(
         get(&app, &alice, "/agents/admin-cli").await.status,
         StatusCode::NOT_FOUND

@@ -256,3 +256,117 @@ async fn a_revoked_grant_is_refused_at_the_crm_within_a_second() {
     }
     assert!(demo.feed.is_connected());
 }
+
+/// The end-to-end delegation story: an orchestrator agent exchanges alice's token
+/// (RFC 8693) for a down-scoped one for the CRM; the CRM sees alice as the subject and the
+/// orchestrator in the chain; offboarding alice through the admin API ends the exchanged
+/// token at the CRM within a second, through the revocation feed.
+#[tokio::test]
+async fn an_orchestrator_acts_for_alice_through_an_exchanged_token_until_she_is_offboarded() {
+    let demo = spawn_demo().await;
+    let alice = demo
+        .user_token(
+            "cli-agent",
+            "alice",
+            "contacts.read tickets.read",
+            &["contacts.read", "tickets.read"],
+        )
+        .await;
+    let exchanged: Value = demo
+        .http
+        .post(format!("{}/token", demo.issuer))
+        .basic_auth(
+            "orchestrator",
+            Some("demo-orchestrator-secret-0123456789abcdef"),
+        )
+        .form(&[
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
+            ("subject_token", alice.access_token.as_str()),
+            (
+                "subject_token_type",
+                "urn:ietf:params:oauth:token-type:access_token",
+            ),
+            ("scope", "tickets.read"),
+            ("resource", CRM),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = exchanged["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{exchanged}"))
+        .to_owned();
+    assert_eq!(exchanged["scope"], "tickets.read");
+
+    let (status, body, _) = demo.get("/tickets", &token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, direct, _) = demo.get("/tickets", &alice.access_token).await;
+    let caller = &body["caller"];
+    assert_eq!(
+        caller["subject"], direct["caller"]["subject"],
+        "still alice"
+    );
+    assert_eq!(caller["tenant"], "acme");
+    assert_eq!(caller["client_id"], "orchestrator");
+    assert_eq!(
+        caller["acting_through"],
+        serde_json::json!(["orchestrator"])
+    );
+    assert!(direct["caller"].get("acting_through").is_none());
+    // Down-scoped: alice's token reads contacts, the exchanged one may not.
+    let (status, _, challenge) = demo.get("/contacts", &token).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(challenge.contains("insufficient_scope"), "{challenge}");
+
+    // Offboard alice through the admin API, as the operator's CLI would.
+    let admin = format!("{}/admin/v1", demo.issuer);
+    let op: Value = demo
+        .http
+        .post(format!("{}/token", demo.issuer))
+        .basic_auth("admin-cli", Some("demo-admin-cli-secret-0123456789abcdef"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "mandate.admin"),
+            ("resource", admin.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let offboarded = demo
+        .http
+        .post(format!("{admin}/revocations"))
+        .bearer_auth(op["access_token"].as_str().unwrap())
+        .json(&serde_json::json!({ "user_id": caller["subject"], "reason": "left" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(offboarded.status(), StatusCode::OK);
+    let revoked_at = Instant::now();
+    loop {
+        let (status, _, challenge) = demo.get("/tickets", &token).await;
+        if status == StatusCode::UNAUTHORIZED {
+            assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+            break;
+        }
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(1),
+            "the exchanged token still works after 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (status, _, _) = demo.get("/tickets", &alice.access_token).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "alice's own token is gone too"
+    );
+}
