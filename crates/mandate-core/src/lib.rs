@@ -28,6 +28,7 @@
 
 pub mod admin;
 pub mod api_key;
+pub mod audit;
 pub mod authorize;
 pub mod challenge;
 pub mod client;

@@ -28,6 +28,7 @@
 //! - [`group_commit`]: batches event appends so durability does not cost throughput.
 //! - [`testing`]: throwaway PostgreSQL databases for tests.
 
+pub mod audit;
 pub mod error;
 pub mod group_commit;
 pub mod model;
@@ -53,9 +54,9 @@ use std::sync::Arc;
 
 pub use error::{StoreError, StoreResult};
 pub use model::{
-    ApiKeyCursor, ApiKeyRotation, BulkRevoked, BulkTarget, ClientRegistration, CodeConsumption,
-    EventFilter, GrantFilter, PendingAuthorization, RefreshLookup, RegisteredClient,
-    RegistrationOrigin, ScopeDef, Session, StoredApiKey, StoredSigningKey,
+    ApiKeyCursor, ApiKeyRotation, BulkRevoked, BulkTarget, ChainRow, ClientRegistration,
+    CodeConsumption, EventFilter, GrantFilter, PendingAuthorization, RefreshLookup,
+    RegisteredClient, RegistrationOrigin, ScopeDef, Session, StoredApiKey, StoredSigningKey,
 };
 
 #[async_trait]
@@ -345,6 +346,11 @@ pub trait EventStore: Send + Sync {
     async fn append_events(&self, events: &[NewEvent]) -> StoreResult<Vec<i64>>;
     /// Events matching the filter, oldest first.
     async fn events(&self, filter: &EventFilter) -> StoreResult<Vec<Event>>;
+    /// Where the audit chain stands ([`mandate_core::audit`]).
+    async fn chain_head(&self) -> StoreResult<mandate_core::audit::ChainHead>;
+    /// Stored events exactly as written (for verifying the chain), after `after_seq`, in
+    /// order, at most `limit`.
+    async fn chain_rows(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<ChainRow>>;
 }
 
 /// Everything the server persists.

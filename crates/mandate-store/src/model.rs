@@ -226,3 +226,45 @@ pub struct BulkRevoked {
     /// The sequence number of the one event that records it (and feeds the revocation feed).
     pub event_seq: i64,
 }
+
+/// One stored event, raw, as the audit chain verifier reads it: no field is interpreted, so a
+/// tampered row is still readable and reported rather than refused as corrupt.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ChainRow {
+    pub seq: i64,
+    pub at: i64,
+    pub action: String,
+    pub actor_kind: String,
+    pub actor_id: Option<String>,
+    pub tenant_id: Option<String>,
+    pub user_id: Option<String>,
+    pub client_id: Option<String>,
+    pub grant_id: Option<String>,
+    pub scopes: Option<String>,
+    pub reason: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub detail: String,
+    pub hash: Option<String>,
+}
+
+impl ChainRow {
+    pub fn fields(&self) -> mandate_core::audit::ChainedFields<'_> {
+        mandate_core::audit::ChainedFields {
+            seq: self.seq,
+            at: self.at,
+            action: &self.action,
+            actor_kind: &self.actor_kind,
+            actor_id: self.actor_id.as_deref(),
+            tenant_id: self.tenant_id.as_deref(),
+            user_id: self.user_id.as_deref(),
+            client_id: self.client_id.as_deref(),
+            grant_id: self.grant_id.as_deref(),
+            scopes: self.scopes.as_deref(),
+            reason: self.reason.as_deref(),
+            ip: self.ip.as_deref(),
+            user_agent: self.user_agent.as_deref(),
+            detail: &self.detail,
+        }
+    }
+}

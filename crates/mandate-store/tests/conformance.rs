@@ -20,6 +20,8 @@
 mod admin_roles;
 #[path = "conformance/api_keys.rs"]
 mod api_keys;
+#[path = "conformance/audit_chain.rs"]
+mod audit_chain;
 #[path = "conformance/bulk.rs"]
 mod bulk;
 #[path = "conformance/directory.rs"]
@@ -37,6 +39,7 @@ mod tokens;
 
 use admin_roles::*;
 use api_keys::*;
+use audit_chain::*;
 use bulk::*;
 use directory::*;
 use events::*;
@@ -131,4 +134,5 @@ conformance!(
     bulk_revocation_by_agent_in_tenant_stays_in_the_tenant,
     bulk_revocation_of_nobody_changes_nothing,
     admin_roles_replace_remove_and_record_events,
+    audit_chain_is_gapless_and_verifies_under_concurrent_writers,
 );

@@ -44,25 +44,31 @@ impl Backend {
         if let Some(server) = &global.server {
             return Ok(Self::Remote(Remote::connect(server).await?));
         }
-        let overrides = Overrides {
-            data_dir: global.data_dir.clone(),
-            database_url: global.database_url.clone(),
-            ..Overrides::default()
-        };
-        let config = config::load(global.config.as_deref(), &overrides)?;
-        if config.database_url.is_none() {
-            std::fs::create_dir_all(&config.data_dir)
-                .with_context(|| format!("creating {}", config.data_dir.display()))?;
-        }
-        let store = mandate_store::connect(&config.database_url())
-            .await
-            .context("opening the database")?;
+        let (config, store) = open_local(global).await?;
         Ok(Self::Local {
             store,
             policy: config.api_keys.policy(),
             entropy: OsEntropy::default(),
         })
     }
+}
+
+/// The configuration and the configured database, opened (and migrated) directly.
+pub async fn open_local(global: &Global) -> anyhow::Result<(config::Config, Arc<dyn Store>)> {
+    let overrides = Overrides {
+        data_dir: global.data_dir.clone(),
+        database_url: global.database_url.clone(),
+        ..Overrides::default()
+    };
+    let config = config::load(global.config.as_deref(), &overrides)?;
+    if config.database_url.is_none() {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    }
+    let store = mandate_store::connect(&config.database_url())
+        .await
+        .context("opening the database")?;
+    Ok((config, store))
 }
 
 /// Runs `$local` with an operator context on the local database, or `$remote_call` with the

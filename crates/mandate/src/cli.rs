@@ -70,6 +70,16 @@ pub enum Command {
     /// Who may use the admin API: operators (every tenant) and tenant admins (one tenant).
     #[command(subcommand)]
     AdminRole(AdminRoleCmd),
+    /// The tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Subcommand)]
+pub enum AuditCmd {
+    /// Walk the hash chain of every event in the database and report the first event that was
+    /// modified, inserted or deleted. Exits 1 if the chain is broken.
+    Verify,
 }
 
 #[derive(Args)]

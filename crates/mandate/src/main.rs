@@ -6,6 +6,7 @@
 //! `mandate-store`.
 
 mod admin;
+mod audit;
 mod cli;
 mod demo;
 mod guard;
@@ -44,6 +45,7 @@ async fn main() -> std::process::ExitCode {
         Command::Grant(cmd) => admin::grant(&cli.global, cmd).await,
         Command::ApiKey(cmd) => admin::api_key(&cli.global, cmd).await,
         Command::AdminRole(cmd) => admin::admin_role(&cli.global, cmd).await,
+        Command::Audit(cmd) => audit::run(&cli.global, cmd).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -728,3 +728,58 @@ async fn the_cli_administers_a_remote_server_through_the_admin_api() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+/// `mandate audit verify` on a real SQLite file: intact after real commands, and after a row is
+/// edited behind the server's back it names the event and exits non-zero.
+#[tokio::test]
+async fn audit_verify_reports_an_intact_chain_and_finds_an_edited_event() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    json(&data, &["tenant", "create", "acme"]);
+    json(
+        &data,
+        &["scope", "create", "tickets.read", "--description", "Read"],
+    );
+    json(
+        &data,
+        &[
+            "api-key",
+            "create",
+            "--tenant",
+            "acme",
+            "--scopes",
+            "tickets.read",
+            "--expires-in",
+            "1d",
+            "--name",
+            "sync",
+        ],
+    );
+    let report = json(&data, &["audit", "verify"]);
+    assert_eq!(report["intact"], true, "{report}");
+    let checked = report["checked"].as_i64().unwrap();
+    assert!(checked >= 3, "{report}");
+    assert_eq!(report["head_seq"], checked);
+    let (ok, text, _) = mandate(&data, &["audit", "verify"], None);
+    assert!(ok && text.contains("audit chain intact"), "{text}");
+
+    let url = format!("sqlite://{}", data.join("mandate.db").display());
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("DROP TRIGGER events_no_update")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE events SET actor_id = 'someone-else' WHERE seq = 2")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    drop(db);
+    let (ok, out, err) = mandate(&data, &["audit", "verify", "--json"], None);
+    assert!(!ok, "a broken chain exits non-zero");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["intact"], false);
+    assert_eq!(report["broken"]["kind"], "modified");
+    assert_eq!(report["broken"]["seq"], 2);
+    assert!(err.contains("event 2 was modified"), "{err}");
+}

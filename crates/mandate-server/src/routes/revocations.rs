@@ -6,12 +6,13 @@
 //! this node commits an event batch or, on PostgreSQL, any node does (LISTEN/NOTIFY); it also
 //! polls every 250 ms, which covers the CLI on SQLite and any lost notification.
 //!
-//! Sequence numbers are assigned when a row is inserted, not when it commits, so with several
-//! writers on PostgreSQL (nodes, the CLI) event 9 can become visible after event 10. A reader
-//! that only ever asked for "after the highest seen" would skip 9 for good. So each reader
-//! re-reads the last [`SETTLE`] of sequence numbers on every pass and sends what it has not sent
-//! yet: a late commit is delivered (out of order, which the guard handles: applying a
-//! revocation is idempotent and its resume position only moves forward).
+//! Since the audit chain (`mandate_core::audit`), sequence numbers are taken under the chain's
+//! head lock and commit in order on both databases, so event 9 can no longer become visible
+//! after event 10. Readers still re-read the last [`SETTLE`] of sequence numbers on every pass
+//! and send what they have not sent yet, as a second line of defence for a database written
+//! by something that bypasses the chain: a late commit would be delivered (out of order,
+//! which the guard handles: applying a revocation is idempotent and its resume position only
+//! moves forward).
 
 use crate::client_auth::{self, Caller};
 use crate::errors::ServerError;

@@ -17,6 +17,7 @@ mod helpers;
 
 mod admin;
 mod api_keys;
+mod audit;
 mod authorize;
 mod client_credentials;
 mod client_metadata_documents;

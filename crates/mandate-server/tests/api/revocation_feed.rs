@@ -240,10 +240,11 @@ async fn shutdown_ends_open_feeds_instead_of_waiting_on_them(backend: Backend) {
     assert!(ended.is_ok(), "the feed stream stayed open after shutdown");
 }
 
-/// With several writers on PostgreSQL, a revocation whose sequence number is lower than one
-/// already delivered can commit later; the feed must still deliver it.
+/// With several writers on PostgreSQL, sequence numbers are taken under the audit chain's head
+/// lock, so a lower number can never commit after a higher one has been delivered: a second
+/// writer waits for the first to commit, and the feed delivers both in order.
 #[tokio::test]
-async fn postgres_late_commit_of_a_lower_sequence_number_is_still_delivered() {
+async fn postgres_writers_commit_in_sequence_order_and_the_feed_delivers_in_order() {
     if mandate_store::testing::postgres_test_url().is_none() {
         eprintln!("SKIPPED: MANDATE_TEST_POSTGRES_URL is not set");
         return;
@@ -251,38 +252,80 @@ async fn postgres_late_commit_of_a_lower_sequence_number_is_still_delivered() {
     let app = spawn_app(Backend::Postgres).await;
     let mut feed = open_feed(&app, None).await;
     let mut buffer = String::new();
+    let token = app.client_credentials(Some("tickets.read")).await;
 
-    // Another writer takes a sequence number for a revocation and holds its transaction open.
+    // Another writer (another node, say) chains a revocation and holds its transaction open.
     let mut slow = sqlx::PgConnection::connect(&app.database_url)
         .await
         .unwrap();
     sqlx::query("BEGIN").execute(&mut slow).await.unwrap();
-    let held: i64 = sqlx::query_scalar(
-        "INSERT INTO events (at, action, actor_kind, grant_id, detail)
-         VALUES (0, 'grant.revoked', 'admin', 'g_late', '{}') RETURNING seq",
+    let (head_seq, head_hash): (i64, String) =
+        sqlx::query_as("UPDATE event_chain SET seq = seq WHERE id = 1 RETURNING seq, hash")
+            .fetch_one(&mut slow)
+            .await
+            .unwrap();
+    let held = head_seq + 1;
+    let fields = mandate_core::audit::ChainedFields {
+        seq: held,
+        at: 0,
+        action: "grant.revoked",
+        actor_kind: "admin",
+        actor_id: None,
+        tenant_id: None,
+        user_id: None,
+        client_id: None,
+        grant_id: Some("g_late"),
+        scopes: None,
+        reason: None,
+        ip: None,
+        user_agent: None,
+        detail: "{}",
+    };
+    let hash = mandate_core::audit::link(&head_hash, &fields);
+    sqlx::query(
+        "INSERT INTO events (seq, at, action, actor_kind, grant_id, detail, hash)
+         VALUES ($1, 0, 'grant.revoked', 'admin', 'g_late', '{}', $2)",
     )
-    .fetch_one(&mut slow)
+    .bind(held)
+    .bind(&hash)
+    .execute(&mut slow)
     .await
     .unwrap();
+    sqlx::query("UPDATE event_chain SET seq = $1, hash = $2 WHERE id = 1")
+        .bind(held)
+        .bind(&hash)
+        .execute(&mut slow)
+        .await
+        .unwrap();
 
-    // Meanwhile this node revokes something with a higher sequence number, delivered at once.
-    let token = app.client_credentials(Some("tickets.read")).await;
-    let (status, _, _) = app
-        .post_form(
-            "/revoke",
-            Some(("svc-agent", SVC_SECRET)),
-            &[("token", s(&token["access_token"]))],
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    let first = entries(&mut feed, &mut buffer, 1, Duration::from_secs(5)).await;
-    assert!(first[0].0 > held, "the later revocation came first");
+    // This node's revocation has to wait for the chain's head.
+    let revoke = {
+        let http = app.http.clone();
+        let url = app.url("/revoke");
+        let access = s(&token["access_token"]).to_owned();
+        tokio::spawn(async move {
+            http.post(url)
+                .basic_auth("svc-agent", Some(SVC_SECRET))
+                .form(&[("token", access)])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!revoke.is_finished(), "a second writer waits for the head");
 
-    // The held one commits now, below what the reader has passed: it still arrives.
     sqlx::query("COMMIT").execute(&mut slow).await.unwrap();
-    let late = entries(&mut feed, &mut buffer, 1, Duration::from_secs(5)).await;
-    assert_eq!(late[0].0, held);
-    assert_eq!(late[0].1["grant_id"], "g_late");
+    assert_eq!(revoke.await.unwrap(), StatusCode::OK);
+    let delivered = entries(&mut feed, &mut buffer, 2, Duration::from_secs(5)).await;
+    assert_eq!(delivered[0].0, held, "the first committed comes first");
+    assert_eq!(delivered[0].1["grant_id"], "g_late");
+    assert!(delivered[1].0 > held);
+    let chain = mandate_store::audit::verify(app.store.as_ref(), |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(chain.broken, None);
 }
 
 async fn bulk_revocations_take_effect_at_once_and_touch_nobody_else(backend: Backend) {

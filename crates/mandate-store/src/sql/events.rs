@@ -16,6 +16,14 @@
 //! inside their own transaction with `append_event_in`, as the transaction's last statement,
 //! so the time between the event taking its sequence number and becoming visible is as short
 //! as for a group-commit batch.
+//!
+//! Every append is chained ([`mandate_core::audit`]): it first locks the one-row `event_chain`
+//! head (an `UPDATE ... RETURNING`, which is also the write that opens a SQLite transaction's
+//! write lock), numbers its events after the head, hashes each onto the previous one, inserts
+//! them with their numbers and hashes, and moves the head, all in the writing transaction.
+//! Event-writing transactions therefore commit one at a time and in sequence order on both
+//! databases, so numbers are gapless and a committed event is always chained. The head is
+//! the last lock such a transaction takes, so it cannot deadlock with the row locks before it.
 
 use super::{Conditions, ts};
 use crate::model::EventFilter;
@@ -25,10 +33,14 @@ use serde_json::Value;
 use std::fmt::Write;
 use std::sync::LazyLock;
 
+/// An event's content columns, as read back.
 const COLUMNS: &str = "at, action, actor_kind, actor_id, tenant_id, user_id, client_id, \
      grant_id, scopes, reason, ip, user_agent, detail";
-const COLUMN_COUNT: usize = 13;
-/// Rows per statement at most: 128 × 13 parameters stays far below both databases' limits.
+/// Written per event: the number, the content, the chain hash.
+const INSERT_COLUMNS: &str = "seq, at, action, actor_kind, actor_id, tenant_id, user_id, \
+     client_id, grant_id, scopes, reason, ip, user_agent, detail, hash";
+const COLUMN_COUNT: usize = 15;
+/// Rows per statement at most: 128 × 15 parameters stays far below both databases' limits.
 const MAX_ROWS_PER_STATEMENT: usize = 128;
 
 /// Splits `n` rows into statement sizes: powers of two, largest first.
@@ -45,9 +57,9 @@ pub(crate) fn chunk_sizes(mut n: usize) -> Vec<usize> {
     sizes
 }
 
-/// `INSERT` of `rows` events returning their sequence numbers.
+/// `INSERT` of `rows` events with their numbers and hashes.
 pub(crate) fn insert_sql(rows: usize) -> String {
-    let mut sql = format!("INSERT INTO events ({COLUMNS}) VALUES ");
+    let mut sql = format!("INSERT INTO events ({INSERT_COLUMNS}) VALUES ");
     for row in 0..rows {
         sql.push_str(if row == 0 { "(" } else { ", (" });
         for col in 0..COLUMN_COUNT {
@@ -56,12 +68,58 @@ pub(crate) fn insert_sql(rows: usize) -> String {
         }
         sql.push(')');
     }
-    sql.push_str(" RETURNING seq");
     sql
 }
 
-/// `INSERT` of one event returning its sequence number.
+/// `INSERT` of one event.
 pub(crate) static INSERT_ONE: LazyLock<String> = LazyLock::new(|| insert_sql(1));
+
+/// Locks the chain's head until the transaction ends and reads it.
+pub(crate) const LOCK_HEAD: &str =
+    "UPDATE event_chain SET seq = seq WHERE id = 1 RETURNING seq, hash";
+pub(crate) const MOVE_HEAD: &str = "UPDATE event_chain SET seq = $1, hash = $2 WHERE id = 1";
+pub(crate) const READ_HEAD: &str = "SELECT start_seq, seq, hash FROM event_chain WHERE id = 1";
+/// Stored events as the chain verifier reads them: raw, in order, after `$1`, at most `$2`.
+pub(crate) const CHAIN_ROWS: &str = "SELECT seq, at, action, actor_kind, actor_id, tenant_id, \
+     user_id, client_id, grant_id, scopes, reason, ip, user_agent, detail, hash FROM events \
+     WHERE seq > $1 ORDER BY seq LIMIT $2";
+
+/// Numbers `events` after the head and chains each onto the one before: `(seq, hash)` in input
+/// order. `details` are the events' `detail` texts exactly as they will be stored.
+pub(crate) fn chain(
+    head_seq: i64,
+    head_hash: &str,
+    events: &[NewEvent],
+    details: &[String],
+) -> Vec<(i64, String)> {
+    let mut prev = head_hash.to_owned();
+    let mut links = Vec::with_capacity(events.len());
+    for (i, (e, detail)) in events.iter().zip(details).enumerate() {
+        let seq = head_seq + 1 + i as i64;
+        let hash = mandate_core::audit::link(
+            &prev,
+            &mandate_core::audit::ChainedFields {
+                seq,
+                at: e.at.unix(),
+                action: e.action.as_str(),
+                actor_kind: e.actor_kind.as_str(),
+                actor_id: e.actor_id.as_deref(),
+                tenant_id: e.tenant_id.as_deref(),
+                user_id: e.user_id.as_deref(),
+                client_id: e.client_id.as_deref(),
+                grant_id: e.grant_id.as_deref(),
+                scopes: e.scopes.as_deref(),
+                reason: e.reason.as_deref(),
+                ip: e.ip.as_deref(),
+                user_agent: e.user_agent.as_deref(),
+                detail,
+            },
+        );
+        prev.clone_from(&hash);
+        links.push((seq, hash));
+    }
+    links
+}
 
 /// Adds `entries` to the event's `detail` object (a `null` detail becomes an object; a detail
 /// that is neither is left alone rather than lose what the caller put there).
@@ -79,10 +137,11 @@ pub(crate) fn add_detail(
     }
 }
 
-/// Binds one event's thirteen columns, in [`COLUMNS`] order, to a query.
+/// Binds one event's columns, in [`INSERT_COLUMNS`] order, to a query.
 macro_rules! bind_event {
-    ($query:expr, $event:expr, $detail:expr) => {
+    ($query:expr, $seq:expr, $event:expr, $detail:expr, $hash:expr) => {
         $query
+            .bind($seq)
             .bind($event.at.unix())
             .bind($event.action.as_str())
             .bind($event.actor_kind.as_str())
@@ -96,6 +155,7 @@ macro_rules! bind_event {
             .bind(&$event.ip)
             .bind(&$event.user_agent)
             .bind($detail)
+            .bind($hash)
     };
 }
 pub(crate) use bind_event;
@@ -264,12 +324,50 @@ macro_rules! impl_events {
                 event: &::mandate_core::event::NewEvent,
             ) -> $crate::StoreResult<i64> {
                 let detail = event.detail.to_string();
-                let query =
-                    ::sqlx::query_scalar::<_, i64>($crate::sql::events::INSERT_ONE.as_str());
-                let seq = $crate::sql::events::bind_event!(query, event, detail)
-                    .fetch_one(&mut **tx)
-                    .await?;
-                Ok(seq)
+                let seqs = Self::chain_in(
+                    tx,
+                    ::std::slice::from_ref(event),
+                    ::std::slice::from_ref(&detail),
+                )
+                .await?;
+                seqs.first()
+                    .copied()
+                    .ok_or($crate::StoreError::Corrupt("event chain"))
+            }
+
+            /// Numbers, hashes and inserts `events` after the chain's head, and moves the
+            /// head, inside `tx`; returns their sequence numbers in input order.
+            async fn chain_in(
+                tx: &mut ::sqlx::Transaction<'_, $db>,
+                events: &[::mandate_core::event::NewEvent],
+                details: &[String],
+            ) -> $crate::StoreResult<Vec<i64>> {
+                let (head_seq, head_hash): (i64, String) =
+                    ::sqlx::query_as($crate::sql::events::LOCK_HEAD)
+                        .fetch_one(&mut **tx)
+                        .await?;
+                let links = $crate::sql::events::chain(head_seq, &head_hash, events, details);
+                let mut rest = events.iter().zip(details).zip(&links);
+                for size in $crate::sql::events::chunk_sizes(events.len()) {
+                    let sql = if size == 1 {
+                        ::std::borrow::Cow::Borrowed($crate::sql::events::INSERT_ONE.as_str())
+                    } else {
+                        ::std::borrow::Cow::Owned($crate::sql::events::insert_sql(size))
+                    };
+                    let mut query = ::sqlx::query(&sql);
+                    for ((event, detail), (seq, hash)) in rest.by_ref().take(size) {
+                        query = $crate::sql::events::bind_event!(query, seq, event, detail, hash);
+                    }
+                    query.execute(&mut **tx).await?;
+                }
+                if let Some((seq, hash)) = links.last() {
+                    ::sqlx::query($crate::sql::events::MOVE_HEAD)
+                        .bind(seq)
+                        .bind(hash)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                Ok(links.into_iter().map(|(seq, _)| seq).collect())
             }
         }
 
@@ -283,22 +381,37 @@ macro_rules! impl_events {
                     return Ok(Vec::new());
                 }
                 let details = $crate::sql::events::details(events);
-                let mut seqs = Vec::with_capacity(events.len());
-                let mut rest = events.iter().zip(&details);
                 let mut tx = self.pool.begin().await?;
-                for size in $crate::sql::events::chunk_sizes(events.len()) {
-                    let sql = $crate::sql::events::insert_sql(size);
-                    let mut query = ::sqlx::query_scalar::<_, i64>(&sql);
-                    for (event, detail) in rest.by_ref().take(size) {
-                        query = $crate::sql::events::bind_event!(query, event, detail);
-                    }
-                    let mut chunk = query.fetch_all(&mut *tx).await?;
-                    chunk.sort_unstable();
-                    seqs.extend(chunk);
-                }
+                let seqs = Self::chain_in(&mut tx, events, &details).await?;
                 tx.commit().await?;
                 self.events_committed();
                 Ok(seqs)
+            }
+
+            async fn chain_head(&self) -> $crate::StoreResult<::mandate_core::audit::ChainHead> {
+                let (start_seq, seq, hash): (i64, i64, String) =
+                    ::sqlx::query_as($crate::sql::events::READ_HEAD)
+                        .fetch_one(&self.pool)
+                        .await?;
+                Ok(::mandate_core::audit::ChainHead {
+                    start_seq,
+                    seq,
+                    hash,
+                })
+            }
+
+            async fn chain_rows(
+                &self,
+                after_seq: i64,
+                limit: u32,
+            ) -> $crate::StoreResult<Vec<$crate::model::ChainRow>> {
+                Ok(
+                    ::sqlx::query_as::<_, $crate::model::ChainRow>($crate::sql::events::CHAIN_ROWS)
+                        .bind(after_seq)
+                        .bind(i64::from(limit))
+                        .fetch_all(&self.pool)
+                        .await?,
+                )
             }
 
             async fn events(
@@ -340,10 +453,10 @@ mod tests {
     #[test]
     fn insert_numbers_placeholders_row_by_row() {
         let sql = insert_sql(2);
-        assert!(
-            sql.contains("VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13), ($14,")
-        );
-        assert!(sql.ends_with("$26) RETURNING seq"));
+        assert!(sql.contains(
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15), ($16,"
+        ));
+        assert!(sql.ends_with("$30)"));
     }
 
     #[test]
