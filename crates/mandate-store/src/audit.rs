@@ -13,6 +13,8 @@ pub struct Verification {
     pub head: ChainHead,
     /// Events checked (from the first chained one).
     pub checked: u64,
+    /// The hash of the last event checked: the chain's current hash when it is intact.
+    pub last_hash: String,
     /// The first break, if any; checking stops there.
     pub broken: Option<Break>,
 }
@@ -32,6 +34,7 @@ pub async fn verify(
                 return Ok(Verification {
                     head,
                     checked: verifier.checked(),
+                    last_hash: verifier.last_hash().to_owned(),
                     broken: Some(broken),
                 });
             }
@@ -45,6 +48,7 @@ pub async fn verify(
     Ok(Verification {
         head,
         checked: verifier.checked(),
+        last_hash: verifier.last_hash().to_owned(),
         broken,
     })
 }

@@ -22,6 +22,8 @@ pub(crate) struct PostgresStore {
     pool: PgPool,
     /// Started on first use: one LISTEN connection per node, shared by every feed reader.
     notifications: OnceCell<watch::Receiver<u64>>,
+    /// The last audit chain link this process committed (see `sql::events`).
+    last_link: crate::sql::events::LastLink,
 }
 
 impl PostgresStore {
@@ -35,6 +37,7 @@ impl PostgresStore {
         Ok(Self {
             pool,
             notifications: OnceCell::new(),
+            last_link: Default::default(),
         })
     }
 

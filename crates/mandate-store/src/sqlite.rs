@@ -26,6 +26,8 @@ pub(crate) struct SqliteStore {
     pool: SqlitePool,
     /// Bumped after every commit that wrote events, for [`Store::event_notifications`].
     events: watch::Sender<u64>,
+    /// The last audit chain link this process committed (see `sql::events`).
+    last_link: crate::sql::events::LastLink,
 }
 
 impl SqliteStore {
@@ -60,6 +62,7 @@ impl SqliteStore {
         Ok(Self {
             pool,
             events: watch::Sender::new(0),
+            last_link: Default::default(),
         })
     }
 

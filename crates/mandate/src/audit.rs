@@ -14,9 +14,9 @@ struct Report {
     intact: bool,
     /// Events checked, from the first chained one.
     checked: u64,
-    /// The last chained event and its hash.
+    /// The last chained event and the hash the walk reached.
     head_seq: i64,
-    head_hash: String,
+    last_hash: String,
     /// Events written before the chain existed (not covered).
     unchained_before: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -53,14 +53,14 @@ async fn verify(global: &Global) -> anyhow::Result<()> {
         intact: v.broken.is_none(),
         checked: v.checked,
         head_seq: v.head.seq,
-        head_hash: v.head.hash.clone(),
+        last_hash: v.last_hash.clone(),
         unchained_before: v.head.start_seq,
         broken: v.broken.clone(),
     };
     let text = match &v.broken {
         None => format!(
             "audit chain intact: {} events checked, head {} ({})",
-            v.checked, v.head.seq, v.head.hash
+            v.checked, v.head.seq, v.last_hash
         ),
         Some(b) => format!(
             "audit chain BROKEN: {b}\n({} events verified before it)",

@@ -119,14 +119,15 @@ async fn deleting_stored_events_is_found(backend: Backend) {
 
 async fn inserting_an_event_is_found(backend: Backend) {
     let mut app = app_with_history(backend).await;
-    let head = verify(&app).await.head;
+    let intact = verify(&app).await;
+    let head = intact.head;
     let forged = head.seq + 1;
     tamper(
         &app,
         &format!(
             "INSERT INTO events (seq, at, action, actor_kind, actor_id, detail, hash) \
              VALUES ({forged}, 1, 'grant.revoked', 'admin', 'cli', '{{}}', '{}')",
-            head.hash
+            intact.last_hash
         ),
     )
     .await;

@@ -259,12 +259,16 @@ async fn postgres_writers_commit_in_sequence_order_and_the_feed_delivers_in_orde
         .await
         .unwrap();
     sqlx::query("BEGIN").execute(&mut slow).await.unwrap();
-    let (head_seq, head_hash): (i64, String) =
-        sqlx::query_as("UPDATE event_chain SET seq = seq WHERE id = 1 RETURNING seq, hash")
+    let held: i64 =
+        sqlx::query_scalar("UPDATE event_chain SET seq = seq + 1 WHERE id = 1 RETURNING seq")
             .fetch_one(&mut slow)
             .await
             .unwrap();
-    let held = head_seq + 1;
+    let head_hash: String = sqlx::query_scalar("SELECT hash FROM events WHERE seq = $1")
+        .bind(held - 1)
+        .fetch_one(&mut slow)
+        .await
+        .unwrap();
     let fields = mandate_core::audit::ChainedFields {
         seq: held,
         at: 0,
@@ -291,12 +295,6 @@ async fn postgres_writers_commit_in_sequence_order_and_the_feed_delivers_in_orde
     .execute(&mut slow)
     .await
     .unwrap();
-    sqlx::query("UPDATE event_chain SET seq = $1, hash = $2 WHERE id = 1")
-        .bind(held)
-        .bind(&hash)
-        .execute(&mut slow)
-        .await
-        .unwrap();
 
     // This node's revocation has to wait for the chain's head.
     let revoke = {

@@ -17,13 +17,19 @@
 //! so the time between the event taking its sequence number and becoming visible is as short
 //! as for a group-commit batch.
 //!
-//! Every append is chained ([`mandate_core::audit`]): it first locks the one-row `event_chain`
-//! head (an `UPDATE ... RETURNING`, which is also the write that opens a SQLite transaction's
-//! write lock), numbers its events after the head, hashes each onto the previous one, inserts
-//! them with their numbers and hashes, and moves the head, all in the writing transaction.
-//! Event-writing transactions therefore commit one at a time and in sequence order on both
-//! databases, so numbers are gapless and a committed event is always chained. The head is
+//! Every append is chained ([`mandate_core::audit`]): one `UPDATE ... RETURNING` on the
+//! one-row `event_chain` head reserves the batch's sequence numbers and locks the head until
+//! the transaction ends (it is also the write that opens a SQLite transaction's write lock);
+//! the events are then hashed, each onto the previous one, and inserted with their numbers and
+//! hashes. Event-writing transactions therefore commit one at a time and in sequence order on
+//! both databases, so numbers are gapless and a committed event is always chained. The head is
 //! the last lock such a transaction takes, so it cannot deadlock with the row locks before it.
+//!
+//! The previous hash is the stored hash of the event just before the reserved numbers. Each
+//! process remembers the last link it committed through the group-commit path ([`LastLink`]),
+//! so on a node that is the only writer the chain costs one extra statement per batch; when
+//! another writer (node, CLI, any other transaction) went in between, the reserved numbers do
+//! not follow the remembered link and the previous hash is read from its row instead.
 
 use super::{Conditions, ts};
 use crate::model::EventFilter;
@@ -74,12 +80,37 @@ pub(crate) fn insert_sql(rows: usize) -> String {
 /// `INSERT` of one event.
 pub(crate) static INSERT_ONE: LazyLock<String> = LazyLock::new(|| insert_sql(1));
 
-/// Locks the chain's head until the transaction ends and reads it.
-pub(crate) const LOCK_HEAD: &str =
-    "UPDATE event_chain SET seq = seq WHERE id = 1 RETURNING seq, hash";
-pub(crate) const MOVE_HEAD: &str = "UPDATE event_chain SET seq = $1, hash = $2 WHERE id = 1";
-pub(crate) const READ_HEAD: &str = "SELECT start_seq, seq, hash FROM event_chain WHERE id = 1";
+/// Reserves `$1` sequence numbers and locks the chain's head until the transaction ends;
+/// returns the new head and where the chain started.
+pub(crate) const RESERVE: &str =
+    "UPDATE event_chain SET seq = seq + $1 WHERE id = 1 RETURNING seq, start_seq";
+/// The stored hash of one event: the link the next batch chains onto.
+pub(crate) const HASH_OF: &str = "SELECT hash FROM events WHERE seq = $1";
+pub(crate) const READ_HEAD: &str = "SELECT start_seq, seq FROM event_chain WHERE id = 1";
+
+/// The last link (sequence number and hash) this process committed, if known.
+#[derive(Debug, Default)]
+pub(crate) struct LastLink(std::sync::Mutex<Option<(i64, String)>>);
+
+impl LastLink {
+    /// The remembered hash of event `seq`, if that is the link remembered.
+    pub(crate) fn hash_of(&self, seq: i64) -> Option<String> {
+        let guard = self.0.lock().ok()?;
+        guard
+            .as_ref()
+            .filter(|(s, _)| *s == seq)
+            .map(|(_, h)| h.clone())
+    }
+
+    /// Remembers a link, only once its transaction has committed.
+    pub(crate) fn committed(&self, link: (i64, String)) {
+        if let Ok(mut guard) = self.0.lock() {
+            *guard = Some(link);
+        }
+    }
+}
 /// Stored events as the chain verifier reads them: raw, in order, after `$1`, at most `$2`.
+/// The head's hash is the last row's.
 pub(crate) const CHAIN_ROWS: &str = "SELECT seq, at, action, actor_kind, actor_id, tenant_id, \
      user_id, client_id, grant_id, scopes, reason, ip, user_agent, detail, hash FROM events \
      WHERE seq > $1 ORDER BY seq LIMIT $2";
@@ -324,29 +355,48 @@ macro_rules! impl_events {
                 event: &::mandate_core::event::NewEvent,
             ) -> $crate::StoreResult<i64> {
                 let detail = event.detail.to_string();
-                let seqs = Self::chain_in(
+                let links = Self::chain_in(
                     tx,
                     ::std::slice::from_ref(event),
                     ::std::slice::from_ref(&detail),
+                    None,
                 )
                 .await?;
-                seqs.first()
-                    .copied()
+                links
+                    .first()
+                    .map(|(seq, _)| *seq)
                     .ok_or($crate::StoreError::Corrupt("event chain"))
             }
 
-            /// Numbers, hashes and inserts `events` after the chain's head, and moves the
-            /// head, inside `tx`; returns their sequence numbers in input order.
+            /// Reserves numbers for `events` at the chain's head, hashes each onto the one
+            /// before and inserts them, inside `tx`; returns `(seq, hash)` in input order.
+            /// `known` is this process's last committed link, if the caller has it.
             async fn chain_in(
                 tx: &mut ::sqlx::Transaction<'_, $db>,
                 events: &[::mandate_core::event::NewEvent],
                 details: &[String],
-            ) -> $crate::StoreResult<Vec<i64>> {
-                let (head_seq, head_hash): (i64, String) =
-                    ::sqlx::query_as($crate::sql::events::LOCK_HEAD)
-                        .fetch_one(&mut **tx)
-                        .await?;
-                let links = $crate::sql::events::chain(head_seq, &head_hash, events, details);
+                known: Option<&$crate::sql::events::LastLink>,
+            ) -> $crate::StoreResult<Vec<(i64, String)>> {
+                let count = i64::try_from(events.len())
+                    .map_err(|_| $crate::StoreError::Corrupt("event batch size"))?;
+                let (head, start_seq): (i64, i64) = ::sqlx::query_as($crate::sql::events::RESERVE)
+                    .bind(count)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                let before = head - count;
+                let prev = if before <= start_seq {
+                    ::mandate_core::audit::GENESIS.to_owned()
+                } else if let Some(hash) = known.and_then(|k| k.hash_of(before)) {
+                    hash
+                } else {
+                    let stored: Option<String> = ::sqlx::query_scalar($crate::sql::events::HASH_OF)
+                        .bind(before)
+                        .fetch_optional(&mut **tx)
+                        .await?
+                        .flatten();
+                    stored.ok_or($crate::StoreError::Corrupt("audit chain: previous event"))?
+                };
+                let links = $crate::sql::events::chain(before, &prev, events, details);
                 let mut rest = events.iter().zip(details).zip(&links);
                 for size in $crate::sql::events::chunk_sizes(events.len()) {
                     let sql = if size == 1 {
@@ -360,14 +410,7 @@ macro_rules! impl_events {
                     }
                     query.execute(&mut **tx).await?;
                 }
-                if let Some((seq, hash)) = links.last() {
-                    ::sqlx::query($crate::sql::events::MOVE_HEAD)
-                        .bind(seq)
-                        .bind(hash)
-                        .execute(&mut **tx)
-                        .await?;
-                }
-                Ok(links.into_iter().map(|(seq, _)| seq).collect())
+                Ok(links)
             }
         }
 
@@ -382,22 +425,22 @@ macro_rules! impl_events {
                 }
                 let details = $crate::sql::events::details(events);
                 let mut tx = self.pool.begin().await?;
-                let seqs = Self::chain_in(&mut tx, events, &details).await?;
+                let links =
+                    Self::chain_in(&mut tx, events, &details, Some(&self.last_link)).await?;
                 tx.commit().await?;
                 self.events_committed();
+                let seqs = links.iter().map(|(seq, _)| *seq).collect();
+                if let Some(last) = links.into_iter().last() {
+                    self.last_link.committed(last);
+                }
                 Ok(seqs)
             }
 
             async fn chain_head(&self) -> $crate::StoreResult<::mandate_core::audit::ChainHead> {
-                let (start_seq, seq, hash): (i64, i64, String) =
-                    ::sqlx::query_as($crate::sql::events::READ_HEAD)
-                        .fetch_one(&self.pool)
-                        .await?;
-                Ok(::mandate_core::audit::ChainHead {
-                    start_seq,
-                    seq,
-                    hash,
-                })
+                let (start_seq, seq): (i64, i64) = ::sqlx::query_as($crate::sql::events::READ_HEAD)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(::mandate_core::audit::ChainHead { start_seq, seq })
             }
 
             async fn chain_rows(

@@ -67,6 +67,6 @@ pub(crate) async fn audit_chain_is_gapless_and_verifies_under_concurrent_writers
     assert!(rows.iter().enumerate().all(|(i, r)| r.seq == i as i64 + 1));
     assert_eq!(
         rows.last().unwrap().hash.as_deref(),
-        Some(v.head.hash.as_str())
+        Some(v.last_hash.as_str())
     );
 }
