@@ -407,12 +407,7 @@ pub async fn grant(global: &Global, cmd: GrantCmd) -> anyhow::Result<()> {
             let r: Revoked = either!(b, |ctx| grants::revoke_grant(&ctx, &id, req), |remote| {
                 remote.post(&path, &req)
             });
-            let text = if r.was_active {
-                format!("grant {id} revoked")
-            } else {
-                format!("grant {id} was already revoked")
-            };
-            output::created(global.json, &r, &text)
+            print_revoked(global, "grant", &r)
         }
         GrantCmd::RevokeAll {
             user,
@@ -546,12 +541,7 @@ pub async fn api_key(global: &Global, cmd: ApiKeyCmd) -> anyhow::Result<()> {
             let r: Revoked = either!(b, |ctx| api_keys::revoke_key(&ctx, &id, req), |remote| {
                 remote.post(&path, &req)
             });
-            let text = if r.was_active {
-                format!("API key {id} revoked")
-            } else {
-                format!("API key {id} was already revoked")
-            };
-            output::created(global.json, &r, &text)
+            print_revoked(global, "API key", &r)
         }
     }
 }
@@ -640,6 +630,15 @@ async fn principal(
         (None, Some(client_id)) => Ok((PrincipalKind::Agent, client_id)),
         _ => anyhow::bail!("give --user (a login) or --agent (a client id)"),
     }
+}
+
+fn print_revoked(global: &Global, what: &str, r: &Revoked) -> anyhow::Result<()> {
+    let text = if r.was_active {
+        format!("{what} {} revoked", r.id)
+    } else {
+        format!("{what} {} was already revoked", r.id)
+    };
+    output::created(global.json, r, &text)
 }
 
 fn yes_no(b: bool) -> String {

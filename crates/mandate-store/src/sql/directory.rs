@@ -109,6 +109,29 @@ impl From<UserRow> for User {
     }
 }
 
+/// Binds an agent's thirteen columns, in `UPSERT_AGENT` order (the order every agent write
+/// uses), to a query.
+macro_rules! bind_agent {
+    ($query:expr, $agent:expr) => {{
+        let c = $crate::sql::directory::AgentColumns::of($agent);
+        $query
+            .bind(&$agent.client_id)
+            .bind(&$agent.name)
+            .bind($agent.kind.as_str())
+            .bind(&$agent.secret_hash)
+            .bind(c.redirect_uris)
+            .bind(c.grant_types)
+            .bind(c.max_scopes)
+            .bind(&$agent.tenant_id)
+            .bind(c.access_token_ttl)
+            .bind(c.refresh_token_ttl)
+            .bind(&$agent.default_resource)
+            .bind(c.allowed_resources)
+            .bind($agent.disabled)
+    }};
+}
+pub(crate) use bind_agent;
+
 /// An agent's columns in their stored form, ready to bind in `UPSERT_AGENT` order.
 pub(crate) struct AgentColumns {
     pub(crate) redirect_uris: String,
@@ -365,23 +388,12 @@ macro_rules! impl_directory {
                 &self,
                 agent: &::mandate_core::client::Agent,
             ) -> $crate::StoreResult<()> {
-                let c = $crate::sql::directory::AgentColumns::of(agent);
-                ::sqlx::query($crate::sql::directory::UPSERT_AGENT)
-                    .bind(&agent.client_id)
-                    .bind(&agent.name)
-                    .bind(agent.kind.as_str())
-                    .bind(&agent.secret_hash)
-                    .bind(&c.redirect_uris)
-                    .bind(&c.grant_types)
-                    .bind(&c.max_scopes)
-                    .bind(&agent.tenant_id)
-                    .bind(c.access_token_ttl)
-                    .bind(c.refresh_token_ttl)
-                    .bind(&agent.default_resource)
-                    .bind(&c.allowed_resources)
-                    .bind(agent.disabled)
-                    .execute(&self.pool)
-                    .await?;
+                $crate::sql::directory::bind_agent!(
+                    ::sqlx::query($crate::sql::directory::UPSERT_AGENT),
+                    agent
+                )
+                .execute(&self.pool)
+                .await?;
                 Ok(())
             }
 

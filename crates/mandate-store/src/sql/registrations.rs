@@ -165,25 +165,14 @@ macro_rules! impl_registrations {
                 mut event: ::mandate_core::event::NewEvent,
             ) -> $crate::StoreResult<()> {
                 let metadata = $crate::sql::registrations::metadata_json(&registration.metadata)?;
-                let c = $crate::sql::directory::AgentColumns::of(agent);
                 let mut tx = self.pool.begin().await?;
-                ::sqlx::query($crate::sql::registrations::INSERT_AGENT)
-                    .bind(&agent.client_id)
-                    .bind(&agent.name)
-                    .bind(agent.kind.as_str())
-                    .bind(&agent.secret_hash)
-                    .bind(&c.redirect_uris)
-                    .bind(&c.grant_types)
-                    .bind(&c.max_scopes)
-                    .bind(&agent.tenant_id)
-                    .bind(c.access_token_ttl)
-                    .bind(c.refresh_token_ttl)
-                    .bind(&agent.default_resource)
-                    .bind(&c.allowed_resources)
-                    .bind(agent.disabled)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err($crate::sql::write_error("client", "client"))?;
+                $crate::sql::directory::bind_agent!(
+                    ::sqlx::query($crate::sql::registrations::INSERT_AGENT),
+                    agent
+                )
+                .execute(&mut *tx)
+                .await
+                .map_err($crate::sql::write_error("client", "client"))?;
                 ::sqlx::query($crate::sql::registrations::INSERT)
                     .bind(&registration.client_id)
                     .bind(registration.origin.as_str())
