@@ -52,6 +52,34 @@ async fn create_key(app: &TestApp, user: Option<&str>, scopes: &str, lifetime: u
     created.key
 }
 
+/// Rotates `old` through the store, as the CLI does, with the default policy; the successor
+/// and when `old` stops working.
+async fn rotate(app: &TestApp, old: &ApiKey) -> (ApiKey, mandate_core::time::Timestamp) {
+    let stored = app.store.api_key(&old.id(), None).await.unwrap().unwrap();
+    let rotation = api_key::rotate(
+        &stored.record,
+        app.now().plus_seconds(30 * 86_400),
+        &ApiKeyPolicy::default(),
+        app.now(),
+        &mandate_server::system::OsEntropy::default(),
+    )
+    .unwrap();
+    let mut event = NewEvent::new(app.now(), Action::ApiKeyRotated, ActorKind::Admin);
+    event.actor_id = Some("test".into());
+    let outcome = app
+        .store
+        .rotate_api_key(
+            &old.id(),
+            &rotation.successor.record,
+            rotation.predecessor_expires_at,
+            event,
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome, mandate_store::ApiKeyRotation::Rotated);
+    (rotation.successor.key, rotation.predecessor_expires_at)
+}
+
 async fn exchange_key(app: &TestApp, key: &str, extra: &[(&str, &str)]) -> (StatusCode, Value) {
     let mut pairs = vec![
         ("grant_type", EXCHANGE),
@@ -307,29 +335,7 @@ async fn a_rotated_key_works_only_within_the_overlap(backend: Backend) {
     let old = create_key(&app, Some("alice"), "contacts.read", 30 * 86_400).await;
     let old_token = token_for(&app, old.expose()).await;
     assert_eq!(app.introspect(&old_token).await["active"], true);
-    let stored = app.store.api_key(&old.id(), None).await.unwrap().unwrap();
-    let rotation = api_key::rotate(
-        &stored.record,
-        app.now().plus_seconds(30 * 86_400),
-        &policy,
-        app.now(),
-        &mandate_server::system::OsEntropy::default(),
-    )
-    .unwrap();
-    let mut event = NewEvent::new(app.now(), Action::ApiKeyRotated, ActorKind::Admin);
-    event.actor_id = Some("test".into());
-    let outcome = app
-        .store
-        .rotate_api_key(
-            &old.id(),
-            &rotation.successor.record,
-            rotation.predecessor_expires_at,
-            event,
-        )
-        .await
-        .unwrap();
-    assert_eq!(outcome, mandate_store::ApiKeyRotation::Rotated);
-    let new = rotation.successor.key;
+    let (new, predecessor_expires_at) = rotate(&app, &old).await;
 
     // Within the overlap both work, and the new token is the new key's.
     app.advance(policy.rotation_overlap_seconds - 60);
@@ -345,10 +351,7 @@ async fn a_rotated_key_works_only_within_the_overlap(backend: Backend) {
     let fresh = token_for(&app, new.expose()).await;
     assert_eq!(app.introspect(&fresh).await["active"], true);
     let old_stored = app.store.api_key(&old.id(), None).await.unwrap().unwrap();
-    assert_eq!(
-        old_stored.record.expires_at,
-        rotation.predecessor_expires_at
-    );
+    assert_eq!(old_stored.record.expires_at, predecessor_expires_at);
     assert_eq!(old_stored.replaced_by, Some(new.id()));
 }
 
@@ -571,33 +574,11 @@ async fn only_usable_keys_are_active_at_introspection(backend: Backend) {
     // Rotated: both keys during the overlap, only the successor after it.
     let policy = ApiKeyPolicy::default();
     let old = create_key(&app, Some("alice"), "contacts.read", 30 * 86_400).await;
-    let stored = app.store.api_key(&old.id(), None).await.unwrap().unwrap();
-    let rotation = api_key::rotate(
-        &stored.record,
-        app.now().plus_seconds(30 * 86_400),
-        &policy,
-        app.now(),
-        &mandate_server::system::OsEntropy::default(),
-    )
-    .unwrap();
-    let mut event = NewEvent::new(app.now(), Action::ApiKeyRotated, ActorKind::Admin);
-    event.actor_id = Some("test".into());
-    let outcome = app
-        .store
-        .rotate_api_key(
-            &old.id(),
-            &rotation.successor.record,
-            rotation.predecessor_expires_at,
-            event,
-        )
-        .await
-        .unwrap();
-    assert_eq!(outcome, mandate_store::ApiKeyRotation::Rotated);
-    let new = rotation.successor.key;
+    let (new, predecessor_expires_at) = rotate(&app, &old).await;
     app.advance(policy.rotation_overlap_seconds - 60);
     let body = introspect_as(&app, crm, old.expose(), None).await;
     assert!(active(&body), "old key within the overlap: {body}");
-    assert_eq!(body["exp"], rotation.predecessor_expires_at.unix());
+    assert_eq!(body["exp"], predecessor_expires_at.unix());
     let body = introspect_as(&app, crm, new.expose(), None).await;
     assert!(active(&body), "{body}");
     assert_eq!(body["gid"], new.id().as_str());
