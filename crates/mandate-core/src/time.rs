@@ -32,6 +32,29 @@ impl Timestamp {
         Self(self.0.saturating_add(delta))
     }
 
+    /// RFC 3339 in UTC (`2026-11-22T21:07:08Z`), for people and log pipelines.
+    pub fn to_rfc3339(self) -> String {
+        time::OffsetDateTime::from_unix_timestamp(self.0)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_else(|| self.0.to_string())
+    }
+
+    /// A time given by a person or a script: Unix seconds (`1795900000`) or RFC 3339
+    /// (`2026-11-22T21:07:08Z`, any offset; fractions of a second are dropped).
+    pub fn parse_user(text: &str) -> Option<Self> {
+        let text = text.trim();
+        if let Ok(seconds) = text.parse::<i64>() {
+            return Some(Self(seconds));
+        }
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .ok()
+            .map(|t| Self(t.unix_timestamp()))
+    }
+
     /// Seconds from `self` until `later` (zero if `later` is not later).
     pub const fn seconds_until(self, later: Timestamp) -> u64 {
         let d = later.0.saturating_sub(self.0);
@@ -109,5 +132,19 @@ mod tests {
         assert_eq!(clock.now().unix(), 160);
         assert_eq!(Timestamp::from_unix(100).seconds_until(clock.now()), 60);
         assert_eq!(clock.now().seconds_until(Timestamp::from_unix(0)), 0);
+    }
+
+    #[test]
+    fn rfc3339_round_trips_and_unix_seconds_are_accepted() {
+        let t = Timestamp::from_unix(1_795_900_000);
+        assert_eq!(t.to_rfc3339(), "2026-11-28T19:46:40Z");
+        assert_eq!(Timestamp::parse_user("2026-11-28T19:46:40Z"), Some(t));
+        assert_eq!(
+            Timestamp::parse_user("2026-11-28T20:46:40.5+01:00"),
+            Some(t)
+        );
+        assert_eq!(Timestamp::parse_user(" 1795900000 "), Some(t));
+        assert_eq!(Timestamp::parse_user("yesterday"), None);
+        assert_eq!(Timestamp::parse_user("2026-11-28"), None);
     }
 }

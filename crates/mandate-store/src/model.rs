@@ -83,15 +83,28 @@ pub struct GrantFilter {
     pub include_revoked: bool,
 }
 
+/// Which events to read, and in which order. Every filter that is set must match.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventFilter {
     pub tenant_id: Option<String>,
+    pub user_id: Option<String>,
+    /// The agent (OAuth client) the event names.
+    pub client_id: Option<String>,
+    pub grant_id: Option<String>,
     pub action: Option<String>,
     /// Any of these actions (empty: no restriction), e.g. the revocation actions for the feed.
     pub actions: Vec<String>,
-    pub grant_id: Option<String>,
+    /// Only events at or after this time.
+    pub since: Option<Timestamp>,
+    /// Only events before this time.
+    pub until: Option<Timestamp>,
     /// Only events with a sequence number greater than this.
     pub after_seq: i64,
+    /// Only events with a sequence number smaller than this.
+    pub before_seq: Option<i64>,
+    /// Newest first (for "latest events" pages, paging backwards with `before_seq`); oldest
+    /// first otherwise (for following the log, paging forwards with `after_seq`).
+    pub newest_first: bool,
     pub limit: u32,
 }
 
@@ -99,10 +112,16 @@ impl Default for EventFilter {
     fn default() -> Self {
         Self {
             tenant_id: None,
+            user_id: None,
+            client_id: None,
+            grant_id: None,
             action: None,
             actions: Vec::new(),
-            grant_id: None,
+            since: None,
+            until: None,
             after_seq: 0,
+            before_seq: None,
+            newest_first: false,
             limit: 100,
         }
     }

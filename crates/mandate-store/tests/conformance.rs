@@ -114,6 +114,7 @@ conformance!(
     pending_requests_expire_and_are_taken_once,
     signing_keys_keep_their_bytes_newest_first,
     events_append_in_order_and_filter,
+    events_filter_by_user_agent_and_time_both_ways,
     event_notifications_announce_commits,
     large_event_batches_keep_input_order,
     group_commit_writer_acknowledges_every_event,

@@ -88,6 +88,7 @@ macro_rules! either {
         }
     };
 }
+pub(crate) use either;
 
 /// A user's id from their login.
 async fn user_id(backend: &Backend, login: &str) -> anyhow::Result<String> {

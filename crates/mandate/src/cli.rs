@@ -80,6 +80,64 @@ pub enum AuditCmd {
     /// Walk the hash chain of every event in the database and report the first event that was
     /// modified, inserted or deleted. Exits 1 if the chain is broken.
     Verify,
+    /// Search the audit log (oldest first; `--newest-first` to page backwards). Works on the
+    /// local database or, with `--server`, through the admin API (a tenant admin sees only
+    /// their tenant).
+    Search {
+        #[command(flatten)]
+        filter: EventFilterArgs,
+        /// Events after this sequence number.
+        #[arg(long)]
+        after: Option<i64>,
+        /// Events before this sequence number.
+        #[arg(long)]
+        before: Option<i64>,
+        /// Newest first.
+        #[arg(long)]
+        newest_first: bool,
+        /// At most this many events (1-1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Print the latest events, and with `-f` keep printing new ones as they are written.
+    Tail {
+        #[command(flatten)]
+        filter: EventFilterArgs,
+        /// How many of the latest events to print first.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: u32,
+        /// Follow: wait for new events and print them until interrupted.
+        #[arg(short, long)]
+        follow: bool,
+        /// How often to look for new events when following, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+    },
+}
+
+/// Which events: every filter given must match.
+#[derive(Args, Clone, Default)]
+pub struct EventFilterArgs {
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// User id.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Agent (client id).
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Grant id (for API keys: the key id).
+    #[arg(long)]
+    pub grant: Option<String>,
+    /// Action, e.g. `token.issued`, `grant.revoked`, `access.denied`.
+    #[arg(long)]
+    pub action: Option<String>,
+    /// At or after this time (Unix seconds or RFC 3339).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Before this time (Unix seconds or RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
 }
 
 #[derive(Args)]

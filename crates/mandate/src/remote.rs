@@ -3,8 +3,9 @@
 //! Credentials come from the environment, never the command line (where `ps` would show
 //! them): `MANDATE_ADMIN_TOKEN` (an access token for the admin API), or `MANDATE_CLIENT_ID` and
 //! `MANDATE_CLIENT_SECRET` of an agent holding an admin role, exchanged here for a token with
-//! client credentials (RFC 6749 §4.4) for the admin API's audience (RFC 8707). Plain http is
-//! accepted only for a loopback server.
+//! client credentials (RFC 6749 §4.4) for the admin API's audience (RFC 8707), and again
+//! whenever that token expires (so `audit tail -f` can run for days). Plain http is accepted
+//! only for a loopback server.
 
 use anyhow::{Context, bail};
 use mandate_core::admin::{ADMIN_SCOPE, resource_identifier};
@@ -14,9 +15,12 @@ use std::time::Duration;
 
 pub struct Remote {
     http: reqwest::Client,
+    issuer: String,
     /// `<issuer>/admin/v1`.
     base: String,
-    token: String,
+    token: std::sync::Mutex<String>,
+    /// Whether the token came from client credentials and can be renewed.
+    renewable: bool,
 }
 
 impl Remote {
@@ -39,15 +43,30 @@ impl Remote {
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
         let base = resource_identifier(issuer);
-        let token = match std::env::var("MANDATE_ADMIN_TOKEN") {
-            Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
-            _ => client_credentials(&http, issuer, &base).await?,
+        let (token, renewable) = match std::env::var("MANDATE_ADMIN_TOKEN") {
+            Ok(t) if !t.trim().is_empty() => (t.trim().to_owned(), false),
+            _ => (client_credentials(&http, issuer, &base).await?, true),
         };
-        Ok(Self { http, base, token })
+        Ok(Self {
+            http,
+            issuer: issuer.to_owned(),
+            base,
+            token: std::sync::Mutex::new(token),
+            renewable,
+        })
     }
 
     pub async fn get<R: DeserializeOwned>(&self, path: &str) -> anyhow::Result<R> {
         self.send(self.http.get(self.url(path))).await
+    }
+
+    /// `GET` with `query` serialised into the query string (unset fields left out).
+    pub async fn get_query<Q: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &Q,
+    ) -> anyhow::Result<R> {
+        self.send(self.http.get(self.url(path)).query(query)).await
     }
 
     pub async fn post<B: Serialize, R: DeserializeOwned>(
@@ -66,12 +85,31 @@ impl Remote {
         format!("{}{path}", self.base)
     }
 
+    fn token(&self) -> String {
+        self.token.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+
     async fn send<R: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> anyhow::Result<R> {
-        let resp = req
-            .bearer_auth(&self.token)
+        let again = req.try_clone();
+        let mut resp = req
+            .bearer_auth(self.token())
             .send()
             .await
             .context("calling the admin API")?;
+        if resp.status() == reqwest::StatusCode::UNAUTHORIZED
+            && self.renewable
+            && let Some(again) = again
+        {
+            let fresh = client_credentials(&self.http, &self.issuer, &self.base).await?;
+            if let Ok(mut token) = self.token.lock() {
+                token.clone_from(&fresh);
+            }
+            resp = again
+                .bearer_auth(fresh)
+                .send()
+                .await
+                .context("calling the admin API")?;
+        }
         let status = resp.status();
         let text = resp
             .text()

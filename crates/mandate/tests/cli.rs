@@ -783,3 +783,126 @@ async fn audit_verify_reports_an_intact_chain_and_finds_an_edited_event() {
     assert_eq!(report["broken"]["seq"], 2);
     assert!(err.contains("event 2 was modified"), "{err}");
 }
+
+/// `mandate audit tail -f` through the admin API prints events as they are committed, and
+/// `audit search` on the server's own database finds them while the server runs.
+#[tokio::test]
+async fn audit_tail_follows_new_events_and_search_filters_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/demo.toml");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--config", demo, "serve", "--listen", "127.0.0.1:0"])
+        .env_remove("MANDATE_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let issuer = loop {
+        let line = lines.next().expect("serve exited early").unwrap();
+        if let Some(rest) = line.trim().strip_prefix("issuer") {
+            break rest.trim().to_owned();
+        }
+    };
+    let mut tail = Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .args(["--server", &issuer, "audit", "tail", "-f", "-n", "0"])
+        .args(["--agent", "svc-agent", "--interval-ms", "100", "--json"])
+        .env("MANDATE_CLIENT_ID", "admin-cli")
+        .env(
+            "MANDATE_CLIENT_SECRET",
+            "demo-admin-cli-secret-0123456789abcdef",
+        )
+        .env_remove("MANDATE_ADMIN_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (seen, followed) = std::sync::mpsc::channel();
+    let out = tail.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            if seen.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    // Give the follower time to find the head before the events it must print are written.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let http = reqwest::Client::new();
+    for _ in 0..3 {
+        let status = http
+            .post(format!("{issuer}/token"))
+            .basic_auth("svc-agent", Some("demo-svc-agent-secret-0123456789abcdef"))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(status.is_success());
+    }
+    let mut printed = Vec::new();
+    while printed.len() < 3 {
+        let line = followed
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("tail -f printed the new events");
+        printed.push(serde_json::from_str::<Value>(&line).unwrap());
+    }
+    for e in &printed {
+        assert_eq!(e["action"], "token.issued", "{e}");
+        assert_eq!(e["client_id"], "svc-agent", "{e}");
+    }
+    let seqs: Vec<i64> = printed.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order: {seqs:?}");
+    assert!(
+        followed
+            .recv_timeout(std::time::Duration::from_millis(500))
+            .is_err(),
+        "nothing else matched the filter"
+    );
+    tail.kill().unwrap();
+    tail.wait().unwrap();
+
+    // The same events, searched in the server's database while it runs.
+    let found = json(
+        &data,
+        &[
+            "audit",
+            "search",
+            "--agent",
+            "svc-agent",
+            "--action",
+            "token.issued",
+        ],
+    );
+    let found_seqs: Vec<i64> = found["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(found_seqs, seqs);
+    let (ok, text, err) = mandate(
+        &data,
+        &["audit", "search", "--agent", "svc-agent", "--limit", "2"],
+        None,
+    );
+    assert!(ok, "{err}");
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(
+        text.contains("token.issued") && text.contains("agent=svc-agent"),
+        "{text}"
+    );
+    assert!(
+        err.contains(&format!("--after {}", seqs[1])),
+        "tells how to page on: {err}"
+    );
+    let (ok, text, _) = mandate(&data, &["audit", "tail", "-n", "1"], None);
+    assert!(ok && text.lines().count() == 1, "{text}");
+    let (ok, _, err) = mandate(&data, &["audit", "search", "--since", "last tuesday"], None);
+    assert!(!ok && err.contains("since must be"), "{err}");
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

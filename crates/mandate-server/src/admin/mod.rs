@@ -1,6 +1,7 @@
 //! The admin API, `/admin/v1`: tenants, users, agents, scopes, resources, grants, API keys,
-//! revocations and admin roles, described by an OpenAPI document generated from this code
-//! (`/admin/v1/openapi.json`, by `utoipa`), so the document cannot drift from the handlers.
+//! revocations, admin roles and the audit log, described by an OpenAPI document generated from
+//! this code (`/admin/v1/openapi.json`, by `utoipa`), so the document cannot drift from the
+//! handlers.
 //!
 //! The API is a protected resource of Mandate itself: callers present a Mandate access token
 //! for the admin API's audience with the `mandate.admin` scope, and their role decides what
@@ -14,9 +15,11 @@
 //!   query and path extractors that answer malformed input in the API's error format.
 //! - [`context`]: what operations run with; shared with the CLI's local mode.
 //! - [`model`]: request and response bodies (the public contract).
-//! - [`directory`], [`grants`], [`api_keys`], [`roles`]: the operations and their handlers.
+//! - [`directory`], [`grants`], [`api_keys`], [`roles`], [`audit`]: the operations and their
+//!   handlers.
 
 pub mod api_keys;
+pub mod audit;
 pub mod auth;
 pub mod context;
 pub mod directory;
@@ -82,7 +85,7 @@ pub enum Failures {
     security(("bearer" = [])),
     tags(
         (name = "tenants"), (name = "users"), (name = "agents"), (name = "catalog"),
-        (name = "grants"), (name = "api-keys"), (name = "roles")
+        (name = "grants"), (name = "api-keys"), (name = "roles"), (name = "audit")
     )
 )]
 struct ApiDoc;
@@ -127,6 +130,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(api_keys::api_key_revoke_post))
         .routes(routes!(roles::roles_get, roles::roles_post))
         .routes(routes!(roles::role_delete))
+        .routes(routes!(audit::events_get))
 }
 
 /// The OpenAPI document for a server whose issuer is `issuer`.

@@ -498,3 +498,89 @@ pub struct Removed {
 fn scope_list(scopes: &ScopeSet) -> Vec<String> {
     scopes.iter().map(str::to_owned).collect()
 }
+
+/// Which audit events to list. Every filter that is set must match.
+#[derive(Debug, Default, Clone, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventQuery {
+    pub tenant_id: Option<String>,
+    pub user_id: Option<String>,
+    /// The agent (OAuth client id).
+    pub client_id: Option<String>,
+    pub grant_id: Option<String>,
+    /// One action name, e.g. `token.issued` or `grant.revoked`.
+    pub action: Option<String>,
+    /// Events at or after this time: Unix seconds or RFC 3339.
+    pub since: Option<String>,
+    /// Events before this time: Unix seconds or RFC 3339.
+    pub until: Option<String>,
+    /// Events after this sequence number (paging oldest first, or following the log).
+    pub after: Option<i64>,
+    /// Events before this sequence number (paging newest first).
+    pub before: Option<i64>,
+    /// `asc` (oldest first, the default) or `desc` (newest first).
+    pub order: Option<String>,
+    /// At most this many events (1-1000, default 100).
+    pub limit: Option<u32>,
+}
+
+/// One audit event. No event ever carries a secret.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EventView {
+    /// Position in the hash-chained log: gapless, in commit order.
+    pub seq: i64,
+    /// Unix seconds.
+    pub at: i64,
+    /// The same instant, RFC 3339 in UTC.
+    pub time: String,
+    pub action: String,
+    /// `user`, `agent`, `admin` or `system`.
+    pub actor_kind: String,
+    pub actor_id: Option<String>,
+    pub tenant_id: Option<String>,
+    pub user_id: Option<String>,
+    pub client_id: Option<String>,
+    pub grant_id: Option<String>,
+    /// Space-separated scopes.
+    pub scopes: Option<String>,
+    pub reason: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// Action-specific details (grant type, audience, delegation chain, purpose...).
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+}
+
+impl From<mandate_core::event::Event> for EventView {
+    fn from(e: mandate_core::event::Event) -> Self {
+        let n = e.event;
+        Self {
+            seq: e.seq,
+            at: n.at.unix(),
+            time: n.at.to_rfc3339(),
+            action: n.action.as_str().to_owned(),
+            actor_kind: n.actor_kind.as_str().to_owned(),
+            actor_id: n.actor_id,
+            tenant_id: n.tenant_id,
+            user_id: n.user_id,
+            client_id: n.client_id,
+            grant_id: n.grant_id,
+            scopes: n.scopes,
+            reason: n.reason,
+            ip: n.ip,
+            user_agent: n.user_agent,
+            detail: n.detail,
+        }
+    }
+}
+
+/// A page of audit events.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EventPage {
+    pub events: Vec<EventView>,
+    /// The last event's sequence number: pass it as `after` (oldest first) or `before`
+    /// (newest first) for the next page. Absent when the page is empty.
+    pub last_seq: Option<i64>,
+    /// Whether the page is full, so more events may match.
+    pub has_more: bool,
+}

@@ -42,7 +42,7 @@ pub(crate) const REVOKE_GRANT_FAMILIES: &str =
     "UPDATE refresh_families SET revoked_at = $2 WHERE grant_id = $1 AND revoked_at IS NULL";
 
 /// `SELECT` for [`crate::GrantStore::grants`]: the filters that are set, newest first.
-pub(crate) fn grants_query(filter: &GrantFilter) -> (String, Vec<&str>) {
+pub(crate) fn grants_query(filter: &GrantFilter) -> (String, Vec<super::Bind<'_>>) {
     let mut c = Conditions::new(1);
     c.eq("tenant_id", filter.tenant_id.as_deref());
     c.eq("user_id", filter.user_id.as_deref());
@@ -244,10 +244,10 @@ macro_rules! impl_grants {
                 filter: &$crate::model::GrantFilter,
             ) -> $crate::StoreResult<Vec<::mandate_core::grant::Grant>> {
                 let (sql, binds) = $crate::sql::grants::grants_query(filter);
-                let mut query = ::sqlx::query_as::<_, $crate::sql::grants::GrantRow>(&sql);
-                for value in binds {
-                    query = query.bind(value);
-                }
+                let query = $crate::sql::bind_all!(
+                    ::sqlx::query_as::<_, $crate::sql::grants::GrantRow>(&sql),
+                    binds
+                );
                 let rows = query.fetch_all(&self.pool).await?;
                 rows.into_iter().map(TryInto::try_into).collect()
             }

@@ -102,15 +102,36 @@ pub(crate) fn from_bigint(v: i64, what: &'static str) -> Result<u64, StoreError>
     u64::try_from(v).map_err(|_| StoreError::Corrupt(what))
 }
 
-/// A `WHERE` clause over optional equality filters, numbering `$N` placeholders from a given
-/// start, so that a listing query binds only the filters that are set (and PostgreSQL can use
-/// an index instead of planning around `$1 IS NULL OR ...`). The text is the same for both
-/// backends.
+/// A `WHERE` clause over optional filters, numbering `$N` placeholders from a given start, so
+/// that a listing query binds only the filters that are set (and PostgreSQL can use an index
+/// instead of planning around `$1 IS NULL OR ...`). The text is the same for both backends.
 pub(crate) struct Conditions<'a> {
     parts: Vec<String>,
     next: usize,
-    binds: Vec<&'a str>,
+    binds: Vec<Bind<'a>>,
 }
+
+/// One value to bind, in placeholder order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Bind<'a> {
+    Text(&'a str),
+    Int(i64),
+}
+
+/// Binds every value of a [`Conditions`] to a query, in order.
+macro_rules! bind_all {
+    ($query:expr, $binds:expr) => {{
+        let mut query = $query;
+        for value in $binds {
+            query = match value {
+                $crate::sql::Bind::Text(v) => query.bind(v),
+                $crate::sql::Bind::Int(v) => query.bind(v),
+            };
+        }
+        query
+    }};
+}
+pub(crate) use bind_all;
 
 impl<'a> Conditions<'a> {
     /// No conditions yet; the first placeholder added will be `$first_free` (lower numbers
@@ -128,7 +149,17 @@ impl<'a> Conditions<'a> {
         if let Some(value) = value {
             self.parts.push(format!("{column} = ${}", self.next));
             self.next += 1;
-            self.binds.push(value);
+            self.binds.push(Bind::Text(value));
+        }
+    }
+
+    /// Adds `column <op> $N` for an integer bound if `value` is set; `op` is a comparison
+    /// operator written by the caller (`>=`, `<`, ...), never user input.
+    pub(crate) fn cmp(&mut self, column: &str, op: &'static str, value: Option<i64>) {
+        if let Some(value) = value {
+            self.parts.push(format!("{column} {op} ${}", self.next));
+            self.next += 1;
+            self.binds.push(Bind::Int(value));
         }
     }
 
@@ -143,7 +174,8 @@ impl<'a> Conditions<'a> {
         self.parts
             .push(format!("{column} IN ({})", placeholders.join(", ")));
         self.next += values.len();
-        self.binds.extend(values.iter().map(String::as_str));
+        self.binds
+            .extend(values.iter().map(|v| Bind::Text(v.as_str())));
     }
 
     /// Adds a condition without parameters of its own.
@@ -152,7 +184,7 @@ impl<'a> Conditions<'a> {
     }
 
     /// The clause (empty, or ` WHERE a AND b`) and the values to bind, in placeholder order.
-    pub(crate) fn finish(self) -> (String, Vec<&'a str>) {
+    pub(crate) fn finish(self) -> (String, Vec<Bind<'a>>) {
         let clause = if self.parts.is_empty() {
             String::new()
         } else {
@@ -174,12 +206,18 @@ mod tests {
         c.eq("action", None);
         c.eq("grant_id", Some("g_1"));
         c.raw("revoked_at IS NULL");
+        c.cmp("at", ">=", Some(7));
+        c.cmp("at", "<", None);
         let (sql, binds) = c.finish();
         assert_eq!(
             sql,
-            " WHERE seq > $1 AND tenant_id = $2 AND grant_id = $3 AND revoked_at IS NULL"
+            " WHERE seq > $1 AND tenant_id = $2 AND grant_id = $3 AND revoked_at IS NULL \
+             AND at >= $4"
         );
-        assert_eq!(binds, vec!["acme", "g_1"]);
+        assert_eq!(
+            binds,
+            vec![Bind::Text("acme"), Bind::Text("g_1"), Bind::Int(7)]
+        );
     }
 
     #[test]

@@ -95,6 +95,77 @@ pub(crate) async fn events_append_in_order_and_filter(store: Arc<dyn Store>) {
     assert_eq!(seqs_of(tail).await, [more[0]]);
 }
 
+pub(crate) async fn events_filter_by_user_agent_and_time_both_ways(store: Arc<dyn Store>) {
+    let by = |at: i64, user: &str, agent: &str| NewEvent {
+        user_id: Some(user.into()),
+        client_id: Some(agent.into()),
+        ..event(at, Action::TokenIssued, Some("acme"), None)
+    };
+    let seqs = store
+        .append_events(&[
+            by(100, "alice", "crm-agent"),
+            by(110, "bob", "crm-agent"),
+            by(120, "alice", "billing-bot"),
+            by(130, "alice", "crm-agent"),
+            by(140, "alice", "crm-agent"),
+        ])
+        .await
+        .unwrap();
+    let seqs_of = |filter: EventFilter| {
+        let store = store.clone();
+        async move {
+            store
+                .events(&filter)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.seq)
+                .collect::<Vec<_>>()
+        }
+    };
+    let alice_via_crm = EventFilter {
+        user_id: Some("alice".into()),
+        client_id: Some("crm-agent".into()),
+        ..EventFilter::default()
+    };
+    assert_eq!(
+        seqs_of(alice_via_crm.clone()).await,
+        [seqs[0], seqs[3], seqs[4]]
+    );
+    let window = EventFilter {
+        since: Some(t(110)),
+        until: Some(t(140)),
+        ..alice_via_crm.clone()
+    };
+    assert_eq!(
+        seqs_of(window).await,
+        [seqs[3]],
+        "since inclusive, until exclusive"
+    );
+    let newest = EventFilter {
+        newest_first: true,
+        limit: 2,
+        ..alice_via_crm.clone()
+    };
+    assert_eq!(seqs_of(newest.clone()).await, [seqs[4], seqs[3]]);
+    let older = EventFilter {
+        before_seq: Some(seqs[3]),
+        ..newest
+    };
+    assert_eq!(seqs_of(older).await, [seqs[0]]);
+    let between = EventFilter {
+        after_seq: seqs[0],
+        before_seq: Some(seqs[4]),
+        ..EventFilter::default()
+    };
+    assert_eq!(seqs_of(between).await, [seqs[1], seqs[2], seqs[3]]);
+    let nobody = EventFilter {
+        user_id: Some("mallory".into()),
+        ..EventFilter::default()
+    };
+    assert!(seqs_of(nobody).await.is_empty());
+}
+
 pub(crate) async fn large_event_batches_keep_input_order(store: Arc<dyn Store>) {
     let batch: Vec<_> = (0..300)
         .map(|i| NewEvent {
