@@ -79,6 +79,43 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, in declaration order.
+    pub const ALL: [Action; 28] = [
+        Self::LoginSucceeded,
+        Self::LoginFailed,
+        Self::ConsentGranted,
+        Self::ConsentDenied,
+        Self::TokenIssued,
+        Self::TokenRefreshed,
+        Self::TokenExchanged,
+        Self::RefreshReuseDetected,
+        Self::CodeReplayDetected,
+        Self::TokenRevoked,
+        Self::GrantRevoked,
+        Self::ClientAuthFailed,
+        Self::ConfigApplied,
+        Self::UserDisabled,
+        Self::AgentDisabled,
+        Self::ApiKeyCreated,
+        Self::ApiKeyRotated,
+        Self::ApiKeyRevoked,
+        Self::ApiKeyUsed,
+        Self::ClientRegistered,
+        Self::ClientUpdated,
+        Self::ClientDeleted,
+        Self::UserGrantsRevoked,
+        Self::TenantGrantsRevoked,
+        Self::AgentGrantsRevoked,
+        Self::AgentTenantGrantsRevoked,
+        Self::AdminRoleGranted,
+        Self::AdminRoleRemoved,
+    ];
+
+    /// The action with this stored name ([`Self::as_str`]).
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::LoginSucceeded => "login.succeeded",
@@ -110,6 +147,42 @@ impl Action {
             Self::AdminRoleGranted => "admin_role.granted",
             Self::AdminRoleRemoved => "admin_role.removed",
         }
+    }
+}
+
+/// An exhaustive match, so adding an `Action` fails to compile here until it is added to
+/// [`Action::ALL`] as well (otherwise its stored events could not be read back). Never called.
+const _: fn(Action) = every_action_is_listed;
+fn every_action_is_listed(a: Action) {
+    match a {
+        Action::LoginSucceeded
+        | Action::LoginFailed
+        | Action::ConsentGranted
+        | Action::ConsentDenied
+        | Action::TokenIssued
+        | Action::TokenRefreshed
+        | Action::TokenExchanged
+        | Action::RefreshReuseDetected
+        | Action::CodeReplayDetected
+        | Action::TokenRevoked
+        | Action::GrantRevoked
+        | Action::ClientAuthFailed
+        | Action::ConfigApplied
+        | Action::UserDisabled
+        | Action::AgentDisabled
+        | Action::ApiKeyCreated
+        | Action::ApiKeyRotated
+        | Action::ApiKeyRevoked
+        | Action::ApiKeyUsed
+        | Action::ClientRegistered
+        | Action::ClientUpdated
+        | Action::ClientDeleted
+        | Action::UserGrantsRevoked
+        | Action::TenantGrantsRevoked
+        | Action::AgentGrantsRevoked
+        | Action::AgentTenantGrantsRevoked
+        | Action::AdminRoleGranted
+        | Action::AdminRoleRemoved => {}
     }
 }
 

@@ -1,13 +1,17 @@
 //! `mandate audit`: the tamper-evident audit log, read from the database itself.
 //!
 //! Verification runs where the database is reachable rather than through the admin API: a
-//! check that asks the server whether the server's log is intact proves little.
+//! check that asks the server whether the server's log is intact proves little. Export writes
+//! the same lines the server's `[[audit_export]]` sinks deliver.
 
 use crate::admin::open_local;
 use crate::cli::{AuditCmd, Global};
 use crate::output;
+use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
+use std::io::{BufWriter, Write};
+use std::path::Path;
 
 #[derive(Serialize)]
 struct Report {
@@ -26,11 +30,57 @@ struct Report {
 pub async fn run(global: &Global, cmd: AuditCmd) -> anyhow::Result<()> {
     anyhow::ensure!(
         global.server.is_none(),
-        "`audit verify` reads the database itself; run it where the database is reachable \
+        "`audit` reads the database itself; run it where the database is reachable \
          (--data-dir or --database-url), not through --server"
     );
     match cmd {
         AuditCmd::Verify => verify(global).await,
+        AuditCmd::Export { after, output } => export(global, after, output.as_deref()).await,
+    }
+}
+
+/// Events read per round trip.
+const EXPORT_PAGE: u32 = 2_000;
+
+async fn export(global: &Global, after: i64, output: Option<&Path>) -> anyhow::Result<()> {
+    let (_, store) = open_local(global).await?;
+    match output {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            let mut out = BufWriter::new(file);
+            write_lines(store.as_ref(), after, &mut out).await?;
+            out.into_inner()
+                .map_err(|e| e.into_error())?
+                .sync_all()
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        None => {
+            let mut out = BufWriter::new(std::io::stdout().lock());
+            write_lines(store.as_ref(), after, &mut out).await?;
+            out.flush()?;
+        }
+    }
+    Ok(())
+}
+
+/// Every event after `after`, in order, one line each, page by page.
+async fn write_lines(
+    store: &dyn mandate_store::Store,
+    after: i64,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let mut cursor = after;
+    loop {
+        let rows = store.chain_rows(cursor, EXPORT_PAGE).await?;
+        for row in &rows {
+            let line = mandate_core::audit_export::line(&row.fields(), row.hash.as_deref());
+            out.write_all(line.as_bytes())?;
+        }
+        match rows.last() {
+            Some(last) if rows.len() == EXPORT_PAGE as usize => cursor = last.seq,
+            _ => return Ok(()),
+        }
     }
 }
 

@@ -212,73 +212,6 @@ pub(crate) fn details(events: &[NewEvent]) -> Vec<String> {
     events.iter().map(|e| e.detail.to_string()).collect()
 }
 
-const ACTIONS: [Action; 28] = [
-    Action::LoginSucceeded,
-    Action::LoginFailed,
-    Action::ConsentGranted,
-    Action::ConsentDenied,
-    Action::TokenIssued,
-    Action::TokenRefreshed,
-    Action::TokenExchanged,
-    Action::RefreshReuseDetected,
-    Action::CodeReplayDetected,
-    Action::TokenRevoked,
-    Action::GrantRevoked,
-    Action::ClientAuthFailed,
-    Action::ConfigApplied,
-    Action::UserDisabled,
-    Action::AgentDisabled,
-    Action::ApiKeyCreated,
-    Action::ApiKeyRotated,
-    Action::ApiKeyRevoked,
-    Action::ApiKeyUsed,
-    Action::ClientRegistered,
-    Action::ClientUpdated,
-    Action::ClientDeleted,
-    Action::UserGrantsRevoked,
-    Action::TenantGrantsRevoked,
-    Action::AgentGrantsRevoked,
-    Action::AgentTenantGrantsRevoked,
-    Action::AdminRoleGranted,
-    Action::AdminRoleRemoved,
-];
-
-/// An exhaustive match, so adding an `Action` fails to compile here until it is added to
-/// [`ACTIONS`] as well (otherwise its events would read back as corrupt). Never called.
-const _: fn(Action) = every_action_is_listed;
-fn every_action_is_listed(a: Action) {
-    match a {
-        Action::LoginSucceeded
-        | Action::LoginFailed
-        | Action::ConsentGranted
-        | Action::ConsentDenied
-        | Action::TokenIssued
-        | Action::TokenRefreshed
-        | Action::TokenExchanged
-        | Action::RefreshReuseDetected
-        | Action::CodeReplayDetected
-        | Action::TokenRevoked
-        | Action::GrantRevoked
-        | Action::ClientAuthFailed
-        | Action::ConfigApplied
-        | Action::UserDisabled
-        | Action::AgentDisabled
-        | Action::ApiKeyCreated
-        | Action::ApiKeyRotated
-        | Action::ApiKeyRevoked
-        | Action::ApiKeyUsed
-        | Action::ClientRegistered
-        | Action::ClientUpdated
-        | Action::ClientDeleted
-        | Action::UserGrantsRevoked
-        | Action::TenantGrantsRevoked
-        | Action::AgentGrantsRevoked
-        | Action::AgentTenantGrantsRevoked
-        | Action::AdminRoleGranted
-        | Action::AdminRoleRemoved => {}
-    }
-}
-
 const ACTOR_KINDS: [ActorKind; 4] = [
     ActorKind::User,
     ActorKind::Agent,
@@ -286,7 +219,8 @@ const ACTOR_KINDS: [ActorKind; 4] = [
     ActorKind::System,
 ];
 
-/// As for actions: a new `ActorKind` must be added to [`ACTOR_KINDS`].
+/// An exhaustive match, so a new `ActorKind` fails to compile here until it is added to
+/// [`ACTOR_KINDS`] (otherwise its events would read back as corrupt). Never called.
 const _: fn(ActorKind) = every_actor_kind_is_listed;
 fn every_actor_kind_is_listed(k: ActorKind) {
     match k {
@@ -315,10 +249,7 @@ pub(crate) struct EventRow {
 impl TryFrom<EventRow> for Event {
     type Error = StoreError;
     fn try_from(r: EventRow) -> StoreResult<Self> {
-        let action = ACTIONS
-            .into_iter()
-            .find(|a| a.as_str() == r.action)
-            .ok_or(StoreError::Corrupt("event action"))?;
+        let action = Action::parse(&r.action).ok_or(StoreError::Corrupt("event action"))?;
         let actor_kind = ACTOR_KINDS
             .into_iter()
             .find(|k| k.as_str() == r.actor_kind)
@@ -527,10 +458,10 @@ mod tests {
 
     #[test]
     fn every_action_and_actor_kind_has_a_distinct_name() {
-        let mut names: Vec<_> = ACTIONS.iter().map(|a| a.as_str()).collect();
+        let mut names: Vec<_> = Action::ALL.iter().map(|a| a.as_str()).collect();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), ACTIONS.len());
+        assert_eq!(names.len(), Action::ALL.len());
         let mut kinds: Vec<_> = ACTOR_KINDS.iter().map(|k| k.as_str()).collect();
         kinds.dedup();
         assert_eq!(kinds.len(), 4);
