@@ -242,24 +242,25 @@ async fn export_webhook_sink_retries_until_every_event_is_delivered_in_order(bac
         delivered && app.store.export_cursor("siem-hook").await.unwrap() == head
     })
     .await;
-    let seen = seen.lock().unwrap();
-    assert_eq!(seen.bad_signatures, 0);
-    assert_eq!(
-        seqs(&seen.accepted),
-        (1..=head).collect::<Vec<_>>(),
-        "in order, no gap, no duplicate"
-    );
-    // The refused batch was offered again, from the same place, until it was taken; the
-    // retry after the 429 waited for its Retry-After.
-    let firsts: Vec<i64> = seen.attempts.iter().map(|(f, _)| *f).collect();
-    assert_eq!(&firsts[..4], &[1, 1, 1, 1], "{firsts:?}");
-    let after_429 = seen.attempts[3].1 - seen.attempts[2].1;
-    assert!(after_429 >= Duration::from_millis(950), "{after_429:?}");
-    assert!(
-        seen.accepted
-            .iter()
-            .any(|l| l["unmapped"]["action"] == "token.issued")
-    );
-    drop(seen);
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.bad_signatures, 0);
+        assert_eq!(
+            seqs(&seen.accepted),
+            (1..=head).collect::<Vec<_>>(),
+            "in order, no gap, no duplicate"
+        );
+        // The refused batch was offered again, from the same place, until it was taken; the
+        // retry after the 429 waited for its Retry-After.
+        let firsts: Vec<i64> = seen.attempts.iter().map(|(f, _)| *f).collect();
+        assert_eq!(&firsts[..4], &[1, 1, 1, 1], "{firsts:?}");
+        let after_429 = seen.attempts[3].1 - seen.attempts[2].1;
+        assert!(after_429 >= Duration::from_millis(950), "{after_429:?}");
+        assert!(
+            seen.accepted
+                .iter()
+                .any(|l| l["unmapped"]["action"] == "token.issued")
+        );
+    }
     app.stop().await;
 }
