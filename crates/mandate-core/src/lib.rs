@@ -23,12 +23,15 @@
 //! - [`metadata`], [`introspection`], [`token_response`]: response wire types.
 //! - [`challenge`]: RFC 6750 / RFC 9728 `WWW-Authenticate` challenges for resource servers.
 //! - [`event`]: the append-only event record every security-relevant action writes.
+//! - [`audit`], [`audit_export`]: the tamper-evident chain over events, and their export to
+//!   SIEMs as OCSF-aligned JSON Lines.
 //! - [`revocation`]: the revocation feed's entries, derived from revocation events.
 //! - [`secret`], [`random`], [`time`]: hashing of opaque secrets, injected entropy and clock.
 
 pub mod admin;
 pub mod api_key;
 pub mod audit;
+pub mod audit_export;
 pub mod authorize;
 pub mod challenge;
 pub mod client;

@@ -91,6 +91,10 @@ pub struct Config {
     /// MCP client ID metadata documents: `client_id`s that are https URLs, fetched.
     #[serde(default)]
     pub client_metadata_documents: ClientMetadataDocumentsConfig,
+    /// `[[audit_export]]`: sinks the audit log is exported to (JSON Lines, OCSF-aligned; see
+    /// `docs/audit-export.md`), each by a background task with at-least-once delivery.
+    #[serde(default)]
+    pub audit_export: Vec<AuditExportConfig>,
 }
 
 mod defaults {
@@ -146,6 +150,7 @@ impl Default for Config {
             admin_roles: vec![],
             exchange: ExchangePolicy::default(),
             registration: RegistrationConfig::default(),
+            audit_export: vec![],
         }
     }
 }
@@ -499,6 +504,105 @@ impl Default for ClientMetadataDocumentsConfig {
             cache_default_seconds: bounds.default_seconds,
             failure_cache_seconds: 30,
             cache_capacity: 10_000,
+        }
+    }
+}
+
+/// Where an audit export sink delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditExportKind {
+    /// Appends lines to a local file, fsynced before the cursor advances.
+    File,
+    /// POSTs batches of lines to an HTTP endpoint.
+    Webhook,
+}
+
+/// `[[audit_export]]`: one sink (see `crate::audit_export`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditExportConfig {
+    /// Unique name; keys the sink's persisted cursor, so renaming a sink starts it over.
+    pub name: String,
+    /// `file` or `webhook`.
+    pub kind: AuditExportKind,
+    /// The file lines are appended to (`kind = "file"`).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// The endpoint batches are POSTed to (`kind = "webhook"`): https, or http to a loopback
+    /// address only.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Key for the `X-Mandate-Signature` HMAC-SHA256 of each webhook body. Or `secret_env`.
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    /// The environment variable holding the secret, read at start.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// Most events per write or request (default 500, at most 10000).
+    #[serde(default = "audit_export_defaults::batch_size")]
+    pub batch_size: u32,
+    /// Longest a webhook request may take, in milliseconds (default 10000).
+    #[serde(default = "audit_export_defaults::timeout_ms")]
+    pub timeout_ms: u64,
+    /// First retry delay after a failed delivery, in milliseconds (default 1000); doubled on
+    /// each further failure, with jitter.
+    #[serde(default = "audit_export_defaults::retry_initial_ms")]
+    pub retry_initial_ms: u64,
+    /// Longest retry delay, in milliseconds (default 60000); also the delay after answers that
+    /// retrying soon will not change (4xx other than 408 and 429).
+    #[serde(default = "audit_export_defaults::retry_max_ms")]
+    pub retry_max_ms: u64,
+    /// How often to look for events written by other nodes or processes, in milliseconds
+    /// (default 1000); this node's own commits wake the sink at once.
+    #[serde(default = "audit_export_defaults::poll_interval_ms")]
+    pub poll_interval_ms: u64,
+}
+
+mod audit_export_defaults {
+    pub fn batch_size() -> u32 {
+        500
+    }
+    pub fn timeout_ms() -> u64 {
+        10_000
+    }
+    pub fn retry_initial_ms() -> u64 {
+        1_000
+    }
+    pub fn retry_max_ms() -> u64 {
+        60_000
+    }
+    pub fn poll_interval_ms() -> u64 {
+        1_000
+    }
+}
+
+impl AuditExportConfig {
+    /// A file sink with default settings.
+    pub fn file(name: &str, path: impl Into<PathBuf>) -> Self {
+        Self {
+            name: name.to_owned(),
+            kind: AuditExportKind::File,
+            path: Some(path.into()),
+            url: None,
+            secret: None,
+            secret_env: None,
+            batch_size: audit_export_defaults::batch_size(),
+            timeout_ms: audit_export_defaults::timeout_ms(),
+            retry_initial_ms: audit_export_defaults::retry_initial_ms(),
+            retry_max_ms: audit_export_defaults::retry_max_ms(),
+            poll_interval_ms: audit_export_defaults::poll_interval_ms(),
+        }
+    }
+
+    /// A webhook sink with default settings.
+    pub fn webhook(name: &str, url: &str, secret: Option<Secret>) -> Self {
+        Self {
+            kind: AuditExportKind::Webhook,
+            path: None,
+            url: Some(url.to_owned()),
+            secret,
+            ..Self::file(name, "")
         }
     }
 }

@@ -12,6 +12,7 @@
 //! - [`token_state`]: whether an access token (and every grant it depends on) is still active.
 //! - [`client_auth`], [`browser`], [`password`]: proving who a client or a person is.
 //! - [`client_documents`]: fetching MCP client ID metadata documents (URL client ids).
+//! - [`audit_export`]: delivering the audit log to SIEMs (file and webhook sinks).
 //! - [`keys`]: the key-encryption key and the signing key ring.
 //! - [`cache`]: short-lived caches for the token endpoint's hot path.
 //! - [`pages`]: compiled templates for login, consent and errors.
@@ -19,6 +20,7 @@
 
 pub mod admin;
 pub mod apply;
+pub mod audit_export;
 pub mod browser;
 pub mod cache;
 pub mod client_auth;

@@ -50,6 +50,8 @@ pub struct Application {
     event_writer: JoinHandle<()>,
     applied: Applied,
     shutting_down: tokio::sync::watch::Sender<bool>,
+    /// Checked at build, started by [`Self::run_until`].
+    exports: Vec<crate::audit_export::Sink>,
 }
 
 impl Application {
@@ -92,6 +94,9 @@ impl Application {
         let (events, event_writer) = EventWriter::spawn(store.clone());
 
         let registration = registration_settings(&config)?;
+        let exports = crate::audit_export::sinks_from_config(&config.audit_export, |var| {
+            std::env::var(var).ok()
+        })?;
         let (shutting_down, shutdown_seen) = tokio::sync::watch::channel(false);
         let client_documents = crate::client_documents::DocumentFetcher::new(
             crate::client_documents::FetchSettings::from_config(&config.client_metadata_documents)?,
@@ -99,6 +104,7 @@ impl Application {
         );
         let state = AppState {
             client_documents: Arc::new(client_documents),
+            audit_export: exports.iter().map(|s| s.status()).collect(),
             shutting_down: shutdown_seen,
             registration_limiter: Arc::new(crate::rate_limit::RateLimiter::new(
                 config.registration.rate_limit_per_minute,
@@ -131,6 +137,7 @@ impl Application {
             event_writer,
             applied,
             shutting_down,
+            exports,
         })
     }
 
@@ -144,6 +151,11 @@ impl Application {
 
     pub fn backend(&self) -> &'static str {
         self.state.store.backend()
+    }
+
+    /// Each audit export sink's progress (cursor, head, lag), updated while running.
+    pub fn audit_export_status(&self) -> Vec<Arc<crate::audit_export::SinkStatus>> {
+        self.state.audit_export.to_vec()
     }
 
     /// What the declarative configuration defined at start.
@@ -162,8 +174,26 @@ impl Application {
             state,
             event_writer,
             shutting_down,
+            exports,
             ..
         } = self;
+        let export_context = crate::audit_export::ExportContext {
+            store: state.store.clone(),
+            clock: state.clock.clone(),
+            entropy: state.entropy.clone(),
+            committed: state.events.committed(),
+            notifications: if exports.is_empty() {
+                None
+            } else {
+                state.store.event_notifications().await.unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "no commit notifications; audit export polls");
+                    None
+                })
+            },
+            shutdown: state.shutting_down.clone(),
+        };
+        let exporters = crate::audit_export::spawn(exports, &export_context);
+        drop(export_context);
         let janitor = tokio::spawn(purge_expired_periodically(state));
         axum::serve(
             listener,
@@ -182,6 +212,16 @@ impl Application {
             .is_err()
         {
             tracing::warn!("the event writer did not finish within 10 s of shutdown");
+        }
+        // Each sink stops at its next wait; one in the middle of a delivery finishes it.
+        for mut exporter in exporters {
+            if tokio::time::timeout(Duration::from_secs(15), &mut exporter)
+                .await
+                .is_err()
+            {
+                tracing::warn!("an audit export sink did not stop within 15 s; aborting it");
+                exporter.abort();
+            }
         }
         Ok(())
     }

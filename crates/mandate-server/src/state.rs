@@ -27,6 +27,8 @@ pub struct AppState {
     pub registration_limiter: Arc<crate::rate_limit::RateLimiter>,
     /// MCP client ID metadata documents, fetched and cached.
     pub client_documents: Arc<crate::client_documents::DocumentFetcher>,
+    /// How far each `[[audit_export]]` sink has delivered (for metrics and status pages).
+    pub audit_export: Arc<[Arc<crate::audit_export::SinkStatus>]>,
 }
 
 /// Settings resolved at start.

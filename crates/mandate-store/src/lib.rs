@@ -353,6 +353,26 @@ pub trait EventStore: Send + Sync {
     async fn chain_rows(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<ChainRow>>;
 }
 
+/// Where each audit export sink stands ([`mandate_core::audit_export`]): the sequence number
+/// of the last event it delivered. Sinks read events after it with
+/// [`EventStore::chain_rows`], in order (numbers are gapless), deliver them, then advance.
+#[async_trait]
+pub trait ExportCursors: Send + Sync {
+    /// The sink's cursor; 0 for a sink that never delivered anything.
+    async fn export_cursor(&self, sink: &str) -> StoreResult<i64>;
+    /// Moves the sink's cursor from `from` to `to` at `at`, only if it still is `from` (a
+    /// compare-and-set) and `to > from`. Returns whether it moved: of any number of callers
+    /// advancing from the same value exactly one succeeds, so two nodes running one sink can
+    /// neither move it backwards nor advance it twice from one read.
+    async fn advance_export_cursor(
+        &self,
+        sink: &str,
+        from: i64,
+        to: i64,
+        at: Timestamp,
+    ) -> StoreResult<bool>;
+}
+
 /// Everything the server persists.
 #[async_trait]
 pub trait Store:
@@ -373,6 +393,7 @@ pub trait Store:
     + AssertionReplay
     + BulkRevocation
     + AdminRoles
+    + ExportCursors
     + Send
     + Sync
     + 'static

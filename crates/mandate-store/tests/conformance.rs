@@ -28,6 +28,8 @@ mod bulk;
 mod directory;
 #[path = "conformance/events.rs"]
 mod events;
+#[path = "conformance/export_cursors.rs"]
+mod export_cursors;
 #[path = "conformance/fixtures.rs"]
 mod fixtures;
 #[path = "conformance/grants.rs"]
@@ -43,6 +45,7 @@ use audit_chain::*;
 use bulk::*;
 use directory::*;
 use events::*;
+use export_cursors::*;
 use grants::*;
 use mandate_store::Store;
 use registrations::*;
@@ -136,4 +139,5 @@ conformance!(
     bulk_revocation_of_nobody_changes_nothing,
     admin_roles_replace_remove_and_record_events,
     audit_chain_is_gapless_and_verifies_under_concurrent_writers,
+    export_cursors_advance_by_compare_and_set,
 );

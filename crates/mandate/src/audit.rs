@@ -2,11 +2,13 @@
 //!
 //! `search` and `tail` read the log locally or, with `--server`, through the admin API, like
 //! the other administrative commands. Verification only runs where the database is reachable:
-//! a check that asks the server whether the server's log is intact proves little.
+//! a check that asks the server whether the server's log is intact proves little. Export
+//! writes the same lines the server's `[[audit_export]]` sinks deliver, from the database.
 
 use crate::admin::{Backend, either, open_local};
 use crate::cli::{AuditCmd, EventFilterArgs, Global};
 use crate::output;
+use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use mandate_core::time::Clock;
 use mandate_server::admin::audit::{MAX_LIMIT, search_events};
@@ -15,6 +17,8 @@ use mandate_server::admin::model::{EventPage, EventQuery, EventView};
 use mandate_server::system::SystemClock;
 use serde::Serialize;
 use std::time::Duration;
+use std::io::{BufWriter, Write};
+use std::path::Path;
 
 #[derive(Serialize)]
 struct Report {
@@ -39,6 +43,14 @@ pub async fn run(global: &Global, cmd: AuditCmd) -> anyhow::Result<()> {
                  reachable (--data-dir or --database-url), not through --server"
             );
             verify(global).await
+        }
+        AuditCmd::Export { after, output } => {
+            anyhow::ensure!(
+                global.server.is_none(),
+                "`audit export` reads the database itself; run it where the database is \
+                 reachable (--data-dir or --database-url), not through --server"
+            );
+            export(global, after, output.as_deref()).await
         }
         AuditCmd::Search {
             filter,
@@ -78,6 +90,51 @@ pub async fn run(global: &Global, cmd: AuditCmd) -> anyhow::Result<()> {
             follow,
             interval_ms,
         } => tail(global, query(filter), lines, follow, interval_ms).await,
+    }
+}
+
+/// Events read per round trip.
+const EXPORT_PAGE: u32 = 2_000;
+
+async fn export(global: &Global, after: i64, output: Option<&Path>) -> anyhow::Result<()> {
+    let (_, store) = open_local(global).await?;
+    match output {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            let mut out = BufWriter::new(file);
+            write_lines(store.as_ref(), after, &mut out).await?;
+            out.into_inner()
+                .map_err(|e| e.into_error())?
+                .sync_all()
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        None => {
+            let mut out = BufWriter::new(std::io::stdout().lock());
+            write_lines(store.as_ref(), after, &mut out).await?;
+            out.flush()?;
+        }
+    }
+    Ok(())
+}
+
+/// Every event after `after`, in order, one line each, page by page.
+async fn write_lines(
+    store: &dyn mandate_store::Store,
+    after: i64,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let mut cursor = after;
+    loop {
+        let rows = store.chain_rows(cursor, EXPORT_PAGE).await?;
+        for row in &rows {
+            let line = mandate_core::audit_export::line(&row.fields(), row.hash.as_deref());
+            out.write_all(line.as_bytes())?;
+        }
+        match rows.last() {
+            Some(last) if rows.len() == EXPORT_PAGE as usize => cursor = last.seq,
+            _ => return Ok(()),
+        }
     }
 }
 

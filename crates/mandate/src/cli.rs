@@ -113,6 +113,17 @@ pub enum AuditCmd {
         #[arg(long, default_value_t = 1000)]
         interval_ms: u64,
     },
+    /// Write events as JSON Lines in the SIEM export format (docs/audit-export.md), in
+    /// sequence order, once: for backfills and ad-hoc use. Continuous delivery is done by
+    /// `[[audit_export]]` sinks in the server.
+    Export {
+        /// Only events with a sequence number greater than this.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        /// Write to this file (created or replaced) instead of standard output.
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
+    },
 }
 
 /// Which events: every filter given must match.

@@ -906,3 +906,100 @@ async fn audit_tail_follows_new_events_and_search_filters_them() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+/// `mandate audit export` writes exactly the lines a server's file sink delivered for the same
+/// events; `--after` and `--output` select and redirect them.
+#[tokio::test]
+async fn audit_export_writes_the_same_lines_as_the_file_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    json(&data, &["tenant", "create", "acme"]);
+    json(
+        &data,
+        &["scope", "create", "tickets.read", "--description", "Read"],
+    );
+    json(
+        &data,
+        &[
+            "api-key",
+            "create",
+            "--tenant",
+            "acme",
+            "--scopes",
+            "tickets.read",
+            "--expires-in",
+            "1d",
+            "--name",
+            "sync",
+        ],
+    );
+    let sink = dir.path().join("audit.jsonl");
+    let config = dir.path().join("export.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[audit_export]]\nname = \"siem\"\nkind = \"file\"\npath = \"{}\"\n\
+             poll_interval_ms = 100\n",
+            sink.display()
+        ),
+    )
+    .unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--config")
+        .arg(&config)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    while !lines
+        .next()
+        .expect("serve exited early")
+        .unwrap()
+        .starts_with("Mandate is running")
+    {}
+
+    // The sink catches up with the events the CLI wrote; the export then prints the same.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let exported = loop {
+        let (ok, out, err) = mandate(&data, &["audit", "export"], None);
+        assert!(ok, "{err}");
+        let delivered = std::fs::read_to_string(&sink).unwrap_or_default();
+        if !out.is_empty() && out == delivered {
+            break out;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sink never matched the export:\n{delivered}\n---\n{out}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    let all: Vec<&str> = exported.lines().collect();
+    assert!(all.len() >= 3, "{exported}");
+    for (i, line) in all.iter().enumerate() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["metadata"]["sequence"], i as i64 + 1);
+    }
+    let out = dir.path().join("after-2.jsonl");
+    let (ok, stdout, err) = mandate(
+        &data,
+        &[
+            "audit",
+            "export",
+            "--after",
+            "2",
+            "--output",
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(ok && stdout.is_empty(), "{err}");
+    let tail = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(tail.lines().collect::<Vec<_>>(), all[2..].to_vec());
+}

@@ -41,7 +41,7 @@ fn time(name: &str, given: Option<&str>) -> Result<Option<Timestamp>, ServerErro
 /// asked for a tenant they cannot see (the answer is then empty, as for other lists).
 pub fn filter(ctx: &Ctx<'_>, q: &EventQuery) -> Result<Option<EventFilter>, ServerError> {
     if let Some(action) = &q.action
-        && Action::from_name(action).is_none()
+        && Action::parse(action).is_none()
     {
         return Err(invalid(format!(
             "unknown action `{action}`; actions are: {}",

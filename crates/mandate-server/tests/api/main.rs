@@ -18,6 +18,7 @@ mod helpers;
 mod admin;
 mod api_keys;
 mod audit;
+mod audit_export;
 mod authorize;
 mod client_credentials;
 mod client_metadata_documents;

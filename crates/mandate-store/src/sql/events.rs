@@ -257,7 +257,7 @@ pub(crate) struct EventRow {
 impl TryFrom<EventRow> for Event {
     type Error = StoreError;
     fn try_from(r: EventRow) -> StoreResult<Self> {
-        let action = Action::from_name(&r.action).ok_or(StoreError::Corrupt("event action"))?;
+        let action = Action::parse(&r.action).ok_or(StoreError::Corrupt("event action"))?;
         let actor_kind = ACTOR_KINDS
             .into_iter()
             .find(|k| k.as_str() == r.actor_kind)
@@ -465,7 +465,11 @@ mod tests {
     }
 
     #[test]
-    fn every_actor_kind_has_a_distinct_name() {
+    fn every_action_and_actor_kind_has_a_distinct_name() {
+        let mut names: Vec<_> = Action::ALL.iter().map(|a| a.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Action::ALL.len());
         let mut kinds: Vec<_> = ACTOR_KINDS.iter().map(|k| k.as_str()).collect();
         kinds.dedup();
         assert_eq!(kinds.len(), 4);

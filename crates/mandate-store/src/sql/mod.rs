@@ -23,6 +23,7 @@
 //! - [`replay`]: remembered client assertion `jti`s.
 //! - [`bulk`]: revoking every grant of a user, tenant, agent, or agent within a tenant.
 //! - [`admin_roles`]: who may use the admin API, over which tenant.
+//! - [`export_cursors`]: how far each audit export sink has delivered.
 //!
 //! Each backend type also has an inherent `events_committed(&self)`, called after every commit
 //! that wrote events (SQLite announces it in-process; PostgreSQL's trigger already did).
@@ -36,6 +37,7 @@ pub(crate) mod api_keys;
 pub(crate) mod bulk;
 pub(crate) mod directory;
 pub(crate) mod events;
+pub(crate) mod export_cursors;
 pub(crate) mod grants;
 pub(crate) mod housekeeping;
 pub(crate) mod refresh;
@@ -62,6 +64,7 @@ macro_rules! impl_store_traits {
         $crate::sql::replay::impl_replay!($store);
         $crate::sql::admin_roles::impl_admin_roles!($store);
         $crate::sql::bulk::impl_bulk!($store, $db);
+        $crate::sql::export_cursors::impl_export_cursors!($store);
     };
 }
 pub(crate) use impl_store_traits;
