@@ -89,7 +89,10 @@ impl Application {
         )
         .await
         .context("loading signing keys")?;
-        let (events, event_writer) = EventWriter::spawn(store.clone());
+        let metrics = Arc::new(crate::metrics::Metrics::new(
+            config.metrics.max_agent_labels,
+        ));
+        let (events, event_writer) = EventWriter::spawn_observed(store.clone(), metrics.clone());
 
         let registration = registration_settings(&config)?;
         let (shutting_down, shutdown_seen) = tokio::sync::watch::channel(false);
@@ -98,6 +101,7 @@ impl Application {
             registration.policy.clone(),
         );
         let state = AppState {
+            metrics,
             client_documents: Arc::new(client_documents),
             shutting_down: shutdown_seen,
             registration_limiter: Arc::new(crate::rate_limit::RateLimiter::new(
@@ -121,6 +125,12 @@ impl Application {
                 exchange: config.exchange.clone(),
                 registration,
                 api_keys: config.api_keys.policy(),
+                metrics_enabled: config.metrics.enabled,
+                metrics_token_hash: config
+                    .metrics
+                    .token
+                    .as_ref()
+                    .map(|t| mandate_core::secret::hash_secret(t.expose())),
             }),
         };
         let router = routes::router(state.clone());

@@ -27,6 +27,8 @@ pub struct AppState {
     pub registration_limiter: Arc<crate::rate_limit::RateLimiter>,
     /// MCP client ID metadata documents, fetched and cached.
     pub client_documents: Arc<crate::client_documents::DocumentFetcher>,
+    /// This server's Prometheus metrics (one registry per server, not a global).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Settings resolved at start.
@@ -46,6 +48,11 @@ pub struct Settings {
     pub registration: RegistrationSettings,
     /// API key lifetimes and rotation overlap (admin API).
     pub api_keys: mandate_core::api_key::ApiKeyPolicy,
+    /// Whether `GET /metrics` is served.
+    pub metrics_enabled: bool,
+    /// The `sha256:` hash of `[metrics] token`: kept hashed so the comparison is constant-time
+    /// whatever the presented token's length, and the token itself is not held in memory.
+    pub metrics_token_hash: Option<String>,
 }
 
 /// `[registration]`, resolved.
