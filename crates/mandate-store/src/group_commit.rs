@@ -133,7 +133,10 @@ impl Writer {
                 }
             }
             self.in_flight.store(events.len(), Ordering::Relaxed);
-            match self.store.append_events(&events).await {
+            let outcome = self.store.append_events(&events).await;
+            // Before any acknowledgement: an appender that has its answer sees none pending.
+            self.in_flight.store(0, Ordering::Relaxed);
+            match outcome {
                 Ok(seqs) if seqs.len() == acks.len() => {
                     if let Some(&last) = seqs.iter().max() {
                         self.committed.send_replace(last);
@@ -158,7 +161,6 @@ impl Writer {
                     }
                 }
             }
-            self.in_flight.store(0, Ordering::Relaxed);
             events.clear();
         }
     }

@@ -13,6 +13,7 @@ crate::backend_tests!(
     metrics_disabled_is_not_found,
     agents_beyond_the_label_cap_are_counted_as_other,
     feed_subscriber_gauge_follows_connections,
+    grant_types_revocation_kinds_and_admin_errors_are_labelled,
 );
 
 const SCRAPE_TOKEN: &str = "scrape-token-0123456789abcdef-never-shown";
@@ -423,4 +424,81 @@ async fn feed_subscriber_gauge_follows_connections(backend: Backend) {
     wait_for_subscribers(&app, 0.0).await;
     let text = scrape(&app).await;
     assert!(!text.contains(CRM_SECRET));
+}
+
+const ADMIN_CLI_SECRET: &str = "demo-admin-cli-secret-0123456789abcdef";
+
+async fn grant_types_revocation_kinds_and_admin_errors_are_labelled(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let issued = user_tokens(&app, "alice", "contacts.read").await;
+    let refresh_token = s(&issued["refresh_token"]).to_owned();
+    let (status, refreshed) = refresh(&app, &refresh_token).await;
+    assert_eq!(status, StatusCode::OK, "{refreshed}");
+    // The operator CLI (tenant ops) revokes everything in tenant acme.
+    let admin_api = format!("{}/admin/v1", app.issuer);
+    let (status, _, body) = app
+        .post_form(
+            "/token",
+            Some(("admin-cli", ADMIN_CLI_SECRET)),
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "mandate.admin"),
+                ("resource", &admin_api),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let admin_token = s(&body["access_token"]).to_owned();
+    let resp = app
+        .http
+        .post(app.url("/admin/v1/revocations"))
+        .bearer_auth(&admin_token)
+        .json(&serde_json::json!({"tenant_id": "acme", "reason": "metrics test"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = app
+        .http
+        .get(app.url("/admin/v1/grants"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+
+    let text = scrape(&app).await;
+    let m = parse(&text);
+    let issued_by = |grant_type, agent| {
+        value(
+            &m,
+            "mandate_tokens_issued_total",
+            &[("grant_type", grant_type), ("agent", agent)],
+        )
+    };
+    assert_eq!(issued_by("authorization_code", "cli-agent"), Some(1.0));
+    assert_eq!(issued_by("refresh_token", "cli-agent"), Some(1.0));
+    assert_eq!(issued_by("client_credentials", "admin-cli"), Some(1.0));
+    assert_eq!(
+        must(&m, "mandate_revocations_total", &[("kind", "tenant")]),
+        1.0
+    );
+    assert_eq!(
+        must(
+            &m,
+            "mandate_errors_total",
+            &[("endpoint", "/admin/v1/grants"), ("error", "invalid_token")]
+        ),
+        1.0
+    );
+    for secret in [
+        s(&issued["access_token"]),
+        refresh_token.as_str(),
+        s(&refreshed["access_token"]),
+        s(&refreshed["refresh_token"]),
+        admin_token.as_str(),
+        ADMIN_CLI_SECRET,
+        "alice-demo-password",
+    ] {
+        assert!(!text.contains(secret), "a secret is in the metrics");
+    }
 }
