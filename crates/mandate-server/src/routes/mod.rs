@@ -120,10 +120,7 @@ pub fn router(app: AppState) -> Router {
         .layer(axum::middleware::from_fn(refuse_nul_in_uri))
         .layer(CatchPanicLayer::new())
         // Outside the panic catcher, so a panic is timed and counted as the 500 it becomes.
-        .layer(axum::middleware::from_fn_with_state(
-            app.metrics.clone(),
-            crate::metrics::endpoint::track,
-        ))
+        .layer(crate::metrics::endpoint::TrackLayer(app.metrics.clone()))
         .layer(TraceLayer::new_for_http())
         .with_state(app)
 }
