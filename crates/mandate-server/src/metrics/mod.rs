@@ -50,7 +50,8 @@ pub enum IssuedBy {
     AuthorizationCode,
     RefreshToken,
     ClientCredentials,
-    /// RFC 8693, including an API key exchanged for a token.
+    /// RFC 8693, including an API key exchanged for a token (labelled with the key's public
+    /// id, which is that token's `client_id`).
     TokenExchange,
 }
 
