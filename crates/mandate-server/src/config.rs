@@ -14,6 +14,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+/// The environment variable holding the metrics scrape token (`[metrics] token`).
+pub const METRICS_TOKEN_ENV: &str = "MANDATE_METRICS_TOKEN";
+
 /// Top-level keys that may come from `MANDATE_<KEY>` environment variables.
 pub const ENV_KEYS: &[&str] = &[
     "listen",
@@ -95,6 +98,9 @@ pub struct Config {
     /// `docs/audit-export.md`), each by a background task with at-least-once delivery.
     #[serde(default)]
     pub audit_export: Vec<AuditExportConfig>,
+    /// Prometheus metrics at `GET <issuer>/metrics`.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
 mod defaults {
@@ -133,6 +139,7 @@ impl Default for Config {
         Self {
             api_keys: ApiKeysConfig::default(),
             client_metadata_documents: ClientMetadataDocumentsConfig::default(),
+            metrics: MetricsConfig::default(),
             listen: defaults::listen(),
             issuer: None,
             data_dir: defaults::data_dir(),
@@ -343,6 +350,11 @@ pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, Box<fi
     }
     figment = figment
         .merge(Env::prefixed("MANDATE_").filter(|k| ENV_KEYS.iter().any(|known| k == *known)))
+        .merge(
+            Env::raw()
+                .only(&[METRICS_TOKEN_ENV])
+                .map(|_| "metrics.token".into()),
+        )
         .merge(Serialized::defaults(overrides));
     figment.extract().map_err(Box::new)
 }
@@ -427,9 +439,51 @@ mod tests {
     }
 
     #[test]
+    fn metrics_token_comes_from_its_env_variable() {
+        Jail::expect_with(|jail| {
+            jail.create_file("m.toml", "[metrics]\nmax_agent_labels = 7\n")?;
+            jail.set_env(METRICS_TOKEN_ENV, "scrape-token-from-env");
+            let c = load(Some(Path::new("m.toml")), &Overrides::default())
+                .map_err(|e| e.to_string())?;
+            assert_eq!(c.metrics.max_agent_labels, 7);
+            assert!(c.metrics.enabled);
+            assert_eq!(
+                c.metrics.token.as_ref().map(Secret::expose),
+                Some("scrape-token-from-env")
+            );
+            assert!(!format!("{c:?}").contains("scrape-token-from-env"));
+            Ok(())
+        });
+    }
+
+    #[test]
     fn secrets_do_not_debug_print() {
         let s = Secret::new("hunter2");
         assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}
+
+/// `[metrics]`: Prometheus metrics (see `crate::metrics`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `GET <issuer>/metrics` (default true); `false` removes the route.
+    pub enabled: bool,
+    /// Scrapers must present it as `Authorization: Bearer <token>`. Without one, only direct
+    /// loopback callers are served. Env: `MANDATE_METRICS_TOKEN`.
+    pub token: Option<Secret>,
+    /// Most distinct agents (client ids) labelled in `mandate_tokens_issued_total`; later
+    /// ones are counted as `other` (default 500).
+    pub max_agent_labels: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            token: None,
+            max_agent_labels: crate::metrics::DEFAULT_MAX_AGENT_LABELS,
+        }
     }
 }
 

@@ -4,6 +4,9 @@
 //! user must see (an untrusted redirect URI, a stale form) render as an error page; internal
 //! failures answer an opaque 500 and log their full cause once. The match is exhaustive, so a
 //! new variant forces a decision about its status.
+//!
+//! Every error response also carries its code as an [`ErrorCode`] extension, which the metrics
+//! middleware counts (`mandate_errors_total`) under the route that answered.
 
 use crate::pages;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -32,6 +35,9 @@ pub enum ServerError {
     /// An admin API failure, answered as JSON (with an RFC 6750 challenge for token problems).
     #[error(transparent)]
     Admin(#[from] AdminError),
+    /// `GET /metrics` from a caller that may not read them.
+    #[error(transparent)]
+    Metrics(#[from] MetricsDenied),
     #[error("storage failure")]
     Store(#[from] StoreError),
     #[error("internal failure")]
@@ -46,6 +52,25 @@ impl ServerError {
             detail: detail.into(),
         }
     }
+}
+
+/// The error code of an error response, for metrics: the RFC 6749 `error` value, the admin
+/// API's error kind, or a fixed name for pages and internal failures. Never free text, so the
+/// metric's labels stay bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorCode(pub &'static str);
+
+/// Why `GET /metrics` was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MetricsDenied {
+    /// A scrape token is configured and none was presented (RFC 6750 §3.1: no error code).
+    #[error("a bearer token is required")]
+    NoToken,
+    #[error("the bearer token is not the configured metrics token")]
+    WrongToken,
+    /// No token is configured, so only direct loopback callers are served.
+    #[error("metrics are served to direct loopback callers only; configure [metrics] token")]
+    NotLoopback,
 }
 
 fn oauth_status(e: &OAuthError) -> StatusCode {
@@ -79,6 +104,28 @@ pub fn no_store(response: &mut Response) {
 
 impl IntoResponse for ServerError {
     fn into_response(self) -> Response {
+        let code = self.code();
+        let mut response = self.render();
+        response.extensions_mut().insert(ErrorCode(code));
+        response
+    }
+}
+
+impl ServerError {
+    /// The code counted in metrics (see [`ErrorCode`]).
+    fn code(&self) -> &'static str {
+        match self {
+            Self::OAuth(e) | Self::ClientAuth { error: e, .. } => e.code(),
+            Self::TooLarge => "invalid_request",
+            Self::Page { status, .. } if *status == StatusCode::NOT_FOUND => "not_found",
+            Self::Page { .. } => "page",
+            Self::Admin(e) => admin_status_and_code(e).1,
+            Self::Metrics(e) => metrics_status_and_code(*e).1,
+            Self::Store(_) | Self::Internal(_) => "server_error",
+        }
+    }
+
+    fn render(self) -> Response {
         match self {
             Self::OAuth(e) => json_error(oauth_status(&e), &e),
             Self::ClientAuth { error, basic } => {
@@ -101,6 +148,7 @@ impl IntoResponse for ServerError {
                 detail,
             } => pages::error_page(status, title, &detail),
             Self::Admin(e) => admin_error(e),
+            Self::Metrics(e) => metrics_denied(e),
             Self::Store(e) => internal(&e),
             Self::Internal(e) => internal(e.as_ref()),
         }
@@ -140,8 +188,8 @@ impl From<mandate_core::admin::Denied> for AdminError {
     }
 }
 
-fn admin_error(e: AdminError) -> Response {
-    let (status, code) = match &e {
+fn admin_status_and_code(e: &AdminError) -> (StatusCode, &'static str) {
+    match e {
         AdminError::NoToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
         AdminError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
         AdminError::InsufficientScope => (StatusCode::FORBIDDEN, "insufficient_scope"),
@@ -149,7 +197,11 @@ fn admin_error(e: AdminError) -> Response {
         AdminError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
         AdminError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
         AdminError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-    };
+    }
+}
+
+fn admin_error(e: AdminError) -> Response {
+    let (status, code) = admin_status_and_code(&e);
     let body = serde_json::json!({ "error": code, "error_description": e.to_string() });
     let mut response = (status, axum::Json(body)).into_response();
     no_store(&mut response);
@@ -169,6 +221,32 @@ fn admin_error(e: AdminError) -> Response {
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, value);
     }
+    response
+}
+
+fn metrics_status_and_code(e: MetricsDenied) -> (StatusCode, &'static str) {
+    match e {
+        MetricsDenied::NoToken | MetricsDenied::WrongToken => {
+            (StatusCode::UNAUTHORIZED, "invalid_token")
+        }
+        MetricsDenied::NotLoopback => (StatusCode::FORBIDDEN, "forbidden"),
+    }
+}
+
+/// RFC 6750 §3: 401 (or 403) with a `Bearer` challenge, so a scraper knows to send a token.
+fn metrics_denied(e: MetricsDenied) -> Response {
+    let (status, code) = metrics_status_and_code(e);
+    let body = serde_json::json!({ "error": code, "error_description": e.to_string() });
+    let mut response = (status, axum::Json(body)).into_response();
+    no_store(&mut response);
+    let challenge = match e {
+        MetricsDenied::NoToken | MetricsDenied::NotLoopback => "Bearer realm=\"mandate-metrics\"",
+        MetricsDenied::WrongToken => "Bearer realm=\"mandate-metrics\", error=\"invalid_token\"",
+    };
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
     response
 }
 

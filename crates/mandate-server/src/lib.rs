@@ -17,6 +17,7 @@
 //! - [`cache`]: short-lived caches for the token endpoint's hot path.
 //! - [`pages`]: compiled templates for login, consent and errors.
 //! - [`errors`]: the single mapping from failures to HTTP responses.
+//! - [`metrics`]: Prometheus metrics and `GET /metrics`.
 
 pub mod admin;
 pub mod apply;
@@ -31,6 +32,7 @@ pub mod form;
 pub mod grants;
 pub mod issuance;
 pub mod keys;
+pub mod metrics;
 pub mod pages;
 pub mod password;
 pub mod rate_limit;

@@ -91,7 +91,10 @@ impl Application {
         )
         .await
         .context("loading signing keys")?;
-        let (events, event_writer) = EventWriter::spawn(store.clone());
+        let metrics = Arc::new(crate::metrics::Metrics::new(
+            config.metrics.max_agent_labels,
+        ));
+        let (events, event_writer) = EventWriter::spawn_observed(store.clone(), metrics.clone());
 
         let registration = registration_settings(&config)?;
         let exports = crate::audit_export::sinks_from_config(&config.audit_export, |var| {
@@ -103,6 +106,7 @@ impl Application {
             registration.policy.clone(),
         );
         let state = AppState {
+            metrics,
             client_documents: Arc::new(client_documents),
             audit_export: exports.iter().map(|s| s.status()).collect(),
             shutting_down: shutdown_seen,
@@ -127,6 +131,12 @@ impl Application {
                 exchange: config.exchange.clone(),
                 registration,
                 api_keys: config.api_keys.policy(),
+                metrics_enabled: config.metrics.enabled,
+                metrics_token_hash: config
+                    .metrics
+                    .token
+                    .as_ref()
+                    .map(|t| mandate_core::secret::hash_secret(t.expose())),
             }),
         };
         let router = routes::router(state.clone());

@@ -29,6 +29,8 @@ pub struct AppState {
     pub client_documents: Arc<crate::client_documents::DocumentFetcher>,
     /// How far each `[[audit_export]]` sink has delivered (for metrics and status pages).
     pub audit_export: Arc<[Arc<crate::audit_export::SinkStatus>]>,
+    /// This server's Prometheus metrics (one registry per server, not a global).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Settings resolved at start.
@@ -48,6 +50,11 @@ pub struct Settings {
     pub registration: RegistrationSettings,
     /// API key lifetimes and rotation overlap (admin API).
     pub api_keys: mandate_core::api_key::ApiKeyPolicy,
+    /// Whether `GET /metrics` is served.
+    pub metrics_enabled: bool,
+    /// The `sha256:` hash of `[metrics] token`: kept hashed so the comparison is constant-time
+    /// whatever the presented token's length, and the token itself is not held in memory.
+    pub metrics_token_hash: Option<String>,
 }
 
 /// `[registration]`, resolved.

@@ -121,6 +121,7 @@ conformance!(
     event_notifications_announce_commits,
     large_event_batches_keep_input_order,
     group_commit_writer_acknowledges_every_event,
+    group_commit_writer_reports_every_commit_and_nothing_pending,
     api_keys_round_trip_by_hash_id_and_tenant,
     api_key_listing_pages_newest_first_within_a_tenant,
     api_key_revocation_writes_one_feed_event,

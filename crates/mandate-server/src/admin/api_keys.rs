@@ -179,6 +179,9 @@ pub async fn revoke_key(
             ctx.event(Action::ApiKeyRevoked),
         )
         .await?;
+    if was_active {
+        ctx.revoked(Action::ApiKeyRevoked);
+    }
     Ok(Revoked {
         id: key.record.id.to_string(),
         was_active,

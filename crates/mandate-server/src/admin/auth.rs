@@ -44,6 +44,7 @@ impl Admin {
             actor: self.authority.principal.to_string(),
             ip: self.meta.ip.clone(),
             user_agent: self.meta.user_agent.clone(),
+            metrics: Some(&app.metrics),
         }
     }
 }

@@ -24,6 +24,9 @@ pub struct Ctx<'a> {
     pub actor: String,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The server's metrics, told about revocations (none for the local CLI: it runs in
+    /// another process, whose counts no scraper would see).
+    pub metrics: Option<&'a crate::metrics::Metrics>,
 }
 
 impl<'a> Ctx<'a> {
@@ -47,6 +50,7 @@ impl<'a> Ctx<'a> {
             actor: "cli".into(),
             ip: None,
             user_agent: None,
+            metrics: None,
         }
     }
 
@@ -65,6 +69,13 @@ impl<'a> Ctx<'a> {
             return Err(lockout());
         }
         Ok(())
+    }
+
+    /// Counts a revocation this operation recorded.
+    pub fn revoked(&self, action: Action) {
+        if let Some(m) = self.metrics {
+            m.revoked(action);
+        }
     }
 
     /// An admin event with this caller as the actor.

@@ -196,6 +196,7 @@ pub async fn disable_user(ctx: &Ctx<'_>, id: &str) -> Result<UserView, ServerErr
         event.tenant_id = Some(u.tenant_id.clone());
         event.user_id = Some(u.id.clone());
         ctx.store.append_events(&[event]).await?;
+        ctx.revoked(Action::UserDisabled);
     }
     Ok(u.into())
 }
@@ -326,6 +327,7 @@ pub async fn disable_agent(ctx: &Ctx<'_>, client_id: &str) -> Result<AgentView, 
         event.client_id = Some(a.client_id.clone());
         event.tenant_id.clone_from(&a.tenant_id);
         ctx.store.append_events(&[event]).await?;
+        ctx.revoked(Action::AgentDisabled);
     }
     Ok(a.into())
 }

@@ -84,6 +84,7 @@ pub async fn revoke_grant(
         event.client_id = Some(grant.client_id);
         event.reason = Some(reason);
         ctx.store.append_events(&[event]).await?;
+        ctx.revoked(Action::GrantRevoked);
     }
     Ok(Revoked {
         id: grant.id,
@@ -156,10 +157,17 @@ pub async fn revoke_in_bulk(
         } => own.client_id == *client_id && own.tenant_id == *tenant_id,
     })?;
     let reason = reason(req.reason)?;
+    let action = match &target {
+        BulkTarget::User { .. } => Action::UserGrantsRevoked,
+        BulkTarget::Tenant { .. } => Action::TenantGrantsRevoked,
+        BulkTarget::Agent { .. } => Action::AgentGrantsRevoked,
+        BulkTarget::AgentInTenant { .. } => Action::AgentTenantGrantsRevoked,
+    };
     let done = ctx
         .store
         .revoke_in_bulk(&target, &reason, ctx.event(Action::GrantRevoked))
         .await?;
+    ctx.revoked(action);
     Ok(BulkRevocationResult {
         grants: done.grants,
         refresh_families: done.refresh_families,

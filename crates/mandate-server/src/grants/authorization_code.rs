@@ -7,6 +7,7 @@
 use super::{ensure_user_enabled, issuance_event, revoke_for_incident};
 use crate::errors::ServerError;
 use crate::issuance::{self, TokenSubject};
+use crate::metrics::IssuedBy;
 use crate::request_meta::RequestMeta;
 use crate::state::AppState;
 use mandate_core::OAuthError;
@@ -103,6 +104,8 @@ pub async fn exchange(
         now,
     );
     app.events.append(meta.stamp(event)).await?;
+    app.metrics
+        .token_issued(IssuedBy::AuthorizationCode, &agent.client_id);
     Ok(issuance::token_response(
         &minted,
         agent.access_token_ttl,

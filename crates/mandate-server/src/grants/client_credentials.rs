@@ -7,6 +7,7 @@
 use super::issuance_event;
 use crate::errors::ServerError;
 use crate::issuance::{self, TokenSubject};
+use crate::metrics::IssuedBy;
 use crate::request_meta::RequestMeta;
 use crate::state::AppState;
 use mandate_core::OAuthError;
@@ -74,6 +75,8 @@ pub async fn exchange(
         now,
     );
     app.events.append(meta.stamp(event)).await?;
+    app.metrics
+        .token_issued(IssuedBy::ClientCredentials, &agent.client_id);
     Ok(issuance::token_response(
         &minted,
         agent.access_token_ttl,

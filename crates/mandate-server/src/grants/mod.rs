@@ -37,6 +37,7 @@ pub(crate) async fn revoke_for_incident(
     }
     event.reason = Some(reason.to_owned());
     app.events.append(meta.stamp(event)).await?;
+    app.metrics.revoked(action);
     Ok(())
 }
 

@@ -9,6 +9,7 @@
 use super::{ensure_user_enabled, issuance_event, revoke_for_incident};
 use crate::errors::ServerError;
 use crate::issuance::{self, TokenSubject};
+use crate::metrics::IssuedBy;
 use crate::request_meta::RequestMeta;
 use crate::state::AppState;
 use mandate_core::OAuthError;
@@ -101,6 +102,8 @@ pub async fn exchange(
         now,
     );
     app.events.append(meta.stamp(event)).await?;
+    app.metrics
+        .token_issued(IssuedBy::RefreshToken, &agent.client_id);
     Ok(issuance::token_response(
         &minted,
         agent.access_token_ttl,

@@ -22,6 +22,7 @@
 //! revoked or expired (also: rotated out) key is `invalid_grant`.
 
 use crate::errors::ServerError;
+use crate::metrics::IssuedBy;
 use crate::request_meta::RequestMeta;
 use crate::state::AppState;
 use crate::token_state;
@@ -98,6 +99,8 @@ pub async fn exchange(
         .map_err(|e| anyhow::anyhow!("signing an exchanged token: {e}"))?;
     let event = exchange_event(&subject, &exchanged, &claims.jti, now);
     app.events.append(meta.stamp(event)).await?;
+    app.metrics
+        .token_issued(IssuedBy::TokenExchange, &claims.client_id);
     Ok(ExchangeResponse::new(token, &exchanged, now))
 }
 
@@ -161,6 +164,8 @@ pub async fn exchange_api_key(
     app.store.record_api_key_use(&record.id, now).await?;
     let event = api_key_event(&record, presented_by, &exchanged, &claims.jti, now);
     app.events.append(meta.stamp(event)).await?;
+    app.metrics
+        .token_issued(IssuedBy::TokenExchange, &claims.client_id);
     Ok(ExchangeResponse::new(token, &exchanged, now))
 }
 

@@ -54,7 +54,7 @@ pub fn router(app: AppState) -> Router {
             get(discovery::metadata_get),
         )
         .layer(cors());
-    let endpoints = Router::new()
+    let mut endpoints = Router::new()
         .route("/authorize", get(authorize::authorize_get))
         .route("/login", post(login::login_post))
         .route("/consent", post(consent::consent_post))
@@ -67,6 +67,9 @@ pub fn router(app: AppState) -> Router {
             crate::admin::router(&app.settings.issuer),
         )
         .merge(cross_origin);
+    if app.settings.metrics_enabled {
+        endpoints = endpoints.route("/metrics", get(crate::metrics::endpoint::metrics_get));
+    }
     let admin_metadata = Router::new().route(
         &crate::admin::metadata_path(&base),
         get(crate::admin::protected_resource_metadata),
@@ -116,6 +119,8 @@ pub fn router(app: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn(refuse_nul_in_uri))
         .layer(CatchPanicLayer::new())
+        // Outside the panic catcher, so a panic is timed and counted as the 500 it becomes.
+        .layer(crate::metrics::endpoint::TrackLayer(app.metrics.clone()))
         .layer(TraceLayer::new_for_http())
         .with_state(app)
 }

@@ -217,6 +217,7 @@ pub async fn register_delete(
     if !deleted {
         return Ok(invalid_token("unknown registration"));
     }
+    app.metrics.revoked(Action::ClientDeleted);
     let mut r = StatusCode::NO_CONTENT.into_response();
     no_store(&mut r);
     Ok(r)

@@ -86,6 +86,7 @@ pub async fn revocations_get(
         }
     };
     let reader = Reader {
+        _subscriber: app.metrics.feed_subscriber(),
         shutting_down: app.shutting_down.clone(),
         elsewhere,
         committed: app.events.committed(),
@@ -156,6 +157,10 @@ impl Reader {
 
 /// Follows the event log from a sequence number.
 struct Reader {
+    /// Counts this subscriber in `mandate_revocation_feed_subscribers` for as long as the
+    /// stream lives: the stream owns the reader, so a client that disconnects (its response
+    /// is dropped) or a server that stops takes it off the gauge.
+    _subscriber: crate::metrics::FeedSubscriber,
     app: AppState,
     /// Changes whenever this node commits events.
     committed: watch::Receiver<i64>,

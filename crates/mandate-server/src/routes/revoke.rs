@@ -40,7 +40,9 @@ pub async fn revoke_post(
         revoke_refresh_token(&app, &agent.client_id, token, now).await?
     };
     if let Some(event) = event {
+        let action = event.action;
         app.events.append(meta.stamp(event)).await?;
+        app.metrics.revoked(action);
     }
     Ok((StatusCode::OK, [("cache-control", "no-store")]).into_response())
 }

@@ -25,6 +25,7 @@ mod client_metadata_documents;
 mod code_flow;
 mod discovery;
 mod introspection;
+mod metrics;
 mod refresh;
 mod registration;
 mod revocation;

@@ -228,6 +228,44 @@ pub(crate) async fn group_commit_writer_acknowledges_every_event(store: Arc<dyn 
     }
 }
 
+/// Counts what the writer reports.
+#[derive(Default)]
+struct Commits(std::sync::atomic::AtomicUsize);
+
+impl mandate_store::group_commit::WriterObserver for Commits {
+    fn committed(&self, waited: std::time::Duration) {
+        assert!(waited < std::time::Duration::from_secs(60), "{waited:?}");
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+pub(crate) async fn group_commit_writer_reports_every_commit_and_nothing_pending(
+    store: Arc<dyn Store>,
+) {
+    let commits = Arc::new(Commits::default());
+    let (writer, task) = EventWriter::spawn_observed(store.clone(), commits.clone());
+    assert_eq!(writer.pending(), 0);
+    let appends: Vec<_> = (0..50)
+        .map(|i| {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                writer
+                    .append(event(i, Action::TokenIssued, None, None))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for a in appends {
+        a.await.unwrap();
+    }
+    // Every append was acknowledged, so each was reported before its acknowledgement.
+    assert_eq!(commits.0.load(std::sync::atomic::Ordering::Relaxed), 50);
+    assert_eq!(writer.pending(), 0);
+    drop(writer);
+    task.await.unwrap();
+}
+
 pub(crate) async fn event_notifications_announce_commits(store: Arc<dyn Store>) {
     match store.event_notifications().await.unwrap() {
         None => assert_eq!(
