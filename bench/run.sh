@@ -23,6 +23,9 @@
 #   BENCH_WARMUP        unmeasured warm-up per case (0 = none)  [2s]
 #   BENCH_RUNS          measured runs per case; the median is reported  [1]
 #   BENCH_OUT           directory to keep oha's raw JSON and the server logs in [none]
+#   BENCH_FEATURES      cargo features for the measured binary, built in its own target
+#                       directory; `bench-unaudited` drops every audit event, to measure
+#                       what auditing costs (BENCHMARKS.md). Never a production build.
 #   MANDATE_BENCH_POSTGRES_URL
 #                       a PostgreSQL URL (e.g. postgres://postgres@127.0.0.1:5432/postgres).
 #                       The script connects with psql, creates a fresh database named
@@ -38,6 +41,7 @@ DURATION=${BENCH_DURATION:-10s}
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
 WARMUP=${BENCH_WARMUP:-2s}
 RUNS=${BENCH_RUNS:-1}
+FEATURES=${BENCH_FEATURES:-}
 CLIENT_ID=svc-agent
 CLIENT_SECRET=demo-svc-agent-secret-0123456789abcdef
 CONFIG=examples/demo.toml
@@ -115,9 +119,15 @@ if grep -q -- '--no-tui' <<<"$OHA_HELP"; then
 fi
 
 # --- 2. the server -------------------------------------------------------------------------
-say "building mandate (release): cargo build --release -p mandate"
-cargo build --release -p mandate
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+BUILD=(cargo build --release -p mandate)
+if [[ -n "$FEATURES" ]]; then
+    # A separate target directory, so a feature build never replaces the normal binary.
+    TARGET_DIR="$TARGET_DIR/bench-${FEATURES//[^a-z0-9-]/_}"
+    BUILD+=(--features "$FEATURES" --target-dir "$TARGET_DIR")
+fi
+say "building mandate (release): ${BUILD[*]}"
+"${BUILD[@]}"
 BIN="$TARGET_DIR/release/mandate"
 [[ -x "$BIN" ]] || die "built binary not found at $BIN"
 

@@ -137,10 +137,10 @@ mod tests {
     #[test]
     fn rfc3339_round_trips_and_unix_seconds_are_accepted() {
         let t = Timestamp::from_unix(1_795_900_000);
-        assert_eq!(t.to_rfc3339(), "2026-11-28T19:46:40Z");
-        assert_eq!(Timestamp::parse_user("2026-11-28T19:46:40Z"), Some(t));
+        assert_eq!(t.to_rfc3339(), "2026-11-28T21:06:40Z");
+        assert_eq!(Timestamp::parse_user("2026-11-28T21:06:40Z"), Some(t));
         assert_eq!(
-            Timestamp::parse_user("2026-11-28T20:46:40.5+01:00"),
+            Timestamp::parse_user("2026-11-28T22:06:40.5+01:00"),
             Some(t)
         );
         assert_eq!(Timestamp::parse_user(" 1795900000 "), Some(t));

@@ -20,6 +20,12 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
     let app = Application::build(config).await?;
     let issuer = app.issuer().to_owned();
     let applied = app.applied().clone();
+    if cfg!(feature = "bench-unaudited") {
+        eprintln!(
+            "WARNING: this is a benchmark build (feature bench-unaudited): it keeps NO audit \
+             log and NO revocation feed. Never run it for real."
+        );
+    }
     println!("Mandate is running.");
     println!("  issuer     {issuer}");
     println!("  discovery  {issuer}/.well-known/oauth-authorization-server");

@@ -115,6 +115,11 @@ struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabels {
+    sink: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AnomalyLabels {
     rule: String,
     action: String,
@@ -157,6 +162,8 @@ pub struct Metrics {
     audit_lag: DurationHistogram,
     audit_pending: Gauge,
     audit_head: Gauge,
+    export_lag: Family<SinkLabels, Gauge>,
+    export_failures: Family<SinkLabels, Gauge>,
     anomalies: Family<AnomalyLabels, Counter>,
     /// Serializes the rare copy-on-write updates of `agents` and `http_handles`.
     grow: Mutex<()>,
@@ -216,6 +223,18 @@ impl Metrics {
             "Sequence number of the newest event in the audit hash chain (all nodes)",
             audit_head.clone(),
         );
+        let export_lag = Family::default();
+        registry.register(
+            "audit_export_lag_events",
+            "Audit events committed but not yet delivered by each [[audit_export]] sink",
+            export_lag.clone(),
+        );
+        let export_failures = Family::default();
+        registry.register(
+            "audit_export_consecutive_failures",
+            "Failed delivery attempts of each [[audit_export]] sink since its last success",
+            export_failures.clone(),
+        );
         let anomalies = Family::default();
         registry.register(
             "anomaly_rule_firings",
@@ -236,6 +255,8 @@ impl Metrics {
             audit_lag,
             audit_pending,
             audit_head,
+            export_lag,
+            export_failures,
             anomalies,
             grow: Mutex::new(()),
         }
@@ -361,6 +382,16 @@ impl Metrics {
         if let Some(seq) = head_seq {
             self.audit_head.set(seq);
         }
+    }
+
+    /// Where an export sink stands, as read at scrape time: `lag` events behind the chain's
+    /// head, after `failures` failed attempts in a row.
+    pub fn set_export_state(&self, sink: &str, lag: i64, failures: u64) {
+        let labels = SinkLabels { sink: sink.into() };
+        self.export_lag.get_or_create(&labels).set(lag.max(0));
+        self.export_failures
+            .get_or_create(&labels)
+            .set(i64::try_from(failures).unwrap_or(i64::MAX));
     }
 
     /// The OpenMetrics text exposition.

@@ -147,6 +147,21 @@ async fn export_file_sink_writes_every_event_in_order_across_a_restart(backend: 
     eventually("the status to catch up", async || status[0].lag() == 0).await;
     assert_eq!(status[0].name, "siem-file");
     assert_eq!(status[0].cursor(), second_head);
+    // The lag is on /metrics too, measured against the chain's head at scrape time.
+    let metrics = app
+        .http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("mandate_audit_export_lag_events{sink=\"siem-file\"} 0\n")
+            && metrics.contains("mandate_audit_export_consecutive_failures{sink=\"siem-file\"} 0\n"),
+        "{metrics}"
+    );
     tx.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
