@@ -76,6 +76,9 @@ pub enum Action {
     AdminRoleGranted,
     /// An admin role was taken away (`detail`: principal).
     AdminRoleRemoved,
+    /// A resource server refused a request (reported by its guard, see
+    /// [`crate::denial_report`]; `detail`: resource, error, method, path, required scopes).
+    AccessDenied,
 }
 
 impl Action {
@@ -109,6 +112,7 @@ impl Action {
             Self::AgentTenantGrantsRevoked => "agent.tenant_grants_revoked",
             Self::AdminRoleGranted => "admin_role.granted",
             Self::AdminRoleRemoved => "admin_role.removed",
+            Self::AccessDenied => "access.denied",
         }
     }
 }

@@ -24,6 +24,7 @@
 //! - [`challenge`]: RFC 6750 / RFC 9728 `WWW-Authenticate` challenges for resource servers.
 //! - [`event`]: the append-only event record every security-relevant action writes.
 //! - [`revocation`]: the revocation feed's entries, derived from revocation events.
+//! - [`denial_report`]: refusals reported by resource servers' guards, recorded as events.
 //! - [`secret`], [`random`], [`time`]: hashing of opaque secrets, injected entropy and clock.
 
 pub mod admin;
@@ -36,6 +37,7 @@ pub mod client_assertion;
 pub mod client_auth;
 pub mod client_metadata_document;
 pub mod code;
+pub mod denial_report;
 pub mod directory;
 pub mod error;
 pub mod event;

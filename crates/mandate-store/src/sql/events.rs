@@ -212,7 +212,7 @@ pub(crate) fn details(events: &[NewEvent]) -> Vec<String> {
     events.iter().map(|e| e.detail.to_string()).collect()
 }
 
-const ACTIONS: [Action; 28] = [
+const ACTIONS: [Action; 29] = [
     Action::LoginSucceeded,
     Action::LoginFailed,
     Action::ConsentGranted,
@@ -241,6 +241,7 @@ const ACTIONS: [Action; 28] = [
     Action::AgentTenantGrantsRevoked,
     Action::AdminRoleGranted,
     Action::AdminRoleRemoved,
+    Action::AccessDenied,
 ];
 
 /// An exhaustive match, so adding an `Action` fails to compile here until it is added to
@@ -275,7 +276,8 @@ fn every_action_is_listed(a: Action) {
         | Action::AgentGrantsRevoked
         | Action::AgentTenantGrantsRevoked
         | Action::AdminRoleGranted
-        | Action::AdminRoleRemoved => {}
+        | Action::AdminRoleRemoved
+        | Action::AccessDenied => {}
     }
 }
 
