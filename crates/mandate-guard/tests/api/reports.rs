@@ -322,3 +322,71 @@ async fn a_full_queue_drops_the_oldest_and_the_count_arrives_later(issuer: Issue
     reports.shutdown().await;
     issuer.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_reporter_sends_what_is_queued() {
+    let issuer = spawn_issuer().await;
+    let guard = Guard::builder(&issuer.issuer, CRM).build().await.unwrap();
+    let reports = guard
+        .report_denials_with(
+            crm_credential(CRM_SECRET),
+            ReportSettings {
+                interval: Duration::from_secs(3600),
+                ..ReportSettings::default()
+            },
+        )
+        .unwrap();
+    let app = spawn_app(&guard).await;
+    for n in 0..3 {
+        let resp = reqwest::get(format!("{app}/item/{n}")).await.unwrap();
+        assert_eq!(resp.status(), 401);
+    }
+    assert_eq!(reports.queued(), 3, "nothing sent before the interval");
+    reports.shutdown().await;
+    let events = denials(&issuer).await;
+    assert_eq!(events.len(), 3, "flushed on shutdown: {events:#?}");
+    assert!(
+        events
+            .iter()
+            .all(|e| e.event.detail["error"] == "missing_token")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_reports_its_refusals() {
+    let issuer = spawn_issuer().await;
+    let guard = Guard::builder(&issuer.issuer, CRM).build().await.unwrap();
+    let reports = guard
+        .report_denials_with(crm_credential(CRM_SECRET), fast())
+        .unwrap();
+    let config = mandate_guard::proxy::ProxyConfig::from_toml(
+        "[[routes]]\npath = \"/tickets\"\nmethods = [\"POST\"]\nscopes = [\"tickets.write\"]\n",
+    )
+    .unwrap();
+    let router = mandate_guard::proxy::proxy_router(guard, "http://127.0.0.1:1", config).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+    });
+    let token = issuer.token("tickets.read").await;
+    let resp = reqwest::Client::new()
+        .post(format!("{proxy}/tickets?x=1"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let events = wait_for(&issuer, |e| !e.is_empty()).await;
+    let e = &events[0].event;
+    assert_eq!(e.detail["error"], "insufficient_scope");
+    assert_eq!(e.detail["path"], "/tickets");
+    assert_eq!(e.detail["required_scopes"], "tickets.write");
+    assert_eq!(e.client_id.as_deref(), Some("svc-agent"));
+    assert_eq!(e.ip.as_deref(), Some("127.0.0.1"));
+    reports.shutdown().await;
+}
