@@ -139,6 +139,13 @@ pub fn ocsf_class(action: Action) -> OcsfClass {
             class(entity.0, entity.1, 3, "Update", true, 1)
         }
         ClientDeleted => class(entity.0, entity.1, 4, "Delete", true, 1),
+        // A resource server refused a call: OCSF's API Activity (category 6, Application
+        // Activity); the HTTP method and path are in `unmapped.detail`.
+        AccessDenied => OcsfClass {
+            category_uid: 6,
+            category_name: "Application Activity",
+            ..class(6003, "API Activity", 99, "Other", false, 2)
+        },
     }
 }
 
@@ -404,11 +411,14 @@ mod tests {
     }
 
     #[test]
-    fn every_action_has_an_iam_class_with_a_name() {
+    fn every_action_has_a_class_of_its_category_with_a_name() {
         for a in Action::ALL {
             let c = ocsf_class(a);
-            assert_eq!(c.category_uid, 3, "{a:?}");
-            assert!((3001..=3005).contains(&c.class_uid), "{a:?}");
+            assert_eq!(c.class_uid / 1000, c.category_uid, "{a:?}");
+            match a {
+                Action::AccessDenied => assert_eq!(c.class_uid, 6003),
+                _ => assert!((3001..=3005).contains(&c.class_uid), "{a:?}"),
+            }
             assert!(!c.activity_name.is_empty());
             assert_ne!(severity_name(c.severity_id), "Unknown");
         }

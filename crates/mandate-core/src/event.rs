@@ -76,11 +76,14 @@ pub enum Action {
     AdminRoleGranted,
     /// An admin role was taken away (`detail`: principal).
     AdminRoleRemoved,
+    /// A resource server refused a request (reported by its guard, see
+    /// [`crate::denial_report`]; `detail`: resource, error, method, path, required scopes).
+    AccessDenied,
 }
 
 impl Action {
     /// Every action, in declaration order.
-    pub const ALL: [Action; 28] = [
+    pub const ALL: [Action; 29] = [
         Self::LoginSucceeded,
         Self::LoginFailed,
         Self::ConsentGranted,
@@ -109,6 +112,7 @@ impl Action {
         Self::AgentTenantGrantsRevoked,
         Self::AdminRoleGranted,
         Self::AdminRoleRemoved,
+        Self::AccessDenied,
     ];
 
     /// The action with this stored name ([`Self::as_str`]).
@@ -146,6 +150,7 @@ impl Action {
             Self::AgentTenantGrantsRevoked => "agent.tenant_grants_revoked",
             Self::AdminRoleGranted => "admin_role.granted",
             Self::AdminRoleRemoved => "admin_role.removed",
+            Self::AccessDenied => "access.denied",
         }
     }
 }
@@ -182,7 +187,8 @@ fn every_action_is_listed(a: Action) {
         | Action::AgentGrantsRevoked
         | Action::AgentTenantGrantsRevoked
         | Action::AdminRoleGranted
-        | Action::AdminRoleRemoved => {}
+        | Action::AdminRoleRemoved
+        | Action::AccessDenied => {}
     }
 }
 

@@ -26,6 +26,7 @@
 //! - [`audit`], [`audit_export`]: the tamper-evident chain over events, and their export to
 //!   SIEMs as OCSF-aligned JSON Lines.
 //! - [`revocation`]: the revocation feed's entries, derived from revocation events.
+//! - [`denial_report`]: refusals reported by resource servers' guards, recorded as events.
 //! - [`secret`], [`random`], [`time`]: hashing of opaque secrets, injected entropy and clock.
 
 pub mod admin;
@@ -39,6 +40,7 @@ pub mod client_assertion;
 pub mod client_auth;
 pub mod client_metadata_document;
 pub mod code;
+pub mod denial_report;
 pub mod directory;
 pub mod error;
 pub mod event;

@@ -34,6 +34,10 @@ pub struct AuthorizationServerMetadata {
     /// Mandate's revocation feed (server-sent events) for resource servers; an extension
     /// field, which RFC 8414 §2 permits.
     pub revocation_feed_endpoint: String,
+    /// Where resource servers' guards report the requests they refused
+    /// ([`crate::denial_report`]); an extension field like the feed's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denial_report_endpoint: Option<String>,
     /// The server resolves `client_id`s that are https URLs by fetching their client ID
     /// metadata document (the mechanism the MCP authorization spec prefers over registration).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -92,6 +96,10 @@ impl AuthorizationServerMetadata {
             authorization_response_iss_parameter_supported: true,
             prompt_values_supported: strings(&["none", "login", "consent"]),
             revocation_feed_endpoint: format!("{issuer}/revocations"),
+            denial_report_endpoint: Some(format!(
+                "{issuer}{}",
+                crate::denial_report::ENDPOINT_PATH
+            )),
             client_id_metadata_document_supported: false,
         }
     }

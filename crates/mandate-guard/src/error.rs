@@ -41,6 +41,12 @@ pub enum GuardError {
     /// Migration mode (`accept_api_keys`) needs the issuer's `introspection_endpoint`.
     #[error("the issuer {0} offers no introspection endpoint, needed to accept API keys")]
     NoIntrospectionEndpoint(String),
+    /// The issuer's metadata advertises no `denial_report_endpoint`.
+    #[error("the issuer {0} takes no denial reports")]
+    NoReportEndpoint(String),
+    /// [`Guard::report_denials`](crate::Guard::report_denials) was already called.
+    #[error("this guard already reports denials")]
+    ReportsAlreadyOn,
     /// [`Guard::follow_revocations`](crate::Guard::follow_revocations) was already called.
     #[error("this guard already follows a revocation feed")]
     FeedAlreadyFollowed,

@@ -68,6 +68,37 @@ struct Inner {
     revocation_retention: Duration,
     /// Migration mode: raw API keys checked by introspection (off unless configured).
     api_keys: Option<ApiKeys>,
+    /// Where denial reports go, from the issuer's metadata (or configured).
+    report_endpoint: Option<String>,
+    /// Set once [`Guard::report_denials`] starts a reporter; refusals are queued here.
+    reporter: std::sync::OnceLock<Arc<crate::report::ReportQueue>>,
+}
+
+/// A refusal and, when the credential was verified before it was refused (a revoked, expired
+/// or under-scoped token, a known API key), whose it was: the attribution a denial report may
+/// carry. A token whose signature did not verify is never attributed.
+#[derive(Debug, Clone)]
+pub(crate) struct Refusal {
+    pub error: BearerError,
+    pub verified: Option<Arc<Principal>>,
+}
+
+impl From<BearerError> for Refusal {
+    fn from(error: BearerError) -> Self {
+        Self {
+            error,
+            verified: None,
+        }
+    }
+}
+
+impl Refusal {
+    fn of(error: BearerError, principal: &Arc<Principal>) -> Self {
+        Self {
+            error,
+            verified: Some(principal.clone()),
+        }
+    }
 }
 
 impl std::fmt::Debug for Guard {
@@ -93,6 +124,7 @@ pub struct GuardBuilder {
     http: Option<reqwest::Client>,
     revocation_retention: Duration,
     feed_endpoint: Option<String>,
+    report_endpoint: Option<String>,
     feed_grace: Duration,
     feed_read_timeout: Duration,
     fail_open: bool,
@@ -118,6 +150,7 @@ impl Guard {
             http: None,
             revocation_retention: Duration::from_secs(24 * 60 * 60),
             feed_endpoint: None,
+            report_endpoint: None,
             feed_grace: Duration::from_secs(5),
             feed_read_timeout: crate::feed::READ_TIMEOUT,
             fail_open: false,
@@ -152,6 +185,20 @@ impl Guard {
     /// Revoked grants; the revocation feed subscriber writes here, and so may tests.
     pub(crate) fn feed_endpoint(&self) -> Option<&str> {
         self.inner.feed_endpoint.as_deref()
+    }
+
+    pub(crate) fn report_endpoint(&self) -> Option<&str> {
+        self.inner.report_endpoint.as_deref()
+    }
+
+    /// Records the running reporter's queue; only the first one counts.
+    pub(crate) fn attach_reporter(&self, queue: Arc<crate::report::ReportQueue>) -> bool {
+        self.inner.reporter.set(queue).is_ok()
+    }
+
+    /// The running reporter's queue, if denials are reported.
+    pub(crate) fn reporter(&self) -> Option<&Arc<crate::report::ReportQueue>> {
+        self.inner.reporter.get()
     }
 
     pub(crate) fn introspection_endpoint(&self) -> Option<&str> {
@@ -195,18 +242,30 @@ impl Guard {
     /// Validates a request's headers: exactly one `Authorization` header holding a valid
     /// bearer token.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, BearerError> {
+        self.authenticate_attributed(headers)
+            .await
+            .map_err(|r| r.error)
+    }
+
+    /// [`Guard::authenticate`], keeping whose verified credential was refused.
+    pub(crate) async fn authenticate_attributed(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Principal, Refusal> {
         let mut values = headers.get_all(AUTHORIZATION).iter();
         let (Some(value), None) = (values.next(), values.next()) else {
             return Err(if headers.contains_key(AUTHORIZATION) {
                 BearerError::InvalidRequest("more than one Authorization header")
             } else {
                 BearerError::Missing
-            });
+            }
+            .into());
         };
         let value = value
             .to_str()
             .map_err(|_| BearerError::InvalidToken("the Authorization header is malformed"))?;
-        self.validate(value).await
+        let token = bearer_token(value)?;
+        self.validate_attributed(token).await
     }
 
     /// Validates an `Authorization` header value (`Bearer <token>`, RFC 6750 §2.1).
@@ -217,8 +276,12 @@ impl Guard {
 
     /// Validates a bare access token.
     pub async fn validate_token(&self, token: &str) -> Result<Principal, BearerError> {
+        self.validate_attributed(token).await.map_err(|r| r.error)
+    }
+
+    async fn validate_attributed(&self, token: &str) -> Result<Principal, Refusal> {
         if token.len() > MAX_TOKEN_LEN {
-            return Err(BearerError::InvalidToken("the token is too long"));
+            return Err(BearerError::InvalidToken("the token is too long").into());
         }
         if ApiKey::looks_like(token) {
             return self.validate_api_key(token).await;
@@ -233,7 +296,8 @@ impl Guard {
                     entry.principal.expires_at.unix(),
                     now,
                     inner.leeway_seconds,
-                )?;
+                )
+                .map_err(|e| Refusal::of(e, &entry.principal))?;
                 entry
             }
             None => {
@@ -245,29 +309,35 @@ impl Guard {
             }
         };
         if let Some(why) = inner.revocations.refusal(&entry.principal) {
-            return Err(BearerError::InvalidToken(why));
+            return Err(Refusal::of(
+                BearerError::InvalidToken(why),
+                &entry.principal,
+            ));
         }
         if let Some(feed) = inner.feed.get()
             && feed.down_longer_than(now, inner.feed_grace)
         {
-            feed.confirm_active(token, inner.fail_open).await?;
+            feed.confirm_active(token, inner.fail_open)
+                .await
+                .map_err(|e| Refusal::of(e, &entry.principal))?;
         }
         Ok((*entry.principal).clone())
     }
 
     /// A raw API key presented as a bearer token (migration mode, see [`crate::api_key`]).
-    async fn validate_api_key(&self, token: &str) -> Result<Principal, BearerError> {
+    async fn validate_api_key(&self, token: &str) -> Result<Principal, Refusal> {
         let inner = &*self.inner;
         let Some(mode) = &inner.api_keys else {
             return Err(BearerError::InvalidToken(
                 "API keys are not accepted here; exchange the key for an access token",
-            ));
+            )
+            .into());
         };
         let key = ApiKey::parse(token)
             .map_err(|_| BearerError::InvalidToken("the API key is malformed"))?;
         // Known revoked: refused without asking anyone.
         if inner.revocations.is_revoked(key.id().as_str()) {
-            return Err(BearerError::InvalidToken("the API key has been revoked"));
+            return Err(BearerError::InvalidToken("the API key has been revoked").into());
         }
         let now = inner.clock.now().unix();
         let digest = TokenCache::key(token);
@@ -278,7 +348,7 @@ impl Guard {
         let inactive = BearerError::InvalidToken("the API key is not active");
         let cached = mode.cached(&digest);
         let principal = match &cached {
-            Some(Answer::Inactive) => return Err(inactive),
+            Some(Answer::Inactive) => return Err(inactive.into()),
             Some(Answer::Active(p)) if !feed_down => p.clone(),
             _ => match mode.introspect(&key, &inner.resource).await {
                 Ok(Some(p)) => {
@@ -288,7 +358,7 @@ impl Guard {
                 }
                 Ok(None) => {
                     mode.remember(digest, Answer::Inactive);
-                    return Err(inactive);
+                    return Err(inactive.into());
                 }
                 Err(why) => {
                     tracing::warn!(key_id = %key.id(), %why, "an API key could not be checked");
@@ -297,23 +367,27 @@ impl Guard {
                         _ => {
                             return Err(BearerError::InvalidToken(
                                 "the API key cannot be checked right now",
-                            ));
+                            )
+                            .into());
                         }
                     }
                 }
             },
         };
         if principal.expires_at.unix() <= now {
-            return Err(BearerError::InvalidToken("the API key has expired"));
+            return Err(Refusal::of(
+                BearerError::InvalidToken("the API key has expired"),
+                &principal,
+            ));
         }
         if let Some(why) = inner.revocations.refusal(&principal) {
-            return Err(BearerError::InvalidToken(why));
+            return Err(Refusal::of(BearerError::InvalidToken(why), &principal));
         }
         Ok((*principal).clone())
     }
 
     /// Full verification of a token not in the cache.
-    async fn verify(&self, token: &str, now: i64) -> Result<CachedPrincipal, BearerError> {
+    async fn verify(&self, token: &str, now: i64) -> Result<CachedPrincipal, Refusal> {
         let inner = &*self.inner;
         let keys = inner.keys.current();
         let claims = match jwt::verify(token, &keys) {
@@ -326,19 +400,27 @@ impl Guard {
             other => other,
         }
         .map_err(rejection)?;
-        Expectations {
+        // The signature verified: from here on a refusal may name whose token it was.
+        let checked = Expectations {
             issuer: &inner.issuer,
             audience: Some(&inner.resource),
             now: Timestamp::from_unix(now),
             leeway_seconds: inner.leeway_seconds,
         }
-        .check(&claims)
-        .map_err(rejection)?;
+        .check(&claims);
         // RFC 7519 §4.1.5 `nbf`: core's claims do not carry it, so read it from the payload.
         let not_before = claims.iat.max(nbf(token).unwrap_or(i64::MIN));
-        check_window(not_before, claims.exp, now, inner.leeway_seconds)?;
+        let principal = Arc::new(Principal::from(claims));
+        checked.map_err(|e| Refusal::of(rejection(e), &principal))?;
+        check_window(
+            not_before,
+            principal.expires_at.unix(),
+            now,
+            inner.leeway_seconds,
+        )
+        .map_err(|e| Refusal::of(e, &principal))?;
         Ok(CachedPrincipal {
-            principal: Arc::new(Principal::from(claims)),
+            principal,
             not_before,
         })
     }
@@ -450,6 +532,13 @@ impl GuardBuilder {
     /// least the longest access-token lifetime the issuer grants).
     pub fn revocation_retention(mut self, retention: Duration) -> Self {
         self.revocation_retention = retention;
+        self
+    }
+
+    /// Report denials to this URL instead of the issuer's `denial_report_endpoint` (see
+    /// [`Guard::report_denials`]).
+    pub fn denial_report_endpoint(mut self, url: &str) -> Self {
+        self.report_endpoint = Some(url.to_owned());
         self
     }
 
@@ -618,6 +707,8 @@ impl GuardBuilder {
                 clock: self.clock,
                 leeway_seconds: self.leeway_seconds,
                 feed_endpoint: self.feed_endpoint.or(as_meta.revocation_feed_endpoint),
+                report_endpoint: self.report_endpoint.or(as_meta.denial_report_endpoint),
+                reporter: std::sync::OnceLock::new(),
                 introspection_endpoint: as_meta.introspection_endpoint,
                 feed: std::sync::OnceLock::new(),
                 feed_grace: self.feed_grace,

@@ -25,6 +25,9 @@ pub(crate) struct IssuerMetadata {
     /// Mandate's revocation feed, when the server offers one.
     #[serde(default)]
     pub revocation_feed_endpoint: Option<String>,
+    /// Where denial reports go, when the server takes them.
+    #[serde(default)]
+    pub denial_report_endpoint: Option<String>,
     /// RFC 7662 introspection, the fallback while the feed is down.
     #[serde(default)]
     pub introspection_endpoint: Option<String>,

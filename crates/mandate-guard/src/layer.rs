@@ -5,10 +5,12 @@
 //! request extensions, or answers the challenge itself; the handler never runs for a refused
 //! request. [`RequireLayer`] (for `route_layer`) checks a route's scopes against that principal,
 //! and authenticates on its own if the outer layer is absent, so forgetting the outer layer
-//! fails closed rather than open.
+//! fails closed rather than open. Every refusal goes through [`Guard::refuse`], which also
+//! queues a denial report when [`Guard::report_denials`] is on.
 
 use crate::guard::Guard;
 use crate::principal::Principal;
+use crate::report::RefusedRequest;
 use crate::response::challenge_response;
 use crate::scope::Requirement;
 use axum::Json;
@@ -42,7 +44,8 @@ impl Guard {
         }
     }
 
-    /// The refusal response for `err`, with this resource's metadata URL in the challenge.
+    /// The refusal response for `err`, with this resource's metadata URL in the challenge
+    /// (not reported: use [`Guard::refuse`] to also queue a denial report).
     pub fn reject(&self, err: &BearerError) -> Response {
         challenge_response(err, self.metadata_url())
     }
@@ -108,12 +111,12 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let guard = self.guard.clone();
         Box::pin(async move {
-            match guard.authenticate(req.headers()).await {
+            match guard.authenticate_attributed(req.headers()).await {
                 Ok(principal) => {
                     req.extensions_mut().insert(principal);
                     inner.call(req).await
                 }
-                Err(e) => Ok(guard.reject(&e)),
+                Err(refusal) => Ok(guard.refuse_with(&refusal, RefusedRequest::from(&req))),
             }
         })
     }
@@ -165,17 +168,19 @@ where
         Box::pin(async move {
             let principal = match req.extensions().get::<Principal>() {
                 Some(p) => p.clone(),
-                None => match guard.authenticate(req.headers()).await {
+                None => match guard.authenticate_attributed(req.headers()).await {
                     Ok(p) => {
                         req.extensions_mut().insert(p.clone());
                         p
                     }
-                    Err(e) => return Ok(guard.reject(&e)),
+                    Err(refusal) => {
+                        return Ok(guard.refuse_with(&refusal, RefusedRequest::from(&req)));
+                    }
                 },
             };
             match guard.check(&principal, &requirement) {
                 Ok(()) => inner.call(req).await,
-                Err(e) => Ok(guard.reject(&e)),
+                Err(e) => Ok(guard.refuse(&e, RefusedRequest::from(&req), Some(&principal))),
             }
         })
     }

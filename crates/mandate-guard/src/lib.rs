@@ -32,6 +32,8 @@
 //!   default; [`GuardBuilder::accept_api_keys`]).
 //! - [`feed`]: following the issuer's revocation feed into the revocation set.
 //! - `sse` (private): the feed's event stream, with a cap on what one event may cost.
+//! - [`report`]: denial reports, refusals queued and sent in batches to the issuer's audit
+//!   log (opt-in, [`Guard::report_denials`]).
 //! - [`revocation`]: revoked grants, tokens, users and agents, consulted on every validation
 //!   (the feed subscriber fills it).
 //! - [`scope`]: route requirements and the scope hierarchy.
@@ -55,6 +57,7 @@ mod keys;
 pub mod layer;
 pub mod metadata;
 pub mod principal;
+pub mod report;
 pub mod response;
 pub mod revocation;
 pub mod scope;
@@ -67,5 +70,6 @@ pub use layer::{GuardLayer, RequireLayer};
 pub use mandate_core::challenge::BearerError;
 pub use metadata::ProtectedResourceMetadata;
 pub use principal::Principal;
+pub use report::{RefusedRequest, ReportHandle, ReportSettings};
 pub use revocation::RevocationSet;
 pub use scope::{Requirement, ScopeHierarchy};

@@ -9,10 +9,15 @@
 //! With the guard in migration mode ([`crate::GuardBuilder::accept_api_keys`], `mandate guard
 //! --accept-api-keys`), a caller may also present a raw API key; the upstream then also gets
 //! `x-mandate-api-key-id` (the key's id, never the key).
+//!
+//! Refusals are reported to the issuer when the guard reports denials
+//! ([`Guard::report_denials`], `mandate guard --report-denials`); serve the router with
+//! `into_make_service_with_connect_info::<SocketAddr>()` so reports carry the client's address.
 
 use crate::error::GuardError;
 use crate::guard::Guard;
 use crate::principal::Principal;
+use crate::report::RefusedRequest;
 use crate::scope::Requirement;
 use axum::Router;
 use axum::body::Body;
@@ -168,13 +173,19 @@ async fn forward(State(proxy): State<Arc<Proxy>>, req: Request) -> Response {
     let principal = if rule.public {
         None
     } else {
-        let principal = match proxy.guard.authenticate(&parts.headers).await {
+        let principal = match proxy.guard.authenticate_attributed(&parts.headers).await {
             Ok(p) => p,
-            Err(e) => return proxy.guard.reject(&e),
+            Err(refusal) => {
+                return proxy
+                    .guard
+                    .refuse_with(&refusal, RefusedRequest::from(&parts));
+            }
         };
         for requirement in requirements(rule) {
             if let Err(e) = proxy.guard.check(&principal, &requirement) {
-                return proxy.guard.reject(&e);
+                return proxy
+                    .guard
+                    .refuse(&e, RefusedRequest::from(&parts), Some(&principal));
             }
         }
         Some(principal)

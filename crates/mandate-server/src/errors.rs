@@ -73,6 +73,22 @@ pub enum MetricsDenied {
     NotLoopback,
 }
 
+/// A refused denial-report batch: too large is `413`, anything else malformed `400`.
+impl From<mandate_core::denial_report::ReportError> for ServerError {
+    fn from(e: mandate_core::denial_report::ReportError) -> Self {
+        use mandate_core::denial_report::ReportError;
+        match e {
+            ReportError::TooLarge => Self::TooLarge,
+            ReportError::Nul
+            | ReportError::Json(_)
+            | ReportError::TooMany
+            | ReportError::Invalid { .. } => {
+                Self::OAuth(OAuthError::invalid_request(e.to_string()))
+            }
+        }
+    }
+}
+
 fn oauth_status(e: &OAuthError) -> StatusCode {
     match e {
         OAuthError::InvalidClient(_) => StatusCode::UNAUTHORIZED,

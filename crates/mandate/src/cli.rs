@@ -198,6 +198,10 @@ pub struct GuardArgs {
     /// --feed-client-id); answers are cached for a few seconds, revocations apply at once.
     #[arg(long, requires = "feed_client_id")]
     pub accept_api_keys: bool,
+    /// Report every refused request (401/403) to the issuer's audit log as an `access.denied`
+    /// event, in batches, with the feed credential (needs --feed-client-id).
+    #[arg(long, requires = "feed_client_id")]
+    pub report_denials: bool,
 }
 
 #[derive(Subcommand)]

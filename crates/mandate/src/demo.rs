@@ -56,10 +56,13 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
         .build()
         .await
         .context("the demo CRM could not discover the server")?;
-    let _feed = guard.follow_revocations(FeedCredential {
+    let credential = FeedCredential {
         client_id: CRM_CLIENT_ID.into(),
         secret: CRM_SECRET.into(),
-    })?;
+    };
+    // Out-of-scope and refused calls at the CRM show up in the audit log as `access.denied`.
+    let reports = guard.report_denials(credential.clone())?;
+    let _feed = guard.follow_revocations(credential)?;
     let listener = tokio::net::TcpListener::bind(args.crm_listen)
         .await
         .with_context(|| format!("cannot listen on {} for the demo CRM", args.crm_listen))?;
@@ -71,9 +74,13 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
     );
 
     let app = demo_crm::app(guard, Arc::new(demo_crm::Crm::seeded()));
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await;
+    reports.shutdown().await;
     let _ = stop_server.send(());
     server_task.await??;
     served.context("serving the demo CRM")

@@ -26,6 +26,10 @@ pub async fn run(args: GuardArgs) -> anyhow::Result<()> {
         builder = builder.accept_api_keys(credential);
     }
     let guard = builder.build().await.context("discovering the issuer")?;
+    let reports = match &credential {
+        Some(credential) if args.report_denials => Some(guard.report_denials(credential.clone())?),
+        _ => None,
+    };
     let _feed = match credential {
         Some(credential) => Some(guard.follow_revocations(credential)?),
         None => {
@@ -44,8 +48,19 @@ pub async fn run(args: GuardArgs) -> anyhow::Result<()> {
     if args.accept_api_keys {
         println!("  API keys   accepted (migration mode, checked by introspection)");
     }
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")
+    if reports.is_some() {
+        println!("  denials    reported to the issuer's audit log");
+    }
+    // The peer address goes into denial reports.
+    let served = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("serving HTTP");
+    if let Some(reports) = reports {
+        reports.shutdown().await;
+    }
+    served
 }

@@ -20,8 +20,9 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8081")]
     listen: SocketAddr,
-    /// The CRM's resource credential for the revocation feed; the secret comes from
-    /// DEMO_CRM_SECRET. Without it revoked tokens stay valid until they expire.
+    /// The CRM's resource credential for the revocation feed and for reporting refused
+    /// requests to the issuer's audit log; the secret comes from DEMO_CRM_SECRET. Without it
+    /// revoked tokens stay valid until they expire and refusals are not audited.
     #[arg(long)]
     feed_client_id: Option<String>,
 }
@@ -39,22 +40,32 @@ async fn main() -> anyhow::Result<()> {
         .build()
         .await
         .context("discovering the issuer")?;
-    let _feed = match args.feed_client_id {
+    // The resource credential also reports refused requests to the issuer's audit log.
+    let (_feed, reports) = match args.feed_client_id {
         Some(client_id) => {
             let secret = std::env::var("DEMO_CRM_SECRET")
                 .context("--feed-client-id needs DEMO_CRM_SECRET")?;
-            Some(guard.follow_revocations(FeedCredential { client_id, secret })?)
+            let credential = FeedCredential { client_id, secret };
+            let reports = guard.report_denials(credential.clone())?;
+            (Some(guard.follow_revocations(credential)?), Some(reports))
         }
-        None => None,
+        None => (None, None),
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     println!("Demo CRM listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app(guard, Arc::new(Crm::seeded())))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .context("serving HTTP")
+    let served = axum::serve(
+        listener,
+        app(guard, Arc::new(Crm::seeded())).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .context("serving HTTP");
+    if let Some(reports) = reports {
+        reports.shutdown().await;
+    }
+    served
 }

@@ -16,7 +16,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use mandate_guard::{BearerError, Guard, Principal, Requirement};
+use mandate_guard::{BearerError, Guard, Principal, RefusedRequest, Requirement};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::Extension;
 use rmcp::handler::server::wrapper::Parameters;
@@ -177,7 +177,8 @@ pub async fn scope_gate(State(guard): State<Guard>, request: Request, next: Next
         return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response();
     };
     if let Some(refusal) = refusal(&guard, &principal, &bytes) {
-        return guard.reject(&refusal);
+        // Reported to the issuer's audit log when the guard reports denials.
+        return guard.refuse(&refusal, RefusedRequest::from(&parts), Some(&principal));
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await

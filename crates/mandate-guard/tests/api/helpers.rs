@@ -48,10 +48,29 @@ pub struct Issuer {
 }
 
 pub async fn spawn_issuer() -> Issuer {
-    init_logs();
     let dir = tempfile::tempdir().unwrap();
-    let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo.toml");
     let database_url = format!("sqlite://{}", dir.path().join("mandate.db").display());
+    spawn_issuer_at(dir, database_url).await
+}
+
+/// The issuer on a fresh PostgreSQL database, or `None` (said on stderr) when
+/// `MANDATE_TEST_POSTGRES_URL` is not set. [`Issuer::finish`] drops the database.
+pub async fn spawn_issuer_on_postgres(test: &str) -> Option<Issuer> {
+    let Some(admin) = mandate_store::testing::postgres_test_url() else {
+        eprintln!(
+            "SKIPPED: MANDATE_TEST_POSTGRES_URL is not set; PostgreSQL run of {test} skipped"
+        );
+        return None;
+    };
+    let database_url = mandate_store::testing::fresh_postgres_database(&admin)
+        .await
+        .unwrap();
+    Some(spawn_issuer_at(tempfile::tempdir().unwrap(), database_url).await)
+}
+
+async fn spawn_issuer_at(dir: tempfile::TempDir, database_url: String) -> Issuer {
+    init_logs();
+    let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo.toml");
     let overrides = Overrides {
         listen: Some("127.0.0.1:0".parse().unwrap()),
         data_dir: Some(dir.path().to_path_buf()),
@@ -75,6 +94,18 @@ pub async fn spawn_issuer() -> Issuer {
 }
 
 impl Issuer {
+    /// Stops the server and drops its PostgreSQL database, if it has one.
+    pub async fn finish(self) {
+        let url = self.database_url.clone();
+        drop(self);
+        if let Some(admin) = mandate_store::testing::postgres_test_url()
+            && url.starts_with("postgres")
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let _ = mandate_store::testing::drop_postgres_database(&admin, &url).await;
+        }
+    }
+
     /// An access token for `svc-agent` (tenant acme) at the demo CRM, with `scope`.
     pub async fn token(&self, scope: &str) -> String {
         let body = url::form_urlencoded::Serializer::new(String::new())

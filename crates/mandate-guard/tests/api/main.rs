@@ -20,3 +20,4 @@ mod helpers;
 mod keys;
 mod metadata;
 mod proxy;
+mod reports;

@@ -8,6 +8,7 @@
 pub mod authorize;
 pub mod consent;
 pub mod discovery;
+pub mod guard_reports;
 pub mod introspect;
 pub mod login;
 pub mod register;
@@ -60,6 +61,10 @@ pub fn router(app: AppState) -> Router {
         .route("/consent", post(consent::consent_post))
         .route("/introspect", post(introspect::introspect_post))
         .route("/revocations", get(revocations::revocations_get))
+        .route(
+            mandate_core::denial_report::ENDPOINT_PATH,
+            post(guard_reports::guard_reports_post),
+        )
         .route("/healthz", get(discovery::healthz_get))
         .route("/static/mandate.css", get(discovery::stylesheet_get))
         .nest(

@@ -24,6 +24,7 @@ mod client_credentials;
 mod client_metadata_documents;
 mod code_flow;
 mod discovery;
+mod guard_reports;
 mod introspection;
 mod metrics;
 mod refresh;

@@ -1,7 +1,7 @@
 //! A Mandate server and the CRM in front of it, plus the person's browser for code + PKCE.
 
 use demo_crm::{Crm, app, guard_builder};
-use mandate_guard::{FeedCredential, FeedHandle, Guard};
+use mandate_guard::{FeedCredential, FeedHandle, Guard, ReportHandle, ReportSettings};
 use mandate_server::Application;
 use mandate_server::config::{self, Overrides};
 use oauth2::basic::BasicClient;
@@ -27,7 +27,10 @@ pub struct Demo {
     pub crm: String,
     pub http: reqwest::Client,
     pub feed: FeedHandle,
+    /// The CRM reports its refusals to the server's audit log, as `demo-crm` does.
+    pub reports: ReportHandle,
     pub guard: Guard,
+    pub database_url: String,
     _dir: tempfile::TempDir,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
@@ -36,13 +39,11 @@ pub struct Demo {
 pub async fn spawn_demo() -> Demo {
     let dir = tempfile::tempdir().unwrap();
     let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../demo.toml");
+    let database_url = format!("sqlite://{}", dir.path().join("mandate.db").display());
     let overrides = Overrides {
         listen: Some("127.0.0.1:0".parse().unwrap()),
         data_dir: Some(dir.path().to_path_buf()),
-        database_url: Some(format!(
-            "sqlite://{}",
-            dir.path().join("mandate.db").display()
-        )),
+        database_url: Some(database_url.clone()),
         ..Overrides::default()
     };
     let config = config::load(Some(&demo), &overrides).unwrap();
@@ -54,23 +55,39 @@ pub async fn spawn_demo() -> Demo {
     }));
 
     let guard = guard_builder(&issuer, CRM).build().await.unwrap();
-    let feed = guard
-        .follow_revocations(FeedCredential {
-            client_id: "demo-crm".into(),
-            secret: CRM_SECRET.into(),
-        })
+    let credential = FeedCredential {
+        client_id: "demo-crm".into(),
+        secret: CRM_SECRET.into(),
+    };
+    let reports = guard
+        .report_denials_with(
+            credential.clone(),
+            ReportSettings {
+                interval: Duration::from_millis(50),
+                ..ReportSettings::default()
+            },
+        )
         .unwrap();
+    let feed = guard.follow_revocations(credential).unwrap();
     assert!(feed.wait_connected(Duration::from_secs(5)).await);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let crm = format!("http://{}", listener.local_addr().unwrap());
     let router = app(guard.clone(), Arc::new(Crm::seeded()));
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+    });
     Demo {
         issuer,
         crm,
         http: reqwest::Client::new(),
         feed,
+        reports,
         guard,
+        database_url,
         _dir: dir,
         _shutdown: tx,
     }

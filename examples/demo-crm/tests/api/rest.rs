@@ -370,3 +370,51 @@ async fn an_orchestrator_acts_for_alice_through_an_exchanged_token_until_she_is_
         "alice's own token is gone too"
     );
 }
+
+#[tokio::test]
+async fn an_out_of_scope_call_shows_up_in_the_audit_log() {
+    let demo = spawn_demo().await;
+    let alice = demo
+        .user_token("cli-agent", "alice", "contacts.read", &["contacts.read"])
+        .await;
+    let resp = demo
+        .http
+        .post(demo.crm_url("/contacts?from=test"))
+        .bearer_auth(&alice.access_token)
+        .json(&serde_json::json!({ "name": "Mallory" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let store = mandate_store::connect(&demo.database_url).await.unwrap();
+    let started = Instant::now();
+    let event = loop {
+        let events = store
+            .events(&mandate_store::EventFilter {
+                action: Some("access.denied".into()),
+                ..mandate_store::EventFilter::default()
+            })
+            .await
+            .unwrap();
+        if let Some(e) = events.into_iter().next() {
+            break e.event;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no access.denied event"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(event.tenant_id.as_deref(), Some("acme"));
+    assert_eq!(event.client_id.as_deref(), Some("cli-agent"));
+    assert!(event.user_id.is_some() && event.grant_id.is_some());
+    assert_eq!(event.scopes.as_deref(), Some("contacts.read"));
+    assert_eq!(event.detail["required_scopes"], "contacts.write");
+    assert_eq!(event.detail["path"], "/contacts");
+    assert_eq!(event.detail["method"], "POST");
+    assert_eq!(event.detail["resource"], CRM);
+    assert_eq!(event.ip.as_deref(), Some("127.0.0.1"));
+    let text = serde_json::to_string(&event).unwrap();
+    assert!(!text.contains(&alice.access_token));
+    assert_eq!(demo.reports.dropped(), 0);
+}
