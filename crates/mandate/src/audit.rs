@@ -16,9 +16,9 @@ use mandate_server::admin::context::Ctx;
 use mandate_server::admin::model::{EventPage, EventQuery, EventView};
 use mandate_server::system::SystemClock;
 use serde::Serialize;
-use std::time::Duration;
 use std::io::{BufWriter, Write};
 use std::path::Path;
+use std::time::Duration;
 
 #[derive(Serialize)]
 struct Report {

@@ -139,7 +139,9 @@ pub async fn metrics_get(
     };
     app.metrics.set_audit_state(app.events.pending(), head);
     for sink in app.audit_export.iter() {
-        let behind = head.map_or(sink.lag(), |h| u64::try_from(h - sink.cursor()).unwrap_or(0));
+        let behind = head.map_or(sink.lag(), |h| {
+            u64::try_from(h - sink.cursor()).unwrap_or(0)
+        });
         app.metrics.set_export_state(
             &sink.name,
             i64::try_from(behind).unwrap_or(i64::MAX),

@@ -159,7 +159,8 @@ async fn export_file_sink_writes_every_event_in_order_across_a_restart(backend: 
         .unwrap();
     assert!(
         metrics.contains("mandate_audit_export_lag_events{sink=\"siem-file\"} 0\n")
-            && metrics.contains("mandate_audit_export_consecutive_failures{sink=\"siem-file\"} 0\n"),
+            && metrics
+                .contains("mandate_audit_export_consecutive_failures{sink=\"siem-file\"} 0\n"),
         "{metrics}"
     );
     tx.send(()).unwrap();
