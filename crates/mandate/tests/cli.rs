@@ -8,6 +8,8 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -151,21 +153,7 @@ async fn administer_then_serve_then_revoke() {
     );
 
     // serve on an ephemeral port and read the issuer it prints
-    let mut server = Command::new(env!("CARGO_BIN_EXE_mandate"))
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
-    let issuer = loop {
-        let line = lines.next().expect("serve exited early").unwrap();
-        if let Some(rest) = line.trim().strip_prefix("issuer") {
-            break rest.trim().to_owned();
-        }
-    };
+    let (mut server, issuer) = common::serve(&data, &[]);
     let http = reqwest::Client::new();
     let resp = http
         .post(format!("{issuer}/token"))
@@ -540,23 +528,7 @@ async fn api_keys_are_created_listed_rotated_and_revoked() {
 async fn the_cli_administers_a_remote_server_through_the_admin_api() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/demo.toml");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_mandate"))
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["--config", demo, "serve", "--listen", "127.0.0.1:0"])
-        .env_remove("MANDATE_DATABASE_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
-    let issuer = loop {
-        let line = lines.next().expect("serve exited early").unwrap();
-        if let Some(rest) = line.trim().strip_prefix("issuer") {
-            break rest.trim().to_owned();
-        }
-    };
+    let (mut server, issuer) = common::serve(&data, &["--config", common::DEMO]);
     // Remote calls use no local database: point --data-dir somewhere empty to prove it.
     let elsewhere = dir.path().join("unused");
     let remote = |args: &[&str], env: &[(&str, &str)], stdin: Option<&str>| {
@@ -790,23 +762,7 @@ async fn audit_verify_reports_an_intact_chain_and_finds_an_edited_event() {
 async fn audit_tail_follows_new_events_and_search_filters_them() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/demo.toml");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_mandate"))
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["--config", demo, "serve", "--listen", "127.0.0.1:0"])
-        .env_remove("MANDATE_DATABASE_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
-    let issuer = loop {
-        let line = lines.next().expect("serve exited early").unwrap();
-        if let Some(rest) = line.trim().strip_prefix("issuer") {
-            break rest.trim().to_owned();
-        }
-    };
+    let (mut server, issuer) = common::serve(&data, &["--config", common::DEMO]);
     let mut tail = Command::new(env!("CARGO_BIN_EXE_mandate"))
         .args(["--server", &issuer, "audit", "tail", "-f", "-n", "0"])
         .args(["--agent", "svc-agent", "--interval-ms", "100", "--json"])

@@ -12,45 +12,27 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
 use base64::Engine;
 use mandate_store::EventFilter;
 use serde_json::Value;
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-const DEMO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/demo.toml");
 const SVC_SECRET: &str = "demo-svc-agent-secret-0123456789abcdef";
 /// Concurrent clients hammering the token endpoint.
 const CLIENTS: usize = 16;
 
 fn serve(data: &Path, database_url: Option<&str>) -> (Child, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mandate"));
-    cmd.arg("--data-dir").arg(data);
-    if let Some(url) = database_url {
-        cmd.args(["--database-url", url]);
+    match database_url {
+        Some(url) => common::serve(data, &["--database-url", url, "--config", common::DEMO]),
+        None => common::serve(data, &["--config", common::DEMO]),
     }
-    let mut server = cmd
-        .args(["--config", DEMO, "serve", "--listen", "127.0.0.1:0"])
-        .env_remove("MANDATE_DATABASE_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
-    let issuer = loop {
-        let line = lines.next().expect("serve exited early").unwrap();
-        if let Some(rest) = line.trim().strip_prefix("issuer") {
-            break rest.trim().to_owned();
-        }
-    };
-    // Keep draining stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (server, issuer)
 }
 
 /// The `jti` of a JWT access token (its signature was checked by the server that issued it;

@@ -546,8 +546,9 @@ pub struct EventView {
     pub reason: Option<String>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
-    /// Action-specific details (grant type, audience, delegation chain, purpose...).
-    #[schema(value_type = Object)]
+    /// Action-specific details (grant type, audience, delegation chain, purpose...); `null`
+    /// when the action has none.
+    #[schema(value_type = Option<Object>)]
     pub detail: serde_json::Value,
 }
 

@@ -6,6 +6,17 @@ use mandate_store::group_commit::EventWriter;
 use mandate_store::{EventFilter, Store};
 use std::sync::Arc;
 
+/// The sequence numbers of the events `filter` selects, in the order read.
+async fn seqs_matching(store: &Arc<dyn Store>, filter: EventFilter) -> Vec<i64> {
+    store
+        .events(&filter)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.seq)
+        .collect()
+}
+
 pub(crate) async fn events_append_in_order_and_filter(store: Arc<dyn Store>) {
     assert_eq!(store.append_events(&[]).await.unwrap(), Vec::<i64>::new());
     let full = NewEvent {
@@ -43,18 +54,7 @@ pub(crate) async fn events_append_in_order_and_filter(store: Arc<dyn Store>) {
     let got: Vec<_> = all.iter().map(|e| e.event.clone()).collect();
     assert_eq!(got[..5], batch[..]);
 
-    let seqs_of = |filter: EventFilter| {
-        let store = store.clone();
-        async move {
-            store
-                .events(&filter)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|e| e.seq)
-                .collect::<Vec<_>>()
-        }
-    };
+    let seqs_of = |filter: EventFilter| seqs_matching(&store, filter);
     let acme = EventFilter {
         tenant_id: Some("acme".into()),
         ..EventFilter::default()
@@ -111,18 +111,7 @@ pub(crate) async fn events_filter_by_user_agent_and_time_both_ways(store: Arc<dy
         ])
         .await
         .unwrap();
-    let seqs_of = |filter: EventFilter| {
-        let store = store.clone();
-        async move {
-            store
-                .events(&filter)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|e| e.seq)
-                .collect::<Vec<_>>()
-        }
-    };
+    let seqs_of = |filter: EventFilter| seqs_matching(&store, filter);
     let alice_via_crm = EventFilter {
         user_id: Some("alice".into()),
         client_id: Some("crm-agent".into()),
