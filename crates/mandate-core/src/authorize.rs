@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 
 /// Longest `state` echoed back; longer values are refused rather than truncated.
 pub const MAX_STATE_LEN: usize = 1024;
+/// Longest stated `purpose`, in characters; longer ones are refused rather than truncated.
+pub const MAX_PURPOSE_LEN: usize = 200;
 
 /// A fully validated authorization request, ready to be shown to the user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +35,11 @@ pub struct AuthorizationRequest {
     /// The audience of the tokens this request leads to.
     pub resource: String,
     pub prompt: Prompt,
+    /// Why the agent asks, in its own words (`purpose`, a Mandate extension parameter): shown on
+    /// the consent page as the agent's statement, kept on a new grant, and recorded in the
+    /// consent and token events.
+    #[serde(default)]
+    pub purpose: Option<String>,
 }
 
 /// Where a failed authorization request is reported.
@@ -130,6 +137,7 @@ pub fn validate(
     )
     .map_err(&fail)?;
     let prompt = parse_prompt(params.get("prompt")).map_err(&fail)?;
+    let purpose = parse_purpose(params.get("purpose")).map_err(&fail)?;
 
     let requested = match params.get("scope") {
         Some(s) => ScopeSet::parse(s).map_err(|e| fail(e.into()))?,
@@ -154,7 +162,22 @@ pub fn validate(
         code_challenge,
         resource: resource.identifier.clone(),
         prompt,
+        purpose,
     })
+}
+
+/// A stated purpose: absent or blank means none; too long or with control characters is
+/// refused (it is shown to people and written to the audit log).
+fn parse_purpose(value: Option<&str>) -> Result<Option<String>, OAuthError> {
+    let Some(text) = value.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    if text.chars().count() > MAX_PURPOSE_LEN || text.chars().any(char::is_control) {
+        return Err(OAuthError::invalid_request(format!(
+            "purpose must be at most {MAX_PURPOSE_LEN} characters without control characters"
+        )));
+    }
+    Ok(Some(text.to_owned()))
 }
 
 fn parse_prompt(value: Option<&str>) -> Result<Prompt, OAuthError> {
@@ -313,6 +336,18 @@ mod tests {
                 "invalid_request",
                 true,
                 "unknown prompt",
+            ),
+            (
+                format!("{b}&purpose={}", "x".repeat(201)),
+                "invalid_request",
+                true,
+                "purpose too long",
+            ),
+            (
+                format!("{b}&purpose=a%0Ab"),
+                "invalid_request",
+                true,
+                "purpose with a line break",
             ),
             (
                 format!("{b}&prompt=none+consent"),

@@ -36,6 +36,8 @@ pub struct ConsentPage<'a> {
     pub tenant_name: &'a str,
     pub user_name: &'a str,
     pub resource_name: &'a str,
+    /// The purpose the agent stated, shown as its own words.
+    pub purpose: Option<&'a str>,
     pub scopes: Vec<ScopeRow>,
 }
 

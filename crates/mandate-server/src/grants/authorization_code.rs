@@ -101,6 +101,7 @@ pub async fn exchange(
         "authorization_code",
         &minted.claims,
         Some(&stored.user_id),
+        grant.purpose.as_deref(),
         now,
     );
     app.events.append(meta.stamp(event)).await?;

@@ -72,6 +72,7 @@ pub async fn exchange(
         "client_credentials",
         &minted.claims,
         None,
+        grant.purpose.as_deref(),
         now,
     );
     app.events.append(meta.stamp(event)).await?;

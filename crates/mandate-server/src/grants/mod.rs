@@ -57,12 +57,13 @@ pub(crate) async fn ensure_user_enabled(
     }
 }
 
-/// The `token.issued` / `token.refreshed` event for a minted token.
+/// The `token.issued` / `token.refreshed` event for a minted token; `purpose` is the grant's.
 pub(crate) fn issuance_event(
     action: Action,
     grant_type: &str,
     claims: &mandate_core::jwt::AccessTokenClaims,
     user_id: Option<&str>,
+    purpose: Option<&str>,
     now: Timestamp,
 ) -> NewEvent {
     let mut event = NewEvent::new(now, action, ActorKind::Agent);
@@ -78,5 +79,8 @@ pub(crate) fn issuance_event(
         "jti": claims.jti,
         "exp": claims.exp,
     });
+    if let (Some(purpose), Some(detail)) = (purpose, event.detail.as_object_mut()) {
+        detail.insert("purpose".into(), purpose.into());
+    }
     event
 }

@@ -99,6 +99,7 @@ pub async fn exchange(
         "refresh_token",
         &minted.claims,
         family.user_id.as_deref(),
+        grant.purpose.as_deref(),
         now,
     );
     app.events.append(meta.stamp(event)).await?;

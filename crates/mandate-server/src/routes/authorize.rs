@@ -213,6 +213,7 @@ async fn consent_page(
         tenant_name: &tenant_name,
         user_name: &user.display_name,
         resource_name,
+        purpose: req.purpose.as_deref(),
         scopes,
     };
     Ok(pages::render(StatusCode::OK, &page))

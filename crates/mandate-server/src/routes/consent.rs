@@ -67,6 +67,9 @@ pub async fn consent_post(
     event.client_id = Some(agent.client_id.clone());
     let requested = req.scopes.to_string();
     event.detail = serde_json::json!({ "requested": requested, "resource": req.resource });
+    if let (Some(purpose), Some(detail)) = (&req.purpose, event.detail.as_object_mut()) {
+        detail.insert("purpose".into(), purpose.as_str().into());
+    }
 
     if form.get("decision") != Some("approve") || approved.is_empty() {
         app.events.append(meta.stamp(event)).await?;
@@ -92,7 +95,7 @@ pub async fn consent_post(
                 user_id: Some(user.id.clone()),
                 client_id: agent.client_id.clone(),
                 scopes: new_scopes.clone(),
-                purpose: None,
+                purpose: req.purpose.clone(),
                 created_at: now,
                 expires_at: None,
                 revoked_at: None,
@@ -111,6 +114,9 @@ pub async fn consent_post(
         "approved": approved.to_string(),
         "narrowed": approved != req.scopes,
     });
+    if let (Some(purpose), Some(detail)) = (&req.purpose, event.detail.as_object_mut()) {
+        detail.insert("purpose".into(), purpose.as_str().into());
+    }
     app.events.append(meta.stamp(event)).await?;
 
     let scopes = grant::token_scopes(&req.scopes, &agent.max_scopes, &new_scopes);

@@ -20,6 +20,7 @@ crate::backend_tests!(
     forms_without_a_valid_csrf_token_are_refused,
     pages_forbid_framing_and_caching,
     flow_is_recorded_as_events,
+    a_stated_purpose_is_shown_kept_on_the_grant_and_recorded,
 );
 
 async fn oauth2_crate_runs_code_and_pkce_and_user_approves_a_subset(backend: Backend) {
@@ -473,5 +474,86 @@ impl Page {
             headers,
             html,
         }
+    }
+}
+
+async fn a_stated_purpose_is_shown_kept_on_the_grant_and_recorded(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let browser = Browser::default();
+    let (verifier, challenge) = pkce();
+    let purpose = "Triage <b>today's</b> tickets";
+    let login = browser
+        .authorize(
+            &app,
+            &authorize_query("contacts.read", &challenge, &[("purpose", purpose)]),
+        )
+        .await;
+    let consent = browser
+        .login(&app, &login, "bob", "bob-demo-password")
+        .await;
+    assert!(consent.is_consent(), "{}", consent.html);
+    // Shown as the agent's words, escaped: no markup from the agent reaches the page.
+    assert!(
+        consent
+            .html
+            .contains("Triage &#60;b&#62;today&#39;s&#60;/b&#62; tickets")
+            || consent
+                .html
+                .contains("Triage &lt;b&gt;today&#x27;s&lt;/b&gt; tickets"),
+        "{}",
+        consent.html
+    );
+    assert!(!consent.html.contains("<b>today"), "{}", consent.html);
+    let done = browser
+        .consent(&app, &consent, Some(&["contacts.read"]))
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.html);
+    let (_, params) = location_params(&done.headers);
+    let code = IssuedCode {
+        code: param(&params, "code").unwrap().to_owned(),
+        verifier,
+    };
+    let (status, tokens) = redeem(&app, &code).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let (status, _) = refresh(&app, s(&tokens["refresh_token"])).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let events = app
+        .store
+        .events(&EventFilter {
+            limit: 100,
+            ..EventFilter::default()
+        })
+        .await
+        .unwrap();
+    for action in ["consent.granted", "token.issued", "token.refreshed"] {
+        let e = events
+            .iter()
+            .find(|e| e.event.action.as_str() == action)
+            .unwrap_or_else(|| panic!("no {action}"));
+        assert_eq!(
+            e.event.detail["purpose"], purpose,
+            "{action}: {:?}",
+            e.event
+        );
+    }
+    let grant_id = events
+        .iter()
+        .find_map(|e| e.event.grant_id.clone())
+        .unwrap();
+    let grant = app.store.grant(&grant_id).await.unwrap().unwrap();
+    assert_eq!(grant.purpose.as_deref(), Some(purpose));
+
+    // Too long or with a control character: refused at the client's redirect URI.
+    for bad in ["x".repeat(201), "line\nbreak".to_owned()] {
+        let page = browser
+            .authorize(
+                &app,
+                &authorize_query("contacts.read", &challenge, &[("purpose", &bad)]),
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.html);
+        let (_, params) = location_params(&page.headers);
+        assert_eq!(param(&params, "error"), Some("invalid_request"));
     }
 }

@@ -191,6 +191,7 @@ pub(crate) async fn pending_requests_expire_and_are_taken_once(store: Arc<dyn St
                 login: true,
                 consent: false,
             },
+            purpose: Some("Sync contacts <nightly>".into()),
         },
         created_at: t(1000),
         expires_at: t(1600),
