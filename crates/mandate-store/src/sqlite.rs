@@ -51,8 +51,12 @@ impl SqliteStore {
             .await?;
         // Connections are never retired: an in-memory database lives only as long as one of its
         // connections, and a file database gains nothing from reconnecting.
+        // No ping before handing out a connection: a local file's connection does not go stale,
+        // and the ping is one more hand-off to the connection's worker thread for every query
+        // and every event batch.
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
+            .test_before_acquire(false)
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
