@@ -53,6 +53,30 @@ pub async fn authenticate(
     }
 }
 
+/// Authenticates a resource server from the `Authorization` header alone (HTTP Basic with its
+/// registered credential), for the endpoints only resource servers may use: the revocation
+/// feed and denial reports. An agent, or no credential, is `invalid_client` with `refusal`.
+pub async fn authenticate_resource_server(
+    app: &AppState,
+    headers: &axum::http::HeaderMap,
+    meta: &RequestMeta,
+    now: Timestamp,
+    refusal: &'static str,
+) -> Result<ResourceServer, ServerError> {
+    let authorization = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .map(|v| v.to_str())
+        .transpose()
+        .map_err(|_| OAuthError::InvalidClient("malformed Authorization header".into()))?;
+    match authenticate_caller(app, authorization, &Params::default(), meta, now).await? {
+        Caller::Resource(resource) => Ok(resource),
+        Caller::Agent(_) => Err(ServerError::ClientAuth {
+            error: OAuthError::InvalidClient(refusal.into()),
+            basic: authorization.is_some(),
+        }),
+    }
+}
+
 /// Authenticates an agent or a resource server, or records the failure.
 pub async fn authenticate_caller(
     app: &AppState,

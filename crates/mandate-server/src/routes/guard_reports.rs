@@ -11,7 +11,7 @@
 //! (`200 {"accepted": n}`) is sent only once it is durable; a guard that gets no answer sends
 //! the batch again, so a report may be recorded twice but never acknowledged and lost.
 
-use crate::client_auth::{self, Caller};
+use crate::client_auth;
 use crate::errors::{ServerError, no_store};
 use crate::request_meta::RequestMeta;
 use crate::state::AppState;
@@ -24,7 +24,6 @@ use mandate_core::OAuthError;
 use mandate_core::denial_report::{
     BatchAccepted, DenialBatch, MAX_BATCH_BYTES, MAX_REPORTS_PER_BATCH, ReportError,
 };
-use mandate_core::params::Params;
 
 pub async fn guard_reports_post(
     State(app): State<AppState>,
@@ -33,20 +32,14 @@ pub async fn guard_reports_post(
     body: Body,
 ) -> Result<Response, ServerError> {
     let now = app.clock.now();
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str())
-        .transpose()
-        .map_err(|_| OAuthError::InvalidClient("malformed Authorization header".into()))?;
-    let caller =
-        client_auth::authenticate_caller(&app, authorization, &Params::default(), &meta, now)
-            .await?;
-    let Caller::Resource(resource) = caller else {
-        return Err(ServerError::ClientAuth {
-            error: OAuthError::InvalidClient("denial reports are for resource servers".into()),
-            basic: authorization.is_some(),
-        });
-    };
+    let resource = client_auth::authenticate_resource_server(
+        &app,
+        &headers,
+        &meta,
+        now,
+        "denial reports are for resource servers",
+    )
+    .await?;
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -14,12 +14,12 @@
 //! which the guard handles: applying a revocation is idempotent and its resume position only
 //! moves forward).
 
-use crate::client_auth::{self, Caller};
+use crate::client_auth;
 use crate::errors::ServerError;
 use crate::request_meta::RequestMeta;
 use crate::state::AppState;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::Stream;
 use mandate_core::OAuthError;
@@ -48,20 +48,14 @@ pub async fn revocations_get(
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ServerError> {
     let now = app.clock.now();
     let params = Params::parse(query.unwrap_or_default().as_bytes())?;
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str())
-        .transpose()
-        .map_err(|_| OAuthError::InvalidClient("malformed Authorization header".into()))?;
-    let caller =
-        client_auth::authenticate_caller(&app, authorization, &Params::default(), &meta, now)
-            .await?;
-    if !matches!(caller, Caller::Resource(_)) {
-        return Err(ServerError::ClientAuth {
-            error: OAuthError::InvalidClient("the revocation feed is for resource servers".into()),
-            basic: authorization.is_some(),
-        });
-    }
+    client_auth::authenticate_resource_server(
+        &app,
+        &headers,
+        &meta,
+        now,
+        "the revocation feed is for resource servers",
+    )
+    .await?;
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
