@@ -108,10 +108,11 @@ async fn export_file_sink_writes_every_event_in_order_across_a_restart(backend: 
         assert!(l["time"].as_i64().unwrap() > 1_600_000_000_000, "epoch ms");
         assert_eq!(l["unmapped"]["hash"].as_str().unwrap().len(), 64);
     }
-    assert_eq!(
-        app.store.export_cursor("siem-file").await.unwrap(),
-        first_head
-    );
+    // The cursor moves just after the lines are durable: wait for it rather than race it.
+    eventually("the cursor to reach the head", async || {
+        app.store.export_cursor("siem-file").await.unwrap() == first_head
+    })
+    .await;
     app.stop().await;
 
     // A second start on the same database and data directory continues the same file.
