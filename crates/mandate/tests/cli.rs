@@ -763,8 +763,21 @@ async fn audit_tail_follows_new_events_and_search_filters_them() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let (mut server, issuer) = common::serve(&data, &["--config", common::DEMO]);
+    let http = reqwest::Client::new();
+    let issue = async || {
+        let status = http
+            .post(format!("{issuer}/token"))
+            .basic_auth("svc-agent", Some("demo-svc-agent-secret-0123456789abcdef"))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(status.is_success());
+    };
+    issue().await;
     let mut tail = Command::new(env!("CARGO_BIN_EXE_mandate"))
-        .args(["--server", &issuer, "audit", "tail", "-f", "-n", "0"])
+        .args(["--server", &issuer, "audit", "tail", "-f", "-n", "1"])
         .args(["--agent", "svc-agent", "--interval-ms", "100", "--json"])
         .env("MANDATE_CLIENT_ID", "admin-cli")
         .env(
@@ -785,26 +798,20 @@ async fn audit_tail_follows_new_events_and_search_filters_them() {
             }
         }
     });
-    // Give the follower time to find the head before the events it must print are written.
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let http = reqwest::Client::new();
-    for _ in 0..3 {
-        let status = http
-            .post(format!("{issuer}/token"))
-            .basic_auth("svc-agent", Some("demo-svc-agent-secret-0123456789abcdef"))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert!(status.is_success());
-    }
-    let mut printed = Vec::new();
-    while printed.len() < 3 {
+    // The latest matching event comes first: once it is printed, the follower knows where it
+    // stands, and everything written from now on must follow it.
+    let next = || {
         let line = followed
-            .recv_timeout(std::time::Duration::from_secs(10))
-            .expect("tail -f printed the new events");
-        printed.push(serde_json::from_str::<Value>(&line).unwrap());
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("tail printed the event");
+        serde_json::from_str::<Value>(&line).unwrap()
+    };
+    let mut printed = vec![next()];
+    for _ in 0..3 {
+        issue().await;
+    }
+    while printed.len() < 4 {
+        printed.push(next());
     }
     for e in &printed {
         assert_eq!(e["action"], "token.issued", "{e}");
