@@ -146,6 +146,12 @@ pub fn ocsf_class(action: Action) -> OcsfClass {
             category_name: "Application Activity",
             ..class(6003, "API Activity", 99, "Other", false, 2)
         },
+        // An anomaly rule fired: OCSF's Detection Finding (category 2, Findings), High.
+        AnomalyDetected => OcsfClass {
+            category_uid: 2,
+            category_name: "Findings",
+            ..class(2004, "Detection Finding", 1, "Create", true, 4)
+        },
     }
 }
 
@@ -417,6 +423,7 @@ mod tests {
             assert_eq!(c.class_uid / 1000, c.category_uid, "{a:?}");
             match a {
                 Action::AccessDenied => assert_eq!(c.class_uid, 6003),
+                Action::AnomalyDetected => assert_eq!(c.class_uid, 2004),
                 _ => assert!((3001..=3005).contains(&c.class_uid), "{a:?}"),
             }
             assert!(!c.activity_name.is_empty());

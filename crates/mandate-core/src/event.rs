@@ -79,11 +79,14 @@ pub enum Action {
     /// A resource server refused a request (reported by its guard, see
     /// [`crate::denial_report`]; `detail`: resource, error, method, path, required scopes).
     AccessDenied,
+    /// An anomaly rule fired ([`crate::anomaly`]; `actor_id`: `anomaly:<rule>`; `detail`: the
+    /// rule, subject, count, window, the responses taken and any throttle's end).
+    AnomalyDetected,
 }
 
 impl Action {
     /// Every action, in declaration order.
-    pub const ALL: [Action; 29] = [
+    pub const ALL: [Action; 30] = [
         Self::LoginSucceeded,
         Self::LoginFailed,
         Self::ConsentGranted,
@@ -113,6 +116,7 @@ impl Action {
         Self::AdminRoleGranted,
         Self::AdminRoleRemoved,
         Self::AccessDenied,
+        Self::AnomalyDetected,
     ];
 
     /// The action with this stored name ([`Self::as_str`]).
@@ -151,6 +155,7 @@ impl Action {
             Self::AdminRoleGranted => "admin_role.granted",
             Self::AdminRoleRemoved => "admin_role.removed",
             Self::AccessDenied => "access.denied",
+            Self::AnomalyDetected => "anomaly.detected",
         }
     }
 }
@@ -188,7 +193,8 @@ fn every_action_is_listed(a: Action) {
         | Action::AgentTenantGrantsRevoked
         | Action::AdminRoleGranted
         | Action::AdminRoleRemoved
-        | Action::AccessDenied => {}
+        | Action::AccessDenied
+        | Action::AnomalyDetected => {}
     }
 }
 

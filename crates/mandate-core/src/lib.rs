@@ -27,9 +27,12 @@
 //!   SIEMs as OCSF-aligned JSON Lines.
 //! - [`revocation`]: the revocation feed's entries, derived from revocation events.
 //! - [`denial_report`]: refusals reported by resource servers' guards, recorded as events.
+//! - [`anomaly`]: rules over the event log that alert, throttle or revoke when an agent goes
+//!   wrong.
 //! - [`secret`], [`random`], [`time`]: hashing of opaque secrets, injected entropy and clock.
 
 pub mod admin;
+pub mod anomaly;
 pub mod api_key;
 pub mod audit;
 pub mod audit_export;

@@ -22,7 +22,7 @@ use crate::config::{AuditExportConfig, AuditExportKind, Secret};
 use anyhow::{Context, bail};
 use mandate_core::random::Entropy;
 use mandate_core::time::Clock;
-use mandate_store::Store;
+use mandate_store::{ChainRow, Store};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -96,6 +96,10 @@ impl SinkStatus {
 /// One configured sink, checked.
 pub struct Sink {
     name: String,
+    /// Keys the persisted cursor: the name, for configured sinks.
+    cursor: String,
+    /// Only rows this accepts are delivered (the cursor still passes the others).
+    only: Option<fn(&ChainRow) -> bool>,
     target: Target,
     batch_size: u32,
     retry_initial: Duration,
@@ -204,6 +208,8 @@ fn sink(c: &AuditExportConfig, env: &impl Fn(&str) -> Option<String>) -> anyhow:
     };
     Ok(Sink {
         name: c.name.clone(),
+        cursor: c.name.clone(),
+        only: None,
         status: Arc::new(SinkStatus::new(&c.name, c.kind)),
         target,
         batch_size: c.batch_size,
@@ -211,6 +217,19 @@ fn sink(c: &AuditExportConfig, env: &impl Fn(&str) -> Option<String>) -> anyhow:
         retry_max: Duration::from_millis(c.retry_max_ms),
         poll_interval: Duration::from_millis(c.poll_interval_ms),
     })
+}
+
+/// The sink that delivers anomaly firings whose rule has the `webhook` action: a webhook sink
+/// with its own cursor (named so no `[[audit_export]]` sink can share it) that passes over
+/// every other event.
+pub fn anomaly_webhook(
+    c: &crate::config::AnomalyWebhookConfig,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<Sink> {
+    let mut sink = sink(&c.as_sink(), &env).context("[anomaly.webhook]")?;
+    sink.cursor = crate::anomaly::WEBHOOK_CURSOR.to_owned();
+    sink.only = Some(crate::anomaly::is_webhook_firing);
+    Ok(sink)
 }
 
 /// https anywhere; plain http only to a loopback address (a local forwarder).
@@ -326,7 +345,7 @@ async fn run(sink: Sink, mut ctx: ExportContext) {
 async fn step(sink: &Sink, ctx: &ExportContext) -> Result<Progress, Failure> {
     let store = ctx.store.as_ref();
     let storage = |e: mandate_store::StoreError| Failure::transient(format!("database: {e}"));
-    let cursor = store.export_cursor(&sink.name).await.map_err(storage)?;
+    let cursor = store.export_cursor(&sink.cursor).await.map_err(storage)?;
     let head = store.chain_head().await.map_err(storage)?.seq;
     sink.status.cursor.store(cursor, Ordering::Relaxed);
     sink.status.head.fetch_max(head, Ordering::Relaxed);
@@ -341,14 +360,17 @@ async fn step(sink: &Sink, ctx: &ExportContext) -> Result<Progress, Failure> {
     sink.status.head.fetch_max(last, Ordering::Relaxed);
     let body: String = rows
         .iter()
+        .filter(|r| sink.only.is_none_or(|only| only(r)))
         .map(|r| mandate_core::audit_export::line(&r.fields(), r.hash.as_deref()))
         .collect();
-    match &sink.target {
-        Target::File(path) => append(path.clone(), body).await?,
-        Target::Webhook(w) => post(w, &sink.name, body, first, last, ctx).await?,
+    if !body.is_empty() {
+        match &sink.target {
+            Target::File(path) => append(path.clone(), body).await?,
+            Target::Webhook(w) => post(w, &sink.name, body, first, last, ctx).await?,
+        }
     }
     let moved = store
-        .advance_export_cursor(&sink.name, cursor, last, ctx.clock.now())
+        .advance_export_cursor(&sink.cursor, cursor, last, ctx.clock.now())
         .await
         .map_err(storage)?;
     if moved {
@@ -482,7 +504,7 @@ fn retry_delay(sink: &Sink, attempt: u32, f: &Failure, entropy: &dyn Entropy) ->
 }
 
 /// Waits for a commit, the poll interval, or shutdown; `false` on shutdown.
-async fn wait_for_events(ctx: &mut ExportContext, poll: Duration) -> bool {
+pub(crate) async fn wait_for_events(ctx: &mut ExportContext, poll: Duration) -> bool {
     tokio::select! {
         () = changed(&mut ctx.committed) => true,
         () = changed_opt(&mut ctx.notifications) => true,
@@ -491,7 +513,10 @@ async fn wait_for_events(ctx: &mut ExportContext, poll: Duration) -> bool {
     }
 }
 
-async fn sleep_unless_shutdown(shutdown: &mut watch::Receiver<bool>, delay: Duration) -> bool {
+pub(crate) async fn sleep_unless_shutdown(
+    shutdown: &mut watch::Receiver<bool>,
+    delay: Duration,
+) -> bool {
     tokio::select! {
         () = tokio::time::sleep(delay) => !*shutdown.borrow(),
         _ = shutdown.changed() => false,

@@ -77,6 +77,18 @@ pub async fn authenticate_resource_server(
     }
 }
 
+/// The client ID a request presents, before anything is verified (for throttles, which must
+/// hold back even callers that fail to authenticate). `None` if the credentials are malformed;
+/// authentication then refuses them.
+pub fn presented_client_id(authorization: Option<&str>, params: &Params) -> Option<String> {
+    if let Ok(Some(assertion)) = PresentedAssertion::from_request(authorization, params) {
+        return assertion.unverified_client_id().ok();
+    }
+    ClientCredentials::from_request(authorization, params)
+        .ok()
+        .map(|c| c.client_id().to_owned())
+}
+
 /// Authenticates an agent or a resource server, or records the failure.
 pub async fn authenticate_caller(
     app: &AppState,

@@ -101,6 +101,9 @@ pub struct Config {
     /// Prometheus metrics at `GET <issuer>/metrics`.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// `[anomaly]`: rules over the audit log that alert, call a webhook, throttle or revoke.
+    #[serde(default)]
+    pub anomaly: AnomalyConfig,
 }
 
 mod defaults {
@@ -140,6 +143,7 @@ impl Default for Config {
             api_keys: ApiKeysConfig::default(),
             client_metadata_documents: ClientMetadataDocumentsConfig::default(),
             metrics: MetricsConfig::default(),
+            anomaly: AnomalyConfig::default(),
             listen: defaults::listen(),
             issuer: None,
             data_dir: defaults::data_dir(),
@@ -483,6 +487,116 @@ impl Default for MetricsConfig {
             enabled: true,
             token: None,
             max_agent_labels: crate::metrics::DEFAULT_MAX_AGENT_LABELS,
+        }
+    }
+}
+
+/// `[anomaly]`: anomaly rules (see `crate::anomaly` and `mandate_core::anomaly`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnomalyConfig {
+    /// `[[anomaly.rules]]`, evaluated in order over every committed event.
+    pub rules: Vec<AnomalyRuleConfig>,
+    /// Where firings of rules with the `webhook` action are POSTed (JSON Lines, signed and
+    /// retried like an `[[audit_export]]` webhook).
+    pub webhook: Option<AnomalyWebhookConfig>,
+    /// How often to look for events written by other nodes or processes, in milliseconds
+    /// (default 250); this node's own commits wake the rules at once.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for AnomalyConfig {
+    fn default() -> Self {
+        Self {
+            rules: Vec::new(),
+            webhook: None,
+            poll_interval_ms: 250,
+        }
+    }
+}
+
+/// `[[anomaly.rules]]`: one rule (kinds, subjects and actions in `mandate_core::anomaly`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnomalyRuleConfig {
+    /// Unique name, recorded in every firing.
+    pub name: String,
+    /// `issuance_spike`, `client_auth_failures`, `out_of_scope`, `refresh_reuse`,
+    /// `new_address`, `new_user_agent` or `rotated_api_key_use`.
+    pub kind: String,
+    /// What to count per: `grant`, `agent`, `client`, `address` or `api_key` (default: the
+    /// kind's first).
+    #[serde(default)]
+    pub per: Option<String>,
+    /// Hits within the window that fire the rule (default 1).
+    #[serde(default = "anomaly_defaults::threshold")]
+    pub threshold: u32,
+    /// The window, in seconds (default 60).
+    #[serde(default = "anomaly_defaults::window_seconds")]
+    pub window_seconds: u64,
+    /// Any of `alert`, `webhook`, `throttle`, `revoke` (default `["alert"]`).
+    #[serde(default)]
+    pub actions: Vec<String>,
+    /// How long `throttle` lasts, in seconds (default: the window).
+    #[serde(default)]
+    pub throttle_seconds: Option<u64>,
+}
+
+mod anomaly_defaults {
+    pub fn threshold() -> u32 {
+        1
+    }
+    pub fn window_seconds() -> u64 {
+        60
+    }
+}
+
+impl AnomalyRuleConfig {
+    pub fn spec(&self) -> mandate_core::anomaly::RuleSpec {
+        mandate_core::anomaly::RuleSpec {
+            name: self.name.clone(),
+            kind: self.kind.clone(),
+            per: self.per.clone(),
+            threshold: self.threshold,
+            window_seconds: self.window_seconds,
+            actions: self.actions.clone(),
+            throttle_seconds: self.throttle_seconds,
+        }
+    }
+}
+
+/// `[anomaly.webhook]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnomalyWebhookConfig {
+    /// https, or http to a loopback address only.
+    pub url: String,
+    /// Key for the `X-Mandate-Signature` HMAC-SHA256 of each body. Or `secret_env`.
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// Longest a request may take, in milliseconds (default 10000).
+    #[serde(default = "audit_export_defaults::timeout_ms")]
+    pub timeout_ms: u64,
+    /// First retry delay, in milliseconds (default 1000), doubled per failure, with jitter.
+    #[serde(default = "audit_export_defaults::retry_initial_ms")]
+    pub retry_initial_ms: u64,
+    /// Longest retry delay, in milliseconds (default 60000).
+    #[serde(default = "audit_export_defaults::retry_max_ms")]
+    pub retry_max_ms: u64,
+}
+
+impl AnomalyWebhookConfig {
+    /// The export sink that delivers the firings.
+    pub fn as_sink(&self) -> AuditExportConfig {
+        AuditExportConfig {
+            secret_env: self.secret_env.clone(),
+            timeout_ms: self.timeout_ms,
+            retry_initial_ms: self.retry_initial_ms,
+            retry_max_ms: self.retry_max_ms,
+            batch_size: 100,
+            ..AuditExportConfig::webhook("anomaly-webhook", &self.url, self.secret.clone())
         }
     }
 }

@@ -38,6 +38,13 @@ pub enum ServerError {
     /// `GET /metrics` from a caller that may not read them.
     #[error(transparent)]
     Metrics(#[from] MetricsDenied),
+    /// Too many requests from this caller (an anomaly rule's throttle, the registration rate
+    /// limit): `429` with `Retry-After`.
+    #[error("too many requests")]
+    Throttled {
+        retry_after: u64,
+        description: &'static str,
+    },
     #[error("storage failure")]
     Store(#[from] StoreError),
     #[error("internal failure")]
@@ -137,6 +144,7 @@ impl ServerError {
             Self::Page { .. } => "page",
             Self::Admin(e) => admin_status_and_code(e).1,
             Self::Metrics(e) => metrics_status_and_code(*e).1,
+            Self::Throttled { .. } => "too_many_requests",
             Self::Store(_) | Self::Internal(_) => "server_error",
         }
     }
@@ -165,6 +173,22 @@ impl ServerError {
             } => pages::error_page(status, title, &detail),
             Self::Admin(e) => admin_error(e),
             Self::Metrics(e) => metrics_denied(e),
+            Self::Throttled {
+                retry_after,
+                description,
+            } => {
+                let body = serde_json::json!({
+                    "error": "too_many_requests",
+                    "error_description": description,
+                });
+                let mut response =
+                    (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+                no_store(&mut response);
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                response
+            }
             Self::Store(e) => internal(&e),
             Self::Internal(e) => internal(e.as_ref()),
         }

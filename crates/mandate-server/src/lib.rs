@@ -20,6 +20,7 @@
 //! - [`metrics`]: Prometheus metrics and `GET /metrics`.
 
 pub mod admin;
+pub mod anomaly;
 pub mod apply;
 pub mod audit_export;
 pub mod browser;

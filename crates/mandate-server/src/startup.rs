@@ -52,6 +52,9 @@ pub struct Application {
     shutting_down: tokio::sync::watch::Sender<bool>,
     /// Checked at build, started by [`Self::run_until`].
     exports: Vec<crate::audit_export::Sink>,
+    /// `[anomaly]`, checked at build, started by [`Self::run_until`].
+    anomaly_rules: Vec<mandate_core::anomaly::Rule>,
+    poll_anomalies: Duration,
 }
 
 impl Application {
@@ -97,15 +100,19 @@ impl Application {
         let (events, event_writer) = EventWriter::spawn_observed(store.clone(), metrics.clone());
 
         let registration = registration_settings(&config)?;
-        let exports = crate::audit_export::sinks_from_config(&config.audit_export, |var| {
+        let mut exports = crate::audit_export::sinks_from_config(&config.audit_export, |var| {
             std::env::var(var).ok()
         })?;
+        let (anomaly_rules, anomaly_webhook) =
+            crate::anomaly::checked(&config.anomaly, |var| std::env::var(var).ok())?;
+        exports.extend(anomaly_webhook);
         let (shutting_down, shutdown_seen) = tokio::sync::watch::channel(false);
         let client_documents = crate::client_documents::DocumentFetcher::new(
             crate::client_documents::FetchSettings::from_config(&config.client_metadata_documents)?,
             registration.policy.clone(),
         );
         let state = AppState {
+            throttles: Arc::default(),
             metrics,
             client_documents: Arc::new(client_documents),
             audit_export: exports.iter().map(|s| s.status()).collect(),
@@ -148,6 +155,8 @@ impl Application {
             applied,
             shutting_down,
             exports,
+            anomaly_rules,
+            poll_anomalies: Duration::from_millis(config.anomaly.poll_interval_ms),
         })
     }
 
@@ -185,6 +194,8 @@ impl Application {
             event_writer,
             shutting_down,
             exports,
+            anomaly_rules,
+            poll_anomalies,
             ..
         } = self;
         let export_context = crate::audit_export::ExportContext {
@@ -192,17 +203,32 @@ impl Application {
             clock: state.clock.clone(),
             entropy: state.entropy.clone(),
             committed: state.events.committed(),
-            notifications: if exports.is_empty() {
+            notifications: if exports.is_empty() && anomaly_rules.is_empty() {
                 None
             } else {
                 state.store.event_notifications().await.unwrap_or_else(|e| {
-                    tracing::warn!(error = %e, "no commit notifications; audit export polls");
+                    tracing::warn!(error = %e, "no commit notifications; followers of the log poll");
                     None
                 })
             },
             shutdown: state.shutting_down.clone(),
         };
-        let exporters = crate::audit_export::spawn(exports, &export_context);
+        let mut exporters = crate::audit_export::spawn(exports, &export_context);
+        let anomaly_context = crate::anomaly::Context {
+            store: state.store.clone(),
+            clock: state.clock.clone(),
+            entropy: state.entropy.clone(),
+            api_keys: state.settings.api_keys,
+            metrics: state.metrics.clone(),
+            cache: state.cache.clone(),
+            throttles: state.throttles.clone(),
+            poll_interval: poll_anomalies,
+        };
+        exporters.extend(crate::anomaly::spawn(
+            anomaly_rules,
+            anomaly_context,
+            export_context.clone(),
+        ));
         drop(export_context);
         let janitor = tokio::spawn(purge_expired_periodically(state));
         axum::serve(
@@ -229,7 +255,7 @@ impl Application {
                 .await
                 .is_err()
             {
-                tracing::warn!("an audit export sink did not stop within 15 s; aborting it");
+                tracing::warn!("a follower of the log did not stop within 15 s; aborting it");
                 exporter.abort();
             }
         }

@@ -31,6 +31,8 @@ pub struct AppState {
     pub audit_export: Arc<[Arc<crate::audit_export::SinkStatus>]>,
     /// This server's Prometheus metrics (one registry per server, not a global).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Agents, addresses, grants and keys anomaly rules throttled at the token endpoint.
+    pub throttles: Arc<crate::anomaly::throttle::Throttles>,
 }
 
 /// Settings resolved at start.

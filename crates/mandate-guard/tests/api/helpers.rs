@@ -48,14 +48,27 @@ pub struct Issuer {
 }
 
 pub async fn spawn_issuer() -> Issuer {
+    spawn_issuer_with(|_| {}).await
+}
+
+/// [`spawn_issuer`], with the demo configuration changed by `configure` first.
+pub async fn spawn_issuer_with(configure: impl FnOnce(&mut config::Config)) -> Issuer {
     let dir = tempfile::tempdir().unwrap();
     let database_url = format!("sqlite://{}", dir.path().join("mandate.db").display());
-    spawn_issuer_at(dir, database_url).await
+    spawn_issuer_at(dir, database_url, configure).await
 }
 
 /// The issuer on a fresh PostgreSQL database, or `None` (said on stderr) when
 /// `MANDATE_TEST_POSTGRES_URL` is not set. [`Issuer::finish`] drops the database.
 pub async fn spawn_issuer_on_postgres(test: &str) -> Option<Issuer> {
+    spawn_issuer_on_postgres_with(test, |_| {}).await
+}
+
+/// [`spawn_issuer_on_postgres`], with the demo configuration changed by `configure` first.
+pub async fn spawn_issuer_on_postgres_with(
+    test: &str,
+    configure: impl FnOnce(&mut config::Config),
+) -> Option<Issuer> {
     let Some(admin) = mandate_store::testing::postgres_test_url() else {
         eprintln!(
             "SKIPPED: MANDATE_TEST_POSTGRES_URL is not set; PostgreSQL run of {test} skipped"
@@ -65,10 +78,14 @@ pub async fn spawn_issuer_on_postgres(test: &str) -> Option<Issuer> {
     let database_url = mandate_store::testing::fresh_postgres_database(&admin)
         .await
         .unwrap();
-    Some(spawn_issuer_at(tempfile::tempdir().unwrap(), database_url).await)
+    Some(spawn_issuer_at(tempfile::tempdir().unwrap(), database_url, configure).await)
 }
 
-async fn spawn_issuer_at(dir: tempfile::TempDir, database_url: String) -> Issuer {
+async fn spawn_issuer_at(
+    dir: tempfile::TempDir,
+    database_url: String,
+    configure: impl FnOnce(&mut config::Config),
+) -> Issuer {
     init_logs();
     let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo.toml");
     let overrides = Overrides {
@@ -77,7 +94,8 @@ async fn spawn_issuer_at(dir: tempfile::TempDir, database_url: String) -> Issuer
         database_url: Some(database_url.clone()),
         ..Overrides::default()
     };
-    let config = config::load(Some(&demo), &overrides).unwrap();
+    let mut config = config::load(Some(&demo), &overrides).unwrap();
+    configure(&mut config);
     let app = Application::build(config).await.unwrap();
     let issuer = app.issuer().to_owned();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

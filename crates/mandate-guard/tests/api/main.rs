@@ -12,6 +12,7 @@
 )]
 
 mod access;
+mod anomaly;
 mod api_keys;
 mod attacks;
 mod feed;

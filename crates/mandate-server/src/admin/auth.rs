@@ -42,6 +42,7 @@ impl Admin {
             authority: self.authority.clone(),
             own_grant: Some(self.grant.clone()),
             actor: self.authority.principal.to_string(),
+            actor_kind: mandate_core::event::ActorKind::Admin,
             ip: self.meta.ip.clone(),
             user_agent: self.meta.user_agent.clone(),
             metrics: Some(&app.metrics),

@@ -22,6 +22,8 @@ pub struct Ctx<'a> {
     pub own_grant: Option<Grant>,
     /// Recorded as the actor of every event the operation writes.
     pub actor: String,
+    /// What kind of actor: an administrator, or the server itself (anomaly responses).
+    pub actor_kind: ActorKind,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     /// The server's metrics, told about revocations (none for the local CLI: it runs in
@@ -48,9 +50,32 @@ impl<'a> Ctx<'a> {
             },
             own_grant: None,
             actor: "cli".into(),
+            actor_kind: ActorKind::Admin,
             ip: None,
             user_agent: None,
             metrics: None,
+        }
+    }
+
+    /// The server acting on its own (an anomaly rule's response), recorded as a system actor
+    /// named `actor`, with an operator's reach.
+    pub fn system(
+        store: &'a dyn Store,
+        entropy: &'a dyn Entropy,
+        now: Timestamp,
+        api_keys: ApiKeyPolicy,
+        metrics: &'a crate::metrics::Metrics,
+        actor: String,
+    ) -> Self {
+        Self {
+            metrics: Some(metrics),
+            actor_kind: ActorKind::System,
+            authority: Authority {
+                principal: Principal::Agent(actor.clone()),
+                role: Role::Operator,
+            },
+            actor,
+            ..Self::local(store, entropy, now, api_keys)
         }
     }
 
@@ -80,7 +105,7 @@ impl<'a> Ctx<'a> {
 
     /// An admin event with this caller as the actor.
     pub fn event(&self, action: Action) -> NewEvent {
-        let mut event = NewEvent::new(self.now, action, ActorKind::Admin);
+        let mut event = NewEvent::new(self.now, action, self.actor_kind);
         event.actor_id = Some(self.actor.clone());
         event.ip.clone_from(&self.ip);
         event.user_agent.clone_from(&self.user_agent);

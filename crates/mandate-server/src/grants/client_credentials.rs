@@ -58,6 +58,8 @@ pub async fn exchange(
     }
 
     let grant = service_grant(app, agent, tenant_id, now).await?;
+    app.throttles
+        .check(mandate_core::anomaly::Per::Grant, &grant.id, now)?;
     let subject = TokenSubject {
         agent,
         tenant_id,

@@ -44,6 +44,8 @@ pub async fn exchange(
         .await?
         .filter(|g| g.is_active(now))
         .ok_or_else(|| invalid("the grant has been revoked"))?;
+    app.throttles
+        .check(mandate_core::anomaly::Per::Grant, &grant.id, now)?;
     ensure_user_enabled(app, family.user_id.as_deref()).await?;
     if resource.is_some_and(|r| r != family.resource) {
         return Err(OAuthError::InvalidTarget(

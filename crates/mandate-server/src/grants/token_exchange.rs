@@ -137,11 +137,14 @@ pub async fn exchange_api_key(
         .await?
         .filter(|s| key.matches_hash(&s.record.hash))
         .ok_or_else(unusable)?;
+    let replaced_by = stored.replaced_by;
     let record = stored.record;
     // The same rule as for the key's tokens and for a key presented to a resource server.
     if !token_state::api_key_usable(app, &record, now).await? {
         return Err(unusable().into());
     }
+    app.throttles
+        .check(mandate_core::anomaly::Per::ApiKey, record.id.as_str(), now)?;
     let resources = app.cache.resources(app.store.as_ref()).await?;
     let target = key_audience(request.audience.as_deref(), &resources)?;
     let exchanged = exchange::decide_api_key(
@@ -162,11 +165,20 @@ pub async fn exchange_api_key(
         .sign(&claims)
         .map_err(|e| anyhow::anyhow!("signing a token for an API key: {e}"))?;
     app.store.record_api_key_use(&record.id, now).await?;
-    let event = api_key_event(&record, presented_by, &exchanged, &claims.jti, now);
+    let mut event = api_key_event(&record, presented_by, &exchanged, &claims.jti, now);
+    mark_rotated(&mut event, replaced_by.as_ref());
     app.events.append(meta.stamp(event)).await?;
     app.metrics
         .token_issued(IssuedBy::TokenExchange, &claims.client_id);
     Ok(ExchangeResponse::new(token, &exchanged, now))
+}
+
+/// Notes in a key use's event that the key was rotated (`detail.replaced_by`: its successor),
+/// which the `rotated_api_key_use` anomaly rule looks for.
+pub fn mark_rotated(event: &mut NewEvent, replaced_by: Option<&mandate_core::api_key::KeyId>) {
+    if let (Some(successor), serde_json::Value::Object(detail)) = (replaced_by, &mut event.detail) {
+        detail.insert("replaced_by".into(), successor.as_str().into());
+    }
 }
 
 /// The audience of a key's token: required (a key has no agent with a default), registered.

@@ -361,11 +361,9 @@ impl Metrics {
         FeedSubscriber(self.feed_subscribers.clone())
     }
 
-    /// An anomaly rule fired and `action` (alert, throttle, revoke...) was taken.
-    ///
-    /// Anomaly rules do not exist yet: nothing calls this today. It is the hook the rules
-    /// engine will call, so its metric name and labels are fixed now. `rule` and `action` must
-    /// come from a fixed set (rule names from configuration), never from request input.
+    /// An anomaly rule fired and `action` (alert, webhook, throttle, revoke) was taken.
+    /// `rule` and `action` come from a fixed set (rule names from configuration), never from
+    /// request input.
     pub fn anomaly_fired(&self, rule: &str, action: &str) {
         self.anomalies
             .get_or_create(&AnomalyLabels {

@@ -170,6 +170,7 @@ async fn introspect_api_key(
     else {
         return Ok(IntrospectionResponse::inactive());
     };
+    let replaced_by = stored.replaced_by;
     let record = stored.record;
     if !token_state::api_key_usable(app, &record, now).await? {
         return Ok(IntrospectionResponse::inactive());
@@ -186,7 +187,8 @@ async fn introspect_api_key(
         return Ok(IntrospectionResponse::inactive());
     };
     app.store.record_api_key_use(&record.id, now).await?;
-    let event = api_key_used_event(&record, resource, &usable, now);
+    let mut event = api_key_used_event(&record, resource, &usable, now);
+    crate::grants::token_exchange::mark_rotated(&mut event, replaced_by.as_ref());
     app.events.append(meta.stamp(event)).await?;
     Ok(IntrospectionResponse {
         active: true,

@@ -46,16 +46,10 @@ pub async fn register_post(
     }
     let ip = meta.ip.as_deref().unwrap_or("unknown");
     if let Err(retry_after) = app.registration_limiter.check(ip, now) {
-        let mut r = json(
-            StatusCode::TOO_MANY_REQUESTS,
-            serde_json::json!({
-                "error": "too_many_requests",
-                "error_description": "too many registrations from this address; retry later",
-            }),
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-        return Ok(r);
+        return Err(ServerError::Throttled {
+            retry_after,
+            description: "too many registrations from this address; retry later",
+        });
     }
     if settings.mode == RegistrationMode::InitialAccessToken {
         let presented = bearer(&headers);

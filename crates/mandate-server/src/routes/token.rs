@@ -10,6 +10,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use mandate_core::OAuthError;
+use mandate_core::anomaly::Per;
 use mandate_core::client_metadata_document::ClientIdUrl;
 use mandate_core::exchange;
 use mandate_core::registration;
@@ -21,6 +22,7 @@ pub async fn token_post(
     form: OAuthForm,
 ) -> Result<Response, ServerError> {
     let now = app.clock.now();
+    throttled(&app, &meta, &form, now)?;
     // An API key is its own credential: its exchange needs no client authentication. A
     // request that does present client credentials is authenticated as usual first.
     if token_exchange::is_api_key_exchange(&form.params) && !presents_client_credentials(&form) {
@@ -108,6 +110,26 @@ pub async fn token_post(
     let mut http = Json(response).into_response();
     no_store(&mut http);
     Ok(http)
+}
+
+/// Refuses a request from an address or client ID an anomaly rule throttled.
+fn throttled(
+    app: &AppState,
+    meta: &RequestMeta,
+    form: &OAuthForm,
+    now: mandate_core::time::Timestamp,
+) -> Result<(), ServerError> {
+    if app.throttles.is_empty() {
+        return Ok(());
+    }
+    if let Some(ip) = &meta.ip {
+        app.throttles.check(Per::Address, ip, now)?;
+    }
+    if let Some(id) = client_auth::presented_client_id(form.authorization.as_deref(), &form.params)
+    {
+        app.throttles.check(Per::Client, &id, now)?;
+    }
+    Ok(())
 }
 
 /// Whether the request carries a client credential (a `client_id` alone is none).

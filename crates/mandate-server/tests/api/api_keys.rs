@@ -25,7 +25,12 @@ const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const KEY_TYPE: &str = "urn:mandate:params:oauth:token-type:api_key";
 
 /// Creates a key in acme through the store, as the CLI does.
-async fn create_key(app: &TestApp, user: Option<&str>, scopes: &str, lifetime: u64) -> ApiKey {
+pub(crate) async fn create_key(
+    app: &TestApp,
+    user: Option<&str>,
+    scopes: &str,
+    lifetime: u64,
+) -> ApiKey {
     let user_id = match user {
         Some(login) => Some(app.store.user_by_login(login).await.unwrap().unwrap().id),
         None => None,
@@ -54,7 +59,7 @@ async fn create_key(app: &TestApp, user: Option<&str>, scopes: &str, lifetime: u
 
 /// Rotates `old` through the store, as the CLI does, with the default policy; the successor
 /// and when `old` stops working.
-async fn rotate(app: &TestApp, old: &ApiKey) -> (ApiKey, mandate_core::time::Timestamp) {
+pub(crate) async fn rotate(app: &TestApp, old: &ApiKey) -> (ApiKey, mandate_core::time::Timestamp) {
     let stored = app.store.api_key(&old.id(), None).await.unwrap().unwrap();
     let rotation = api_key::rotate(
         &stored.record,
@@ -80,7 +85,11 @@ async fn rotate(app: &TestApp, old: &ApiKey) -> (ApiKey, mandate_core::time::Tim
     (rotation.successor.key, rotation.predecessor_expires_at)
 }
 
-async fn exchange_key(app: &TestApp, key: &str, extra: &[(&str, &str)]) -> (StatusCode, Value) {
+pub(crate) async fn exchange_key(
+    app: &TestApp,
+    key: &str,
+    extra: &[(&str, &str)],
+) -> (StatusCode, Value) {
     let mut pairs = vec![
         ("grant_type", EXCHANGE),
         ("subject_token", key),

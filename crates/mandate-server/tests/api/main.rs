@@ -16,6 +16,7 @@
 mod helpers;
 
 mod admin;
+mod anomaly;
 mod api_keys;
 mod audit;
 mod audit_export;

@@ -153,6 +153,22 @@ async fn invalid_configuration_names_the_key(backend: Backend) {
             "[[tenants]]\nid = \"t\"\nname = \"x\"\ncolour = \"red\"\n",
             "colour",
         ),
+        (
+            "[[anomaly.rules]]\nname = \"r1\"\nkind = \"spikes\"\n",
+            "anomaly rule `r1`: unknown kind `spikes`",
+        ),
+        (
+            "[[anomaly.rules]]\nname = \"r2\"\nkind = \"client_auth_failures\"\nper = \"address\"\nactions = [\"revoke\"]\n",
+            "anomaly rule `r2`: an address cannot be revoked",
+        ),
+        (
+            "[[anomaly.rules]]\nname = \"r3\"\nkind = \"out_of_scope\"\nactions = [\"webhook\"]\n",
+            "[anomaly.webhook] is not configured",
+        ),
+        (
+            "[[anomaly.rules]]\nname = \"r4\"\nkind = \"refresh_reuse\"\ntreshold = 3\n",
+            "treshold",
+        ),
     ];
     for (toml, key) in cases {
         let file = app.data_dir.join("bad.toml");
