@@ -273,6 +273,27 @@ async fn a_token_flood_disables_the_agent_and_the_guard_refuses_it(issuer: Issue
         e.event.action.as_str() == "access.denied" && e.event.detail["error"] == "invalid_token"
     });
     assert_eq!(denied.event.client_id.as_deref(), Some("svc-agent"));
+    eprintln!(
+        "flood: {issued} tokens issued before the agent was refused; its earlier token \
+         refused at the guard {took:?} after that"
+    );
+
+    // Counted in the metrics, by rule and action.
+    let metrics = issuer
+        .http
+        .get(format!("{}/metrics", issuer.issuer))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "mandate_anomaly_rule_firings_total{rule=\"token-flood\",action=\"revoke\"} 1\n"
+        ),
+        "{metrics}"
+    );
     issuer.finish().await;
 }
 
@@ -436,4 +457,51 @@ async fn spawn_receiver(received: Received) -> String {
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     url
+}
+
+/// Two nodes on one database see the same flood and the same firing; exactly one of them
+/// records it (the shared cursor's compare-and-set).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_record_one_firing_once() {
+    let Some(cluster) = spawn_postgres_cluster("the two-node anomaly test", 2, |c| {
+        c.anomaly.rules = vec![rule("spike", "issuance_spike", "agent", 10, &["alert"])];
+    })
+    .await
+    else {
+        return;
+    };
+    let http = reqwest::Client::new();
+    for i in 0..12 {
+        let node = &cluster.nodes[i % 2];
+        let resp = http
+            .post(format!("{node}/token"))
+            .basic_auth("svc-agent", Some(SVC_SECRET))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let store = mandate_store::connect(&cluster.database_url).await.unwrap();
+    let fired = || async {
+        store
+            .events(&EventFilter {
+                action: Some("anomaly.detected".into()),
+                limit: 10,
+                ..EventFilter::default()
+            })
+            .await
+            .unwrap()
+    };
+    let started = Instant::now();
+    while fired().await.is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(10), "never fired");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Both nodes poll at least every 250 ms: by now each has judged the flood.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let events = fired().await;
+    assert_eq!(events.len(), 1, "recorded once: {events:#?}");
+    assert_eq!(events[0].event.detail["count"], 10);
+    cluster.finish().await;
 }

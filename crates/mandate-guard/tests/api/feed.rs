@@ -151,44 +151,14 @@ async fn while_the_feed_is_down_tokens_are_introspected_and_refused_when_that_fa
 /// revocation made on node A reaches a guard that follows node B's feed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_on_one_node_reaches_a_guard_fed_by_another() {
-    let Some(admin) = mandate_store::testing::postgres_test_url() else {
-        eprintln!(
-            "SKIPPED: MANDATE_TEST_POSTGRES_URL is not set; the two-node PostgreSQL test did not run"
-        );
+    let Some(cluster) = spawn_postgres_cluster("the two-node feed test", 2, |_| {}).await else {
         return;
     };
-    let database_url = mandate_store::testing::fresh_postgres_database(&admin)
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let demo =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo.toml");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port_a = listener.local_addr().unwrap().port();
-    drop(listener);
-    let issuer = format!("http://127.0.0.1:{port_a}");
-    let mut shutdowns = Vec::new();
-    let mut addresses = Vec::new();
-    for listen in [format!("127.0.0.1:{port_a}"), "127.0.0.1:0".to_owned()] {
-        let overrides = mandate_server::config::Overrides {
-            listen: Some(listen.parse().unwrap()),
-            issuer: Some(issuer.clone()),
-            data_dir: Some(dir.path().to_path_buf()),
-            database_url: Some(database_url.clone()),
-        };
-        let config = mandate_server::config::load(Some(&demo), &overrides).unwrap();
-        let node = mandate_server::Application::build(config).await.unwrap();
-        addresses.push(format!("http://127.0.0.1:{}", node.port()));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(node.run_until(async {
-            let _ = rx.await;
-        }));
-        shutdowns.push(tx);
-    }
+    let (issuer, addresses) = (&cluster.issuer, &cluster.nodes);
     let (node_a, node_b) = (&addresses[0], &addresses[1]);
 
     // The guard discovers through node A (the issuer URL) but follows node B's feed.
-    let guard = mandate_guard::Guard::builder(&issuer, CRM)
+    let guard = mandate_guard::Guard::builder(issuer, CRM)
         .revocation_feed_endpoint(&format!("{node_b}/revocations"))
         .build()
         .await
@@ -227,7 +197,5 @@ async fn a_revocation_on_one_node_reaches_a_guard_fed_by_another() {
     );
 
     drop(feed);
-    drop(shutdowns);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let _ = mandate_store::testing::drop_postgres_database(&admin, &database_url).await;
+    cluster.finish().await;
 }

@@ -111,6 +111,82 @@ async fn spawn_issuer_at(
     }
 }
 
+/// Server nodes sharing one fresh PostgreSQL database, key-encryption key and issuer URL (the
+/// first node's address).
+pub struct Cluster {
+    pub issuer: String,
+    /// Each node's base URL; the first is the issuer.
+    pub nodes: Vec<String>,
+    pub database_url: String,
+    admin_url: String,
+    _shutdowns: Vec<tokio::sync::oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+/// `count` nodes of the demo configuration changed by `configure`, or `None` (said on stderr)
+/// when `MANDATE_TEST_POSTGRES_URL` is not set.
+pub async fn spawn_postgres_cluster(
+    test: &str,
+    count: usize,
+    configure: impl Fn(&mut config::Config),
+) -> Option<Cluster> {
+    let Some(admin_url) = mandate_store::testing::postgres_test_url() else {
+        eprintln!("SKIPPED: MANDATE_TEST_POSTGRES_URL is not set; {test} did not run");
+        return None;
+    };
+    let database_url = mandate_store::testing::fresh_postgres_database(&admin_url)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo.toml");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let first = listener.local_addr().unwrap().port();
+    drop(listener);
+    let issuer = format!("http://127.0.0.1:{first}");
+    let mut shutdowns = Vec::new();
+    let mut nodes = Vec::new();
+    for n in 0..count {
+        let listen = if n == 0 {
+            format!("127.0.0.1:{first}")
+        } else {
+            "127.0.0.1:0".to_owned()
+        };
+        let overrides = Overrides {
+            listen: Some(listen.parse().unwrap()),
+            issuer: Some(issuer.clone()),
+            data_dir: Some(dir.path().to_path_buf()),
+            database_url: Some(database_url.clone()),
+        };
+        let mut config = config::load(Some(&demo), &overrides).unwrap();
+        configure(&mut config);
+        let node = Application::build(config).await.unwrap();
+        nodes.push(format!("http://127.0.0.1:{}", node.port()));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(node.run_until(async {
+            let _ = rx.await;
+        }));
+        shutdowns.push(tx);
+    }
+    Some(Cluster {
+        issuer,
+        nodes,
+        database_url,
+        admin_url,
+        _shutdowns: shutdowns,
+        _dir: dir,
+    })
+}
+
+impl Cluster {
+    /// Stops the nodes and drops the database.
+    pub async fn finish(self) {
+        let (admin, url) = (self.admin_url.clone(), self.database_url.clone());
+        drop(self);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let _ = mandate_store::testing::drop_postgres_database(&admin, &url).await;
+    }
+}
+
 impl Issuer {
     /// Stops the server and drops its PostgreSQL database, if it has one.
     pub async fn finish(self) {
