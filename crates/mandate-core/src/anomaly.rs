@@ -275,6 +275,12 @@ impl Rule {
         if spec.threshold == 0 {
             return Err(fail("threshold must be at least 1".into()));
         }
+        if matches!(kind, RuleKind::NewAddress | RuleKind::NewUserAgent) && spec.threshold != 1 {
+            return Err(fail(format!(
+                "a {} rule fires on the first new origin: leave threshold at 1",
+                kind.as_str()
+            )));
+        }
         if spec.window_seconds == 0 || spec.window_seconds > MAX_WINDOW_SECONDS {
             return Err(fail(format!(
                 "window_seconds must be between 1 and {MAX_WINDOW_SECONDS}"
@@ -727,7 +733,14 @@ mod tests {
         assert!(bad(&|s| s.actions = vec!["page".into()]).contains("unknown action"));
         assert!(bad(&|s| s.throttle_seconds = Some(5)).contains("needs the throttle"));
         assert!(bad(&|s| s.name = "a b".into()).contains("name"));
-        let mut s = spec("client_auth_failures", Some("address"), 3, 10);
+        let mut s = spec("new_address", None, 2, 10);
+        assert!(
+            Rule::new(&s)
+                .unwrap_err()
+                .why
+                .contains("leave threshold at 1")
+        );
+        s = spec("client_auth_failures", Some("address"), 3, 10);
         s.actions = vec!["revoke".into()];
         assert!(Rule::new(&s).unwrap_err().why.contains("cannot be revoked"));
         s.actions = vec!["throttle".into(), "alert".into(), "throttle".into()];
