@@ -668,6 +668,23 @@ mod tests {
     }
 
     #[test]
+    fn refresh_replays_per_agent_across_grants() {
+        let mut d = Detector::new(vec![rule("refresh_reuse", Some("agent"), 2, 3600)]);
+        let replay = |seq, grant: &str| {
+            let grant = grant.to_owned();
+            event(seq, 100 + seq, Action::RefreshReuseDetected, move |e| {
+                e.grant_id = Some(grant);
+            })
+        };
+        assert!(d.observe(&replay(1, "g1")).is_empty());
+        assert!(d.observe(&issued(2, 101)).is_empty(), "not a replay");
+        let fired = d.observe(&replay(3, "g2"));
+        assert_eq!(fired.len(), 1);
+        assert_eq!(fired[0].subject.id, "agent-1");
+        assert_eq!((fired[0].first_seq, fired[0].last_seq), (1, 3));
+    }
+
+    #[test]
     fn a_new_address_fires_after_the_baseline() {
         let mut d = Detector::new(vec![rule("new_address", None, 1, 60)]);
         let from = |seq, at, ip: &str| {
