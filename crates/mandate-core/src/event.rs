@@ -79,11 +79,17 @@ pub enum Action {
     /// A resource server refused a request (reported by its guard, see
     /// [`crate::denial_report`]; `detail`: resource, error, method, path, required scopes).
     AccessDenied,
+    /// A signed audit checkpoint was recorded (`detail`: `seq`, `hash`, `kid`; see
+    /// [`crate::audit_checkpoint`]).
+    AuditCheckpoint,
+    /// Retention deleted old events (`detail`: `purged`, the range `from`..=`to`, and the
+    /// checkpoint the chain now starts from, `checkpoint_seq`).
+    AuditPurged,
 }
 
 impl Action {
     /// Every action, in declaration order.
-    pub const ALL: [Action; 29] = [
+    pub const ALL: [Action; 31] = [
         Self::LoginSucceeded,
         Self::LoginFailed,
         Self::ConsentGranted,
@@ -113,6 +119,8 @@ impl Action {
         Self::AdminRoleGranted,
         Self::AdminRoleRemoved,
         Self::AccessDenied,
+        Self::AuditCheckpoint,
+        Self::AuditPurged,
     ];
 
     /// The action with this stored name ([`Self::as_str`]).
@@ -151,6 +159,8 @@ impl Action {
             Self::AdminRoleGranted => "admin_role.granted",
             Self::AdminRoleRemoved => "admin_role.removed",
             Self::AccessDenied => "access.denied",
+            Self::AuditCheckpoint => "audit.checkpoint",
+            Self::AuditPurged => "audit.purged",
         }
     }
 }
@@ -188,7 +198,9 @@ fn every_action_is_listed(a: Action) {
         | Action::AgentTenantGrantsRevoked
         | Action::AdminRoleGranted
         | Action::AdminRoleRemoved
-        | Action::AccessDenied => {}
+        | Action::AccessDenied
+        | Action::AuditCheckpoint
+        | Action::AuditPurged => {}
     }
 }
 

@@ -52,6 +52,8 @@ pub struct Application {
     shutting_down: tokio::sync::watch::Sender<bool>,
     /// Checked at build, started by [`Self::run_until`].
     exports: Vec<crate::audit_export::Sink>,
+    /// `[audit] retention_days` and the export sinks a purge must wait for.
+    retention: Option<(Duration, Vec<String>)>,
 }
 
 impl Application {
@@ -97,6 +99,12 @@ impl Application {
         let (events, event_writer) = EventWriter::spawn_observed(store.clone(), metrics.clone());
 
         let registration = registration_settings(&config)?;
+        let retention = config.audit.retention_days.map(|days| {
+            (
+                Duration::from_secs(u64::from(days.get()) * 24 * 60 * 60),
+                config.audit_export.iter().map(|s| s.name.clone()).collect(),
+            )
+        });
         let exports = crate::audit_export::sinks_from_config(&config.audit_export, |var| {
             std::env::var(var).ok()
         })?;
@@ -148,6 +156,7 @@ impl Application {
             applied,
             shutting_down,
             exports,
+            retention,
         })
     }
 
@@ -185,6 +194,7 @@ impl Application {
             event_writer,
             shutting_down,
             exports,
+            retention,
             ..
         } = self;
         let export_context = crate::audit_export::ExportContext {
@@ -204,6 +214,13 @@ impl Application {
         };
         let exporters = crate::audit_export::spawn(exports, &export_context);
         drop(export_context);
+        let retention = retention.map(|(keep, sinks)| {
+            tokio::spawn(crate::audit_retention::purge_periodically(
+                state.clone(),
+                keep,
+                sinks,
+            ))
+        });
         let janitor = tokio::spawn(purge_expired_periodically(state));
         axum::serve(
             listener,
@@ -217,6 +234,11 @@ impl Application {
         .context("serving HTTP")?;
         janitor.abort();
         let _ = janitor.await;
+        if let Some(retention) = retention {
+            // A purge is one transaction: aborting it mid-way rolls it back.
+            retention.abort();
+            let _ = retention.await;
+        }
         if tokio::time::timeout(Duration::from_secs(10), event_writer)
             .await
             .is_err()
