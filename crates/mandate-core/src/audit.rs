@@ -17,8 +17,10 @@
 //! encoded as a 0 byte when absent or as a 1 byte, its length (8-byte big-endian) and its bytes.
 //!
 //! What a chain alone cannot stop: someone able to write the database can recompute every
-//! hash after the point they changed. Signed checkpoints (the head's hash signed with the
-//! server's key, kept elsewhere) close that gap; they come with retention.
+//! hash after the point they changed. Signed checkpoints ([`crate::audit_checkpoint`]: an
+//! event's hash signed with the server's key, which can be kept elsewhere) close that gap, and
+//! let retention delete old events: the chain then starts at a checkpointed event, and its
+//! first remaining event is chained onto that event's hash instead of [`GENESIS`].
 
 use aws_lc_rs::digest;
 use serde::{Deserialize, Serialize};
@@ -94,12 +96,16 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Where the chain stands: the sequence number of the last chained event (its hash is that
-/// event's). `start_seq` is the last event written before the chain existed (0 for a database
-/// created with it); those are not covered.
+/// event's). `start_seq` is where the chain begins: without `start_hash`, the last event
+/// written before the chain existed (0 for a database created with it), which is not covered;
+/// with `start_hash`, the last event a retention purge deleted, whose hash the first remaining
+/// event is chained onto and which a signed checkpoint must attest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChainHead {
     pub start_seq: i64,
     pub seq: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_hash: Option<String>,
 }
 
 /// The first break in the chain.
@@ -115,6 +121,28 @@ pub enum Break {
     /// An event the chain never recorded: numbered past the chain's head.
     #[error("event {seq} was inserted: it is past the chain's recorded head {head}")]
     Inserted { seq: i64, head: i64 },
+    /// The chain starts after a purge at `seq`, but no checkpoint for that event is stored.
+    #[error(
+        "the chain starts at event {seq} (events up to it were purged) but no signed \
+         checkpoint for event {seq} is stored"
+    )]
+    CheckpointMissing { seq: i64 },
+    /// The checkpoint the chain starts from is not signed by any of the server's keys.
+    #[error("the checkpoint for event {seq} is not validly signed: {reason}")]
+    CheckpointInvalid { seq: i64, reason: String },
+    /// The checkpoint is validly signed but attests another event or hash than the chain's
+    /// recorded start.
+    #[error(
+        "the checkpoint for event {seq} disagrees with the chain's start: it attests event \
+         {attested_seq} with hash {attested_hash}, the chain starts at event {seq} with hash \
+         {start_hash}"
+    )]
+    CheckpointMismatch {
+        seq: i64,
+        start_hash: String,
+        attested_seq: i64,
+        attested_hash: String,
+    },
 }
 
 /// Walks stored events in sequence order and finds the first break.
@@ -130,7 +158,10 @@ impl Verifier {
     pub fn new(head: ChainHead) -> Self {
         Self {
             prev_seq: head.start_seq,
-            prev_hash: GENESIS.to_owned(),
+            prev_hash: head
+                .start_hash
+                .clone()
+                .unwrap_or_else(|| GENESIS.to_owned()),
             head,
             checked: 0,
         }
@@ -223,6 +254,7 @@ mod tests {
         let head = ChainHead {
             start_seq: 0,
             seq: n,
+            start_hash: None,
         };
         (rows, head)
     }
@@ -242,6 +274,7 @@ mod tests {
         let empty = ChainHead {
             start_seq: 0,
             seq: 0,
+            start_hash: None,
         };
         assert_eq!(verify(&[], empty), Ok(0));
     }
@@ -318,9 +351,34 @@ mod tests {
         let head = ChainHead {
             start_seq: 10,
             seq: 10,
+            start_hash: None,
         };
         let v = Verifier::new(head);
         assert_eq!(v.resume_after(), 10);
         assert_eq!(v.finish(), Ok(0));
+    }
+
+    #[test]
+    fn after_a_purge_the_chain_continues_from_the_start_hash() {
+        let (rows, _) = chain(6);
+        let kept = &rows[3..];
+        let purged = ChainHead {
+            start_seq: 3,
+            seq: 6,
+            start_hash: Some(rows[2].1.clone()),
+        };
+        assert_eq!(verify(kept, purged.clone()), Ok(3));
+        // From the genesis value instead, the first remaining event does not verify.
+        let unanchored = ChainHead {
+            start_hash: None,
+            ..purged.clone()
+        };
+        assert_eq!(verify(kept, unanchored), Err(Break::Modified { seq: 4 }));
+        // A start moved forward over deleted events needs the hash of the new start.
+        let moved = ChainHead {
+            start_seq: 4,
+            ..purged
+        };
+        assert_eq!(verify(&rows[4..], moved), Err(Break::Modified { seq: 5 }));
     }
 }

@@ -139,6 +139,9 @@ pub fn ocsf_class(action: Action) -> OcsfClass {
             class(entity.0, entity.1, 3, "Update", true, 1)
         }
         ClientDeleted => class(entity.0, entity.1, 4, "Delete", true, 1),
+        // The audit log itself is an entity: a checkpoint is created, old events are deleted.
+        AuditCheckpoint => class(entity.0, entity.1, 1, "Create", true, 1),
+        AuditPurged => class(entity.0, entity.1, 4, "Delete", true, 2),
         // A resource server refused a call: OCSF's API Activity (category 6, Application
         // Activity); the HTTP method and path are in `unmapped.detail`.
         AccessDenied => OcsfClass {

@@ -82,11 +82,17 @@ pub enum Action {
     /// An anomaly rule fired ([`crate::anomaly`]; `actor_id`: `anomaly:<rule>`; `detail`: the
     /// rule, subject, count, window, the responses taken and any throttle's end).
     AnomalyDetected,
+    /// A signed audit checkpoint was recorded (`detail`: `seq`, `hash`, `kid`; see
+    /// [`crate::audit_checkpoint`]).
+    AuditCheckpoint,
+    /// Retention deleted old events (`detail`: `purged`, the range `from`..=`to`, and the
+    /// checkpoint the chain now starts from, `checkpoint_seq`).
+    AuditPurged,
 }
 
 impl Action {
     /// Every action, in declaration order.
-    pub const ALL: [Action; 30] = [
+    pub const ALL: [Action; 32] = [
         Self::LoginSucceeded,
         Self::LoginFailed,
         Self::ConsentGranted,
@@ -117,6 +123,8 @@ impl Action {
         Self::AdminRoleRemoved,
         Self::AccessDenied,
         Self::AnomalyDetected,
+        Self::AuditCheckpoint,
+        Self::AuditPurged,
     ];
 
     /// The action with this stored name ([`Self::as_str`]).
@@ -156,6 +164,8 @@ impl Action {
             Self::AdminRoleRemoved => "admin_role.removed",
             Self::AccessDenied => "access.denied",
             Self::AnomalyDetected => "anomaly.detected",
+            Self::AuditCheckpoint => "audit.checkpoint",
+            Self::AuditPurged => "audit.purged",
         }
     }
 }
@@ -194,7 +204,9 @@ fn every_action_is_listed(a: Action) {
         | Action::AdminRoleGranted
         | Action::AdminRoleRemoved
         | Action::AccessDenied
-        | Action::AnomalyDetected => {}
+        | Action::AnomalyDetected
+        | Action::AuditCheckpoint
+        | Action::AuditPurged => {}
     }
 }
 

@@ -226,11 +226,26 @@ impl SigningKey {
         &self.jwk
     }
 
-    /// Signs `claims` into a compact JWS.
+    /// Signs `claims` into a compact JWS (an access token: `typ` is `at+jwt`).
     pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, JwtError> {
+        self.sign_with_header(&self.header_b64, claims)
+    }
+
+    /// Signs `claims` into a compact JWS whose header declares `typ` (for documents that are
+    /// not access tokens, so one can never be taken for the other).
+    pub fn sign_typed<T: Serialize>(&self, typ: &str, claims: &T) -> Result<String, JwtError> {
+        let header = serde_json::json!({"alg": self.alg.as_str(), "typ": typ, "kid": self.kid});
+        self.sign_with_header(&URL_SAFE_NO_PAD.encode(header.to_string()), claims)
+    }
+
+    fn sign_with_header<T: Serialize>(
+        &self,
+        header_b64: &str,
+        claims: &T,
+    ) -> Result<String, JwtError> {
         let payload = serde_json::to_vec(claims).map_err(|_| JwtError::SigningFailed)?;
-        let mut out = String::with_capacity(self.header_b64.len() + payload.len() * 4 / 3 + 100);
-        out.push_str(&self.header_b64);
+        let mut out = String::with_capacity(header_b64.len() + payload.len() * 4 / 3 + 100);
+        out.push_str(header_b64);
         out.push('.');
         URL_SAFE_NO_PAD.encode_string(&payload, &mut out);
         let sig = match &self.pair {
@@ -339,6 +354,19 @@ impl Header {
 /// Checks a token's structure, type, key and signature, and returns its claims. Time, issuer
 /// and audience are checked by [`Expectations::check`].
 pub fn verify(token: &str, keys: &[VerifyingKey]) -> Result<AccessTokenClaims, JwtError> {
+    let (claims, _) = verify_as(token, keys, |t| {
+        t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt")
+    })?;
+    Ok(claims)
+}
+
+/// Checks a JWS's structure, type (`typ_ok` decides), key and signature, and returns its
+/// claims and the `kid` that verified it.
+pub fn verify_as<T: serde::de::DeserializeOwned>(
+    token: &str,
+    keys: &[VerifyingKey],
+    typ_ok: impl Fn(&str) -> bool,
+) -> Result<(T, String), JwtError> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(JwtError::Malformed);
     }
@@ -352,9 +380,7 @@ pub fn verify(token: &str, keys: &[VerifyingKey]) -> Result<AccessTokenClaims, J
     if header.is_untrustworthy() {
         return Err(JwtError::Malformed);
     }
-    if !header.typ.as_deref().is_some_and(|t| {
-        t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt")
-    }) {
+    if !header.typ.as_deref().is_some_and(typ_ok) {
         return Err(JwtError::WrongType);
     }
     let alg: Algorithm = header.alg.parse().map_err(|_| JwtError::UnknownKey)?;
@@ -369,7 +395,7 @@ pub fn verify(token: &str, keys: &[VerifyingKey]) -> Result<AccessTokenClaims, J
     if !key.verify(message.as_bytes(), &sig) {
         return Err(JwtError::BadSignature);
     }
-    decode_json(p)
+    Ok((decode_json(p)?, kid))
 }
 
 pub(crate) fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, JwtError> {

@@ -23,8 +23,9 @@
 //! - [`metadata`], [`introspection`], [`token_response`]: response wire types.
 //! - [`challenge`]: RFC 6750 / RFC 9728 `WWW-Authenticate` challenges for resource servers.
 //! - [`event`]: the append-only event record every security-relevant action writes.
-//! - [`audit`], [`audit_export`]: the tamper-evident chain over events, and their export to
-//!   SIEMs as OCSF-aligned JSON Lines.
+//! - [`audit`], [`audit_checkpoint`], [`audit_export`]: the tamper-evident chain over events,
+//!   signed checkpoints that pin it (and let retention delete old events), and their export
+//!   to SIEMs as OCSF-aligned JSON Lines.
 //! - [`revocation`]: the revocation feed's entries, derived from revocation events.
 //! - [`denial_report`]: refusals reported by resource servers' guards, recorded as events.
 //! - [`anomaly`]: rules over the event log that alert, throttle or revoke when an agent goes
@@ -35,6 +36,7 @@ pub mod admin;
 pub mod anomaly;
 pub mod api_key;
 pub mod audit;
+pub mod audit_checkpoint;
 pub mod audit_export;
 pub mod authorize;
 pub mod challenge;

@@ -98,6 +98,9 @@ pub struct Config {
     /// `docs/audit-export.md`), each by a background task with at-least-once delivery.
     #[serde(default)]
     pub audit_export: Vec<AuditExportConfig>,
+    /// `[audit]`: retention of the audit log (see `docs/audit.md`).
+    #[serde(default)]
+    pub audit: AuditConfig,
     /// Prometheus metrics at `GET <issuer>/metrics`.
     #[serde(default)]
     pub metrics: MetricsConfig,
@@ -162,6 +165,7 @@ impl Default for Config {
             exchange: ExchangePolicy::default(),
             registration: RegistrationConfig::default(),
             audit_export: vec![],
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -443,6 +447,24 @@ mod tests {
     }
 
     #[test]
+    fn audit_retention_is_optional_and_at_least_a_day() {
+        Jail::expect_with(|jail| {
+            let c = load(None, &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(c.audit.retention_days, None, "kept forever by default");
+            jail.create_file("m.toml", "[audit]\nretention_days = 400\n")?;
+            let c = load(Some(Path::new("m.toml")), &Overrides::default())
+                .map_err(|e| e.to_string())?;
+            assert_eq!(c.audit.retention_days.map(|d| d.get()), Some(400));
+            jail.create_file("zero.toml", "[audit]\nretention_days = 0\n")?;
+            let text = load(Some(Path::new("zero.toml")), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(text.contains("retention_days"), "{text}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn metrics_token_comes_from_its_env_variable() {
         Jail::expect_with(|jail| {
             jail.create_file("m.toml", "[metrics]\nmax_agent_labels = 7\n")?;
@@ -465,6 +487,16 @@ mod tests {
         let s = Secret::new("hunter2");
         assert!(!format!("{s:?}").contains("hunter2"));
     }
+}
+
+/// `[audit]`: how long audit events are kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Delete events older than this many days (at least 1), after a signed checkpoint of the
+    /// last one deleted, so the chain stays verifiable. Events a configured `[[audit_export]]`
+    /// sink has not delivered yet are kept. Absent (default): keep every event forever.
+    pub retention_days: Option<std::num::NonZeroU32>,
 }
 
 /// `[metrics]`: Prometheus metrics (see `crate::metrics`).

@@ -207,6 +207,35 @@ impl KeyRing {
         &self.signer
     }
 
+    /// The public keys of the stored signing keys whose sealed private key opens under `kek`
+    /// and matches the stored public key. Anyone able to write the database can add a public
+    /// key, but not one sealed under the KEK, so this is the set to trust when checking a
+    /// signature found in the database (an audit checkpoint); others are left out.
+    pub async fn sealed_verifiers(
+        store: &dyn Store,
+        kek: &Kek,
+    ) -> anyhow::Result<Vec<VerifyingKey>> {
+        let mut verifiers = Vec::new();
+        for k in store.signing_keys().await? {
+            let Ok(alg) = k.alg.parse::<Algorithm>() else {
+                continue;
+            };
+            let Ok(der) = kek.open(&k.kid, &k.private_sealed) else {
+                continue;
+            };
+            let Ok(key) = SigningKey::from_pkcs8(alg, k.kid.clone(), &der) else {
+                continue;
+            };
+            if serde_json::to_value(key.public_jwk())? != k.public_jwk {
+                continue;
+            }
+            if let Ok(v) = VerifyingKey::from_jwk(key.public_jwk()) {
+                verifiers.push(v);
+            }
+        }
+        Ok(verifiers)
+    }
+
     pub fn verifiers(&self) -> &[VerifyingKey] {
         &self.verifiers
     }
@@ -231,6 +260,47 @@ mod tests {
         let other = Kek::from_bytes(&[2; 32]).unwrap();
         assert!(other.open("k1", &sealed).is_err());
         assert!(kek.open("k1", &sealed[..5]).is_err());
+    }
+
+    #[tokio::test]
+    async fn only_keys_sealed_under_the_kek_are_trusted_for_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("m.db").display());
+        let store = mandate_store::connect(&url).await.unwrap();
+        let e = SeededEntropy::new(5);
+        let kek = Kek::from_bytes(&[7; 32]).unwrap();
+        let ring = KeyRing::load_or_create(
+            store.as_ref(),
+            &kek,
+            Algorithm::EdDSA,
+            &e,
+            Timestamp::from_unix(1),
+        )
+        .await
+        .unwrap();
+        // Someone with write access to the database adds a public key of their own.
+        let (forger, der) = SigningKey::generate(Algorithm::EdDSA, "k_forged".into()).unwrap();
+        let other_kek = Kek::from_bytes(&[8; 32]).unwrap();
+        store
+            .insert_signing_key(&StoredSigningKey {
+                kid: "k_forged".into(),
+                alg: "EdDSA".into(),
+                private_sealed: other_kek.seal("k_forged", &der, &e).unwrap(),
+                public_jwk: serde_json::to_value(forger.public_jwk()).unwrap(),
+                created_at: Timestamp::from_unix(2),
+                retired_at: None,
+            })
+            .await
+            .unwrap();
+        let trusted = KeyRing::sealed_verifiers(store.as_ref(), &kek)
+            .await
+            .unwrap();
+        let kids: Vec<&str> = trusted.iter().map(VerifyingKey::kid).collect();
+        assert_eq!(kids, vec![ring.signer().kid()]);
+        let everything = mandate_store::audit::stored_public_keys(store.as_ref())
+            .await
+            .unwrap();
+        assert_eq!(everything.len(), 2, "the database alone would trust both");
     }
 
     #[cfg(unix)]

@@ -13,6 +13,7 @@
 //! - [`client_auth`], [`browser`], [`password`]: proving who a client or a person is.
 //! - [`client_documents`]: fetching MCP client ID metadata documents (URL client ids).
 //! - [`audit_export`]: delivering the audit log to SIEMs (file and webhook sinks).
+//! - [`audit_retention`]: signed audit checkpoints and purging events past the retention.
 //! - [`keys`]: the key-encryption key and the signing key ring.
 //! - [`cache`]: short-lived caches for the token endpoint's hot path.
 //! - [`pages`]: compiled templates for login, consent and errors.
@@ -23,6 +24,7 @@ pub mod admin;
 pub mod anomaly;
 pub mod apply;
 pub mod audit_export;
+pub mod audit_retention;
 pub mod browser;
 pub mod cache;
 pub mod client_auth;

@@ -55,6 +55,8 @@ pub struct Application {
     /// `[anomaly]`, checked at build, started by [`Self::run_until`].
     anomaly_rules: Vec<mandate_core::anomaly::Rule>,
     poll_anomalies: Duration,
+    /// `[audit] retention_days` and the export sinks a purge must wait for.
+    retention: Option<(Duration, Vec<String>)>,
 }
 
 impl Application {
@@ -106,6 +108,12 @@ impl Application {
         let (anomaly_rules, anomaly_webhook) =
             crate::anomaly::checked(&config.anomaly, |var| std::env::var(var).ok())?;
         exports.extend(anomaly_webhook);
+        let retention = config.audit.retention_days.map(|days| {
+            (
+                Duration::from_secs(u64::from(days.get()) * 24 * 60 * 60),
+                crate::audit_retention::followers(&config),
+            )
+        });
         let (shutting_down, shutdown_seen) = tokio::sync::watch::channel(false);
         let client_documents = crate::client_documents::DocumentFetcher::new(
             crate::client_documents::FetchSettings::from_config(&config.client_metadata_documents)?,
@@ -157,6 +165,7 @@ impl Application {
             exports,
             anomaly_rules,
             poll_anomalies: Duration::from_millis(config.anomaly.poll_interval_ms),
+            retention,
         })
     }
 
@@ -196,6 +205,7 @@ impl Application {
             exports,
             anomaly_rules,
             poll_anomalies,
+            retention,
             ..
         } = self;
         let export_context = crate::audit_export::ExportContext {
@@ -230,6 +240,13 @@ impl Application {
             export_context.clone(),
         ));
         drop(export_context);
+        let retention = retention.map(|(keep, sinks)| {
+            tokio::spawn(crate::audit_retention::purge_periodically(
+                state.clone(),
+                keep,
+                sinks,
+            ))
+        });
         let janitor = tokio::spawn(purge_expired_periodically(state));
         axum::serve(
             listener,
@@ -243,6 +260,11 @@ impl Application {
         .context("serving HTTP")?;
         janitor.abort();
         let _ = janitor.await;
+        if let Some(retention) = retention {
+            // A purge is one transaction: aborting it mid-way rolls it back.
+            retention.abort();
+            let _ = retention.await;
+        }
         if tokio::time::timeout(Duration::from_secs(10), event_writer)
             .await
             .is_err()

@@ -54,9 +54,10 @@ use std::sync::Arc;
 
 pub use error::{StoreError, StoreResult};
 pub use model::{
-    ApiKeyCursor, ApiKeyRotation, BulkRevoked, BulkTarget, ChainRow, ClientRegistration,
-    CodeConsumption, EventFilter, GrantFilter, PendingAuthorization, RefreshLookup,
-    RegisteredClient, RegistrationOrigin, ScopeDef, Session, StoredApiKey, StoredSigningKey,
+    ApiKeyCursor, ApiKeyRotation, AuditCheckpoint, BulkRevoked, BulkTarget, ChainRow,
+    ClientRegistration, CodeConsumption, EventFilter, GrantFilter, PendingAuthorization,
+    PurgedEvents, RefreshLookup, RegisteredClient, RegistrationOrigin, ScopeDef, Session,
+    StoredApiKey, StoredSigningKey,
 };
 
 #[async_trait]
@@ -373,6 +374,44 @@ pub trait ExportCursors: Send + Sync {
     ) -> StoreResult<bool>;
 }
 
+/// Audit retention ([`mandate_core::audit_checkpoint`]): signed checkpoints, and deleting
+/// old events while the chain stays verifiable from a checkpoint.
+#[async_trait]
+pub trait AuditRetention: Send + Sync {
+    /// The stored chain hash of event `seq`; `None` if there is no such event (or it was
+    /// written before the chain existed).
+    async fn event_hash(&self, seq: i64) -> StoreResult<Option<String>>;
+    /// The last event a purge of everything older than `before` may delete: every chained
+    /// event after the chain's start up to it has `at < before`, it is below the head (the
+    /// head is never purged), and each export sink in `sinks` has delivered it (a sink that
+    /// never delivered anything holds everything back). The chain's start when there is
+    /// nothing to purge.
+    async fn purge_cutoff(&self, before: Timestamp, sinks: &[String]) -> StoreResult<i64>;
+    /// Stores `checkpoint` and appends `event` as its `audit.checkpoint` event (action and
+    /// `detail.seq` / `detail.hash` set here), in one transaction. Returns `false` and writes
+    /// nothing if a checkpoint for that event exists (the first one stays). `Corrupt` if the
+    /// event's stored hash is not the checkpoint's.
+    async fn record_checkpoint(
+        &self,
+        checkpoint: &AuditCheckpoint,
+        event: NewEvent,
+    ) -> StoreResult<bool>;
+    /// The checkpoint for event `seq`, if one is stored.
+    async fn audit_checkpoint(&self, seq: i64) -> StoreResult<Option<AuditCheckpoint>>;
+    /// Deletes every event up to `through` in one transaction under the chain's head lock:
+    /// moves the chain's start to `through` (with its hash), deletes the events, and appends
+    /// `event` as the `audit.purged` event (count, range and checkpoint in `detail`). A
+    /// checkpoint for `through` matching its stored hash must have been recorded (`NotFound`
+    /// / `Corrupt` otherwise); `through` must be below the head. Returns `None` and changes
+    /// nothing if the chain already starts at or after `through`, so purging twice (or from
+    /// two nodes at once) purges once.
+    async fn purge_events(
+        &self,
+        through: i64,
+        event: NewEvent,
+    ) -> StoreResult<Option<PurgedEvents>>;
+}
+
 /// Everything the server persists.
 #[async_trait]
 pub trait Store:
@@ -394,6 +433,7 @@ pub trait Store:
     + BulkRevocation
     + AdminRoles
     + ExportCursors
+    + AuditRetention
     + Send
     + Sync
     + 'static

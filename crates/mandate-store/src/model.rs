@@ -287,3 +287,27 @@ impl ChainRow {
         }
     }
 }
+
+/// A signed audit checkpoint as stored ([`mandate_core::audit_checkpoint`]): event `seq` had
+/// chain hash `hash`, attested by `jws`.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AuditCheckpoint {
+    pub seq: i64,
+    pub hash: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub jws: String,
+}
+
+/// What one retention purge deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgedEvents {
+    /// Events deleted.
+    pub purged: u64,
+    /// The chain's start before (events after it were kept until now).
+    pub from_seq: i64,
+    /// The new start: every event up to it is gone, and the checkpoint for it anchors the chain.
+    pub to_seq: i64,
+    /// The sequence number of the `audit.purged` event recording this purge.
+    pub event_seq: i64,
+}

@@ -36,6 +36,8 @@ mod fixtures;
 mod grants;
 #[path = "conformance/registrations.rs"]
 mod registrations;
+#[path = "conformance/retention.rs"]
+mod retention;
 #[path = "conformance/tokens.rs"]
 mod tokens;
 
@@ -49,16 +51,21 @@ use export_cursors::*;
 use grants::*;
 use mandate_store::Store;
 use registrations::*;
+use retention::*;
 use std::sync::Arc;
 use tokens::*;
 
-async fn sqlite_store(dir: &tempfile::TempDir) -> Arc<dyn Store> {
-    let url = format!("sqlite://{}", dir.path().join("mandate.db").display());
-    mandate_store::connect(&url).await.unwrap()
+fn sqlite_url(dir: &tempfile::TempDir) -> String {
+    format!("sqlite://{}", dir.path().join("mandate.db").display())
 }
 
+async fn sqlite_store(dir: &tempfile::TempDir) -> Arc<dyn Store> {
+    mandate_store::connect(&sqlite_url(dir)).await.unwrap()
+}
+
+/// Cases after `raw:` also take the database's URL, to write to it directly.
 macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
+    ($($name:ident),* $(,)? ; raw: $($raw:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -67,6 +74,14 @@ macro_rules! conformance {
                     let store = super::sqlite_store(&dir).await;
                     assert_eq!(store.backend(), "sqlite");
                     super::$name(store).await;
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $raw() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = super::sqlite_store(&dir).await;
+                    super::$raw(store, super::sqlite_url(&dir)).await;
                 }
             )*
         }
@@ -88,6 +103,25 @@ macro_rules! conformance {
                     assert_eq!(store.backend(), "postgres");
                     // Run the case as a task so a failing assertion still drops the database.
                     let outcome = tokio::spawn(super::$name(store)).await;
+                    testing::drop_postgres_database(&admin, &url).await.unwrap();
+                    if let Err(failed) = outcome {
+                        std::panic::resume_unwind(failed.into_panic());
+                    }
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $raw() {
+                    let Some(admin) = testing::postgres_test_url() else {
+                        eprintln!(
+                            "SKIPPED: MANDATE_TEST_POSTGRES_URL not set; \
+                             PostgreSQL conformance not run"
+                        );
+                        return;
+                    };
+                    let url = testing::fresh_postgres_database(&admin).await.unwrap();
+                    let store = mandate_store::connect(&url).await.unwrap();
+                    let outcome = tokio::spawn(super::$raw(store, url.clone())).await;
                     testing::drop_postgres_database(&admin, &url).await.unwrap();
                     if let Err(failed) = outcome {
                         std::panic::resume_unwind(failed.into_panic());
@@ -141,4 +175,14 @@ conformance!(
     admin_roles_replace_remove_and_record_events,
     audit_chain_is_gapless_and_verifies_under_concurrent_writers,
     export_cursors_advance_by_compare_and_set,
+    retention_purges_through_a_checkpoint_and_the_chain_verifies_from_it,
+    retention_never_purges_what_an_export_sink_has_not_delivered,
+    concurrent_appends_and_purges_leave_a_gapless_verifiable_chain;
+    raw:
+    after_a_purge_kept_events_still_cannot_be_edited_or_deleted_raw,
+    tampering_with_the_start_hash_is_found_raw,
+    deleting_the_checkpoint_is_found_raw,
+    altering_the_checkpoint_signature_is_found_raw,
+    moving_the_start_forward_over_deleted_events_is_found_raw,
+    deleting_kept_events_behind_the_triggers_is_found_raw,
 );

@@ -78,8 +78,22 @@ pub enum Command {
 #[derive(Subcommand)]
 pub enum AuditCmd {
     /// Walk the hash chain of every event in the database and report the first event that was
-    /// modified, inserted or deleted. Exits 1 if the chain is broken.
+    /// modified, inserted or deleted. After a retention purge the chain starts at a signed
+    /// checkpoint, which must verify with one of the server's keys. Exits 1 if the chain is
+    /// broken.
     Verify,
+    /// Sign a checkpoint of the chain's head with the server's signing key, record it (as an
+    /// `audit.checkpoint` event) and print it: a JWS anyone can verify against the server's
+    /// /jwks.json. Keep it somewhere the database's writers cannot reach.
+    Checkpoint,
+    /// Delete events older than `--before`, after verifying the chain up to them and signing a
+    /// checkpoint of the last one, so the chain stays verifiable. Never deletes the newest event
+    /// nor what a configured `[[audit_export]]` sink has not delivered yet.
+    Purge {
+        /// Events before this time: RFC 3339 or Unix seconds, or an age such as `90d`, `12h`.
+        #[arg(long)]
+        before: String,
+    },
     /// Search the audit log (oldest first; `--newest-first` to page backwards). Works on the
     /// local database or, with `--server`, through the admin API (a tenant admin sees only
     /// their tenant).

@@ -756,6 +756,84 @@ async fn audit_verify_reports_an_intact_chain_and_finds_an_edited_event() {
     assert!(err.contains("event 2 was modified"), "{err}");
 }
 
+/// `mandate audit purge` on a real SQLite data directory: old events go, `audit verify` still
+/// passes and names the signed checkpoint it starts from; `audit checkpoint` prints a JWS that
+/// verifies with the server's published key; tampering with the start after the purge makes
+/// `audit verify` exit non-zero.
+#[tokio::test]
+async fn audit_purge_keeps_the_chain_verifiable_and_tampering_is_found() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    json(&data, &["tenant", "create", "acme"]);
+    for name in ["a.read", "b.read", "c.read"] {
+        json(&data, &["scope", "create", name, "--description", "x"]);
+    }
+    let before = json(&data, &["audit", "verify"]);
+    let head = before["head_seq"].as_i64().unwrap();
+    assert!(head >= 4, "{before}");
+
+    let (ok, _, err) = mandate(&data, &["audit", "purge", "--before", "soon"], None);
+    assert!(!ok && err.contains("--before"), "{err}");
+    // Everything is older than 2100: all but the newest event goes.
+    let purge = json(
+        &data,
+        &["audit", "purge", "--before", "2100-01-01T00:00:00Z"],
+    );
+    assert_eq!(purge["to_seq"], head - 1, "{purge}");
+    assert_eq!(purge["purged"], head - 1, "{purge}");
+    let kid = purge["checkpoint"]["kid"].as_str().unwrap().to_owned();
+    assert!(kid.starts_with("k_"), "{purge}");
+
+    let report = json(&data, &["audit", "verify"]);
+    assert_eq!(report["intact"], true, "{report}");
+    assert_eq!(report["purged_through"], head - 1);
+    assert_eq!(report["anchor"]["seq"], head - 1);
+    assert_eq!(report["anchor"]["kid"], kid.as_str());
+    assert_eq!(
+        report["keys"], "kek",
+        "checked against keys the KEK vouches for"
+    );
+    let (ok, text, _) = mandate(&data, &["audit", "verify"], None);
+    assert!(
+        ok && text.contains(&format!("from the checkpoint of event {}", head - 1))
+            && text.contains(&kid),
+        "{text}"
+    );
+    // Nothing older is left: purging again does nothing.
+    let (ok, text, _) = mandate(&data, &["audit", "purge", "--before", "1d"], None);
+    assert!(ok && text.contains("nothing to purge"), "{text}");
+
+    // A checkpoint of the head, verifiable against the stored public key (what /jwks.json
+    // publishes).
+    let cp = json(&data, &["audit", "checkpoint"]);
+    let jws = cp["jws"].as_str().unwrap();
+    let url = format!("sqlite://{}", data.join("mandate.db").display());
+    let store = mandate_store::connect(&url).await.unwrap();
+    let keys = mandate_store::audit::stored_public_keys(store.as_ref())
+        .await
+        .unwrap();
+    let (claims, signed_by) = mandate_core::audit_checkpoint::verify(jws, &keys).unwrap();
+    assert_eq!(signed_by, kid);
+    assert_eq!(claims.seq, cp["seq"].as_i64().unwrap());
+    assert_eq!(claims.hash, cp["hash"].as_str().unwrap());
+    drop(store);
+
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("UPDATE event_chain SET start_hash = ?")
+        .bind("ab".repeat(32))
+        .execute(&mut db)
+        .await
+        .unwrap();
+    drop(db);
+    let (ok, out, err) = mandate(&data, &["audit", "verify", "--json"], None);
+    assert!(!ok, "a tampered start exits non-zero");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["intact"], false);
+    assert_eq!(report["broken"]["kind"], "checkpoint_mismatch");
+    assert!(err.contains("disagrees with the chain's start"), "{err}");
+}
+
 /// `mandate audit tail -f` through the admin API prints events as they are committed, and
 /// `audit search` on the server's own database finds them while the server runs.
 #[tokio::test]

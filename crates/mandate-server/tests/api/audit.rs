@@ -11,6 +11,8 @@ crate::backend_tests!(
     editing_a_stored_event_is_found,
     deleting_stored_events_is_found,
     inserting_an_event_is_found,
+    retention_purges_old_events_behind_a_checkpoint_the_published_jwks_verifies,
+    the_server_purges_events_past_its_retention_on_its_own,
 );
 
 /// A server with some history: tokens, a person's consent, a revocation.
@@ -33,7 +35,7 @@ async fn app_with_history(backend: Backend) -> TestApp {
 }
 
 async fn verify(app: &TestApp) -> mandate_store::audit::Verification {
-    mandate_store::audit::verify(app.store.as_ref(), |_, _| {})
+    mandate_store::audit::verify(app.store.as_ref(), &[], |_, _| {})
         .await
         .unwrap()
 }
@@ -139,4 +141,176 @@ async fn inserting_an_event_is_found(backend: Backend) {
         })
     );
     app.stop().await;
+}
+
+/// The server's purge on its own database and keys: events older than the retention go, the
+/// checkpoint it signed verifies against the `/jwks.json` resource servers use, and so does
+/// the chain, starting from it.
+async fn retention_purges_old_events_behind_a_checkpoint_the_published_jwks_verifies(
+    backend: Backend,
+) {
+    use mandate_core::event::{Action, ActorKind, NewEvent};
+    use mandate_server::audit_retention::{Signer, purge};
+    use mandate_server::keys::{Kek, KeyRing};
+
+    let mut app = app_with_history(backend).await;
+    let old_head = verify(&app).await.head.seq;
+    app.advance(3 * 24 * 60 * 60);
+    for _ in 0..2 {
+        app.client_credentials(Some("tickets.read")).await;
+    }
+    // The server's own key ring, as a node sharing its data directory loads it.
+    let entropy = mandate_server::system::OsEntropy::default();
+    let kek = Kek::load_or_create(&app.data_dir.join("kek"), &entropy).unwrap();
+    let keys = KeyRing::load_or_create(
+        app.store.as_ref(),
+        &kek,
+        mandate_core::jwt::Algorithm::EdDSA,
+        &entropy,
+        app.now(),
+    )
+    .await
+    .unwrap();
+    let signer = Signer {
+        key: keys.signer(),
+        verifiers: keys.verifiers(),
+        issuer: &app.issuer,
+    };
+    let before = mandate_core::time::Timestamp::from_unix(app.now().unix() - 24 * 60 * 60);
+    let event = || NewEvent::new(app.now(), Action::AuditPurged, ActorKind::System);
+    // A configured sink that never delivered anything holds the purge back.
+    let held = purge(
+        app.store.as_ref(),
+        &signer,
+        before,
+        &["siem".into()],
+        event(),
+    )
+    .await
+    .unwrap();
+    assert!(held.is_none());
+    let done = purge(app.store.as_ref(), &signer, before, &[], event())
+        .await
+        .unwrap()
+        .expect("old events purged");
+    assert_eq!(
+        done.purged.to_seq, old_head,
+        "exactly the events of 3 days ago"
+    );
+    assert_eq!(done.purged.purged as i64, old_head);
+    assert!(
+        purge(app.store.as_ref(), &signer, before, &[], event())
+            .await
+            .unwrap()
+            .is_none(),
+        "idempotent"
+    );
+
+    let published = app.jwks().await;
+    let (claims, kid) =
+        mandate_core::audit_checkpoint::verify(&done.checkpoint.jws, &published).unwrap();
+    assert_eq!(
+        (claims.seq, claims.iss.as_str()),
+        (old_head, app.issuer.as_str())
+    );
+    assert_eq!(kid, keys.signer().kid());
+    let v = mandate_store::audit::verify(app.store.as_ref(), &published, |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(v.broken, None);
+    assert_eq!(v.anchor.map(|a| a.seq), Some(old_head));
+    // The server keeps writing onto the purged chain.
+    app.client_credentials(None).await;
+    assert_eq!(verify_with(&app, &published).await.broken, None);
+    app.stop().await;
+}
+
+async fn verify_with(
+    app: &TestApp,
+    keys: &[mandate_core::jwt::VerifyingKey],
+) -> mandate_store::audit::Verification {
+    mandate_store::audit::verify(app.store.as_ref(), keys, |_, _| {})
+        .await
+        .unwrap()
+}
+
+/// `[audit] retention_days` on a database holding events from three days ago (a server that
+/// ran then): the server's retention job purges them at start, behind a checkpoint its
+/// published keys verify, and keeps today's events.
+async fn the_server_purges_events_past_its_retention_on_its_own(backend: Backend) {
+    use mandate_core::event::{Action, ActorKind, NewEvent};
+    let dir = tempfile::tempdir().unwrap();
+    let url = match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.path().join("old.db").display()),
+        Backend::Postgres => {
+            let admin = mandate_store::testing::postgres_test_url().unwrap();
+            mandate_store::testing::fresh_postgres_database(&admin)
+                .await
+                .unwrap()
+        }
+    };
+    let three_days_ago = mandate_core::time::Timestamp::from_unix(
+        mandate_core::time::Clock::now(&mandate_server::system::SystemClock).unix()
+            - 3 * 24 * 60 * 60,
+    );
+    let store = mandate_store::connect(&url).await.unwrap();
+    // More old events than one purge deletes, so the job works in steps.
+    const OLD: i64 = mandate_server::audit_retention::MAX_EVENTS_PER_PURGE + 5;
+    let history: Vec<_> = (0..OLD)
+        .map(|_| NewEvent::new(three_days_ago, Action::TokenIssued, ActorKind::Agent))
+        .collect();
+    for batch in history.chunks(1024) {
+        store.append_events(batch).await.unwrap();
+    }
+    // And one from today, so the newest old event is not the head (which is never purged).
+    let today = NewEvent::new(
+        three_days_ago.plus_seconds(3 * 24 * 60 * 60),
+        Action::TokenIssued,
+        ActorKind::Agent,
+    );
+    store.append_events(&[today]).await.unwrap();
+
+    let server_url = url.clone();
+    let mut app = spawn_with(backend, move |c| {
+        c.database_url = Some(mandate_server::config::Secret::new(server_url));
+        c.audit.retention_days = std::num::NonZeroU32::new(1);
+    })
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while store.chain_head().await.unwrap().start_seq < OLD {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for the retention job"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let published = app.jwks().await;
+    let v = mandate_store::audit::verify(store.as_ref(), &published, |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(v.broken, None);
+    assert_eq!(v.anchor.map(|a| a.seq), Some(OLD), "exactly the old events");
+    let purged = store
+        .events(&mandate_store::EventFilter {
+            action: Some("audit.purged".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(purged.len(), 2, "in two steps");
+    assert!(
+        purged
+            .iter()
+            .all(|p| p.event.actor_id.as_deref() == Some("retention"))
+    );
+    assert_eq!(purged[0].event.detail["purged"], 10_000);
+    assert_eq!(purged[1].event.detail["purged"], 5);
+    app.stop().await;
+    drop(store);
+    if let Backend::Postgres = backend {
+        let admin = mandate_store::testing::postgres_test_url().unwrap();
+        mandate_store::testing::drop_postgres_database(&admin, &url)
+            .await
+            .unwrap();
+    }
 }

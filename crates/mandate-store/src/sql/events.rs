@@ -81,12 +81,13 @@ pub(crate) fn insert_sql(rows: usize) -> String {
 pub(crate) static INSERT_ONE: LazyLock<String> = LazyLock::new(|| insert_sql(1));
 
 /// Reserves `$1` sequence numbers and locks the chain's head until the transaction ends;
-/// returns the new head and where the chain started.
+/// returns the new head and where the chain starts (with the start's hash after a purge).
 pub(crate) const RESERVE: &str =
-    "UPDATE event_chain SET seq = seq + $1 WHERE id = 1 RETURNING seq, start_seq";
+    "UPDATE event_chain SET seq = seq + $1 WHERE id = 1 RETURNING seq, start_seq, start_hash";
 /// The stored hash of one event: the link the next batch chains onto.
 pub(crate) const HASH_OF: &str = "SELECT hash FROM events WHERE seq = $1";
-pub(crate) const READ_HEAD: &str = "SELECT start_seq, seq FROM event_chain WHERE id = 1";
+pub(crate) const READ_HEAD: &str =
+    "SELECT start_seq, seq, start_hash FROM event_chain WHERE id = 1";
 
 /// The last link (sequence number and hash) this process committed, if known.
 #[derive(Debug, Default)]
@@ -318,13 +319,16 @@ macro_rules! impl_events {
             ) -> $crate::StoreResult<Vec<(i64, String)>> {
                 let count = i64::try_from(events.len())
                     .map_err(|_| $crate::StoreError::Corrupt("event batch size"))?;
-                let (head, start_seq): (i64, i64) = ::sqlx::query_as($crate::sql::events::RESERVE)
-                    .bind(count)
-                    .fetch_one(&mut **tx)
-                    .await?;
+                let (head, start_seq, start_hash): (i64, i64, Option<String>) =
+                    ::sqlx::query_as($crate::sql::events::RESERVE)
+                        .bind(count)
+                        .fetch_one(&mut **tx)
+                        .await?;
                 let before = head - count;
                 let prev = if before <= start_seq {
-                    ::mandate_core::audit::GENESIS.to_owned()
+                    // The first event after the start: chained onto the purged start event's
+                    // hash, or onto the genesis value.
+                    start_hash.unwrap_or_else(|| ::mandate_core::audit::GENESIS.to_owned())
                 } else if let Some(hash) = known.and_then(|k| k.hash_of(before)) {
                     hash
                 } else {
@@ -376,10 +380,15 @@ macro_rules! impl_events {
             }
 
             async fn chain_head(&self) -> $crate::StoreResult<::mandate_core::audit::ChainHead> {
-                let (start_seq, seq): (i64, i64) = ::sqlx::query_as($crate::sql::events::READ_HEAD)
-                    .fetch_one(&self.pool)
-                    .await?;
-                Ok(::mandate_core::audit::ChainHead { start_seq, seq })
+                let (start_seq, seq, start_hash): (i64, i64, Option<String>) =
+                    ::sqlx::query_as($crate::sql::events::READ_HEAD)
+                        .fetch_one(&self.pool)
+                        .await?;
+                Ok(::mandate_core::audit::ChainHead {
+                    start_seq,
+                    seq,
+                    start_hash,
+                })
             }
 
             async fn chain_rows(

@@ -24,6 +24,7 @@
 //! - [`bulk`]: revoking every grant of a user, tenant, agent, or agent within a tenant.
 //! - [`admin_roles`]: who may use the admin API, over which tenant.
 //! - [`export_cursors`]: how far each audit export sink has delivered.
+//! - [`retention`]: signed audit checkpoints and purging old events up to one.
 //!
 //! Each backend type also has an inherent `events_committed(&self)`, called after every commit
 //! that wrote events (SQLite announces it in-process; PostgreSQL's trigger already did).
@@ -43,6 +44,7 @@ pub(crate) mod housekeeping;
 pub(crate) mod refresh;
 pub(crate) mod registrations;
 pub(crate) mod replay;
+pub(crate) mod retention;
 pub(crate) mod sessions;
 
 use crate::StoreError;
@@ -65,6 +67,7 @@ macro_rules! impl_store_traits {
         $crate::sql::admin_roles::impl_admin_roles!($store);
         $crate::sql::bulk::impl_bulk!($store, $db);
         $crate::sql::export_cursors::impl_export_cursors!($store);
+        $crate::sql::retention::impl_retention!($store);
     };
 }
 pub(crate) use impl_store_traits;

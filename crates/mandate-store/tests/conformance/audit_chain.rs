@@ -16,7 +16,7 @@ fn event(i: usize) -> NewEvent {
 pub(crate) async fn audit_chain_is_gapless_and_verifies_under_concurrent_writers(
     store: Arc<dyn Store>,
 ) {
-    let empty = mandate_store::audit::verify(store.as_ref(), |_, _| {})
+    let empty = mandate_store::audit::verify(store.as_ref(), &[], |_, _| {})
         .await
         .unwrap();
     assert_eq!((empty.checked, empty.broken), (0, None));
@@ -53,7 +53,7 @@ pub(crate) async fn audit_chain_is_gapless_and_verifies_under_concurrent_writers
         task.await.unwrap();
     }
     let mut progress_calls = 0;
-    let v = mandate_store::audit::verify(store.as_ref(), |checked, total| {
+    let v = mandate_store::audit::verify(store.as_ref(), &[], |checked, total| {
         progress_calls += 1;
         assert!(checked <= total as u64);
     })
