@@ -41,6 +41,12 @@ impl PostgresStore {
         })
     }
 
+    /// The connection group-committed event batches are written on: any pooled one (the head
+    /// lock orders writers; a server has one writer task anyway).
+    async fn event_connection(&self) -> StoreResult<sqlx::pool::PoolConnection<sqlx::Postgres>> {
+        Ok(self.pool.acquire().await?)
+    }
+
     /// Nothing to do: the `events_notify` trigger announces every commit that wrote events,
     /// to every node.
     fn events_committed(&self) {}

@@ -24,6 +24,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(crate) struct SqliteStore {
     pool: SqlitePool,
+    /// The group-commit writer's own connection (see [`SqliteStore::event_connection`]).
+    event_writer: tokio::sync::Mutex<SqliteConnection>,
     /// Bumped after every commit that wrote events, for [`Store::event_notifications`].
     events: watch::Sender<u64>,
     /// The last audit chain link this process committed (see `sql::events`).
@@ -54,6 +56,7 @@ impl SqliteStore {
         // No ping before handing out a connection: a local file's connection does not go stale,
         // and the ping is one more hand-off to the connection's worker thread for every query
         // and every event batch.
+        let event_writer = SqliteConnection::connect_with(&options).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .test_before_acquire(false)
@@ -65,9 +68,19 @@ impl SqliteStore {
         first.close().await?;
         Ok(Self {
             pool,
+            event_writer: tokio::sync::Mutex::new(event_writer),
             events: watch::Sender::new(0),
             last_link: Default::default(),
         })
+    }
+
+    /// The connection group-committed event batches are written on, always the same one. In
+    /// WAL mode a connection throws its page cache away whenever another connection has
+    /// written since its last transaction; batches spread over the pool would therefore
+    /// re-read the event table's and its indexes' pages on nearly every commit. On its own
+    /// connection the writer finds them cached.
+    async fn event_connection(&self) -> StoreResult<tokio::sync::MutexGuard<'_, SqliteConnection>> {
+        Ok(self.event_writer.lock().await)
     }
 
     /// Announces a commit that wrote events to this process's readers.

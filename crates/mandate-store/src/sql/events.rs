@@ -367,7 +367,8 @@ macro_rules! impl_events {
                     return Ok(Vec::new());
                 }
                 let details = $crate::sql::events::details(events);
-                let mut tx = self.pool.begin().await?;
+                let mut conn = self.event_connection().await?;
+                let mut tx = ::sqlx::Connection::begin(&mut *conn).await?;
                 let links =
                     Self::chain_in(&mut tx, events, &details, Some(&self.last_link)).await?;
                 tx.commit().await?;
