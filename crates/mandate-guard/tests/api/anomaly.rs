@@ -6,12 +6,11 @@ use crate::helpers::*;
 use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::routing::{get, post};
+use axum::routing::post;
 use mandate_core::event::{ActorKind, Event};
-use mandate_guard::{Guard, ReportSettings, Requirement};
+use mandate_guard::{Guard, ReportSettings};
 use mandate_server::config::{AnomalyRuleConfig, AnomalyWebhookConfig, Config};
 use mandate_store::EventFilter;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -78,30 +77,6 @@ async fn postgres_out_of_scope_probes_revoke_the_grant() {
     }
 }
 
-/// `GET /tickets` needs `tickets.read`, `POST /tickets` `tickets.write`.
-async fn spawn_app(guard: &Guard) -> String {
-    async fn ok() -> &'static str {
-        "ok"
-    }
-    let read = Router::new()
-        .route("/tickets", get(ok))
-        .route_layer(guard.require(Requirement::scope("tickets.read")));
-    let write = Router::new()
-        .route("/tickets", post(ok))
-        .route_layer(guard.require(Requirement::scope("tickets.write")));
-    let app = Router::new().merge(read).merge(write).layer(guard.layer());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-    });
-    address
-}
-
 /// A guard for the demo CRM that follows the feed and reports its refusals quickly.
 async fn watching_guard(issuer: &Issuer) -> (Guard, String) {
     let guard = Guard::builder(&issuer.issuer, CRM).build().await.unwrap();
@@ -120,7 +95,7 @@ async fn watching_guard(issuer: &Issuer) -> (Guard, String) {
         )
         .unwrap();
     std::mem::forget(reports);
-    let app = spawn_app(&guard).await;
+    let app = spawn_tickets_app(&guard).await;
     (guard, app)
 }
 
@@ -155,35 +130,9 @@ async fn until_status(app: &str, token: &str, status: u16) -> Duration {
     }
 }
 
-async fn all_events(issuer: &Issuer) -> Vec<Event> {
-    let store = mandate_store::connect(&issuer.database_url).await.unwrap();
-    store
-        .events(&EventFilter {
-            limit: 10_000,
-            ..EventFilter::default()
-        })
-        .await
-        .unwrap()
-}
-
-/// Polls the log until `done` holds; fails after 10 s.
+/// Polls the whole log until `done` holds; fails after 10 s.
 async fn events_until(issuer: &Issuer, done: impl Fn(&[Event]) -> bool) -> Vec<Event> {
-    let started = Instant::now();
-    loop {
-        let events = all_events(issuer).await;
-        if done(&events) {
-            return events;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the story did not complete: {:#?}",
-            events
-                .iter()
-                .map(|e| e.event.action.as_str())
-                .collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_events(issuer, None, done).await
 }
 
 /// The first event after `after` (by sequence number) that `is` accepts.

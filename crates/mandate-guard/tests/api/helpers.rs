@@ -1,7 +1,7 @@
 //! Spawners for the real issuer, a fake issuer whose keys the test controls, and a small axum
 //! app protected by the guard; plus token-forging helpers for the attack table.
 
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -13,6 +13,7 @@ use mandate_server::Application;
 use mandate_server::config::{self, Overrides};
 use mandate_server::system::SystemClock;
 use serde_json::{Value, json};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -430,4 +431,78 @@ pub async fn get_with(url: &str, authorization: &[&[u8]]) -> (u16, String, Value
 
 pub async fn get_bearer(url: &str, token: &str) -> (u16, String, Value) {
     get_with(url, &[format!("Bearer {token}").as_bytes()]).await
+}
+
+/// `GET /tickets` needs `tickets.read`, `POST /tickets` `tickets.write`, `GET /billing`
+/// `billing.read`, `GET /item/{n}` any valid token; served with the peer address.
+pub async fn spawn_tickets_app(guard: &Guard) -> String {
+    async fn ok() -> &'static str {
+        "ok"
+    }
+    let read = Router::new()
+        .route("/tickets", get(ok))
+        .route_layer(guard.require(Requirement::scope("tickets.read")));
+    let write = Router::new()
+        .route("/tickets", post(ok))
+        .route_layer(guard.require(Requirement::scope("tickets.write")));
+    let billing = Router::new()
+        .route("/billing", get(ok))
+        .route_layer(guard.require(Requirement::scope("billing.read")));
+    let app = Router::new()
+        .route("/item/{n}", get(ok))
+        .merge(read)
+        .merge(write)
+        .merge(billing)
+        .layer(guard.layer());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+    });
+    address
+}
+
+/// The issuer's audit events (of one action, if given), oldest first.
+pub async fn logged_events(
+    issuer: &Issuer,
+    action: Option<&str>,
+) -> Vec<mandate_core::event::Event> {
+    let store = mandate_store::connect(&issuer.database_url).await.unwrap();
+    store
+        .events(&mandate_store::EventFilter {
+            action: action.map(str::to_owned),
+            limit: 10_000,
+            ..mandate_store::EventFilter::default()
+        })
+        .await
+        .unwrap()
+}
+
+/// Polls the event log until `done` holds for the events [`logged_events`] returns; fails
+/// after 10 s, showing the actions it found.
+pub async fn wait_for_events(
+    issuer: &Issuer,
+    action: Option<&str>,
+    done: impl Fn(&[mandate_core::event::Event]) -> bool,
+) -> Vec<mandate_core::event::Event> {
+    let started = std::time::Instant::now();
+    loop {
+        let events = logged_events(issuer, action).await;
+        if done(&events) {
+            return events;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the expected events did not arrive: {:?}",
+            events
+                .iter()
+                .map(|e| e.event.action.as_str())
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

@@ -4,9 +4,9 @@ use crate::helpers::*;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::any;
 use mandate_core::event::Event;
-use mandate_guard::{Guard, ReportSettings, Requirement};
+use mandate_guard::{Guard, ReportSettings};
 use mandate_store::EventFilter;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,65 +47,13 @@ fn fast() -> ReportSettings {
     }
 }
 
-/// `GET /tickets` needs `tickets.read`, `POST /tickets` `tickets.write`, `GET /billing`
-/// `billing.read`, `GET /item/{n}` any valid token; served with the peer address.
-async fn spawn_app(guard: &Guard) -> String {
-    async fn ok() -> &'static str {
-        "ok"
-    }
-    let read = Router::new()
-        .route("/tickets", get(ok))
-        .route_layer(guard.require(Requirement::scope("tickets.read")));
-    let write = Router::new()
-        .route("/tickets", post(ok))
-        .route_layer(guard.require(Requirement::scope("tickets.write")));
-    let billing = Router::new()
-        .route("/billing", get(ok))
-        .route_layer(guard.require(Requirement::scope("billing.read")));
-    let app = Router::new()
-        .route("/item/{n}", get(ok))
-        .merge(read)
-        .merge(write)
-        .merge(billing)
-        .layer(guard.layer());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-    });
-    address
-}
-
 async fn denials(issuer: &Issuer) -> Vec<Event> {
-    let store = mandate_store::connect(&issuer.database_url).await.unwrap();
-    store
-        .events(&EventFilter {
-            action: Some("access.denied".into()),
-            limit: 1000,
-            ..EventFilter::default()
-        })
-        .await
-        .unwrap()
+    logged_events(issuer, Some("access.denied")).await
 }
 
 /// Polls the event log until `done` holds for the `access.denied` events; fails after 10 s.
 async fn wait_for(issuer: &Issuer, done: impl Fn(&[Event]) -> bool) -> Vec<Event> {
-    let started = Instant::now();
-    loop {
-        let events = denials(issuer).await;
-        if done(&events) {
-            return events;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "denial events did not arrive: {events:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_events(issuer, Some("access.denied"), done).await
 }
 
 fn tampered(token: &str) -> String {
@@ -120,7 +68,7 @@ async fn refusals_become_attributed_audit_events(issuer: Issuer) {
     let reports = guard
         .report_denials_with(crm_credential(CRM_SECRET), fast())
         .unwrap();
-    let app = spawn_app(&guard).await;
+    let app = spawn_tickets_app(&guard).await;
     let token = issuer.token("tickets.read").await;
     let claims = decode(token.split('.').nth(1).unwrap());
     let bad = tampered(&token);
@@ -269,7 +217,7 @@ async fn a_full_queue_drops_the_oldest_and_the_count_arrives_later(issuer: Issue
             },
         )
         .unwrap();
-    let app = spawn_app(&guard).await;
+    let app = spawn_tickets_app(&guard).await;
     let http = reqwest::Client::new();
     const SENT: usize = 12;
     for n in 0..SENT {
@@ -336,7 +284,7 @@ async fn stopping_the_reporter_sends_what_is_queued() {
             },
         )
         .unwrap();
-    let app = spawn_app(&guard).await;
+    let app = spawn_tickets_app(&guard).await;
     for n in 0..3 {
         let resp = reqwest::get(format!("{app}/item/{n}")).await.unwrap();
         assert_eq!(resp.status(), 401);
