@@ -584,6 +584,19 @@ mod anomaly_defaults {
 }
 
 impl AnomalyRuleConfig {
+    /// A rule counting `per` subject, `threshold` hits in the default window, taking `actions`.
+    pub fn new(name: &str, kind: &str, per: &str, threshold: u32, actions: &[&str]) -> Self {
+        Self {
+            name: name.to_owned(),
+            kind: kind.to_owned(),
+            per: Some(per.to_owned()),
+            threshold,
+            window_seconds: anomaly_defaults::window_seconds(),
+            actions: actions.iter().map(|a| (*a).to_owned()).collect(),
+            throttle_seconds: None,
+        }
+    }
+
     pub fn spec(&self) -> mandate_core::anomaly::RuleSpec {
         mandate_core::anomaly::RuleSpec {
             name: self.name.clone(),

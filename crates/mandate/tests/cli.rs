@@ -747,13 +747,20 @@ async fn audit_verify_reports_an_intact_chain_and_finds_an_edited_event() {
         .await
         .unwrap();
     drop(db);
-    let (ok, out, err) = mandate(&data, &["audit", "verify", "--json"], None);
+    let (report, err) = verify_finds_a_break(&data, "modified");
+    assert_eq!(report["broken"]["seq"], 2);
+    assert!(err.contains("event 2 was modified"), "{err}");
+}
+
+/// Runs `mandate audit verify --json`, which must exit non-zero and report a break of `kind`;
+/// returns the report and what it wrote on standard error.
+fn verify_finds_a_break(data: &std::path::Path, kind: &str) -> (Value, String) {
+    let (ok, out, err) = mandate(data, &["audit", "verify", "--json"], None);
     assert!(!ok, "a broken chain exits non-zero");
     let report: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["intact"], false);
-    assert_eq!(report["broken"]["kind"], "modified");
-    assert_eq!(report["broken"]["seq"], 2);
-    assert!(err.contains("event 2 was modified"), "{err}");
+    assert_eq!(report["broken"]["kind"], kind);
+    (report, err)
 }
 
 /// `mandate audit purge` on a real SQLite data directory: old events go, `audit verify` still
@@ -826,11 +833,7 @@ async fn audit_purge_keeps_the_chain_verifiable_and_tampering_is_found() {
         .await
         .unwrap();
     drop(db);
-    let (ok, out, err) = mandate(&data, &["audit", "verify", "--json"], None);
-    assert!(!ok, "a tampered start exits non-zero");
-    let report: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(report["intact"], false);
-    assert_eq!(report["broken"]["kind"], "checkpoint_mismatch");
+    let (_, err) = verify_finds_a_break(&data, "checkpoint_mismatch");
     assert!(err.contains("disagrees with the chain's start"), "{err}");
 }
 

@@ -18,15 +18,7 @@ use std::time::{Duration, Instant};
 type Received = Arc<Mutex<Vec<(HeaderMap, String)>>>;
 
 fn rule(name: &str, kind: &str, per: &str, threshold: u32, actions: &[&str]) -> AnomalyRuleConfig {
-    AnomalyRuleConfig {
-        name: name.into(),
-        kind: kind.into(),
-        per: Some(per.into()),
-        threshold,
-        window_seconds: 60,
-        actions: actions.iter().map(|a| (*a).to_owned()).collect(),
-        throttle_seconds: None,
-    }
+    AnomalyRuleConfig::new(name, kind, per, threshold, actions)
 }
 
 fn with_rules(rules: Vec<AnomalyRuleConfig>) -> impl FnOnce(&mut Config) {

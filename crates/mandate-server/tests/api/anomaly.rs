@@ -18,15 +18,7 @@ crate::backend_tests!(
 );
 
 fn rule(name: &str, kind: &str, per: &str, threshold: u32, actions: &[&str]) -> AnomalyRuleConfig {
-    AnomalyRuleConfig {
-        name: name.into(),
-        kind: kind.into(),
-        per: Some(per.into()),
-        threshold,
-        window_seconds: 60,
-        actions: actions.iter().map(|a| (*a).to_owned()).collect(),
-        throttle_seconds: None,
-    }
+    AnomalyRuleConfig::new(name, kind, per, threshold, actions)
 }
 
 async fn anomalies(app: &TestApp) -> Vec<Event> {
