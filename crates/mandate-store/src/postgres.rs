@@ -7,12 +7,85 @@
 
 use crate::{Store, StoreError, StoreResult};
 use async_trait::async_trait;
-use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use mandate_core::event::NewEvent;
+use sqlx::Postgres;
+use sqlx::postgres::{PgArguments, PgConnection, PgListener, PgPool, PgPoolOptions};
+use sqlx::query::Query;
+use std::sync::LazyLock;
 use std::time::Duration;
 use tokio::sync::{OnceCell, watch};
 
 /// The channel the `events_notify` trigger signals on every committed event insert.
 const EVENTS_CHANNEL: &str = "mandate_events";
+
+/// The fifteen event columns as arrays, from parameter `$first` on, as rows (PostgreSQL's
+/// `UNNEST`): one statement and one fixed text for a batch of any size, with a parameter per
+/// column rather than per value.
+fn unnest_columns(first: usize) -> String {
+    const TYPES: [&str; 15] = [
+        "bigint", "bigint", "text", "text", "text", "text", "text", "text", "text", "text", "text",
+        "text", "text", "text", "text",
+    ];
+    let arrays: Vec<String> = TYPES
+        .iter()
+        .enumerate()
+        .map(|(i, ty)| format!("${}::{ty}[]", first + i))
+        .collect();
+    format!(
+        "INSERT INTO events ({}) SELECT * FROM UNNEST({})",
+        crate::sql::events::INSERT_COLUMNS,
+        arrays.join(", ")
+    )
+}
+
+/// Inserts a batch of numbered, chained events (parameters `$1`-`$15`, [`bind_columns`]).
+static INSERT_EVENTS: LazyLock<String> = LazyLock::new(|| unnest_columns(1));
+
+/// A group-commit batch in one statement, and so one implicit transaction: move the chain's
+/// head from `$2` (the last event this node committed) by `$1`, and insert the events, already
+/// numbered and chained onto that event's hash, but only if the head was still at `$2`. The
+/// `UPDATE` locks the head until the statement commits, as the general path's reservation
+/// does; a writer that got there first makes it match no row, and then nothing is inserted.
+/// PostgreSQL only (`UNNEST`, a data-modifying `WITH`): the SQL shared with SQLite is in
+/// [`crate::sql::events`].
+static APPEND_AT_HEAD: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH head AS (UPDATE event_chain SET seq = seq + $1 WHERE id = 1 AND seq = $2 \
+         RETURNING seq) {} WHERE EXISTS (SELECT 1 FROM head)",
+        unnest_columns(3)
+    )
+});
+
+/// Binds a batch's columns as arrays, in [`crate::sql::events::INSERT_COLUMNS`] order.
+fn bind_columns<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    events: &'q [NewEvent],
+    details: &'q [String],
+    links: &'q [(i64, String)],
+) -> Query<'q, Postgres, PgArguments> {
+    let column = |f: fn(&NewEvent) -> Option<&str>| events.iter().map(f).collect::<Vec<_>>();
+    query
+        .bind(links.iter().map(|(seq, _)| *seq).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.at.unix()).collect::<Vec<_>>())
+        .bind(column(|e| Some(e.action.as_str())))
+        .bind(column(|e| Some(e.actor_kind.as_str())))
+        .bind(column(|e| e.actor_id.as_deref()))
+        .bind(column(|e| e.tenant_id.as_deref()))
+        .bind(column(|e| e.user_id.as_deref()))
+        .bind(column(|e| e.client_id.as_deref()))
+        .bind(column(|e| e.grant_id.as_deref()))
+        .bind(column(|e| e.scopes.as_deref()))
+        .bind(column(|e| e.reason.as_deref()))
+        .bind(column(|e| e.ip.as_deref()))
+        .bind(column(|e| e.user_agent.as_deref()))
+        .bind(details)
+        .bind(
+            links
+                .iter()
+                .map(|(_, hash)| hash.as_str())
+                .collect::<Vec<_>>(),
+        )
+}
 
 /// Connections per node. Each is a backend process on the database server, so this stays
 /// modest; many nodes share one database's `max_connections`.
@@ -45,6 +118,60 @@ impl PostgresStore {
     /// lock orders writers; a server has one writer task anyway).
     async fn event_connection(&self) -> StoreResult<sqlx::pool::PoolConnection<sqlx::Postgres>> {
         Ok(self.pool.acquire().await?)
+    }
+
+    /// Inserts events already numbered and chained (`links`, in input order) inside the
+    /// caller's transaction, in one statement.
+    pub(crate) async fn insert_events(
+        conn: &mut PgConnection,
+        events: &[NewEvent],
+        details: &[String],
+        links: &[(i64, String)],
+    ) -> StoreResult<()> {
+        bind_columns(sqlx::query(&INSERT_EVENTS), events, details, links)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Appends a group-commit batch (see [`crate::group_commit`]). When this node wrote the
+    /// chain's head, the batch is chained onto the link it remembers and written by one
+    /// statement in one round trip ([`APPEND_AT_HEAD`]), instead of a transaction of four or
+    /// more. If another writer moved the head since, that statement changes nothing and the
+    /// batch goes through the general path, which reads the head.
+    async fn append_batch(&self, events: &[NewEvent], details: &[String]) -> StoreResult<Vec<i64>> {
+        if let Some((head, head_hash)) = self.last_link.last() {
+            let links = crate::sql::events::chain(head, &head_hash, events, details);
+            if self.append_at_head(head, events, details, &links).await? {
+                let seqs = links.iter().map(|(seq, _)| *seq).collect();
+                if let Some(last) = links.into_iter().last() {
+                    self.last_link.committed(last);
+                }
+                return Ok(seqs);
+            }
+        }
+        self.append_in_transaction(events, details).await
+    }
+
+    /// Runs [`APPEND_AT_HEAD`]; `false` if the head was no longer at `head` (nothing written).
+    async fn append_at_head(
+        &self,
+        head: i64,
+        events: &[NewEvent],
+        details: &[String],
+        links: &[(i64, String)],
+    ) -> StoreResult<bool> {
+        let count =
+            i64::try_from(events.len()).map_err(|_| StoreError::Corrupt("event batch size"))?;
+        let query = sqlx::query(&APPEND_AT_HEAD).bind(count).bind(head);
+        let result = bind_columns(query, events, details, links)
+            .execute(&self.pool)
+            .await?;
+        match result.rows_affected() {
+            0 => Ok(false),
+            n if n == events.len() as u64 => Ok(true),
+            _ => Err(StoreError::Corrupt("audit chain: partial batch")),
+        }
     }
 
     /// Nothing to do: the `events_notify` trigger announces every commit that wrote events,

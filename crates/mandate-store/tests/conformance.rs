@@ -174,6 +174,7 @@ conformance!(
     bulk_revocation_of_nobody_changes_nothing,
     admin_roles_replace_remove_and_record_events,
     audit_chain_is_gapless_and_verifies_under_concurrent_writers,
+    batches_after_another_writer_chain_onto_its_event,
     export_cursors_advance_by_compare_and_set,
     retention_purges_through_a_checkpoint_and_the_chain_verifies_from_it,
     retention_never_purges_what_an_export_sink_has_not_delivered,

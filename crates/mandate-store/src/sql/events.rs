@@ -1,16 +1,11 @@
 //! The append-only event log.
 //!
-//! Appends come in batches from the group-commit writer (up to 1024 events), so one round trip
-//! per event would make PostgreSQL the bottleneck of token issuance. Instead a batch is written
-//! as a few multi-row `INSERT ... VALUES (...), (...) RETURNING seq` statements in one
-//! transaction: the same text on both backends, chunked into power-of-two row counts so each
-//! connection caches at most a handful of distinct statements. Sequence numbers are assigned in
-//! `VALUES` order within a statement, but `RETURNING` order is not promised by either database,
-//! so each chunk's numbers are sorted before they are matched to the input.
-//!
-//! Measured on this project's 2-core machines (release build, durable commits): batches of 1024
-//! reach ~100,000 events/s on PostgreSQL against ~11,000 with one `INSERT` per event; SQLite is
-//! about the same either way (~27,000/s), and a single event costs the same as before.
+//! Appends come in batches from the group-commit writer (up to 1024 events), so one statement
+//! per event would make the database the bottleneck of token issuance. How a batch's rows are
+//! bound is where the two drivers differ most in cost, so each backend inserts them its own way
+//! (`insert_events`): SQLite in one multi-row `INSERT` of `?` parameters padded to a power of
+//! two, PostgreSQL in one `INSERT ... SELECT * FROM UNNEST(...)` with an array per column.
+//! Everything else here is shared.
 //!
 //! Changes that must be recorded atomically with their event (see the crate docs) append it
 //! inside their own transaction with `append_event_in`, as the transaction's last statement,
@@ -29,56 +24,26 @@
 //! process remembers the last link it committed through the group-commit path ([`LastLink`]),
 //! so on a node that is the only writer the chain costs one extra statement per batch; when
 //! another writer (node, CLI, any other transaction) went in between, the reserved numbers do
-//! not follow the remembered link and the previous hash is read from its row instead.
+//! not follow the remembered link and the previous hash is read from its row instead. On
+//! PostgreSQL a node that wrote the head last chains its next batch onto the remembered link
+//! before asking, and moves the head and inserts in one statement that does nothing if the
+//! head has moved (`postgres.rs`): one round trip per batch instead of four.
 
 use super::{Bind, Conditions, ts};
 use crate::model::EventFilter;
 use crate::{StoreError, StoreResult};
 use mandate_core::event::{Action, ActorKind, Event, NewEvent};
 use serde_json::Value;
-use std::fmt::Write;
-use std::sync::LazyLock;
 
 /// An event's content columns, as read back.
 const COLUMNS: &str = "at, action, actor_kind, actor_id, tenant_id, user_id, client_id, \
      grant_id, scopes, reason, ip, user_agent, detail";
-/// Written per event: the number, the content, the chain hash.
-const INSERT_COLUMNS: &str = "seq, at, action, actor_kind, actor_id, tenant_id, user_id, \
-     client_id, grant_id, scopes, reason, ip, user_agent, detail, hash";
-const COLUMN_COUNT: usize = 15;
-/// Rows per statement at most: 128 × 15 parameters stays far below both databases' limits.
-const MAX_ROWS_PER_STATEMENT: usize = 128;
-
-/// Splits `n` rows into statement sizes: powers of two, largest first.
-pub(crate) fn chunk_sizes(mut n: usize) -> Vec<usize> {
-    let mut sizes = Vec::new();
-    while n > 0 {
-        let mut size = MAX_ROWS_PER_STATEMENT;
-        while size > n {
-            size /= 2;
-        }
-        sizes.push(size);
-        n -= size;
-    }
-    sizes
-}
-
-/// `INSERT` of `rows` events with their numbers and hashes.
-pub(crate) fn insert_sql(rows: usize) -> String {
-    let mut sql = format!("INSERT INTO events ({INSERT_COLUMNS}) VALUES ");
-    for row in 0..rows {
-        sql.push_str(if row == 0 { "(" } else { ", (" });
-        for col in 0..COLUMN_COUNT {
-            let sep = if col == 0 { "" } else { ", " };
-            let _ = write!(sql, "{sep}${}", row * COLUMN_COUNT + col + 1);
-        }
-        sql.push(')');
-    }
-    sql
-}
-
-/// `INSERT` of one event.
-pub(crate) static INSERT_ONE: LazyLock<String> = LazyLock::new(|| insert_sql(1));
+/// Written per event: the number, the content, the chain hash. Each backend inserts them in
+/// its own way (`insert_events` in `sqlite.rs` and `postgres.rs`): how a batch is bound is
+/// where the two drivers differ most in cost.
+pub(crate) const INSERT_COLUMNS: &str = "seq, at, action, actor_kind, actor_id, tenant_id, \
+     user_id, client_id, grant_id, scopes, reason, ip, user_agent, detail, hash";
+pub(crate) const COLUMN_COUNT: usize = 15;
 
 /// Reserves `$1` sequence numbers and locks the chain's head until the transaction ends;
 /// returns the new head and where the chain starts (with the start's hash after a purge).
@@ -101,6 +66,11 @@ impl LastLink {
             .as_ref()
             .filter(|(s, _)| *s == seq)
             .map(|(_, h)| h.clone())
+    }
+
+    /// The remembered link: the last event this process committed and its hash.
+    pub(crate) fn last(&self) -> Option<(i64, String)> {
+        self.0.lock().ok()?.clone()
     }
 
     /// Remembers a link, only once its transaction has committed.
@@ -340,20 +310,29 @@ macro_rules! impl_events {
                     stored.ok_or($crate::StoreError::Corrupt("audit chain: previous event"))?
                 };
                 let links = $crate::sql::events::chain(before, &prev, events, details);
-                let mut rest = events.iter().zip(details).zip(&links);
-                for size in $crate::sql::events::chunk_sizes(events.len()) {
-                    let sql = if size == 1 {
-                        ::std::borrow::Cow::Borrowed($crate::sql::events::INSERT_ONE.as_str())
-                    } else {
-                        ::std::borrow::Cow::Owned($crate::sql::events::insert_sql(size))
-                    };
-                    let mut query = ::sqlx::query(&sql);
-                    for ((event, detail), (seq, hash)) in rest.by_ref().take(size) {
-                        query = $crate::sql::events::bind_event!(query, seq, event, detail, hash);
-                    }
-                    query.execute(&mut **tx).await?;
-                }
+                Self::insert_events(&mut **tx, events, details, &links).await?;
                 Ok(links)
+            }
+        }
+
+        impl $store {
+            /// Appends a group-commit batch in a transaction of its own on the event
+            /// connection: reserve, chain, insert, commit. Works whoever wrote last.
+            async fn append_in_transaction(
+                &self,
+                events: &[::mandate_core::event::NewEvent],
+                details: &[String],
+            ) -> $crate::StoreResult<Vec<i64>> {
+                let mut conn = self.event_connection().await?;
+                let mut tx = ::sqlx::Connection::begin(&mut *conn).await?;
+                let links = Self::chain_in(&mut tx, events, details, Some(&self.last_link)).await?;
+                tx.commit().await?;
+                self.events_committed();
+                let seqs = links.iter().map(|(seq, _)| *seq).collect();
+                if let Some(last) = links.into_iter().last() {
+                    self.last_link.committed(last);
+                }
+                Ok(seqs)
             }
         }
 
@@ -367,17 +346,7 @@ macro_rules! impl_events {
                     return Ok(Vec::new());
                 }
                 let details = $crate::sql::events::details(events);
-                let mut conn = self.event_connection().await?;
-                let mut tx = ::sqlx::Connection::begin(&mut *conn).await?;
-                let links =
-                    Self::chain_in(&mut tx, events, &details, Some(&self.last_link)).await?;
-                tx.commit().await?;
-                self.events_committed();
-                let seqs = links.iter().map(|(seq, _)| *seq).collect();
-                if let Some(last) = links.into_iter().last() {
-                    self.last_link.committed(last);
-                }
-                Ok(seqs)
+                self.append_batch(events, &details).await
             }
 
             async fn chain_head(&self) -> $crate::StoreResult<::mandate_core::audit::ChainHead> {
@@ -428,28 +397,6 @@ pub(crate) use impl_events;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn batches_split_into_few_distinct_statement_sizes() {
-        assert_eq!(chunk_sizes(0), Vec::<usize>::new());
-        assert_eq!(chunk_sizes(1), vec![1]);
-        assert_eq!(chunk_sizes(300), vec![128, 128, 32, 8, 4]);
-        assert_eq!(chunk_sizes(1024).len(), 8);
-        for n in 0..600 {
-            let sizes = chunk_sizes(n);
-            assert_eq!(sizes.iter().sum::<usize>(), n);
-            assert!(sizes.iter().all(|s| s.is_power_of_two() && *s <= 128));
-        }
-    }
-
-    #[test]
-    fn insert_numbers_placeholders_row_by_row() {
-        let sql = insert_sql(2);
-        assert!(sql.contains(
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15), ($16,"
-        ));
-        assert!(sql.ends_with("$30)"));
-    }
 
     #[test]
     fn added_detail_keeps_what_the_caller_put_there() {

@@ -70,3 +70,36 @@ pub(crate) async fn audit_chain_is_gapless_and_verifies_under_concurrent_writers
         Some(v.last_hash.as_str())
     );
 }
+
+/// The group-commit path chains a batch onto the last link this process wrote, and must notice
+/// when another writer moved the head in between: the batch then still lands after that
+/// writer's event, contiguous and chained, and nothing is written twice.
+pub(crate) async fn batches_after_another_writer_chain_onto_its_event(store: Arc<dyn Store>) {
+    store.upsert_tenant(&tenant("acme")).await.unwrap();
+    let batch = |from: usize, n: usize| (from..from + n).map(event).collect::<Vec<_>>();
+    assert_eq!(store.append_events(&batch(0, 3)).await.unwrap(), [1, 2, 3]);
+    assert_eq!(store.append_events(&batch(3, 2)).await.unwrap(), [4, 5]);
+    let role = mandate_core::admin::RoleAssignment {
+        principal: mandate_core::admin::Principal::Agent("bot".into()),
+        role: mandate_core::admin::Role::Operator,
+    };
+    store.set_admin_role(&role, event(99)).await.unwrap();
+    assert_eq!(
+        store.append_events(&batch(5, 4)).await.unwrap(),
+        [7, 8, 9, 10]
+    );
+    assert_eq!(store.append_events(&batch(9, 1)).await.unwrap(), [11]);
+    let v = mandate_store::audit::verify(store.as_ref(), &[], |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!((v.broken, v.checked, v.head.seq), (None, 11, 11));
+    let rows = store.chain_rows(0, 100).await.unwrap();
+    assert_eq!(rows.len(), 11);
+    let agent = |seq: usize| rows[seq - 1].client_id.clone();
+    assert_eq!(
+        agent(6),
+        Some("agent-99".into()),
+        "the other writer's event"
+    );
+    assert_eq!(agent(7), Some("agent-5".into()));
+}
