@@ -575,6 +575,10 @@ async fn consent_groups_scopes_into_read_and_change_and_marks_sensitive_ones(bac
         html.contains(">Verified<"),
         "configured agents are verified: {html}"
     );
+    assert!(
+        html.contains("href=\"account/agents\""),
+        "where to revoke it later"
+    );
     let read = html.find("<legend>Read").expect("a Read group");
     let change = html.find("<legend>Change").expect("a Change group");
     let at = |text: &str| {
