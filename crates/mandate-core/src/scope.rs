@@ -144,6 +144,35 @@ impl<'de> Deserialize<'de> for ScopeSet {
     }
 }
 
+/// What a scope lets an agent do, as a person reading a consent page sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Only looks at data (`contacts.read`, `read:org`).
+    Read,
+    /// Creates, changes or deletes something, or anything not recognisably read-only.
+    Change,
+}
+
+/// Words that name read-only access when they are a scope's first or last segment.
+const READ_VERBS: &[&str] = &["read", "readonly", "read_only", "view", "list"];
+
+impl Access {
+    /// Classifies a scope by its name: `Read` when its last (or, for `read:thing` styles,
+    /// first) `.`/`:`/`/`-separated segment is a read verb, `Change` otherwise. Unknown names
+    /// count as changes, so nothing is presented as harmless by mistake.
+    pub fn of(scope: &str) -> Self {
+        let mut segments = scope.split(['.', ':', '/']);
+        let first = segments.next().unwrap_or_default();
+        let last = segments.next_back().unwrap_or_default();
+        let is_verb = |s: &str| READ_VERBS.iter().any(|v| v.eq_ignore_ascii_case(s));
+        if is_verb(last) || (!last.is_empty() && is_verb(first)) {
+            Self::Read
+        } else {
+            Self::Change
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +199,43 @@ mod tests {
             assert_eq!(got.as_deref(), *expected, "{reason}: {input:?}");
         }
         assert_eq!(ScopeSet::parse(&"x".repeat(200)), Err(ScopeError::TooLong));
+    }
+
+    #[test]
+    fn access_cases() {
+        let cases: &[(&str, Access, &str)] = &[
+            ("contacts.read", Access::Read, "a `.read` suffix reads"),
+            (
+                "contacts.write",
+                Access::Change,
+                "a `.write` suffix changes",
+            ),
+            (
+                "billing.refund",
+                Access::Change,
+                "an unknown verb is a change",
+            ),
+            ("read:org", Access::Read, "a `read:` prefix reads"),
+            ("api/tickets.view", Access::Read, "a view verb reads"),
+            (
+                "read",
+                Access::Change,
+                "a bare word names no resource: not assumed harmless",
+            ),
+            (
+                "openid",
+                Access::Change,
+                "no verb at all is not assumed harmless",
+            ),
+            (
+                "contacts.reader",
+                Access::Change,
+                "only whole segments count",
+            ),
+        ];
+        for (scope, expected, reason) in cases {
+            assert_eq!(Access::of(scope), *expected, "{reason}: {scope}");
+        }
     }
 
     #[test]

@@ -103,6 +103,15 @@ pub async fn current_user(
     jar: &CookieJar,
     now: Timestamp,
 ) -> Result<Option<User>, ServerError> {
+    Ok(current_session(app, jar, now).await?.map(|(_, user)| user))
+}
+
+/// This browser's unexpired session and its enabled user, if any.
+pub async fn current_session(
+    app: &AppState,
+    jar: &CookieJar,
+    now: Timestamp,
+) -> Result<Option<(Session, User)>, ServerError> {
     let Some(c) = jar.get(SESSION_COOKIE) else {
         return Ok(None);
     };
@@ -114,5 +123,28 @@ pub async fn current_user(
         return Ok(None);
     };
     let user = app.store.user(&session.user_id).await?;
-    Ok(user.filter(|u| !u.disabled && u.tenant_id == session.tenant_id))
+    Ok(user
+        .filter(|u| !u.disabled && u.tenant_id == session.tenant_id)
+        .map(|u| (session, u)))
+}
+
+/// Ends this browser's session: deletes it on the server (so the cookie is worthless even
+/// if it was copied) and tells the browser to drop the cookie.
+pub async fn end_session(app: &AppState, jar: CookieJar) -> Result<CookieJar, ServerError> {
+    if let Some(c) = jar.get(SESSION_COOKIE) {
+        app.store
+            .delete_session(&secret::hash_secret(c.value()))
+            .await?;
+    }
+    Ok(jar.remove(cookie(app, SESSION_COOKIE, String::new())))
+}
+
+/// What the CSRF token of the stand-alone sign-in form (outside any authorization request)
+/// is bound to. Pending request ids never contain a space, so the two cannot collide.
+pub const ACCOUNT_LOGIN_PURPOSE: &str = "account login";
+
+/// What the CSRF tokens of a signed-in person's own forms (connected agents, sign out) are
+/// bound to: the session, so a form dies with the session it was shown in.
+pub fn session_form_purpose(session: &Session) -> String {
+    format!("account {}", session.id_hash)
 }

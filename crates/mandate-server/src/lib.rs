@@ -16,7 +16,7 @@
 //! - [`audit_retention`]: signed audit checkpoints and purging events past the retention.
 //! - [`keys`]: the key-encryption key and the signing key ring.
 //! - [`cache`]: short-lived caches for the token endpoint's hot path.
-//! - [`pages`]: compiled templates for login, consent and errors.
+//! - [`pages`]: compiled templates for login, consent, connected agents and errors.
 //! - [`errors`]: the single mapping from failures to HTTP responses.
 //! - [`metrics`]: Prometheus metrics and `GET /metrics`.
 

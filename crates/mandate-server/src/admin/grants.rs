@@ -75,21 +75,43 @@ pub async fn revoke_grant(
     let grant = reachable_grant(ctx, id).await?;
     ctx.spare_own_grant(|own| own.id == grant.id)?;
     let reason = reason(req.reason)?;
-    let was_active = ctx.store.revoke_grant(id, ctx.now, &reason).await?;
-    if was_active {
-        let mut event = ctx.event(Action::GrantRevoked);
-        event.grant_id = Some(grant.id.clone());
-        event.tenant_id = Some(grant.tenant_id);
-        event.user_id = grant.user_id;
-        event.client_id = Some(grant.client_id);
-        event.reason = Some(reason);
-        ctx.store.append_events(&[event]).await?;
-        ctx.revoked(Action::GrantRevoked);
-    }
+    let event = ctx.event(Action::GrantRevoked);
+    let was_active =
+        revoke_and_record(ctx.store, &grant, ctx.now, &reason, event, ctx.metrics).await?;
     Ok(Revoked {
         id: grant.id,
         was_active,
     })
+}
+
+/// Revokes one grant (with its refresh families) and records `grant.revoked`: the single path
+/// for revoking a grant by id, taken by the admin API, anomaly responses and a person's
+/// connected agents page. The event is appended durably before this returns, and the
+/// revocation feed is derived from the event log, so every guard hears of it. `event` carries
+/// the caller (actor, address, user agent); the grant's fields are filled in here. Nothing is
+/// recorded when the grant was already revoked. Returns whether it was active.
+pub async fn revoke_and_record(
+    store: &dyn mandate_store::Store,
+    grant: &mandate_core::grant::Grant,
+    now: mandate_core::time::Timestamp,
+    reason: &str,
+    mut event: mandate_core::event::NewEvent,
+    metrics: Option<&crate::metrics::Metrics>,
+) -> Result<bool, ServerError> {
+    let was_active = store.revoke_grant(&grant.id, now, reason).await?;
+    if was_active {
+        event.action = Action::GrantRevoked;
+        event.grant_id = Some(grant.id.clone());
+        event.tenant_id = Some(grant.tenant_id.clone());
+        event.user_id.clone_from(&grant.user_id);
+        event.client_id = Some(grant.client_id.clone());
+        event.reason = Some(reason.to_owned());
+        store.append_events(&[event]).await?;
+        if let Some(m) = metrics {
+            m.revoked(Action::GrantRevoked);
+        }
+    }
+    Ok(was_active)
 }
 
 pub async fn revoke_in_bulk(

@@ -8,7 +8,7 @@
 use crate::browser;
 use crate::client_documents;
 use crate::errors::ServerError;
-use crate::pages::{self, ConsentPage, LoginPage, ScopeRow};
+use crate::pages::{self, ConsentPage, LoginPage, ScopeGroups};
 use crate::request_meta::RequestMeta;
 use crate::state::AppState;
 use axum::extract::{RawQuery, State};
@@ -121,9 +121,10 @@ pub async fn proceed(
             .await;
         }
         let page = LoginPage {
-            request_id: &pending.id,
+            action: "login",
+            request_id: Some(&pending.id),
             csrf: &csrf,
-            agent_name: &agent.name,
+            agent_name: Some(&agent.name),
             login: "",
             error: None,
         };
@@ -177,18 +178,10 @@ async fn consent_page(
 ) -> Result<Response, ServerError> {
     let req = &pending.request;
     let catalog = app.store.scopes().await?;
-    let scopes = req
-        .scopes
-        .iter()
-        .map(|name| {
-            let def = catalog.iter().find(|d| d.name == name);
-            ScopeRow {
-                name: name.to_owned(),
-                description: def.map_or_else(|| name.to_owned(), |d| d.description.clone()),
-                sensitive: def.is_some_and(|d| d.sensitive),
-            }
-        })
-        .collect();
+    let scopes = ScopeGroups::new(req.scopes.iter(), &catalog);
+    // Only an operator vouches for an agent: one that registered itself, by RFC 7591 or by
+    // publishing a metadata document, chose its own name.
+    let verified = is_verified(app, &agent.client_id).await?;
     let tenant_name = app
         .store
         .tenant(&user.tenant_id)
@@ -214,9 +207,18 @@ async fn consent_page(
         user_name: &user.display_name,
         resource_name,
         purpose: req.purpose.as_deref(),
+        verified,
         scopes,
     };
     Ok(pages::render(StatusCode::OK, &page))
+}
+
+/// Whether an operator vouches for the agent: registered by configuration or the admin API,
+/// not by itself (RFC 7591 dynamic registration, or an MCP client ID metadata document whose
+/// name the agent chose).
+pub async fn is_verified(app: &AppState, client_id: &str) -> Result<bool, ServerError> {
+    Ok(!ClientIdUrl::is_candidate(client_id)
+        && app.store.registered_client(client_id).await?.is_none())
 }
 
 /// Completes the pending request with a fresh code and redirects to the client.

@@ -5,7 +5,9 @@
 //! (`/.well-known/oauth-authorization-server/<path>`), and at the OpenID Connect form
 //! (`<path>/.well-known/openid-configuration`).
 
+pub mod account;
 pub mod authorize;
+pub mod connected_agents;
 pub mod consent;
 pub mod discovery;
 pub mod guard_reports;
@@ -67,6 +69,22 @@ pub fn router(app: AppState) -> Router {
         )
         .route("/healthz", get(discovery::healthz_get))
         .route("/static/mandate.css", get(discovery::stylesheet_get))
+        .route(
+            "/account/login",
+            get(account::account_login_get).post(account::account_login_post),
+        )
+        .route("/account/logout", post(account::account_logout_post))
+        .route("/account/agents", get(connected_agents::agents_get))
+        .route("/account/revoke", post(connected_agents::revoke_post))
+        .route(
+            "/account/revoke-all",
+            post(connected_agents::revoke_all_post),
+        )
+        // Pages link their stylesheet relatively, so the account pages find it here.
+        .route(
+            "/account/static/mandate.css",
+            get(discovery::stylesheet_get),
+        )
         .nest(
             mandate_core::admin::ADMIN_PATH,
             crate::admin::router(&app.settings.issuer),

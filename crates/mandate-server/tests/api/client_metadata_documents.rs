@@ -308,6 +308,7 @@ async fn full_code_flow_with_a_url_client_id(backend: Backend) {
         .await;
     assert!(page.is_consent(), "{}", page.html);
     assert!(page.html.contains("Friendly MCP Client"), "{}", page.html);
+    assert!(page.html.contains("Unverified"), "{}", page.html);
     assert!(
         page.html
             .contains("you will be sent to <strong>mcp-client.example.com</strong>"),

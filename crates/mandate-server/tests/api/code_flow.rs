@@ -21,6 +21,7 @@ crate::backend_tests!(
     pages_forbid_framing_and_caching,
     flow_is_recorded_as_events,
     a_stated_purpose_is_shown_kept_on_the_grant_and_recorded,
+    consent_groups_scopes_into_read_and_change_and_marks_sensitive_ones,
 );
 
 async fn oauth2_crate_runs_code_and_pkce_and_user_approves_a_subset(backend: Backend) {
@@ -555,5 +556,53 @@ async fn a_stated_purpose_is_shown_kept_on_the_grant_and_recorded(backend: Backe
         assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.html);
         let (_, params) = location_params(&page.headers);
         assert_eq!(param(&params, "error"), Some("invalid_request"));
+    }
+}
+
+async fn consent_groups_scopes_into_read_and_change_and_marks_sensitive_ones(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let browser = Browser::default();
+    let (_, challenge) = pkce();
+    let mut query = authorize_query("contacts.write billing.read contacts.read", &challenge, &[]);
+    query[1] = ("client_id", "mcp-assistant");
+    let login = browser.authorize(&app, &query).await;
+    let consent = browser
+        .login(&app, &login, "alice", "alice-demo-password")
+        .await;
+    assert!(consent.is_consent(), "{}", consent.html);
+    let html = &consent.html;
+    assert!(
+        html.contains(">Verified<"),
+        "configured agents are verified: {html}"
+    );
+    assert!(
+        html.contains("href=\"account/agents\""),
+        "where to revoke it later"
+    );
+    let read = html.find("<legend>Read").expect("a Read group");
+    let change = html.find("<legend>Change").expect("a Change group");
+    let at = |text: &str| {
+        html.find(text)
+            .unwrap_or_else(|| panic!("{text} in {html}"))
+    };
+    for scope in ["value=\"contacts.read\"", "value=\"billing.read\""] {
+        assert!(
+            read < at(scope) && at(scope) < change,
+            "{scope} is under Read"
+        );
+    }
+    assert!(
+        at("value=\"contacts.write\"") > change,
+        "contacts.write is under Change"
+    );
+    let sensitive = at("sensitive</span>");
+    assert!(
+        at("See invoices and payment details") < sensitive && sensitive < change,
+        "billing.read is marked sensitive"
+    );
+    assert_eq!(html.matches("sensitive</span>").count(), 1);
+    // Each checkbox keeps its own label.
+    for id in ["scope-read-1", "scope-read-2", "scope-change-1"] {
+        assert!(html.contains(&format!("id=\"{id}\"")) && html.contains(&format!("for=\"{id}\"")));
     }
 }

@@ -24,6 +24,7 @@ mod authorize;
 mod client_credentials;
 mod client_metadata_documents;
 mod code_flow;
+mod connected_agents;
 mod discovery;
 mod guard_reports;
 mod introspection;

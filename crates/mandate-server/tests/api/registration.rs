@@ -130,6 +130,11 @@ async fn public_client_registers_and_completes_a_code_flow(backend: Backend) {
         .await;
     assert!(page.is_consent(), "{}", page.html);
     assert!(page.html.contains("Browser MCP client"));
+    assert!(
+        page.html.contains("Unverified") && !page.html.contains(">Verified<"),
+        "a self-registered agent is not vouched for: {}",
+        page.html
+    );
     let done = browser.consent(&app, &page, Some(&["contacts.read"])).await;
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.html);
     let (_, params) = location_params(&done.headers);

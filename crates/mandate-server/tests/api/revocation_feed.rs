@@ -15,7 +15,7 @@ crate::backend_tests!(
 const CRM_ID: &str = "demo-crm";
 const CRM_SECRET: &str = "demo-crm-resource-secret-0123456789abcdef";
 
-async fn open_feed(app: &TestApp, last_event_id: Option<i64>) -> reqwest::Response {
+pub(crate) async fn open_feed(app: &TestApp, last_event_id: Option<i64>) -> reqwest::Response {
     let mut req = app
         .http
         .get(app.url("/revocations"))
@@ -35,7 +35,7 @@ async fn open_feed(app: &TestApp, last_event_id: Option<i64>) -> reqwest::Respon
 }
 
 /// Reads server-sent events until `n` revocation entries arrived; fails after `within`.
-async fn entries(
+pub(crate) async fn entries(
     resp: &mut reqwest::Response,
     buffer: &mut String,
     n: usize,

@@ -10,6 +10,7 @@
     clippy::indexing_slicing
 )]
 
+mod browser;
 mod helpers;
 mod mcp;
 mod rest;
