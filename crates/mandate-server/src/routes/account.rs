@@ -120,17 +120,23 @@ pub async fn signed_in(
         .ok_or_else(|| Redirect::to(&account_path(app, "login")).into_response()))
 }
 
-/// Checks a signed-in person's form: its CSRF token must be bound to this browser and session.
-pub fn check_session_form(
+/// The signed-in person and their submitted form, whose CSRF token must be bound to this
+/// browser and session; the sign-in page instead when nobody is signed in.
+pub async fn signed_in_form(
     app: &AppState,
     jar: &CookieJar,
-    session: &Session,
-    form: &crate::routes::BrowserForm,
-) -> Result<(), ServerError> {
+    body: &[u8],
+) -> Result<Result<(User, crate::routes::BrowserForm), Response>, ServerError> {
+    let (session, user) = match signed_in(app, jar).await? {
+        Ok(signed_in) => signed_in,
+        Err(redirect) => return Ok(Err(redirect)),
+    };
+    let form = browser_form(body)?;
     browser::check_csrf(
         app,
         jar,
-        &browser::session_form_purpose(session),
+        &browser::session_form_purpose(&session),
         form.get("csrf"),
-    )
+    )?;
+    Ok(Ok((user, form)))
 }

@@ -13,9 +13,8 @@ use crate::browser;
 use crate::errors::ServerError;
 use crate::pages::{self, ActivityRow, AgentsPage, ConnectionRow, ScopeGroups, When};
 use crate::request_meta::RequestMeta;
-use crate::routes::account::{account_path, check_session_form, signed_in};
+use crate::routes::account::{account_path, signed_in, signed_in_form};
 use crate::routes::authorize::is_verified;
-use crate::routes::browser_form;
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -102,12 +101,10 @@ pub async fn revoke_post(
     body: Bytes,
 ) -> Result<Response, ServerError> {
     let now = app.clock.now();
-    let (session, user) = match signed_in(&app, &jar).await? {
+    let (user, form) = match signed_in_form(&app, &jar, &body).await? {
         Ok(signed_in) => signed_in,
         Err(redirect) => return Ok(redirect),
     };
-    let form = browser_form(&body)?;
-    check_session_form(&app, &jar, &session, &form)?;
     let grant_id = form.single("grant_id")?;
     let grant = app
         .store
@@ -133,12 +130,10 @@ pub async fn revoke_all_post(
     body: Bytes,
 ) -> Result<Response, ServerError> {
     let now = app.clock.now();
-    let (session, user) = match signed_in(&app, &jar).await? {
+    let (user, form) = match signed_in_form(&app, &jar, &body).await? {
         Ok(signed_in) => signed_in,
         Err(redirect) => return Ok(redirect),
     };
-    let form = browser_form(&body)?;
-    check_session_form(&app, &jar, &session, &form)?;
     for grant in own_grants(&app, &user, now).await? {
         revoke(&app, &user, &grant, &meta, now).await?;
     }
