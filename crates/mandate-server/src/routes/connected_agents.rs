@@ -130,7 +130,7 @@ pub async fn revoke_all_post(
     body: Bytes,
 ) -> Result<Response, ServerError> {
     let now = app.clock.now();
-    let (user, form) = match signed_in_form(&app, &jar, &body).await? {
+    let (user, _form) = match signed_in_form(&app, &jar, &body).await? {
         Ok(signed_in) => signed_in,
         Err(redirect) => return Ok(redirect),
     };
