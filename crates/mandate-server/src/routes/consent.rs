@@ -50,15 +50,21 @@ pub async fn consent_post(
             "This agent is not available in your organisation.",
         ));
     }
-    let approved = ScopeSet::from_tokens(form.all("scope"))
-        .map_err(|_| {
-            ServerError::page(
-                StatusCode::BAD_REQUEST,
-                "Invalid form",
-                "A scope in the form is malformed.",
-            )
-        })?
-        .intersection(&req.scopes);
+    let ticked = ScopeSet::from_tokens(form.all("scope")).map_err(|_| {
+        ServerError::page(
+            StatusCode::BAD_REQUEST,
+            "Invalid form",
+            "A scope in the form is malformed.",
+        )
+    })?;
+    // "Allow all" approves every scope asked for, whatever the boxes say; "Allow selected"
+    // approves the ticked ones among them; anything else denies.
+    let decision = form.get("decision");
+    let approved = match decision {
+        Some("approve_all") => req.scopes.clone(),
+        Some("approve") => ticked.intersection(&req.scopes),
+        _ => ScopeSet::default(),
+    };
 
     let mut event = NewEvent::new(now, Action::ConsentDenied, ActorKind::User);
     event.actor_id = Some(user.id.clone());
@@ -71,7 +77,7 @@ pub async fn consent_post(
         detail.insert("purpose".into(), purpose.as_str().into());
     }
 
-    if form.get("decision") != Some("approve") || approved.is_empty() {
+    if approved.is_empty() {
         app.events.append(meta.stamp(event)).await?;
         let denied = OAuthError::AccessDenied("the user denied the request".into());
         return finish_with_error(&app, &pending, &denied).await;

@@ -22,6 +22,7 @@ crate::backend_tests!(
     flow_is_recorded_as_events,
     a_stated_purpose_is_shown_kept_on_the_grant_and_recorded,
     consent_groups_scopes_into_read_and_change_and_marks_sensitive_ones,
+    allow_all_approves_every_requested_scope_whatever_is_ticked,
 );
 
 async fn oauth2_crate_runs_code_and_pkce_and_user_approves_a_subset(backend: Backend) {
@@ -605,4 +606,62 @@ async fn consent_groups_scopes_into_read_and_change_and_marks_sensitive_ones(bac
     for id in ["scope-read-1", "scope-read-2", "scope-change-1"] {
         assert!(html.contains(&format!("id=\"{id}\"")) && html.contains(&format!("for=\"{id}\"")));
     }
+}
+
+async fn allow_all_approves_every_requested_scope_whatever_is_ticked(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let browser = Browser::default();
+    let (_, challenge) = pkce();
+    let login = browser
+        .authorize(
+            &app,
+            &authorize_query("contacts.read tickets.read", &challenge, &[]),
+        )
+        .await;
+    let consent = browser
+        .login(&app, &login, "alice", "alice-demo-password")
+        .await;
+    assert!(consent.is_consent(), "{}", consent.html);
+    assert!(
+        consent
+            .html
+            .contains("name=\"decision\" value=\"approve_all\"")
+    );
+    assert!(consent.html.contains(">Allow all</button>"));
+    let body = form(&[
+        ("request_id", &hidden(&consent.html, "request_id")),
+        ("csrf", &hidden(&consent.html, "csrf")),
+        ("scope", "contacts.read"),
+        ("decision", "approve_all"),
+    ]);
+    let allowed = browser.post(&app, "/consent", body).await;
+    assert_eq!(allowed.status, StatusCode::SEE_OTHER, "{}", allowed.html);
+    assert!(param(&location_params(&allowed.headers).1, "code").is_some());
+    let alice = app.store.user_by_login("alice").await.unwrap().unwrap();
+    let grant = app
+        .store
+        .active_grant("acme", Some(&alice.id), "cli-agent", app.now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(grant.scopes.to_string(), "contacts.read tickets.read");
+
+    // An unknown decision is a denial, whatever is ticked.
+    let (_, challenge) = pkce();
+    let again = browser
+        .authorize(
+            &app,
+            &authorize_query("contacts.read contacts.write", &challenge, &[]),
+        )
+        .await;
+    assert!(again.is_consent(), "{}", again.html);
+    let body = form(&[
+        ("request_id", &hidden(&again.html, "request_id")),
+        ("csrf", &hidden(&again.html, "csrf")),
+        ("scope", "contacts.write"),
+        ("decision", "maybe"),
+    ]);
+    let denied = browser.post(&app, "/consent", body).await;
+    let (_, params) = location_params(&denied.headers);
+    assert_eq!(param(&params, "error"), Some("access_denied"));
 }
