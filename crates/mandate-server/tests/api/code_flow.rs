@@ -611,15 +611,8 @@ async fn consent_groups_scopes_into_read_and_change_and_marks_sensitive_ones(bac
 async fn allow_all_approves_every_requested_scope_whatever_is_ticked(backend: Backend) {
     let app = spawn_app(backend).await;
     let browser = Browser::default();
-    let (_, challenge) = pkce();
-    let login = browser
-        .authorize(
-            &app,
-            &authorize_query("contacts.read tickets.read", &challenge, &[]),
-        )
-        .await;
     let consent = browser
-        .login(&app, &login, "alice", "alice-demo-password")
+        .consent_page(&app, "alice", "contacts.read tickets.read")
         .await;
     assert!(consent.is_consent(), "{}", consent.html);
     assert!(
@@ -628,13 +621,9 @@ async fn allow_all_approves_every_requested_scope_whatever_is_ticked(backend: Ba
             .contains("name=\"decision\" value=\"approve_all\"")
     );
     assert!(consent.html.contains(">Allow all</button>"));
-    let body = form(&[
-        ("request_id", &hidden(&consent.html, "request_id")),
-        ("csrf", &hidden(&consent.html, "csrf")),
-        ("scope", "contacts.read"),
-        ("decision", "approve_all"),
-    ]);
-    let allowed = browser.post(&app, "/consent", body).await;
+    let allowed = browser
+        .decide(&app, &consent, &["contacts.read"], "approve_all")
+        .await;
     assert_eq!(allowed.status, StatusCode::SEE_OTHER, "{}", allowed.html);
     assert!(param(&location_params(&allowed.headers).1, "code").is_some());
     let alice = app.store.user_by_login("alice").await.unwrap().unwrap();
@@ -647,21 +636,13 @@ async fn allow_all_approves_every_requested_scope_whatever_is_ticked(backend: Ba
     assert_eq!(grant.scopes.to_string(), "contacts.read tickets.read");
 
     // An unknown decision is a denial, whatever is ticked.
-    let (_, challenge) = pkce();
     let again = browser
-        .authorize(
-            &app,
-            &authorize_query("contacts.read contacts.write", &challenge, &[]),
-        )
+        .consent_page(&app, "alice", "contacts.read contacts.write")
         .await;
     assert!(again.is_consent(), "{}", again.html);
-    let body = form(&[
-        ("request_id", &hidden(&again.html, "request_id")),
-        ("csrf", &hidden(&again.html, "csrf")),
-        ("scope", "contacts.write"),
-        ("decision", "maybe"),
-    ]);
-    let denied = browser.post(&app, "/consent", body).await;
+    let denied = browser
+        .decide(&app, &again, &["contacts.write"], "maybe")
+        .await;
     let (_, params) = location_params(&denied.headers);
     assert_eq!(param(&params, "error"), Some("access_denied"));
 }

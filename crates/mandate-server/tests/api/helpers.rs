@@ -400,19 +400,41 @@ impl Browser {
 
     /// Submits the consent form approving `approve` (or denying when `approve` is `None`).
     pub async fn consent(&self, app: &TestApp, page: &Page, approve: Option<&[&str]>) -> Page {
+        match approve {
+            Some(scopes) => self.decide(app, page, scopes, "approve").await,
+            None => self.decide(app, page, &[], "deny").await,
+        }
+    }
+
+    /// Submits the consent form with `ticked` boxes and the button named `decision`.
+    pub async fn decide(
+        &self,
+        app: &TestApp,
+        page: &Page,
+        ticked: &[&str],
+        decision: &str,
+    ) -> Page {
         let request_id = hidden(&page.html, "request_id");
         let csrf = hidden(&page.html, "csrf");
         let mut pairs = vec![("request_id", request_id.as_str()), ("csrf", csrf.as_str())];
-        match approve {
-            Some(scopes) => {
-                for s in scopes {
-                    pairs.push(("scope", s));
-                }
-                pairs.push(("decision", "approve"));
-            }
-            None => pairs.push(("decision", "deny")),
-        }
+        pairs.extend(ticked.iter().map(|s| ("scope", *s)));
+        pairs.push(("decision", decision));
         self.post(app, "/consent", form(&pairs)).await
+    }
+
+    /// Starts an authorization request for `scope` and signs `login` in if asked: the page
+    /// that follows (consent, or the redirect when consent is remembered).
+    pub async fn consent_page(&self, app: &TestApp, login: &str, scope: &str) -> Page {
+        let (_, challenge) = pkce();
+        let page = self
+            .authorize(app, &authorize_query(scope, &challenge, &[]))
+            .await;
+        if page.is_login() {
+            let password = format!("{login}-demo-password");
+            self.login(app, &page, login, &password).await
+        } else {
+            page
+        }
     }
 
     pub async fn post(&self, app: &TestApp, path: &str, body: String) -> Page {
