@@ -288,11 +288,18 @@ pub struct SigningKeysPage {
 impl EventRow {
     /// `users` maps user ids to logins, for the people the caller can see.
     pub fn new(e: EventView, users: &std::collections::HashMap<String, String>) -> Self {
-        let user = e.user_id.map(|id| users.get(&id).cloned().unwrap_or(id));
+        let login = |id: String| users.get(&id).cloned().unwrap_or(id);
+        // A person is recorded by id (`<id>` as a user, `user:<id>` as an administrator):
+        // shown by login when the caller can see them.
         let actor = match e.actor_id {
-            Some(id) => format!("{} {id}", e.actor_kind),
+            Some(id) => match id.strip_prefix("user:") {
+                Some(admin) => format!("{} {}", e.actor_kind, login(admin.to_owned())),
+                None if e.actor_kind == "user" => format!("user {}", login(id)),
+                None => format!("{} {id}", e.actor_kind),
+            },
             None => e.actor_kind,
         };
+        let user = e.user_id.map(login);
         Self {
             seq: e.seq,
             at: when(e.at),

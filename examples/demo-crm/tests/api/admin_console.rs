@@ -5,23 +5,30 @@
 //! console's screenshots with `MANDATE_SCREENSHOTS=<dir>`.
 
 use crate::browser::{DESKTOP, PHONE, launch, screenshot};
-use crate::helpers::spawn_demo;
+use crate::helpers::{SVC_SECRET, spawn_demo};
 use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const ADMIN_CLI_SECRET: &str = "demo-admin-cli-secret-0123456789abcdef";
 
-/// Waits for the page's `<h1>` and returns the page source.
+/// Waits until the page's `<h1>` says `heading` (a click's navigation may still be under
+/// way: the old page's heading goes stale) and returns the page source.
 async fn loaded(browser: &Client, heading: &str) -> String {
-    let h1 = browser
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("main h1"))
-        .await
-        .expect("a page heading");
-    assert_eq!(h1.text().await.unwrap(), heading);
-    browser.source().await.unwrap()
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        if let Ok(h1) = browser.find(Locator::Css("main h1")).await
+            && let Ok(text) = h1.text().await
+        {
+            if text == heading {
+                return browser.source().await.unwrap();
+            }
+            last = text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("expected the page `{heading}`, still on `{last}`");
 }
 
 /// Fails if anything of globex is on the page: its id or name, its person, her grant, its key.
@@ -57,6 +64,25 @@ async fn an_acme_tenant_admin_walks_the_console_and_never_sees_globex() {
         )
         .await;
     let bob_gid = grant_of(&demo.database_url, "bob").await;
+    demo.user_token(
+        "mcp-assistant",
+        "alice",
+        "contacts.read tickets.read",
+        &["tickets.read"],
+    )
+    .await;
+    let service = demo
+        .http
+        .post(format!("{}/token", demo.issuer))
+        .basic_auth("svc-agent", Some(SVC_SECRET))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "tickets.read"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(service.status().is_success());
     let globex_key = operator_creates_key(&demo.issuer, "globex", "Globex nightly export").await;
     let globex = vec![
         "globex".to_owned(),
