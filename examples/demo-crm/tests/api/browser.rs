@@ -241,8 +241,8 @@ async fn a_person_approves_one_scope_in_chromium_and_revokes_it_from_connected_a
     }
     let page = browser.source().await.unwrap();
     assert!(page.contains("Verified"), "the agent is verified: {page}");
-    screenshot(&browser, "consent", DESKTOP).await;
-    screenshot(&browser, "consent-phone", PHONE).await;
+    screenshot(browser, "consent", DESKTOP).await;
+    screenshot(browser, "consent-phone", PHONE).await;
 
     // She unticks contacts.write and allows the rest.
     let write = browser
@@ -331,8 +331,8 @@ async fn a_person_approves_one_scope_in_chromium_and_revokes_it_from_connected_a
         !shown.contains("Create and change your contacts"),
         "{shown}"
     );
-    screenshot(&browser, "connected-agents", DESKTOP).await;
-    screenshot(&browser, "connected-agents-phone", PHONE).await;
+    screenshot(browser, "connected-agents", DESKTOP).await;
+    screenshot(browser, "connected-agents-phone", PHONE).await;
     let revoked_at = {
         let button = section
             .find(Locator::Css("form[action=revoke] button"))
