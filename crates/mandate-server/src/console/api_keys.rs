@@ -10,7 +10,7 @@
 use super::directory::{tenant_choice, tenant_param};
 use super::pages::{ApiKeysPage, KeyRow, Lifetime, NewKeyPage, UserOption, when};
 use super::session::{Console, ConsoleForm};
-use super::{Answer, CONSOLE_PATH, ConsoleError};
+use super::{Answer, CONSOLE_PATH, ConsoleError, Query};
 use crate::admin::api_keys;
 use crate::admin::context::Ctx;
 use crate::admin::directory;
@@ -18,7 +18,7 @@ use crate::admin::model::{ApiKeyView, NewApiKey, RevokeRequest, RotateRequest, U
 use crate::errors::ServerError;
 use crate::pages::render;
 use crate::state::AppState;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
 use std::collections::HashMap;

@@ -7,14 +7,14 @@
 use super::directory::{find_user, logins, tenant_choice, tenant_param};
 use super::pages::{AlertRow, AlertsPage, AuditFilters, AuditPage, EventRow};
 use super::session::Console;
-use super::{Answer, ConsoleError};
+use super::{Answer, ConsoleError, Query};
 use crate::admin::audit::search_events;
 use crate::admin::grants::reachable_grant;
 use crate::admin::model::{EventPage, EventQuery};
 use crate::errors::ServerError;
 use crate::pages::render;
 use crate::state::AppState;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use mandate_core::event::Action;

@@ -7,13 +7,13 @@ use super::pages::{
     AgentRow, AgentsPage, AlertRow, EventRow, OverviewPage, TenantChoice, TenantsPage, UsersPage,
 };
 use super::session::Console;
-use super::{Answer, ConsoleError, not_found};
+use super::{Answer, ConsoleError, Query, not_found};
 use crate::admin::context::Ctx;
 use crate::admin::model::{EventQuery, GrantQuery, TenantView, UserQuery, UserView};
 use crate::admin::{api_keys, audit as admin_audit, directory, grants};
 use crate::pages::render;
 use crate::state::AppState;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use mandate_core::event::Action;

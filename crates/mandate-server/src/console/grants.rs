@@ -6,12 +6,12 @@
 use super::directory::{find_user, logins, tenant_choice, tenant_param};
 use super::pages::{GrantRow, GrantsPage, when};
 use super::session::{Console, ConsoleForm};
-use super::{Answer, CONSOLE_PATH};
+use super::{Answer, CONSOLE_PATH, Query};
 use crate::admin::grants;
 use crate::admin::model::{GrantQuery, GrantView, RevokeRequest};
 use crate::pages::render;
 use crate::state::AppState;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
 use std::collections::HashMap;

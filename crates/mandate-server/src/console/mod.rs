@@ -33,6 +33,9 @@ use crate::errors::ServerError;
 use crate::routes::discovery::stylesheet_get;
 use crate::state::AppState;
 use axum::Router;
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use mandate_store::StoreError;
@@ -107,6 +110,26 @@ impl From<StoreError> for ConsoleError {
 impl IntoResponse for ConsoleError {
     fn into_response(self) -> Response {
         self.0.into_response()
+    }
+}
+
+/// A console page's query parameters; a query that cannot be read (a repeated field, say)
+/// answers a 400 page rather than axum's plain-text rejection.
+pub struct Query<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ConsoleError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ConsoleError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(q)) => Ok(Self(q)),
+            Err(e) => Err(ServerError::page(
+                StatusCode::BAD_REQUEST,
+                "Invalid address",
+                format!("The address's query cannot be read: {}", e.body_text()),
+            )
+            .into()),
+        }
     }
 }
 

@@ -808,6 +808,7 @@ async fn audit_log_filters_and_pages(backend: Backend) {
         "audit?action=no.such",
         "audit?since=yesterday",
         "audit?before=x",
+        "audit?user=bob&user=alice",
     ] {
         let refused = get(&alice, &app, &console(bad)).await;
         assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{bad}");
