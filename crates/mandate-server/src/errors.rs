@@ -228,6 +228,29 @@ impl From<mandate_core::admin::Denied> for AdminError {
     }
 }
 
+impl ServerError {
+    /// The same failure for a person in a browser (the admin console): an admin operation's
+    /// refusal becomes an error page with the status the admin API would answer and the same
+    /// description; every other failure is unchanged (storage failures stay opaque).
+    #[must_use]
+    pub fn for_browser(self) -> Self {
+        match self {
+            Self::Admin(e) => {
+                let (status, _) = admin_status_and_code(&e);
+                let title = match &e {
+                    AdminError::NoToken | AdminError::Unauthenticated(_) => "Sign in required",
+                    AdminError::InsufficientScope | AdminError::Forbidden(_) => "Not allowed",
+                    AdminError::NotFound(_) => "Not found",
+                    AdminError::Invalid(_) => "Invalid request",
+                    AdminError::Conflict(_) => "Not possible now",
+                };
+                Self::page(status, title, e.to_string())
+            }
+            other => other,
+        }
+    }
+}
+
 fn admin_status_and_code(e: &AdminError) -> (StatusCode, &'static str) {
     match e {
         AdminError::NoToken => (StatusCode::UNAUTHORIZED, "invalid_token"),

@@ -7,6 +7,7 @@
 //! - [`startup`]: build (bind, migrate, apply config, load keys) and run until shutdown.
 //! - [`config`], [`apply`]: layered configuration and the declarative model applied at start.
 //! - [`admin`]: the admin API (`/admin/v1`) and its OpenAPI document.
+//! - [`console`]: the admin console (`/admin/console/`), pages over the admin operations.
 //! - [`routes`]: one module per endpoint; [`grants`]: one module per token grant type.
 //! - [`issuance`]: minting access tokens, refresh families and codes.
 //! - [`token_state`]: whether an access token (and every grant it depends on) is still active.
@@ -30,6 +31,7 @@ pub mod cache;
 pub mod client_auth;
 pub mod client_documents;
 pub mod config;
+pub mod console;
 pub mod errors;
 pub mod form;
 pub mod grants;

@@ -23,6 +23,9 @@ pub struct LoginPage<'a> {
     pub agent_name: Option<&'a str>,
     pub login: &'a str,
     pub error: Option<&'a str>,
+    /// The admin console page to return to after signing in (console-relative, checked by
+    /// [`crate::console::return_path`]); only on the account pages' own sign-in.
+    pub next: Option<&'a str>,
 }
 
 pub struct ScopeRow {

@@ -110,7 +110,8 @@ fn print_walkthrough(issuer: &str, crm: &str, kept: Option<&PathBuf>) {
   demo CRM              {crm}   (REST; MCP at {crm}/mcp; audience {CRM_RESOURCE})
   data                  {data}
 
-People (password: <login>-demo-password): alice and bob at Acme Corp, carol at Globex Inc.
+People (password: <login>-demo-password): alice and bob at Acme Corp, carol at Globex Inc.,
+olivia (Operations) who runs the deployment.
 Agents: svc-agent (a service, client credentials), cli-agent and mcp-assistant (act for a person),
 orchestrator (delegates by token exchange), admin-cli (the operator's admin API identity).
 The commands below use curl and jq.
@@ -151,6 +152,8 @@ The commands below use curl and jq.
    {cli} --server {issuer} grant list
    {cli} --server {issuer} grant revoke-all --user alice   # offboarding
    curl -si -H "Authorization: Bearer $DELEGATED" {crm}/contacts      # 401: the chain died too
+   Or in the browser, the admin console: {issuer}/admin/console/
+   (alice administers Acme Corp only; olivia, an operator, every tenant).
 
 Press Ctrl-C to stop."#
     );

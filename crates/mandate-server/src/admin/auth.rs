@@ -115,10 +115,22 @@ async fn authorize(app: &AppState, token: &str) -> Result<(Authority, Grant), Se
         Some(user_id) => Principal::User(user_id.clone()),
         None => Principal::Agent(claims.client_id),
     };
-    let Some(role) = app.store.admin_role(&principal).await? else {
+    let Some(authority) = authority_of(app.store.as_ref(), principal.clone()).await? else {
         return Err(AdminError::Forbidden(format!("{principal} holds no admin role")).into());
     };
-    Ok((Authority { principal, role }, grant))
+    Ok((authority, grant))
+}
+
+/// The authority of `principal`: its role, read from the store now (so a role removed a
+/// moment ago counts), or `None` when it holds none. The one place a caller's role is looked
+/// up, for admin API tokens here and for the console's signed-in people
+/// ([`crate::console::session`]).
+pub async fn authority_of(
+    store: &dyn mandate_store::Store,
+    principal: Principal,
+) -> Result<Option<Authority>, ServerError> {
+    let role = store.admin_role(&principal).await?;
+    Ok(role.map(|role| Authority { principal, role }))
 }
 
 /// A JSON body whose rejections (wrong content type, syntax, shape) answer `invalid_request`.

@@ -101,13 +101,16 @@ pub async fn tenant_get(
     admin: Admin,
     Path(id): Path<String>,
 ) -> Answer<TenantView> {
-    admin
-        .authority
-        .reach(&id)
-        .map_err(|_| not_found("tenant", &id))?;
-    let t = app.store.tenant(&id).await?;
-    t.map(|t| Json(t.into()))
-        .ok_or_else(|| not_found("tenant", &id))
+    Ok(Json(reachable_tenant(&admin.ctx(&app), &id).await?))
+}
+
+/// The tenant with this id, if the caller may see it (another tenant is "not found").
+pub async fn reachable_tenant(ctx: &Ctx<'_>, id: &str) -> Result<TenantView, ServerError> {
+    ctx.authority
+        .reach(id)
+        .map_err(|_| not_found("tenant", id))?;
+    let t = ctx.store.tenant(id).await?;
+    t.map(Into::into).ok_or_else(|| not_found("tenant", id))
 }
 
 // ---- users ----

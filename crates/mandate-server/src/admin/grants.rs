@@ -57,7 +57,8 @@ pub async fn list_grants(ctx: &Ctx<'_>, q: GrantQuery) -> Result<Vec<GrantView>,
         .collect())
 }
 
-async fn reachable_grant(
+/// The grant with this id, if it is in a tenant the caller may see.
+pub async fn reachable_grant(
     ctx: &Ctx<'_>,
     id: &str,
 ) -> Result<mandate_core::grant::Grant, ServerError> {

@@ -17,6 +17,11 @@
 //! - [`model`]: request and response bodies (the public contract).
 //! - [`directory`], [`grants`], [`api_keys`], [`roles`], [`audit`]: the operations and their
 //!   handlers.
+//! - [`signing_keys`]: the signing keys' status, an operation without an API route (the admin
+//!   console shows it; `/jwks.json` publishes the keys themselves).
+//!
+//! The operations are plain async functions taking a [`context::Ctx`], so the admin console
+//! ([`crate::console`]) and the CLI run exactly these, with the same role and tenant checks.
 
 pub mod api_keys;
 pub mod audit;
@@ -26,6 +31,7 @@ pub mod directory;
 pub mod grants;
 pub mod model;
 pub mod roles;
+pub mod signing_keys;
 
 use crate::state::AppState;
 use axum::Json;

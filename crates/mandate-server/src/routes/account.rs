@@ -1,5 +1,7 @@
 //! A person's own pages, outside any authorization request: sign in (`/account/login`),
 //! sign out (`/account/logout`), and the connected agents page ([`super::connected_agents`]).
+//! Signing in goes on to the connected agents page, or back to the admin console page that
+//! sent the person here (`next`, only ever a console page: [`crate::console::return_path`]).
 //!
 //! Every page here lives one level under `/account/`, so the pages' relative links (the
 //! stylesheet, form actions) resolve the same way from each of them. Forms carry a CSRF token
@@ -14,7 +16,7 @@ use crate::routes::browser_form;
 use crate::routes::login::{LOGIN_FAILED, check_password};
 use crate::state::AppState;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
@@ -26,16 +28,31 @@ pub fn account_path(app: &AppState, page: &str) -> String {
     format!("{}/account/{page}", app.settings.issuer_path)
 }
 
+#[derive(serde::Deserialize)]
+pub struct LoginQuery {
+    /// The admin console page to return to (console-relative).
+    next: Option<String>,
+}
+
+/// Where signing in goes on to: the console page in `next` when it is one, else the connected
+/// agents page. Anything else in `next` is ignored, so this is no open redirect.
+fn destination(app: &AppState, next: Option<&str>) -> String {
+    next.and_then(|n| crate::console::return_path(app, n))
+        .unwrap_or_else(|| account_path(app, "agents"))
+}
+
 /// `GET /account/login`: the sign-in form (or straight on, when signed in already).
 pub async fn account_login_get(
     State(app): State<AppState>,
     jar: CookieJar,
+    Query(q): Query<LoginQuery>,
 ) -> Result<Response, ServerError> {
     let now = app.clock.now();
+    let next = q.next.as_deref();
     if browser::current_session(&app, &jar, now).await?.is_some() {
-        return Ok(Redirect::to(&account_path(&app, "agents")).into_response());
+        return Ok(Redirect::to(&destination(&app, next)).into_response());
     }
-    Ok(login_form(&app, jar, "", None, StatusCode::OK))
+    Ok(login_form(&app, jar, "", next, None, StatusCode::OK))
 }
 
 /// `POST /account/login`: check the password, start a session, go to the connected agents.
@@ -48,10 +65,11 @@ pub async fn account_login_post(
     let now = app.clock.now();
     let form = browser_form(&body)?;
     browser::check_csrf(&app, &jar, browser::ACCOUNT_LOGIN_PURPOSE, form.get("csrf"))?;
+    let next = form.get("next");
     match check_password(&app, &meta, &form, None, now).await? {
         Some(user) => {
             let jar = browser::start_session(&app, jar, &user, now).await?;
-            Ok((jar, Redirect::to(&account_path(&app, "agents"))).into_response())
+            Ok((jar, Redirect::to(&destination(&app, next))).into_response())
         }
         None => {
             let login = form.get("login").unwrap_or_default();
@@ -59,6 +77,7 @@ pub async fn account_login_post(
                 &app,
                 jar,
                 login,
+                next,
                 Some(LOGIN_FAILED),
                 StatusCode::UNAUTHORIZED,
             ))
@@ -70,6 +89,7 @@ fn login_form(
     app: &AppState,
     jar: CookieJar,
     login: &str,
+    next: Option<&str>,
     error: Option<&str>,
     status: StatusCode,
 ) -> Response {
@@ -82,6 +102,7 @@ fn login_form(
         agent_name: None,
         login,
         error,
+        next: next.filter(|n| crate::console::return_path(app, n).is_some()),
     };
     (jar, pages::render(status, &page)).into_response()
 }

@@ -127,6 +127,7 @@ pub async fn proceed(
             agent_name: Some(&agent.name),
             login: "",
             error: None,
+            next: None,
         };
         return Ok((jar, pages::render(StatusCode::OK, &page)).into_response());
     };

@@ -47,6 +47,7 @@ pub async fn login_post(
                 agent_name: Some(&agent.name),
                 login: form.get("login").unwrap_or_default(),
                 error: Some(LOGIN_FAILED),
+                next: None,
             };
             Ok((jar, pages::render(StatusCode::UNAUTHORIZED, &page)).into_response())
         }

@@ -89,6 +89,7 @@ pub fn router(app: AppState) -> Router {
             mandate_core::admin::ADMIN_PATH,
             crate::admin::router(&app.settings.issuer),
         )
+        .merge(crate::console::router())
         .merge(cross_origin);
     if app.settings.metrics_enabled {
         endpoints = endpoints.route("/metrics", get(crate::metrics::endpoint::metrics_get));

@@ -25,6 +25,7 @@ mod client_credentials;
 mod client_metadata_documents;
 mod code_flow;
 mod connected_agents;
+mod console;
 mod discovery;
 mod guard_reports;
 mod introspection;

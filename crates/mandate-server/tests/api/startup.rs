@@ -68,6 +68,8 @@ async fn restart_keeps_keys_and_applies_config_idempotently(backend: Backend) {
     };
     let config = config::load(Some(&demo_toml()), &overrides).unwrap();
     let configured_agents = config.agents.len();
+    let configured_users = config.users.len();
+    let configured_roles = config.admin_roles.len();
     let second = Application::build(config).await.unwrap();
     let base = format!("http://127.0.0.1:{}", second.port());
     let (_tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -89,7 +91,7 @@ async fn restart_keeps_keys_and_applies_config_idempotently(backend: Backend) {
         alice,
         "users are not re-created or re-hashed"
     );
-    assert_eq!(app.store.users(None).await.unwrap().len(), 3);
+    assert_eq!(app.store.users(None).await.unwrap().len(), configured_users);
     assert_eq!(app.store.agents().await.unwrap().len(), configured_agents);
     let role_grants = app
         .store
@@ -100,7 +102,7 @@ async fn restart_keeps_keys_and_applies_config_idempotently(backend: Backend) {
         .filter(|e| e.event.action == mandate_core::event::Action::AdminRoleGranted)
         .count();
     assert_eq!(
-        role_grants, 2,
+        role_grants, configured_roles,
         "admin roles are granted once, not at every start"
     );
     // The second node accepts the first node's token at introspection.

@@ -25,8 +25,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const DESKTOP: (u32, u32) = (1200, 900);
-const PHONE: (u32, u32) = (390, 1100);
+pub(crate) const DESKTOP: (u32, u32) = (1200, 900);
+pub(crate) const PHONE: (u32, u32) = (390, 1100);
 
 /// A program from an environment variable, else the first of `names` on `PATH`.
 fn find_program(env: &str, names: &[&str]) -> Option<PathBuf> {
@@ -40,7 +40,7 @@ fn find_program(env: &str, names: &[&str]) -> Option<PathBuf> {
 }
 
 /// Chromedriver, ended when dropped.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     url: String,
 }
@@ -116,7 +116,7 @@ async fn open_browser(driver: &Driver, chromium: &Path, profile: &Path) -> Clien
 }
 
 /// Saves a screenshot at `width` × `height` when `MANDATE_SCREENSHOTS` names a directory.
-async fn screenshot(browser: &Client, name: &str, (width, height): (u32, u32)) {
+pub(crate) async fn screenshot(browser: &Client, name: &str, (width, height): (u32, u32)) {
     let Some(dir) = std::env::var_os("MANDATE_SCREENSHOTS") else {
         return;
     };
@@ -147,8 +147,17 @@ async fn callback_listener() -> (String, Arc<Mutex<Option<String>>>) {
     (uri, received)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_person_approves_one_scope_in_chromium_and_revokes_it_from_connected_agents() {
+/// Headless Chromium under WebDriver, with its profile directory; ended when dropped (the
+/// WebDriver session should be closed first).
+pub(crate) struct Chromium {
+    pub browser: Client,
+    _driver: Driver,
+    _profile: tempfile::TempDir,
+}
+
+/// Starts headless Chromium, or `None` (the test prints `SKIPPED` and passes) when it is not
+/// installed, unless `MANDATE_REQUIRE_BROWSER=1`, where that fails the test.
+pub(crate) async fn launch(test: &str) -> Option<Chromium> {
     let required = std::env::var("MANDATE_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
     let driver_program = find_program("MANDATE_CHROMEDRIVER", &["chromedriver"]);
     let chromium = find_program(
@@ -160,14 +169,27 @@ async fn a_person_approves_one_scope_in_chromium_and_revokes_it_from_connected_a
             !required,
             "MANDATE_REQUIRE_BROWSER=1 but chromium/chromedriver is not installed"
         );
-        eprintln!("SKIPPED: chromium/chromedriver not installed (browser test)");
-        return;
+        eprintln!("SKIPPED: chromium/chromedriver not installed (browser test {test})");
+        return None;
     };
-    let demo = spawn_demo().await;
-    let (redirect_uri, received) = callback_listener().await;
     let profile = tempfile::tempdir().unwrap();
     let driver = start_driver(&driver_program);
     let browser = open_browser(&driver, &chromium, profile.path()).await;
+    Some(Chromium {
+        browser,
+        _driver: driver,
+        _profile: profile,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_approves_one_scope_in_chromium_and_revokes_it_from_connected_agents() {
+    let Some(chromium) = launch("consent and connected agents").await else {
+        return;
+    };
+    let browser = &chromium.browser;
+    let demo = spawn_demo().await;
+    let (redirect_uri, received) = callback_listener().await;
 
     // The agent starts an authorization request for two scopes.
     let client = BasicClient::new(ClientId::new("cli-agent".into()))
@@ -219,8 +241,8 @@ async fn a_person_approves_one_scope_in_chromium_and_revokes_it_from_connected_a
     }
     let page = browser.source().await.unwrap();
     assert!(page.contains("Verified"), "the agent is verified: {page}");
-    screenshot(&browser, "consent", DESKTOP).await;
-    screenshot(&browser, "consent-phone", PHONE).await;
+    screenshot(browser, "consent", DESKTOP).await;
+    screenshot(browser, "consent-phone", PHONE).await;
 
     // She unticks contacts.write and allows the rest.
     let write = browser
@@ -309,8 +331,8 @@ async fn a_person_approves_one_scope_in_chromium_and_revokes_it_from_connected_a
         !shown.contains("Create and change your contacts"),
         "{shown}"
     );
-    screenshot(&browser, "connected-agents", DESKTOP).await;
-    screenshot(&browser, "connected-agents-phone", PHONE).await;
+    screenshot(browser, "connected-agents", DESKTOP).await;
+    screenshot(browser, "connected-agents-phone", PHONE).await;
     let revoked_at = {
         let button = section
             .find(Locator::Css("form[action=revoke] button"))
@@ -340,5 +362,5 @@ async fn a_person_approves_one_scope_in_chromium_and_revokes_it_from_connected_a
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    browser.close().await.unwrap();
+    browser.clone().close().await.unwrap();
 }

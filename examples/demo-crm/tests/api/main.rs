@@ -10,6 +10,7 @@
     clippy::indexing_slicing
 )]
 
+mod admin_console;
 mod browser;
 mod helpers;
 mod mcp;

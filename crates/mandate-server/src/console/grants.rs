@@ -1,0 +1,109 @@
+//! `GET grants`: grants the administrator can see, filtered by tenant, person and agent;
+//! `POST revoke-grant` revokes one through [`crate::admin::grants::revoke_grant`], the admin
+//! API's path, so the revocation is audited with the administrator as actor and published on
+//! the revocation feed, and a grant in another tenant is "not found".
+
+use super::directory::{find_user, logins, tenant_choice, tenant_param};
+use super::pages::{GrantRow, GrantsPage, when};
+use super::session::{Console, ConsoleForm};
+use super::{Answer, CONSOLE_PATH, Query};
+use crate::admin::grants;
+use crate::admin::model::{GrantQuery, GrantView, RevokeRequest};
+use crate::pages::render;
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect};
+use std::collections::HashMap;
+
+#[derive(serde::Deserialize)]
+pub struct GrantsQuery {
+    tenant: Option<String>,
+    /// A login or user id.
+    user: Option<String>,
+    /// A client id.
+    agent: Option<String>,
+    /// `on` to list revoked grants too.
+    revoked: Option<String>,
+    /// What the last form did, to say so once.
+    done: Option<String>,
+}
+
+fn non_empty(v: Option<&str>) -> Option<&str> {
+    v.map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn row(g: GrantView, logins: &HashMap<String, String>) -> GrantRow {
+    GrantRow {
+        user: g.user_id.map(|id| logins.get(&id).cloned().unwrap_or(id)),
+        created: when(g.created_at),
+        expires: g.expires_at.map(when),
+        revoked: g
+            .revoked_at
+            .map(|at| (when(at), g.revoked_reason.unwrap_or_default())),
+        id: g.id,
+        tenant_id: g.tenant_id,
+        client_id: g.client_id,
+        scopes: g.scopes,
+        purpose: g.purpose,
+    }
+}
+
+pub async fn grants_get(
+    State(app): State<AppState>,
+    console: Console,
+    Query(q): Query<GrantsQuery>,
+) -> Answer {
+    let ctx = console.ctx(&app);
+    let tenant_id = tenant_param(&ctx, q.tenant.as_deref()).await?;
+    let user_id = match non_empty(q.user.as_deref()) {
+        Some(u) => Some(find_user(&ctx, u).await?.id),
+        None => None,
+    };
+    let agent = non_empty(q.agent.as_deref()).map(str::to_owned);
+    let include_revoked = q.revoked.as_deref() == Some("on");
+    let found = grants::list_grants(
+        &ctx,
+        GrantQuery {
+            tenant_id: tenant_id.clone(),
+            user_id,
+            client_id: agent.clone(),
+            include_revoked,
+        },
+    )
+    .await?;
+    let logins = logins(&ctx).await?;
+    let notice = match q.done.as_deref() {
+        Some("revoked") => Some("Grant revoked. Its tokens stop working now."),
+        Some("already") => Some("That grant was already revoked."),
+        _ => None,
+    };
+    let page = GrantsPage {
+        notice,
+        tenant: tenant_choice(&ctx, tenant_id.as_deref()).await?,
+        user: q.user.unwrap_or_default(),
+        agent: agent.unwrap_or_default(),
+        include_revoked,
+        grants: found.into_iter().map(|g| row(g, &logins)).collect(),
+        nav: console.nav(&ctx, "grants").await?,
+    };
+    Ok((console.jar, render(StatusCode::OK, &page)).into_response())
+}
+
+/// `POST revoke-grant` with `grant_id` (and an optional `reason`).
+pub async fn revoke_grant_post(State(app): State<AppState>, submitted: ConsoleForm) -> Answer {
+    let ctx = submitted.ctx(&app);
+    let grant_id = submitted.form.single("grant_id")?;
+    let reason = non_empty(submitted.form.get("reason")).map(str::to_owned);
+    let done = grants::revoke_grant(&ctx, grant_id, RevokeRequest { reason }).await?;
+    let outcome = if done.was_active {
+        "revoked"
+    } else {
+        "already"
+    };
+    let to = format!(
+        "{}{CONSOLE_PATH}/grants?done={outcome}",
+        app.settings.issuer_path
+    );
+    Ok(Redirect::to(&to).into_response())
+}
