@@ -13,7 +13,11 @@
 #        a) POST /token       client_credentials, Basic auth as the demo agent `svc-agent`
 #        b) POST /introspect  of one access token obtained first, same Basic auth
 #      and prints requests/s, p50 and p99 latency per case;
-#   5. repeats 3-4 on PostgreSQL when MANDATE_BENCH_POSTGRES_URL is set.
+#   5. repeats 3-4 on PostgreSQL when MANDATE_BENCH_POSTGRES_URL is set;
+#   6. runs the same two cases against the peer, the Node oidc-provider (a certified OpenID
+#      provider) from ../shared/peers/oidc-provider, pinned the same way, and prints Mandate's
+#      throughput as a multiple of the peer's. The peer issues an EdDSA JWT for resource
+#      .../jwt; it introspects only opaque tokens, so its introspection case uses an opaque one.
 # Everything stays on 127.0.0.1; every run is bounded in time; on exit it stops only the
 # server it started and removes its temporary files (and the PostgreSQL database it created).
 #
@@ -33,6 +37,9 @@
 #   MANDATE_BENCH_POSTGRES_FRESH=0
 #                       use MANDATE_BENCH_POSTGRES_URL as-is instead (a dedicated, disposable
 #                       database you created; the demo configuration is applied to it).
+#   BENCH_PEER          1 to measure the peer too when it is found (needs node and npm; its
+#                       start script installs its pinned packages on first use), 0 to skip [1]
+#   BENCH_PEER_DIR      where the peer is              [../shared/peers/oidc-provider]
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -187,11 +194,14 @@ fetch_token() {
         python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
 }
 
+# The client the load authenticates as (Basic); the peer's run switches it.
+AUTH="$CLIENT_ID:$CLIENT_SECRET"
+
 # oha_run OUTFILE DURATION URL BODY: one bounded oha run, JSON to OUTFILE.
 oha_run() {
     local out=$1 duration=$2 url=$3 body=$4
     "${LOAD_PIN[@]}" "$OHA" -z "$duration" -c "$CONNECTIONS" "${OHA_NO_TUI[@]}" "${OHA_JSON[@]}" \
-        -m POST -a "$CLIENT_ID:$CLIENT_SECRET" \
+        -m POST -a "$AUTH" \
         -T application/x-www-form-urlencoded -d "$body" \
         "$url" >"$out"
 }
@@ -203,6 +213,7 @@ RESULTS="$WORK/results.tsv"
 measure() {
     local backend=$1 case=$2 path=$3 body=$4
     local dir="$WORK/$backend"
+    mkdir -p "$dir"
     if [[ "$WARMUP" != "0" && "$WARMUP" != "0s" ]]; then
         say "[$backend] $case: warm-up $WARMUP"
         oha_run "$dir/$case-warmup.json" "$WARMUP" "$BASE$path" "$body"
@@ -289,6 +300,54 @@ else
     say "MANDATE_BENCH_POSTGRES_URL not set: PostgreSQL run skipped"
 fi
 
+# --- 6. the peer ------------------------------------------------------------------------------
+PEER_DIR=${BENCH_PEER_DIR:-../shared/peers/oidc-provider}
+if [[ "${BENCH_PEER:-1}" == "0" ]]; then
+    say "BENCH_PEER=0: peer run skipped"
+elif [[ ! -x "$PEER_DIR/start" ]]; then
+    say "peer not found at $PEER_DIR (set BENCH_PEER_DIR): peer run skipped"
+elif ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    say "node and npm are needed for the peer (oidc-provider): peer run skipped"
+else
+    PEER_SECRET=$(sed -n "s/^export const CLIENT_SECRET = '\(.*\)';/\1/p" "$PEER_DIR/server.js")
+    [[ -n "$PEER_SECRET" ]] || die "cannot read the peer's client secret from $PEER_DIR/server.js"
+    port=$(free_port)
+    BASE="http://127.0.0.1:$port"
+    mkdir -p "$WORK/peer"
+    say "[peer] starting: ${SERVER_PIN[*]} $PEER_DIR/start $port (node $(node --version))"
+    "${SERVER_PIN[@]}" "$PEER_DIR/start" "$port" >"$WORK/peer/server.log" 2>&1 &
+    SERVER_PID=$!
+    waited=0
+    # The first start runs npm ci, which can take a minute.
+    until curl -fsS -o /dev/null "$BASE/.well-known/openid-configuration" 2>/dev/null; do
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            cat "$WORK/peer/server.log" >&2
+            die "[peer] oidc-provider exited before answering (log above)"
+        fi
+        (( waited++ < 3000 )) || die "[peer] no answer after 300 s (log: $WORK/peer/server.log)"
+        sleep 0.1
+    done
+    say "[peer] ready at $BASE (pid $SERVER_PID), idle RSS $(rss_mib "$SERVER_PID")"
+    AUTH="agent-bench:$PEER_SECRET"
+    JWT_RS=https://api.example.test/jwt
+    OPAQUE_RS=https://api.example.test/opaque
+    INTROSPECT=$(curl -fsS "$BASE/.well-known/openid-configuration" |
+        python3 -c 'import json,sys,urllib.parse; print(urllib.parse.urlsplit(json.load(sys.stdin)["introspection_endpoint"]).path)')
+    peer_token() {
+        curl -fsS -u "$AUTH" -d grant_type=client_credentials --data-urlencode "resource=$1" \
+            "$BASE/token" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
+    }
+    peer_token "$JWT_RS" | grep -q '^ey' || die "[peer] no JWT access token for $JWT_RS"
+    opaque=$(peer_token "$OPAQUE_RS") || die "[peer] no opaque access token"
+    curl -fsS -u "$AUTH" --data-urlencode "token=$opaque" "$BASE$INTROSPECT" |
+        python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin).get("active") is True else 1)' ||
+        die "[peer] introspection does not report the opaque token as active"
+    measure peer token /token "grant_type=client_credentials&resource=$(python3 -c 'import urllib.parse,sys; print(urllib.parse.quote(sys.argv[1], safe=""))' "$JWT_RS")"
+    measure peer introspect "$INTROSPECT" "token=$opaque"
+    say "[peer] RSS after the runs: $(rss_mib "$SERVER_PID")"
+    stop_server
+fi
+
 say "load after: $(uptime | sed 's/.*load average/load average/')"
 
 echo
@@ -303,6 +362,13 @@ line = lambda cells: "  ".join(c.rjust(w[i]) if i >= 2 else c.ljust(w[i]) for i,
 print(line(hdr))
 for r in rows:
     print(line(r))
+peer = {r[1]: float(r[2]) for r in rows if r[0] == "peer"}
+if peer:
+    print()
+    print("Mandate's requests/s as a multiple of the peer's (oidc-provider) in this run:")
+    for r in rows:
+        if r[0] != "peer" and peer.get(r[1]):
+            print(f"  {r[0]:<9} {r[1]:<11} {float(r[2]) / peer[r[1]]:5.1f}x")
 bad = [r for r in rows if r[6] != "0"]
 if bad:
     print("warning: some requests did not answer 200; see the per-run lines above", file=sys.stderr)
