@@ -4,6 +4,7 @@
 //! other tenant, its people, grants and keys) appears on none of the pages. Also makes the
 //! console's screenshots with `MANDATE_SCREENSHOTS=<dir>`.
 
+use crate::a11y::{check_page, tab_walk};
 use crate::browser::{DESKTOP, PHONE, launch, screenshot};
 use crate::helpers::{SVC_SECRET, spawn_demo};
 use fantoccini::{Client, Locator};
@@ -102,6 +103,11 @@ async fn an_acme_tenant_admin_walks_the_console_and_never_sees_globex() {
         .at_most(Duration::from_secs(10))
         .for_element(Locator::Id("login"))
         .await
+        .unwrap();
+    check_page(browser, "console sign-in").await;
+    browser
+        .find(Locator::Id("login"))
+        .await
         .unwrap()
         .send_keys("alice")
         .await
@@ -158,6 +164,11 @@ async fn an_acme_tenant_admin_walks_the_console_and_never_sees_globex() {
             "{label}: the navigation marks the page"
         );
         assert_no_globex(label, &source, &globex);
+        check_page(browser, label).await;
+        if label == "API keys" {
+            // The create-key form (name, scopes, expiry, button) and the revoke buttons.
+            tab_walk(browser, label).await;
+        }
         match label.as_str() {
             "Overview" => {
                 screenshot(browser, "admin-console", DESKTOP).await;
@@ -201,6 +212,7 @@ async fn an_acme_tenant_admin_walks_the_console_and_never_sees_globex() {
         .await
         .unwrap();
     let created = loaded(browser, "API key created").await;
+    check_page(browser, "API key created").await;
     assert_no_globex("new key", &created, &globex);
     let key = browser
         .find(Locator::Id("new-key"))

@@ -11,7 +11,9 @@
 //! where it fails. With `MANDATE_SCREENSHOTS=<dir>` it also saves the pages as PNG files there
 //! (that is how `docs/screenshots/` is made).
 
+use crate::a11y::{check_page, focused_is, press, tab_walk};
 use crate::helpers::{CRM, spawn_demo};
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use oauth2::basic::BasicClient;
 use oauth2::{
@@ -127,6 +129,17 @@ pub(crate) async fn screenshot(browser: &Client, name: &str, (width, height): (u
     browser.set_window_size(DESKTOP.0, DESKTOP.1).await.unwrap();
 }
 
+/// Presses Tab (Shift+Tab when `back`) until the element matching `css` has focus.
+async fn tab_to(browser: &Client, css: &str, back: bool) {
+    for _ in 0..20 {
+        if focused_is(browser, css).await {
+            return;
+        }
+        press(browser, Key::Tab, back).await;
+    }
+    panic!("Tab never reaches {css}");
+}
+
 /// A loopback redirect URI that remembers the query of the request it receives.
 async fn callback_listener() -> (String, Arc<Mutex<Option<String>>>) {
     let received = Arc::new(Mutex::new(None));
@@ -209,6 +222,13 @@ async fn a_person_approves_one_scope_in_chromium_and_revokes_it_from_connected_a
     // alice signs in and sees both scopes, grouped, with the agent verified.
     browser.goto(url.as_str()).await.unwrap();
     browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("login"))
+        .await
+        .expect("the sign-in page");
+    check_page(browser, "sign-in").await;
+    browser
         .find(Locator::Id("login"))
         .await
         .unwrap()
@@ -244,26 +264,27 @@ async fn a_person_approves_one_scope_in_chromium_and_revokes_it_from_connected_a
     screenshot(browser, "consent", DESKTOP).await;
     screenshot(browser, "consent-phone", PHONE).await;
 
-    // She unticks contacts.write and allows the rest.
+    check_page(browser, "consent").await;
+    // Tab reaches both checkboxes, the three buttons and the link, in that order.
+    tab_walk(browser, "consent").await;
+
+    // With the keyboard only, she unticks contacts.write (Space) and allows the rest (Enter on
+    // "Allow selected").
     let write = browser
         .find(Locator::Css("input[value='contacts.write']"))
         .await
         .unwrap();
     assert!(write.is_selected().await.unwrap());
-    write.click().await.unwrap();
+    tab_to(browser, "input[value='contacts.write']", true).await;
+    press(browser, Key::Space, false).await;
     assert!(!write.is_selected().await.unwrap());
     let read = browser
         .find(Locator::Css("input[value='contacts.read']"))
         .await
         .unwrap();
     assert!(read.is_selected().await.unwrap());
-    browser
-        .find(Locator::Css("button[value=approve]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    tab_to(browser, "button[value=approve]", false).await;
+    press(browser, Key::Enter, false).await;
 
     // The agent receives the code at its loopback redirect and redeems it with PKCE.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -333,6 +354,8 @@ async fn a_person_approves_one_scope_in_chromium_and_revokes_it_from_connected_a
     );
     screenshot(browser, "connected-agents", DESKTOP).await;
     screenshot(browser, "connected-agents-phone", PHONE).await;
+    check_page(browser, "connected agents").await;
+    tab_walk(browser, "connected agents").await;
     let revoked_at = {
         let button = section
             .find(Locator::Css("form[action=revoke] button"))
@@ -348,6 +371,7 @@ async fn a_person_approves_one_scope_in_chromium_and_revokes_it_from_connected_a
         .for_element(Locator::Css("p.notice"))
         .await
         .expect("the page confirms the revocation");
+    check_page(browser, "connected agents, after revoking").await;
 
     // The CRM refuses the token within a second of the click.
     loop {

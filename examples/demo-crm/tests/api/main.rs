@@ -10,6 +10,7 @@
     clippy::indexing_slicing
 )]
 
+mod a11y;
 mod admin_console;
 mod browser;
 mod helpers;
