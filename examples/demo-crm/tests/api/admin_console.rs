@@ -5,7 +5,7 @@
 //! console's screenshots with `MANDATE_SCREENSHOTS=<dir>`.
 
 use crate::a11y::{check_page, tab_walk};
-use crate::browser::{DESKTOP, PHONE, launch, screenshot};
+use crate::browser::{DESKTOP, PHONE, click, launch, screenshot, sign_in_as_alice, type_into};
 use crate::helpers::{SVC_SECRET, spawn_demo};
 use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
@@ -105,27 +105,7 @@ async fn an_acme_tenant_admin_walks_the_console_and_never_sees_globex() {
         .await
         .unwrap();
     check_page(browser, "console sign-in").await;
-    browser
-        .find(Locator::Id("login"))
-        .await
-        .unwrap()
-        .send_keys("alice")
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys("alice-demo-password")
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Css("form button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    sign_in_as_alice(browser).await;
     let grants = loaded(browser, "Grants").await;
     assert!(grants.contains("Tenant admin: Acme Corp"), "{grants}");
     assert!(grants.contains(&bob_gid), "bob's grant is listed");
@@ -180,37 +160,19 @@ async fn an_acme_tenant_admin_walks_the_console_and_never_sees_globex() {
     }
 
     // Create an API key: shown once, then never again.
-    browser
-        .find(Locator::Css("nav.console-nav a[href='api-keys']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(browser, Locator::Css("nav.console-nav a[href='api-keys']")).await;
     loaded(browser, "API keys").await;
-    browser
-        .find(Locator::Id("k-name"))
-        .await
-        .unwrap()
-        .send_keys("Acme CRM sync")
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Css("input[name=scope][value='contacts.read']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Css(
-            "form[action='create-key'] button[type=submit]",
-        ))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(browser, Locator::Id("k-name"), "Acme CRM sync").await;
+    click(
+        browser,
+        Locator::Css("input[name=scope][value='contacts.read']"),
+    )
+    .await;
+    click(
+        browser,
+        Locator::Css("form[action='create-key'] button[type=submit]"),
+    )
+    .await;
     let created = loaded(browser, "API key created").await;
     check_page(browser, "API key created").await;
     assert_no_globex("new key", &created, &globex);
@@ -230,13 +192,7 @@ async fn an_acme_tenant_admin_walks_the_console_and_never_sees_globex() {
     assert!(!list.contains(&key), "the key is never shown again");
 
     // Revoke bob's grant from the grants page.
-    browser
-        .find(Locator::Css("nav.console-nav a[href='grants']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(browser, Locator::Css("nav.console-nav a[href='grants']")).await;
     loaded(browser, "Grants").await;
     browser
         .find(Locator::Css(&format!(

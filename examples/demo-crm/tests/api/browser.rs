@@ -118,6 +118,29 @@ async fn open_browser(driver: &Driver, chromium: &Path, profile: &Path) -> Clien
 }
 
 /// Saves a screenshot at `width` × `height` when `MANDATE_SCREENSHOTS` names a directory.
+/// Types `text` into the element `locator` finds.
+pub(crate) async fn type_into(browser: &Client, locator: Locator<'_>, text: &str) {
+    browser
+        .find(locator)
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
+/// Clicks the element `locator` finds.
+pub(crate) async fn click(browser: &Client, locator: Locator<'_>) {
+    browser.find(locator).await.unwrap().click().await.unwrap();
+}
+
+/// Fills the sign-in form on screen with alice's demo credentials and submits it.
+pub(crate) async fn sign_in_as_alice(browser: &Client) {
+    type_into(browser, Locator::Id("login"), "alice").await;
+    type_into(browser, Locator::Id("password"), "alice-demo-password").await;
+    click(browser, Locator::Css("form button[type=submit]")).await;
+}
+
 pub(crate) async fn screenshot(browser: &Client, name: &str, (width, height): (u32, u32)) {
     let Some(dir) = std::env::var_os("MANDATE_SCREENSHOTS") else {
         return;
@@ -228,27 +251,7 @@ async fn a_person_approves_one_scope_in_chromium_and_revokes_it_from_connected_a
         .await
         .expect("the sign-in page");
     check_page(browser, "sign-in").await;
-    browser
-        .find(Locator::Id("login"))
-        .await
-        .unwrap()
-        .send_keys("alice")
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys("alice-demo-password")
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    sign_in_as_alice(browser).await;
     let consent = browser
         .wait()
         .at_most(Duration::from_secs(10))
