@@ -177,16 +177,21 @@ start_server() {
     "${SERVER_PIN[@]}" "$BIN" serve --config "$CONFIG" --listen "127.0.0.1:$port" \
         --data-dir "$data" "$@" >"$log" 2>&1 &
     SERVER_PID=$!
-    local waited=0
-    until curl -fsS -o /dev/null "$BASE/healthz" 2>/dev/null; do
+    wait_ready "$name" "$BASE/healthz" "$log" 60
+}
+
+# wait_ready NAME URL LOG SECONDS: waits until SERVER_PID answers URL, or dies with its log.
+wait_ready() {
+    local name=$1 url=$2 log=$3 seconds=$4 waited=0
+    until curl -fsS -o /dev/null "$url" 2>/dev/null; do
         if ! kill -0 "$SERVER_PID" 2>/dev/null; then
             cat "$log" >&2
-            die "[$name] the server exited before becoming healthy (log above)"
+            die "[$name] the server exited before answering $url (log above)"
         fi
-        (( waited++ < 600 )) || die "[$name] no healthy /healthz after 60 s (log: $log)"
+        (( waited++ < seconds * 10 )) || die "[$name] no answer from $url after $seconds s (log: $log)"
         sleep 0.1
     done
-    say "[$name] healthy at $BASE (pid $SERVER_PID), idle RSS $(rss_mib "$SERVER_PID")"
+    say "[$name] ready at $BASE (pid $SERVER_PID), idle RSS $(rss_mib "$SERVER_PID")"
 }
 
 fetch_token() {
@@ -317,17 +322,8 @@ else
     say "[peer] starting: ${SERVER_PIN[*]} $PEER_DIR/start $port (node $(node --version))"
     "${SERVER_PIN[@]}" "$PEER_DIR/start" "$port" >"$WORK/peer/server.log" 2>&1 &
     SERVER_PID=$!
-    waited=0
     # The first start runs npm ci, which can take a minute.
-    until curl -fsS -o /dev/null "$BASE/.well-known/openid-configuration" 2>/dev/null; do
-        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-            cat "$WORK/peer/server.log" >&2
-            die "[peer] oidc-provider exited before answering (log above)"
-        fi
-        (( waited++ < 3000 )) || die "[peer] no answer after 300 s (log: $WORK/peer/server.log)"
-        sleep 0.1
-    done
-    say "[peer] ready at $BASE (pid $SERVER_PID), idle RSS $(rss_mib "$SERVER_PID")"
+    wait_ready peer "$BASE/.well-known/openid-configuration" "$WORK/peer/server.log" 300
     AUTH="agent-bench:$PEER_SECRET"
     JWT_RS=https://api.example.test/jwt
     OPAQUE_RS=https://api.example.test/opaque

@@ -10,7 +10,7 @@
 use super::directory::{tenant_choice, tenant_param};
 use super::pages::{ApiKeysPage, KeyRow, Lifetime, NewKeyPage, UserOption, when};
 use super::session::{Console, ConsoleForm};
-use super::{Answer, CONSOLE_PATH, ConsoleError, Query};
+use super::{Answer, ConsoleError, Query, filled, page_url};
 use crate::admin::api_keys;
 use crate::admin::context::Ctx;
 use crate::admin::directory;
@@ -142,10 +142,7 @@ pub async fn create_key_post(State(app): State<AppState>, submitted: ConsoleForm
     let form = &submitted.form;
     let new = NewApiKey {
         tenant_id: form.single("tenant_id")?.to_owned(),
-        user_id: form
-            .get("user_id")
-            .filter(|u| !u.is_empty())
-            .map(str::to_owned),
+        user_id: filled(form.get("user_id")).map(str::to_owned),
         name: form.single("name")?.to_owned(),
         scopes: form.all("scope").map(str::to_owned).collect(),
         expires_in: lifetime(&submitted)?,
@@ -189,9 +186,5 @@ pub async fn revoke_key_post(State(app): State<AppState>, submitted: ConsoleForm
     } else {
         "already"
     };
-    let to = format!(
-        "{}{CONSOLE_PATH}/api-keys?done={outcome}",
-        app.settings.issuer_path
-    );
-    Ok(Redirect::to(&to).into_response())
+    Ok(Redirect::to(&page_url(&app, &format!("api-keys?done={outcome}"))).into_response())
 }

@@ -7,7 +7,7 @@
 use super::directory::{find_user, logins, tenant_choice, tenant_param};
 use super::pages::{AlertRow, AlertsPage, AuditFilters, AuditPage, EventRow};
 use super::session::Console;
-use super::{Answer, ConsoleError, Query};
+use super::{Answer, ConsoleError, Query, filled};
 use crate::admin::audit::search_events;
 use crate::admin::grants::reachable_grant;
 use crate::admin::model::{EventPage, EventQuery};
@@ -62,7 +62,7 @@ fn time(v: &str) -> Option<String> {
 }
 
 fn before(v: Option<&str>) -> Result<Option<i64>, ConsoleError> {
-    match v.map(str::trim).filter(|s| !s.is_empty()) {
+    match filled(v) {
         None => Ok(None),
         Some(s) => s.parse().map(Some).map_err(|_| {
             ServerError::page(

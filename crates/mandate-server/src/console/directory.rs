@@ -34,7 +34,7 @@ pub async fn tenant_param(
     ctx: &Ctx<'_>,
     given: Option<&str>,
 ) -> Result<Option<String>, ConsoleError> {
-    match given.map(str::trim).filter(|t| !t.is_empty()) {
+    match super::filled(given) {
         None => Ok(None),
         Some(id) => Ok(Some(tenant(ctx, id).await?.id)),
     }

@@ -6,7 +6,7 @@
 use super::directory::{find_user, logins, tenant_choice, tenant_param};
 use super::pages::{GrantRow, GrantsPage, when};
 use super::session::{Console, ConsoleForm};
-use super::{Answer, CONSOLE_PATH, Query};
+use super::{Answer, Query, filled, page_url};
 use crate::admin::grants;
 use crate::admin::model::{GrantQuery, GrantView, RevokeRequest};
 use crate::pages::render;
@@ -27,10 +27,6 @@ pub struct GrantsQuery {
     revoked: Option<String>,
     /// What the last form did, to say so once.
     done: Option<String>,
-}
-
-fn non_empty(v: Option<&str>) -> Option<&str> {
-    v.map(str::trim).filter(|s| !s.is_empty())
 }
 
 fn row(g: GrantView, logins: &HashMap<String, String>) -> GrantRow {
@@ -56,11 +52,11 @@ pub async fn grants_get(
 ) -> Answer {
     let ctx = console.ctx(&app);
     let tenant_id = tenant_param(&ctx, q.tenant.as_deref()).await?;
-    let user_id = match non_empty(q.user.as_deref()) {
+    let user_id = match filled(q.user.as_deref()) {
         Some(u) => Some(find_user(&ctx, u).await?.id),
         None => None,
     };
-    let agent = non_empty(q.agent.as_deref()).map(str::to_owned);
+    let agent = filled(q.agent.as_deref()).map(str::to_owned);
     let include_revoked = q.revoked.as_deref() == Some("on");
     let found = grants::list_grants(
         &ctx,
@@ -94,16 +90,12 @@ pub async fn grants_get(
 pub async fn revoke_grant_post(State(app): State<AppState>, submitted: ConsoleForm) -> Answer {
     let ctx = submitted.ctx(&app);
     let grant_id = submitted.form.single("grant_id")?;
-    let reason = non_empty(submitted.form.get("reason")).map(str::to_owned);
+    let reason = filled(submitted.form.get("reason")).map(str::to_owned);
     let done = grants::revoke_grant(&ctx, grant_id, RevokeRequest { reason }).await?;
     let outcome = if done.was_active {
         "revoked"
     } else {
         "already"
     };
-    let to = format!(
-        "{}{CONSOLE_PATH}/grants?done={outcome}",
-        app.settings.issuer_path
-    );
-    Ok(Redirect::to(&to).into_response())
+    Ok(Redirect::to(&page_url(&app, &format!("grants?done={outcome}"))).into_response())
 }

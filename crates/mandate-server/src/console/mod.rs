@@ -68,10 +68,17 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn to_overview(axum::extract::State(app): axum::extract::State<AppState>) -> Redirect {
-    Redirect::to(&format!(
-        "{}{CONSOLE_PATH}/overview",
-        app.settings.issuer_path
-    ))
+    Redirect::to(&page_url(&app, "overview"))
+}
+
+/// The absolute path of the console page `page` (console-relative, query included).
+pub fn page_url(app: &AppState, page: &str) -> String {
+    format!("{}{CONSOLE_PATH}/{page}", app.settings.issuer_path)
+}
+
+/// A submitted field with its surrounding blanks removed; `None` when nothing is left.
+pub fn filled(value: Option<&str>) -> Option<&str> {
+    value.map(str::trim).filter(|v| !v.is_empty())
 }
 
 /// The absolute path of the console page `next` (console-relative, such as
@@ -79,7 +86,7 @@ async fn to_overview(axum::extract::State(app): axum::extract::State<AppState>) 
 /// only to addresses this accepts: a page name and a query of plain characters, so never
 /// another site, another part of the server, or a path with `..`.
 pub fn return_path(app: &AppState, next: &str) -> Option<String> {
-    is_console_page(next).then(|| format!("{}{CONSOLE_PATH}/{next}", app.settings.issuer_path))
+    is_console_page(next).then(|| page_url(app, next))
 }
 
 fn is_console_page(next: &str) -> bool {

@@ -335,13 +335,7 @@ async fn forms_without_this_sessions_csrf_token_are_refused(backend: Backend) {
     ];
     for (path, body, why) in cases {
         let refused = alice_browser.post(&app, path, body).await;
-        assert_eq!(
-            refused.status,
-            StatusCode::FORBIDDEN,
-            "{why}: {}",
-            refused.html
-        );
-        assert!(refused.html.contains("This form has expired"), "{why}");
+        refused.assert_form_refused(why);
     }
     let grant = app.store.grant(&gid).await.unwrap().unwrap();
     assert!(grant.revoked_at.is_none(), "nothing was revoked");

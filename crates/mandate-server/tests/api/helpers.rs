@@ -343,6 +343,12 @@ pub struct Page {
 }
 
 impl Page {
+    /// Asserts the page is the 403 a form without this session's CSRF token gets.
+    pub fn assert_form_refused(&self, why: &str) {
+        assert_eq!(self.status, StatusCode::FORBIDDEN, "{why}: {}", self.html);
+        assert!(self.html.contains("This form has expired"), "{why}");
+    }
+
     async fn from(resp: reqwest::Response) -> Self {
         let status = resp.status();
         let headers = resp.headers().clone();
