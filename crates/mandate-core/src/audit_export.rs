@@ -142,6 +142,9 @@ pub fn ocsf_class(action: Action) -> OcsfClass {
         // The audit log itself is an entity: a checkpoint is created, old events are deleted.
         AuditCheckpoint => class(entity.0, entity.1, 1, "Create", true, 1),
         AuditPurged => class(entity.0, entity.1, 4, "Delete", true, 2),
+        // Signing keys are entities too; withdrawing one is as serious as a purge.
+        SigningKeyCreated => class(entity.0, entity.1, 1, "Create", true, 1),
+        SigningKeyRetired => class(entity.0, entity.1, 4, "Delete", true, 2),
         // A resource server refused a call: OCSF's API Activity (category 6, Application
         // Activity); the HTTP method and path are in `unmapped.detail`.
         AccessDenied => OcsfClass {

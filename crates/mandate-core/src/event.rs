@@ -88,11 +88,16 @@ pub enum Action {
     /// Retention deleted old events (`detail`: `purged`, the range `from`..=`to`, and the
     /// checkpoint the chain now starts from, `checkpoint_seq`).
     AuditPurged,
+    /// A signing key was created by a rotation (`detail`: `kid`, `alg`, `activates_at`, and
+    /// `automatic` when the rotation schedule made it). Never key material.
+    SigningKeyCreated,
+    /// A signing key was withdrawn: no longer signs, verifies or is published (`detail`: `kid`).
+    SigningKeyRetired,
 }
 
 impl Action {
     /// Every action, in declaration order.
-    pub const ALL: [Action; 32] = [
+    pub const ALL: [Action; 34] = [
         Self::LoginSucceeded,
         Self::LoginFailed,
         Self::ConsentGranted,
@@ -125,6 +130,8 @@ impl Action {
         Self::AnomalyDetected,
         Self::AuditCheckpoint,
         Self::AuditPurged,
+        Self::SigningKeyCreated,
+        Self::SigningKeyRetired,
     ];
 
     /// The action with this stored name ([`Self::as_str`]).
@@ -166,6 +173,8 @@ impl Action {
             Self::AnomalyDetected => "anomaly.detected",
             Self::AuditCheckpoint => "audit.checkpoint",
             Self::AuditPurged => "audit.purged",
+            Self::SigningKeyCreated => "signing_key.created",
+            Self::SigningKeyRetired => "signing_key.retired",
         }
     }
 }
@@ -206,7 +215,9 @@ fn every_action_is_listed(a: Action) {
         | Action::AccessDenied
         | Action::AnomalyDetected
         | Action::AuditCheckpoint
-        | Action::AuditPurged => {}
+        | Action::AuditPurged
+        | Action::SigningKeyCreated
+        | Action::SigningKeyRetired => {}
     }
 }
 

@@ -20,7 +20,7 @@ use mandate_core::resource::{ResourceServer, is_valid_identifier};
 use mandate_core::scope::{ScopeSet, is_valid_token};
 use mandate_core::secret;
 use mandate_core::time::Timestamp;
-use mandate_store::{ScopeDef, Store};
+use mandate_store::{ScopeDef, Store, StoreError};
 use std::collections::BTreeSet;
 
 /// Shortest client secret accepted: secrets are stored as one SHA-256, which is only safe for
@@ -410,7 +410,22 @@ fn credential_hash(
     }
 }
 
+/// Creates or updates one `[[users]]` entry. Nodes starting together on one database apply
+/// the same file at once: a node that loses the race to create a user updates it instead.
 async fn apply_user(
+    store: &dyn Store,
+    u: &UserConfig,
+    entropy: &dyn Entropy,
+) -> anyhow::Result<()> {
+    match apply_user_once(store, u, entropy).await {
+        Err(e) if matches!(e.downcast_ref(), Some(StoreError::Conflict(_))) => {
+            apply_user_once(store, u, entropy).await
+        }
+        other => other,
+    }
+}
+
+async fn apply_user_once(
     store: &dyn Store,
     u: &UserConfig,
     entropy: &dyn Entropy,

@@ -151,9 +151,10 @@ pub async fn purge_periodically(state: AppState, retention: Duration, sinks: Vec
             now.unix()
                 .saturating_sub(i64::try_from(retention.as_secs()).unwrap_or(i64::MAX)),
         );
+        let keys = state.keys.current();
         let signer = Signer {
-            key: state.keys.signer(),
-            verifiers: state.keys.verifiers(),
+            key: keys.signer(now),
+            verifiers: keys.checkpoint_verifiers(),
             issuer: &state.settings.issuer,
         };
         let mut event = NewEvent::new(now, Action::AuditPurged, ActorKind::System);

@@ -107,6 +107,9 @@ pub struct Config {
     /// `[anomaly]`: rules over the audit log that alert, call a webhook, throttle or revoke.
     #[serde(default)]
     pub anomaly: AnomalyConfig,
+    /// `[signing_keys]`: rotation of the keys that sign access tokens.
+    #[serde(default)]
+    pub signing_keys: SigningKeysConfig,
 }
 
 mod defaults {
@@ -166,6 +169,7 @@ impl Default for Config {
             registration: RegistrationConfig::default(),
             audit_export: vec![],
             audit: AuditConfig::default(),
+            signing_keys: SigningKeysConfig::default(),
         }
     }
 }
@@ -642,6 +646,50 @@ impl AnomalyWebhookConfig {
             retry_max_ms: self.retry_max_ms,
             batch_size: 100,
             ..AuditExportConfig::webhook("anomaly-webhook", &self.url, self.secret.clone())
+        }
+    }
+}
+
+/// `[signing_keys]`: how signing keys rotate (see `crate::keys::ring` for a key's life). Every
+/// node sharing a database should have the same values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SigningKeysConfig {
+    /// Seconds a new key is published at `/jwks.json` before it signs (default 600: twice the
+    /// document's `max-age`, so resource servers have it before they meet a token it signed).
+    pub publish_before_signing_seconds: u64,
+    /// Seconds a replaced key still verifies and stays published (default 86,400). Must be
+    /// longer than the longest access-token lifetime, or tokens it signed stop verifying early.
+    pub trust_after_superseded_seconds: u64,
+    /// Rotate automatically when the newest key is this many days old (default 90; 0 = only
+    /// when an operator rotates).
+    pub rotate_after_days: u64,
+    /// Seconds between re-reads of the keys on each node (default 10), so a rotation or a
+    /// withdrawal made on one node reaches the others. A token naming a key a node has not
+    /// read yet makes it re-read at once.
+    pub reload_seconds: u64,
+}
+
+impl Default for SigningKeysConfig {
+    fn default() -> Self {
+        let p = crate::keys::KeyPolicy::new(Algorithm::EdDSA);
+        Self {
+            publish_before_signing_seconds: p.publish_before_signing,
+            trust_after_superseded_seconds: p.trust_after_superseded,
+            rotate_after_days: p.rotate_after.map_or(0, |s| s / 86_400),
+            reload_seconds: 10,
+        }
+    }
+}
+
+impl SigningKeysConfig {
+    pub fn policy(&self, alg: Algorithm) -> crate::keys::KeyPolicy {
+        crate::keys::KeyPolicy {
+            alg,
+            publish_before_signing: self.publish_before_signing_seconds,
+            trust_after_superseded: self.trust_after_superseded_seconds,
+            rotate_after: (self.rotate_after_days > 0)
+                .then(|| self.rotate_after_days.saturating_mul(86_400)),
         }
     }
 }

@@ -55,8 +55,7 @@ pub fn access_token(
     };
     let token = app
         .keys
-        .signer()
-        .sign(&claims)
+        .sign(&claims, now)
         .map_err(|e| anyhow::anyhow!("signing an access token: {e}"))?;
     Ok(MintedAccessToken { token, claims })
 }

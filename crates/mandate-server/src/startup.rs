@@ -55,6 +55,7 @@ pub struct Application {
     /// `[anomaly]`, checked at build, started by [`Self::run_until`].
     anomaly_rules: Vec<mandate_core::anomaly::Rule>,
     poll_anomalies: Duration,
+    key_reload_every: Duration,
     /// `[audit] retention_days` and the export sinks a purge must wait for.
     retention: Option<(Duration, Vec<String>)>,
 }
@@ -86,11 +87,14 @@ impl Application {
         let applied = apply::apply(&config, store.as_ref(), deps.entropy.as_ref(), now)
             .await
             .context("applying the configuration")?;
-        let kek = Kek::load_or_create(&config.kek_path(), deps.entropy.as_ref())?;
+        let kek = Arc::new(Kek::load_or_create(
+            &config.kek_path(),
+            deps.entropy.as_ref(),
+        )?);
         let keys = KeyRing::load_or_create(
-            store.as_ref(),
-            &kek,
-            config.signing_algorithm,
+            store.clone(),
+            kek.clone(),
+            config.signing_keys.policy(config.signing_algorithm),
             deps.entropy.as_ref(),
             now,
         )
@@ -134,7 +138,7 @@ impl Application {
             store,
             events,
             keys: Arc::new(keys),
-            kek: Arc::new(kek),
+            kek,
             clock: deps.clock,
             entropy: deps.entropy,
             settings: Arc::new(Settings {
@@ -165,6 +169,7 @@ impl Application {
             exports,
             anomaly_rules,
             poll_anomalies: Duration::from_millis(config.anomaly.poll_interval_ms),
+            key_reload_every: Duration::from_secs(config.signing_keys.reload_seconds.max(1)),
             retention,
         })
     }
@@ -205,6 +210,7 @@ impl Application {
             exports,
             anomaly_rules,
             poll_anomalies,
+            key_reload_every,
             retention,
             ..
         } = self;
@@ -247,6 +253,10 @@ impl Application {
                 sinks,
             ))
         });
+        let key_reload = tokio::spawn(crate::keys::rotation::reload_periodically(
+            state.clone(),
+            key_reload_every,
+        ));
         let janitor = tokio::spawn(purge_expired_periodically(state));
         axum::serve(
             listener,
@@ -260,6 +270,8 @@ impl Application {
         .context("serving HTTP")?;
         janitor.abort();
         let _ = janitor.await;
+        key_reload.abort();
+        let _ = key_reload.await;
         if let Some(retention) = retention {
             // A purge is one transaction: aborting it mid-way rolls it back.
             retention.abort();

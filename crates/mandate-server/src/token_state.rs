@@ -15,7 +15,7 @@ use crate::errors::ServerError;
 use crate::state::AppState;
 use mandate_core::api_key::{ApiKeyRecord, KEY_ID_PREFIX, KeyId};
 use mandate_core::exchange::Actor;
-use mandate_core::jwt::{self, AccessTokenClaims, Expectations};
+use mandate_core::jwt::{AccessTokenClaims, Expectations};
 use mandate_core::time::Timestamp;
 
 /// The claims of `token` if it is one of ours and still active; `None` otherwise.
@@ -24,7 +24,7 @@ pub async fn active_access_token(
     token: &str,
     now: Timestamp,
 ) -> Result<Option<AccessTokenClaims>, ServerError> {
-    let Ok(claims) = jwt::verify(token, app.keys.verifiers()) else {
+    let Ok(claims) = app.keys.verify(token, now).await else {
         return Ok(None);
     };
     let expect = Expectations {

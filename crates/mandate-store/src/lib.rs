@@ -179,6 +179,9 @@ pub trait KeyStore: Send + Sync {
     async fn insert_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()>;
     /// All signing keys, newest first.
     async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>>;
+    /// Withdraws a key (sets `retired_at`) unless it was withdrawn before; returns whether
+    /// this call did it.
+    async fn retire_signing_key(&self, kid: &str, at: Timestamp) -> StoreResult<bool>;
 }
 
 #[async_trait]

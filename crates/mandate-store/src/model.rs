@@ -48,8 +48,12 @@ pub struct StoredSigningKey {
     pub private_sealed: Vec<u8>,
     /// The public JWK as JSON.
     pub public_jwk: Value,
+    /// Published from here on.
     pub created_at: Timestamp,
-    /// Stops signing after this; the public key stays published until its tokens expire.
+    /// Signs from here on, until a newer key activates (keys stored before rotation existed:
+    /// `created_at`).
+    pub activates_at: Timestamp,
+    /// Withdrawn: neither signs nor verifies nor is published from here on (a compromised key).
     pub retired_at: Option<Timestamp>,
 }
 

@@ -357,7 +357,7 @@ fn line(e: &EventView) -> String {
 struct Signing {
     config: mandate_server::config::Config,
     store: std::sync::Arc<dyn mandate_store::Store>,
-    keys: KeyRing,
+    keys: std::sync::Arc<mandate_server::keys::KeySet>,
     issuer: String,
 }
 
@@ -365,16 +365,17 @@ impl Signing {
     async fn open(global: &Global) -> anyhow::Result<Self> {
         let (config, store) = open_local(global).await?;
         let entropy = mandate_server::system::OsEntropy::default();
-        let kek = Kek::load_or_create(&config.kek_path(), &entropy)?;
-        let keys = KeyRing::load_or_create(
-            store.as_ref(),
-            &kek,
-            config.signing_algorithm,
+        let kek = std::sync::Arc::new(Kek::load_or_create(&config.kek_path(), &entropy)?);
+        let ring = KeyRing::load_or_create(
+            store.clone(),
+            kek,
+            config.signing_keys.policy(config.signing_algorithm),
             &entropy,
             SystemClock.now(),
         )
         .await
         .context("loading signing keys")?;
+        let keys = ring.current();
         let issuer = match &config.issuer {
             Some(issuer) => issuer.trim_end_matches('/').to_owned(),
             None => format!("http://{}", config.listen),
@@ -389,8 +390,8 @@ impl Signing {
 
     fn signer(&self) -> Signer<'_> {
         Signer {
-            key: self.keys.signer(),
-            verifiers: self.keys.verifiers(),
+            key: self.keys.signer(SystemClock.now()),
+            verifiers: self.keys.checkpoint_verifiers(),
             issuer: &self.issuer,
         }
     }

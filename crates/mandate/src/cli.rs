@@ -73,6 +73,25 @@ pub enum Command {
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// The keys that sign access tokens: list, rotate, withdraw.
+    #[command(subcommand)]
+    SigningKey(SigningKeyCmd),
+}
+
+#[derive(Subcommand)]
+pub enum SigningKeyCmd {
+    /// Every signing key with its state (pending, active, superseded, expired, standby,
+    /// withdrawn) and dates.
+    List,
+    /// Create a key, published at once and signing after `--activate-in` seconds (default: the
+    /// server's `[signing_keys] publish_before_signing_seconds`). Every node follows.
+    Rotate {
+        #[arg(long)]
+        activate_in: Option<u64>,
+    },
+    /// Withdraw a key after a compromise: tokens it signed stop verifying. Rotate first (with
+    /// `--activate-in 0`) if it is the key that signs.
+    Withdraw { kid: String },
 }
 
 #[derive(Subcommand)]

@@ -1,5 +1,5 @@
 //! The `mandate` command line: `serve`, `demo`, `guard`, and administration of tenants, users,
-//! scopes, resources, agents, grants, API keys and admin roles, against the configured
+//! scopes, resources, agents, grants, API keys, admin roles and signing keys, against the configured
 //! database or a remote server's admin API (`--server`).
 //!
 //! Thin by design: flags are parsed here, the work is done by `mandate-server` and
@@ -13,6 +13,7 @@ mod guard;
 mod output;
 mod remote;
 mod serve;
+mod signing_key;
 
 use clap::Parser;
 use cli::{Cli, Command};
@@ -46,6 +47,7 @@ async fn main() -> std::process::ExitCode {
         Command::ApiKey(cmd) => admin::api_key(&cli.global, cmd).await,
         Command::AdminRole(cmd) => admin::admin_role(&cli.global, cmd).await,
         Command::Audit(cmd) => audit::run(&cli.global, cmd).await,
+        Command::SigningKey(cmd) => signing_key::run(&cli.global, cmd).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

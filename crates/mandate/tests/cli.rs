@@ -1047,3 +1047,71 @@ async fn audit_export_writes_the_same_lines_as_the_file_sink() {
     let tail = std::fs::read_to_string(&out).unwrap();
     assert_eq!(tail.lines().collect::<Vec<_>>(), all[2..].to_vec());
 }
+
+/// `mandate signing-key` on the local database: rotate, list, withdraw; the server started
+/// afterwards signs with the rotated key and publishes only the keys that still verify.
+#[tokio::test]
+async fn signing_keys_are_rotated_listed_and_withdrawn_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let first = json(&data, &["signing-key", "list"]);
+    let first = first.as_array().unwrap();
+    assert_eq!(first.len(), 1, "the first key is created on first use");
+    assert_eq!(first[0]["status"], "active");
+    let old = first[0]["kid"].as_str().unwrap().to_owned();
+
+    let pending = json(&data, &["signing-key", "rotate"]);
+    assert_eq!(pending["status"], "pending", "{pending}");
+    // A key never activates in the same (whole) second as the active one did.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let now = json(&data, &["signing-key", "rotate", "--activate-in", "0"]);
+    assert_eq!(now["status"], "active", "{now}");
+    let new = now["kid"].as_str().unwrap().to_owned();
+
+    let pending_kid = pending["kid"].as_str().unwrap();
+    let dropped = json(&data, &["signing-key", "withdraw", pending_kid]);
+    assert_eq!(dropped["status"], "withdrawn");
+    let (ok, _, err) = mandate(&data, &["signing-key", "withdraw", &new], None);
+    assert!(!ok && err.contains("rotate first"), "{err}");
+    let withdrawn = json(&data, &["signing-key", "withdraw", &old]);
+    assert_eq!(withdrawn["status"], "withdrawn");
+    let listed = json(&data, &["signing-key", "list"]);
+    let status = |kid: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["kid"] == kid)
+            .unwrap()["status"]
+            .clone()
+    };
+    assert_eq!(status(&old), "withdrawn");
+    assert_eq!(status(&new), "active");
+    assert_eq!(status(pending_kid), "withdrawn");
+    let (ok, table, _) = mandate(&data, &["signing-key", "list"], None);
+    assert!(
+        ok && table.contains(&new) && table.contains("withdrawn"),
+        "{table}"
+    );
+
+    // A server on this database signs with the rotated key and no longer publishes the old.
+    let (mut server, issuer) = common::serve(&data, &[]);
+    let jwks: Value = reqwest::get(format!("{issuer}/jwks.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert!(
+        kids.contains(&new.as_str()) && !kids.contains(&old.as_str()),
+        "{kids:?}"
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

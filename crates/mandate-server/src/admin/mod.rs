@@ -17,8 +17,8 @@
 //! - [`model`]: request and response bodies (the public contract).
 //! - [`directory`], [`grants`], [`api_keys`], [`roles`], [`audit`]: the operations and their
 //!   handlers.
-//! - [`signing_keys`]: the signing keys' status, an operation without an API route (the admin
-//!   console shows it; `/jwks.json` publishes the keys themselves).
+//! - [`signing_keys`]: the signing keys' states, rotation and withdrawal (`/jwks.json`
+//!   publishes the keys themselves).
 //!
 //! The operations are plain async functions taking a [`context::Ctx`], so the admin console
 //! ([`crate::console`]) and the CLI run exactly these, with the same role and tenant checks.
@@ -91,7 +91,8 @@ pub enum Failures {
     security(("bearer" = [])),
     tags(
         (name = "tenants"), (name = "users"), (name = "agents"), (name = "catalog"),
-        (name = "grants"), (name = "api-keys"), (name = "roles"), (name = "audit")
+        (name = "grants"), (name = "api-keys"), (name = "roles"), (name = "audit"),
+        (name = "signing-keys")
     )
 )]
 struct ApiDoc;
@@ -137,6 +138,11 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(roles::roles_get, roles::roles_post))
         .routes(routes!(roles::role_delete))
         .routes(routes!(audit::events_get))
+        .routes(routes!(
+            signing_keys::signing_keys_get,
+            signing_keys::signing_keys_post
+        ))
+        .routes(routes!(signing_keys::signing_key_withdraw_post))
 }
 
 /// The OpenAPI document for a server whose issuer is `issuer`.
@@ -233,6 +239,8 @@ mod tests {
             "/revocations",
             "/api-keys/{key_id}/rotate",
             "/roles/{principal_kind}/{principal_id}",
+            "/signing-keys",
+            "/signing-keys/{kid}/withdraw",
         ] {
             assert!(paths.contains_key(p), "missing {p}");
         }

@@ -273,9 +273,13 @@ pub struct AlertsPage {
 pub struct SigningKeyRow {
     pub kid: String,
     pub alg: String,
-    pub status: &'static str,
+    /// `pending`, `active`, `superseded`, `expired`, `standby` or `withdrawn`.
+    pub status: String,
     pub created: When,
-    pub retired: Option<When>,
+    /// When it signs (signed) from.
+    pub activates: When,
+    /// A superseded key: until when it verifies; a withdrawn one: since when it does not.
+    pub until: Option<When>,
 }
 
 #[derive(Template)]

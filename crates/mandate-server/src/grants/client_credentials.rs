@@ -19,6 +19,7 @@ use mandate_core::resource;
 use mandate_core::scope::ScopeSet;
 use mandate_core::time::Timestamp;
 use mandate_core::token_response::TokenResponse;
+use mandate_store::StoreError;
 
 pub async fn exchange(
     app: &AppState,
@@ -87,7 +88,8 @@ pub async fn exchange(
     ))
 }
 
-/// The agent's own grant in its tenant, created on first use.
+/// The agent's own grant in its tenant, created on first use. Nodes racing to create it meet
+/// the database's one-live-service-grant index: the loser reads the winner's.
 async fn service_grant(
     app: &AppState,
     agent: &Agent,
@@ -113,7 +115,23 @@ async fn service_grant(
         revoked_at: None,
         revoked_reason: None,
     };
-    app.store.create_grant(&grant).await?;
+    match app.store.create_grant(&grant).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => {
+            if let Some(g) = app
+                .store
+                .active_grant(tenant_id, None, &agent.client_id, now)
+                .await?
+            {
+                return Ok(g);
+            }
+            return Err(ServerError::Internal(anyhow::anyhow!(
+                "the service grant of {} was created and revoked at once",
+                agent.client_id
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    }
     app.cache.remember_service_grant(&grant);
     Ok(grant)
 }

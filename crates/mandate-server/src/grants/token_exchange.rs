@@ -94,8 +94,7 @@ pub async fn exchange(
     );
     let token = app
         .keys
-        .signer()
-        .sign(&claims)
+        .sign(&claims, now)
         .map_err(|e| anyhow::anyhow!("signing an exchanged token: {e}"))?;
     let event = exchange_event(&subject, &exchanged, &claims.jti, now);
     app.events.append(meta.stamp(event)).await?;
@@ -161,8 +160,7 @@ pub async fn exchange_api_key(
     );
     let token = app
         .keys
-        .signer()
-        .sign(&claims)
+        .sign(&claims, now)
         .map_err(|e| anyhow::anyhow!("signing a token for an API key: {e}"))?;
     app.store.record_api_key_use(&record.id, now).await?;
     let mut event = api_key_event(&record, presented_by, &exchanged, &claims.jti, now);

@@ -39,7 +39,7 @@ pub async fn jwks_get(State(app): State<AppState>) -> Response {
             (header::CONTENT_TYPE, "application/jwk-set+json"),
             (header::CACHE_CONTROL, "public, max-age=300"),
         ],
-        app.keys.jwks_json().to_owned(),
+        app.keys.current().jwks_json().to_owned(),
     )
         .into_response()
 }

@@ -14,7 +14,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use mandate_core::event::{Action, ActorKind, NewEvent};
-use mandate_core::jwt;
 use mandate_core::secret;
 use mandate_core::time::Timestamp;
 
@@ -53,7 +52,7 @@ async fn revoke_access_token(
     token: &str,
     now: Timestamp,
 ) -> Result<Option<NewEvent>, ServerError> {
-    let Ok(claims) = jwt::verify(token, app.keys.verifiers()) else {
+    let Ok(claims) = app.keys.verify(token, now).await else {
         return Ok(None);
     };
     if claims.client_id != client_id

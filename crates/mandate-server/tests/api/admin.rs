@@ -27,7 +27,7 @@ fn admin_resource(app: &TestApp) -> String {
 }
 
 /// The operator CLI's token: client credentials for the admin API.
-async fn operator_token(app: &TestApp) -> String {
+pub(crate) async fn operator_token(app: &TestApp) -> String {
     let resource = admin_resource(app);
     let (status, _, body) = app
         .post_form(
@@ -70,7 +70,7 @@ async fn admin_console_login(
 }
 
 /// A person's admin token through the admin console: code + PKCE for the admin API.
-async fn person_token(app: &TestApp, login: &str) -> String {
+pub(crate) async fn person_token(app: &TestApp, login: &str) -> String {
     let (browser, page, verifier) =
         admin_console_login(app, login, &format!("{login}-demo-password")).await;
     let resource = admin_resource(app);

@@ -162,18 +162,19 @@ async fn retention_purges_old_events_behind_a_checkpoint_the_published_jwks_veri
     // The server's own key ring, as a node sharing its data directory loads it.
     let entropy = mandate_server::system::OsEntropy::default();
     let kek = Kek::load_or_create(&app.data_dir.join("kek"), &entropy).unwrap();
-    let keys = KeyRing::load_or_create(
-        app.store.as_ref(),
-        &kek,
-        mandate_core::jwt::Algorithm::EdDSA,
+    let ring = KeyRing::load_or_create(
+        app.store.clone(),
+        std::sync::Arc::new(kek),
+        mandate_server::keys::KeyPolicy::new(mandate_core::jwt::Algorithm::EdDSA),
         &entropy,
         app.now(),
     )
     .await
     .unwrap();
+    let keys = ring.current();
     let signer = Signer {
-        key: keys.signer(),
-        verifiers: keys.verifiers(),
+        key: keys.signer(app.now()),
+        verifiers: keys.checkpoint_verifiers(),
         issuer: &app.issuer,
     };
     let before = mandate_core::time::Timestamp::from_unix(app.now().unix() - 24 * 60 * 60);
@@ -213,7 +214,7 @@ async fn retention_purges_old_events_behind_a_checkpoint_the_published_jwks_veri
         (claims.seq, claims.iss.as_str()),
         (old_head, app.issuer.as_str())
     );
-    assert_eq!(kid, keys.signer().kid());
+    assert_eq!(kid, keys.signer(app.now()).kid());
     let v = mandate_store::audit::verify(app.store.as_ref(), &published, |_, _| {})
         .await
         .unwrap();

@@ -35,5 +35,6 @@ mod registration;
 mod revocation;
 mod revocation_feed;
 mod schemathesis;
+mod signing_keys;
 mod startup;
 mod token_exchange;

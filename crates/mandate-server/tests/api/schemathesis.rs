@@ -52,6 +52,9 @@ async fn admin_api_conforms_to_its_openapi_document(backend: Backend) {
             .args(["run", &schema, "--checks", "all"])
             .args(["--exclude-checks", "positive_data_acceptance"])
             .args(["--max-examples", "40", "--workers", "2"])
+            // Withdrawing a signing key (one it lists) ends the very token the run presents,
+            // and every later call would be a 401; signing_keys.rs tests that operation.
+            .args(["--exclude-path-regex", "/withdraw$"])
             .args(["-H", &format!("Authorization: Bearer {token}")])
             .env("NO_COLOR", "1")
             .output()

@@ -21,10 +21,13 @@ pub(crate) const PENDING: &str = "SELECT id, request, created_at, expires_at \
 pub(crate) const TAKE_PENDING: &str = "DELETE FROM pending_authorizations WHERE id = $1";
 
 pub(crate) const INSERT_KEY: &str = "INSERT INTO signing_keys \
-     (kid, alg, private_sealed, public_jwk, created_at, retired_at) \
-     VALUES ($1, $2, $3, $4, $5, $6)";
+     (kid, alg, private_sealed, public_jwk, created_at, retired_at, activates_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
 pub(crate) const KEYS: &str = "SELECT kid, alg, private_sealed, public_jwk, created_at, \
-     retired_at FROM signing_keys ORDER BY created_at DESC, kid DESC";
+     retired_at, activates_at FROM signing_keys ORDER BY created_at DESC, kid DESC";
+/// Withdraws a key once: the first withdrawal's time is kept.
+pub(crate) const RETIRE_KEY: &str =
+    "UPDATE signing_keys SET retired_at = $2 WHERE kid = $1 AND retired_at IS NULL";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct SessionRow {
@@ -82,6 +85,7 @@ pub(crate) struct KeyRow {
     public_jwk: String,
     created_at: i64,
     retired_at: Option<i64>,
+    activates_at: Option<i64>,
 }
 
 impl TryFrom<KeyRow> for StoredSigningKey {
@@ -95,6 +99,7 @@ impl TryFrom<KeyRow> for StoredSigningKey {
                 .map_err(|_| StoreError::Corrupt("public JWK"))?,
             created_at: ts(r.created_at),
             retired_at: opt_ts(r.retired_at),
+            activates_at: ts(r.activates_at.unwrap_or(r.created_at)),
         })
     }
 }
@@ -195,6 +200,7 @@ macro_rules! impl_sessions {
                     .bind(key.public_jwk.to_string())
                     .bind(key.created_at.unix())
                     .bind(key.retired_at.map(|t| t.unix()))
+                    .bind(key.activates_at.unix())
                     .execute(&self.pool)
                     .await
                     .map_err($crate::sql::write_error("signing key", "signing key"))?;
@@ -210,6 +216,19 @@ macro_rules! impl_sessions {
                 .fetch_all(&self.pool)
                 .await?;
                 rows.into_iter().map(TryInto::try_into).collect()
+            }
+
+            async fn retire_signing_key(
+                &self,
+                kid: &str,
+                at: ::mandate_core::time::Timestamp,
+            ) -> $crate::StoreResult<bool> {
+                let done = ::sqlx::query($crate::sql::sessions::RETIRE_KEY)
+                    .bind(kid)
+                    .bind(at.unix())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() > 0)
             }
         }
     };

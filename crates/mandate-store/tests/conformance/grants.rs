@@ -100,7 +100,6 @@ pub(crate) async fn active_grant_is_the_newest_live_one(store: Arc<dyn Store>) {
             ..grant("g_other_tenant", Some("u_1"), 990)
         },
         grant("g_other_user", Some("u_2"), 990),
-        grant("g_service_old", None, 10),
         Grant {
             expires_at: Some(t(1001)),
             ..grant("g_service", None, 20)
@@ -130,13 +129,27 @@ pub(crate) async fn active_grant_is_the_newest_live_one(store: Arc<dyn Store>) {
     let later = store
         .active_grant("acme", None, "cli", t(1001))
         .await
-        .unwrap()
-        .map(|g| g.id);
-    assert_eq!(
-        later.as_deref(),
-        Some("g_service_old"),
-        "expiry is exclusive"
-    );
+        .unwrap();
+    assert_eq!(later, None, "expiry is exclusive");
+
+    // One live service grant per agent and tenant: nodes racing to create it cannot both win.
+    let second = store.create_grant(&grant("g_service_2", None, 30)).await;
+    assert!(matches!(second, Err(StoreError::Conflict(_))), "{second:?}");
+    store
+        .create_grant(&Grant {
+            tenant_id: "other".into(),
+            ..grant("g_service_elsewhere", None, 30)
+        })
+        .await
+        .unwrap();
+    store
+        .revoke_grant("g_service", t(40), "test")
+        .await
+        .unwrap();
+    store
+        .create_grant(&grant("g_service_3", None, 50))
+        .await
+        .unwrap();
 }
 
 pub(crate) async fn revoke_grant_revokes_its_families_once(store: Arc<dyn Store>) {

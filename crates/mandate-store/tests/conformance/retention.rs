@@ -33,6 +33,7 @@ async fn server_key(store: &dyn Store) -> SigningKey {
             private_sealed: vec![0; 12],
             public_jwk: serde_json::to_value(key.public_jwk()).unwrap(),
             created_at: t(1),
+            activates_at: t(1),
             retired_at: None,
         })
         .await

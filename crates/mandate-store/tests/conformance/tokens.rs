@@ -256,6 +256,7 @@ pub(crate) async fn signing_keys_keep_their_bytes_newest_first(store: Arc<dyn St
         private_sealed: all_bytes,
         public_jwk: serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": "abc"}),
         created_at: t(1000),
+        activates_at: t(1000),
         retired_at: Some(t(5000)),
     };
     let new = StoredSigningKey {
@@ -264,11 +265,28 @@ pub(crate) async fn signing_keys_keep_their_bytes_newest_first(store: Arc<dyn St
         private_sealed: vec![],
         public_jwk: serde_json::json!({"kty": "EC", "crv": "P-256", "x": "1", "y": "2"}),
         created_at: t(2000),
+        activates_at: t(2600),
         retired_at: None,
     };
     store.insert_signing_key(&old).await.unwrap();
     store.insert_signing_key(&new).await.unwrap();
     let dup = store.insert_signing_key(&old).await;
     assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
-    assert_eq!(store.signing_keys().await.unwrap(), vec![new, old]);
+    assert_eq!(
+        store.signing_keys().await.unwrap(),
+        vec![new.clone(), old.clone()]
+    );
+    // Withdrawal happens once: the first time is kept, and a second call reports nothing done.
+    assert!(store.retire_signing_key("k_new", t(3000)).await.unwrap());
+    assert!(!store.retire_signing_key("k_new", t(4000)).await.unwrap());
+    assert!(!store.retire_signing_key("k_old", t(4000)).await.unwrap());
+    assert!(
+        !store
+            .retire_signing_key("k_missing", t(4000))
+            .await
+            .unwrap()
+    );
+    let keys = store.signing_keys().await.unwrap();
+    assert_eq!(keys[0].retired_at, Some(t(3000)));
+    assert_eq!(keys[1], old);
 }
