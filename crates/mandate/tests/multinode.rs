@@ -27,7 +27,9 @@ use oauth2::{
 };
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -686,15 +688,26 @@ struct Seen {
     retries: usize,
 }
 
-/// Refreshes one family round-robin over the nodes until `stop`; a node that does not answer
-/// (killed) is skipped and the same refresh token is tried on the next one, as a client behind
-/// a load balancer would.
-async fn refresh_loop(
-    cluster: Arc<Cluster>,
-    mut refresh: String,
+/// What one request of a load client came to.
+enum Outcome {
+    /// An access token.
+    Token(String),
+    /// An OAuth error: the node answered, and refused.
+    Refused(String),
+    /// No answer (connection refused or cut): the node is gone.
+    Unreachable,
+}
+
+type Step = Box<dyn FnMut(usize) -> Pin<Box<dyn Future<Output = Outcome> + Send>> + Send>;
+
+/// Sends `step` to the nodes round-robin until `stop`, as a client behind a load balancer:
+/// a node that does not answer is skipped and the next request goes to the next node; a node
+/// marked `down` is no longer tried. Stops at the first refusal.
+async fn round_robin(
     start: usize,
     down: Arc<std::sync::Mutex<HashSet<usize>>>,
     stop: Arc<AtomicBool>,
+    mut step: Step,
 ) -> Seen {
     let mut seen = Seen::default();
     let mut node = start;
@@ -703,47 +716,49 @@ async fn refresh_loop(
         if down.lock().unwrap().contains(&node) {
             continue;
         }
-        match refresh_on(&cluster, node, &refresh).await {
-            Ok((access, next)) => {
-                seen.access_tokens.push(access);
-                refresh = next;
-            }
-            Err(e) if e.contains("invalid_grant") => {
+        match step(node).await {
+            Outcome::Token(token) => seen.access_tokens.push(token),
+            Outcome::Refused(e) => {
                 seen.refusals.push(e);
                 break;
             }
-            // Connection refused or cut: this node is gone; retry elsewhere.
-            Err(_) => seen.retries += 1,
+            Outcome::Unreachable => seen.retries += 1,
         }
     }
     seen
 }
 
-async fn client_credentials_loop(
-    cluster: Arc<Cluster>,
-    start: usize,
-    down: Arc<std::sync::Mutex<HashSet<usize>>>,
-    stop: Arc<AtomicBool>,
-) -> Seen {
-    let mut seen = Seen::default();
-    let mut node = start;
-    while !stop.load(Ordering::Relaxed) {
-        node = (node + 1) % 3;
-        if down.lock().unwrap().contains(&node) {
-            continue;
-        }
-        match cluster.client_credentials(node).await {
-            Ok(body) => seen
-                .access_tokens
-                .push(body["access_token"].as_str().unwrap().to_owned()),
-            Err(e) if e.is_status() => {
-                seen.refusals.push(e.to_string());
-                break;
+/// Refreshes one family; after an unanswered request the same refresh token is presented
+/// again on the next node (the killed node may have rotated it before dying).
+fn refreshing(cluster: Arc<Cluster>, refresh: String) -> Step {
+    let current = Arc::new(std::sync::Mutex::new(refresh));
+    Box::new(move |node| {
+        let (cluster, current) = (cluster.clone(), current.clone());
+        Box::pin(async move {
+            let token = current.lock().unwrap().clone();
+            match refresh_on(&cluster, node, &token).await {
+                Ok((access, next)) => {
+                    *current.lock().unwrap() = next;
+                    Outcome::Token(access)
+                }
+                Err(e) if e.contains("invalid_grant") => Outcome::Refused(e),
+                Err(_) => Outcome::Unreachable,
             }
-            Err(_) => seen.retries += 1,
-        }
-    }
-    seen
+        })
+    })
+}
+
+fn issuing(cluster: Arc<Cluster>) -> Step {
+    Box::new(move |node| {
+        let cluster = cluster.clone();
+        Box::pin(async move {
+            match cluster.client_credentials(node).await {
+                Ok(body) => Outcome::Token(body["access_token"].as_str().unwrap().to_owned()),
+                Err(e) if e.is_status() => Outcome::Refused(e.to_string()),
+                Err(_) => Outcome::Unreachable,
+            }
+        })
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -770,21 +785,16 @@ async fn killing_one_of_three_nodes_under_load_loses_and_duplicates_nothing() {
     let stop = Arc::new(AtomicBool::new(false));
     let shared = Arc::new(cluster);
     let mut tasks = Vec::new();
-    for (i, refresh) in refresh_tokens.into_iter().enumerate() {
-        tasks.push(tokio::spawn(refresh_loop(
-            shared.clone(),
-            refresh,
+    let steps = refresh_tokens
+        .into_iter()
+        .map(|refresh| refreshing(shared.clone(), refresh))
+        .chain((0..4).map(|_| issuing(shared.clone())));
+    for (i, step) in steps.enumerate() {
+        tasks.push(tokio::spawn(round_robin(
             i,
             down.clone(),
             stop.clone(),
-        )));
-    }
-    for i in 0..4 {
-        tasks.push(tokio::spawn(client_credentials_loop(
-            shared.clone(),
-            i,
-            down.clone(),
-            stop.clone(),
+            step,
         )));
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -54,6 +54,15 @@ fn status_of(list: &Value, kid: &str) -> String {
     s(&key["status"]).to_owned()
 }
 
+async fn events_of(app: &TestApp, action: &str) -> Vec<mandate_core::event::Event> {
+    let filter = EventFilter {
+        action: Some(action.into()),
+        limit: 10,
+        ..EventFilter::default()
+    };
+    app.store.events(&filter).await.unwrap()
+}
+
 async fn jwks_kids(app: &TestApp) -> Vec<String> {
     app.jwks()
         .await
@@ -113,15 +122,7 @@ async fn a_rotated_key_is_published_first_signs_at_its_time_and_the_old_one_stil
     let (_, list) = admin_call(&app, &operator, reqwest::Method::GET, "/signing-keys", None).await;
     assert_eq!(status_of(&list, &old), "expired", "{list}");
 
-    let events = app
-        .store
-        .events(&EventFilter {
-            action: Some("signing_key.created".into()),
-            limit: 10,
-            ..EventFilter::default()
-        })
-        .await
-        .unwrap();
+    let events = events_of(&app, "signing_key.created").await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].event.detail["kid"], new_kid.as_str());
     assert_eq!(events[0].event.actor_id.as_deref(), Some("agent:admin-cli"));
@@ -253,15 +254,7 @@ async fn a_withdrawn_key_stops_verifying_and_only_operators_change_keys(backend:
     .await;
     assert_eq!(status, StatusCode::CONFLICT, "withdrawn once only");
 
-    let events = app
-        .store
-        .events(&EventFilter {
-            action: Some("signing_key.retired".into()),
-            limit: 10,
-            ..EventFilter::default()
-        })
-        .await
-        .unwrap();
+    let events = events_of(&app, "signing_key.retired").await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].event.detail["kid"], old.as_str());
 }
