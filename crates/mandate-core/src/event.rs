@@ -88,11 +88,15 @@ pub enum Action {
     /// Retention deleted old events (`detail`: `purged`, the range `from`..=`to`, and the
     /// checkpoint the chain now starts from, `checkpoint_seq`).
     AuditPurged,
+    /// An operator bulk-loaded grants with `mandate bulk-load` (benchmark fixtures, imports):
+    /// ONE event for the whole load (`tenant_id`, `client_id`; `detail`: `grants`,
+    /// `refresh_families`, `users_created`, `codes`), never one per grant.
+    GrantsBulkLoaded,
 }
 
 impl Action {
     /// Every action, in declaration order.
-    pub const ALL: [Action; 32] = [
+    pub const ALL: [Action; 33] = [
         Self::LoginSucceeded,
         Self::LoginFailed,
         Self::ConsentGranted,
@@ -125,6 +129,7 @@ impl Action {
         Self::AnomalyDetected,
         Self::AuditCheckpoint,
         Self::AuditPurged,
+        Self::GrantsBulkLoaded,
     ];
 
     /// The action with this stored name ([`Self::as_str`]).
@@ -166,6 +171,7 @@ impl Action {
             Self::AnomalyDetected => "anomaly.detected",
             Self::AuditCheckpoint => "audit.checkpoint",
             Self::AuditPurged => "audit.purged",
+            Self::GrantsBulkLoaded => "grants.bulk_loaded",
         }
     }
 }
@@ -206,7 +212,8 @@ fn every_action_is_listed(a: Action) {
         | Action::AccessDenied
         | Action::AnomalyDetected
         | Action::AuditCheckpoint
-        | Action::AuditPurged => {}
+        | Action::AuditPurged
+        | Action::GrantsBulkLoaded => {}
     }
 }
 
