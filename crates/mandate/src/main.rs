@@ -1,12 +1,13 @@
 //! The `mandate` command line: `serve`, `demo`, `guard`, and administration of tenants, users,
 //! scopes, resources, agents, grants, API keys and admin roles, against the configured
-//! database or a remote server's admin API (`--server`).
+//! database or a remote server's admin API (`--server`); `bulk-load` for benchmark fixtures.
 //!
 //! Thin by design: flags are parsed here, the work is done by `mandate-server` and
 //! `mandate-store`.
 
 mod admin;
 mod audit;
+mod bulk_load;
 mod cli;
 mod demo;
 mod guard;
@@ -46,6 +47,7 @@ async fn main() -> std::process::ExitCode {
         Command::ApiKey(cmd) => admin::api_key(&cli.global, cmd).await,
         Command::AdminRole(cmd) => admin::admin_role(&cli.global, cmd).await,
         Command::Audit(cmd) => audit::run(&cli.global, cmd).await,
+        Command::BulkLoad(args) => bulk_load::run(&cli.global, args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
