@@ -12,12 +12,25 @@
 #   4. runs oha against
 #        a) POST /token       client_credentials, Basic auth as the demo agent `svc-agent`
 #        b) POST /introspect  of one access token obtained first, same Basic auth
+#      then loads BENCH_GRANTS user grants with `mandate bulk-load` (each with a refresh
+#      family; plus as many fresh authorization codes) and runs bench/loadgen (one line per
+#      request: single-use credentials cannot be replayed by oha) against
+#        c) POST /token       authorization_code + PKCE for the public agent `cli-agent`,
+#                             each request redeeming a different loaded code
+#        d) POST /token       refresh_token, each request a different loaded refresh token
+#      and finally the resource-server guard (`mandate guard`, reverse proxy, in front of the
+#      server's /jwks.json as a cheap upstream, on the server's CPU):
+#        e) GET via the guard, a different access token every request (signature verified)
+#        f) GET via the guard, one token repeated (oha; the verified-token cache answers)
+#        g) GET /jwks.json directly (the upstream alone, to subtract from e and f)
 #      and prints requests/s, p50 and p99 latency per case;
 #   5. repeats 3-4 on PostgreSQL when MANDATE_BENCH_POSTGRES_URL is set;
 #   6. runs the same two cases against the peer, the Node oidc-provider (a certified OpenID
 #      provider) from ../shared/peers/oidc-provider, pinned the same way, and prints Mandate's
 #      throughput as a multiple of the peer's. The peer issues an EdDSA JWT for resource
 #      .../jwt; it introspects only opaque tokens, so its introspection case uses an opaque one.
+#      Its only client is a client-credentials one and it has no guard, so cases c-g are
+#      Mandate only (n/a for the peer).
 # Everything stays on 127.0.0.1; every run is bounded in time; on exit it stops only the
 # server it started and removes its temporary files (and the PostgreSQL database it created).
 #
@@ -37,6 +50,10 @@
 #   MANDATE_BENCH_POSTGRES_FRESH=0
 #                       use MANDATE_BENCH_POSTGRES_URL as-is instead (a dedicated, disposable
 #                       database you created; the demo configuration is applied to it).
+#   BENCH_GRANTS        grants bulk-loaded for the refresh and code cases; also the number
+#                       of codes and of sampled refresh tokens (each used once)  [200000]
+#   BENCH_GUARD_TOKENS  distinct access tokens fetched for the uncached guard case  [250000]
+#   BENCH_BUILD=0       measure the release binaries already built instead of building first
 #   BENCH_PEER          1 to measure the peer too when it is found (needs node and npm; its
 #                       start script installs its pinned packages on first use), 0 to skip [1]
 #   BENCH_PEER_DIR      where the peer is              [../shared/peers/oidc-provider]
@@ -49,6 +66,13 @@ CONNECTIONS=${BENCH_CONNECTIONS:-32}
 WARMUP=${BENCH_WARMUP:-2s}
 RUNS=${BENCH_RUNS:-1}
 FEATURES=${BENCH_FEATURES:-}
+GRANTS=${BENCH_GRANTS:-200000}
+GUARD_TOKENS=${BENCH_GUARD_TOKENS:-250000}
+# The code-flow agent (public: no secret) and the demo CRM's feed credential, from $CONFIG.
+CODE_CLIENT=cli-agent
+CRM_RESOURCE=http://127.0.0.1:8081
+CRM_FEED_ID=demo-crm
+CRM_FEED_SECRET=demo-crm-resource-secret-0123456789abcdef
 CLIENT_ID=svc-agent
 CLIENT_SECRET=demo-svc-agent-secret-0123456789abcdef
 CONFIG=examples/demo.toml
@@ -60,10 +84,13 @@ command -v python3 >/dev/null || die "python3 is required (it parses oha's JSON 
 command -v curl >/dev/null || die "curl is required (health check and the first token)"
 command -v cargo >/dev/null || die "cargo is required (https://rustup.rs)"
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer"
+[[ "$GRANTS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_GRANTS must be a positive integer"
+[[ "$GUARD_TOKENS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_GUARD_TOKENS must be a positive integer"
 
 # --- state cleaned up on exit ------------------------------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/mandate-bench.XXXXXX")
 SERVER_PID=""
+GUARD_PID=""
 PG_ADMIN_URL=""
 PG_DB=""
 
@@ -82,8 +109,24 @@ stop_server() {
     fi
 }
 
+stop_guard() {
+    if [[ -n "$GUARD_PID" ]]; then
+        if kill -0 "$GUARD_PID" 2>/dev/null; then
+            kill -TERM "$GUARD_PID" 2>/dev/null || true
+            for _ in $(seq 1 50); do
+                kill -0 "$GUARD_PID" 2>/dev/null || break
+                sleep 0.1
+            done
+            kill -KILL "$GUARD_PID" 2>/dev/null || true
+        fi
+        wait "$GUARD_PID" 2>/dev/null || true
+        GUARD_PID=""
+    fi
+}
+
 cleanup() {
     local status=$?
+    stop_guard
     stop_server
     if [[ -n "$PG_DB" && -n "$PG_ADMIN_URL" ]]; then
         psql "$PG_ADMIN_URL" -qAtc "DROP DATABASE IF EXISTS \"$PG_DB\" WITH (FORCE)" >/dev/null 2>&1 || true
@@ -127,16 +170,22 @@ fi
 
 # --- 2. the server -------------------------------------------------------------------------
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-BUILD=(cargo build --release -p mandate)
+BUILD=(cargo build --release -p mandate -p mandate-loadgen)
 if [[ -n "$FEATURES" ]]; then
     # A separate target directory, so a feature build never replaces the normal binary.
     TARGET_DIR="$TARGET_DIR/bench-${FEATURES//[^a-z0-9-]/_}"
     BUILD+=(--features "$FEATURES" --target-dir "$TARGET_DIR")
 fi
-say "building mandate (release): ${BUILD[*]}"
-"${BUILD[@]}"
+if [[ "${BENCH_BUILD:-1}" == "0" ]]; then
+    say "BENCH_BUILD=0: using the binaries already in $TARGET_DIR/release (not rebuilt)"
+else
+    say "building mandate (release): ${BUILD[*]}"
+    "${BUILD[@]}"
+fi
 BIN="$TARGET_DIR/release/mandate"
+LOADGEN="$TARGET_DIR/release/mandate-loadgen"
 [[ -x "$BIN" ]] || die "built binary not found at $BIN"
+[[ -x "$LOADGEN" ]] || die "built load generator not found at $LOADGEN"
 
 # --- CPU placement ---------------------------------------------------------------------------
 NPROC=$(nproc 2>/dev/null || echo 1)
@@ -172,6 +221,8 @@ start_server() {
     log="$WORK/$name/server.log"
     mkdir -p "$data"
     BASE="http://127.0.0.1:$port"
+    DATA=$data
+    DB_ARGS=("$@")
     say "[$name] starting: ${SERVER_PIN[*]} $BIN serve --config $CONFIG --listen 127.0.0.1:$port --data-dir $data $*"
     # RUST_LOG is left as the user has it: the default (info) logs no line per request.
     "${SERVER_PIN[@]}" "$BIN" serve --config "$CONFIG" --listen "127.0.0.1:$port" \
@@ -202,12 +253,27 @@ fetch_token() {
 # The client the load authenticates as (Basic); the peer's run switches it.
 AUTH="$CLIENT_ID:$CLIENT_SECRET"
 
-# oha_run OUTFILE DURATION URL BODY: one bounded oha run, JSON to OUTFILE.
+# oha_run OUTFILE DURATION URL BODY: one bounded oha run, JSON to OUTFILE. BODY "GET:<token>"
+# means a GET with that bearer token instead of a POST.
 oha_run() {
     local out=$1 duration=$2 url=$3 body=$4
+    if [[ "$body" == GET:* ]]; then
+        "${LOAD_PIN[@]}" "$OHA" -z "$duration" -c "$CONNECTIONS" "${OHA_NO_TUI[@]}" "${OHA_JSON[@]}" \
+            -H "Authorization: Bearer ${body#GET:}" "$url" >"$out"
+        return
+    fi
     "${LOAD_PIN[@]}" "$OHA" -z "$duration" -c "$CONNECTIONS" "${OHA_NO_TUI[@]}" "${OHA_JSON[@]}" \
         -m POST -a "$AUTH" \
         -T application/x-www-form-urlencoded -d "$body" \
+        "$url" >"$out"
+}
+
+# loadgen_run OUTFILE DURATION URL KIND FILE [extra loadgen args]: one bounded run of
+# bench/loadgen, every request using the next line of FILE once (KIND: bodies or bearers).
+loadgen_run() {
+    local out=$1 duration=$2 url=$3 kind=$4 file=$5
+    shift 5
+    "${LOAD_PIN[@]}" "$LOADGEN" -z "${duration%s}" -c "$CONNECTIONS" "--$kind" "$file" "$@" \
         "$url" >"$out"
 }
 
@@ -225,17 +291,62 @@ measure() {
     fi
     local files=()
     for run in $(seq 1 "$RUNS"); do
-        say "[$backend] $case: run $run/$RUNS: oha -z $DURATION -c $CONNECTIONS POST $path"
+        say "[$backend] $case: run $run/$RUNS: oha -z $DURATION -c $CONNECTIONS ${body%%:*} $path"
         oha_run "$dir/$case-$run.json" "$DURATION" "$BASE$path" "$body"
         files+=("$dir/$case-$run.json")
     done
-    python3 - "$backend" "$case" "${files[@]}" >>"$RESULTS" <<'PY'
+    summarize "$backend" "$case" "${files[@]}"
+}
+
+# measure_lines BACKEND CASE URL KIND FILE [extra loadgen args]: like measure, with
+# bench/loadgen using each line of FILE once: the warm-up and every run get lines of their
+# own (the warm-up the first quarter of the file, the runs equal shares of the rest).
+measure_lines() {
+    local backend=$1 case=$2 url=$3 kind=$4 file=$5
+    shift 5
+    local dir="$WORK/$backend"
+    mkdir -p "$dir"
+    local total warm=0 share
+    total=$(wc -l <"$file")
+    if [[ "$WARMUP" != "0" && "$WARMUP" != "0s" ]]; then
+        warm=$((total / 4))
+        head -n "$warm" "$file" >"$dir/$case-warmup.lines"
+        say "[$backend] $case: warm-up $WARMUP ($warm lines)"
+        loadgen_run "$dir/$case-warmup.json" "$WARMUP" "$url" "$kind" "$dir/$case-warmup.lines" "$@"
+    fi
+    share=$(((total - warm) / RUNS))
+    local files=()
+    for run in $(seq 1 "$RUNS"); do
+        tail -n +"$((warm + (run - 1) * share + 1))" "$file" | head -n "$share" >"$dir/$case-$run.lines"
+        say "[$backend] $case: run $run/$RUNS: loadgen -z $DURATION -c $CONNECTIONS --$kind ($share single-use lines) $url"
+        loadgen_run "$dir/$case-$run.json" "$DURATION" "$url" "$kind" "$dir/$case-$run.lines" "$@"
+        files+=("$dir/$case-$run.json")
+    done
+    rm -f "$dir"/*.lines
+    summarize "$backend" "$case" "${files[@]}"
+}
+
+# summarize BACKEND CASE FILES...: one TSV line (medians over the runs) from oha's or
+# loadgen's JSON.
+summarize() {
+    python3 - "$@" >>"$RESULTS" <<'PY'
 import json, statistics, sys
 backend, case, files = sys.argv[1], sys.argv[2], sys.argv[3:]
 runs = []
 for f in files:
     with open(f) as fh:
         d = json.load(fh)
+    if "requests_per_sec" in d:  # bench/loadgen
+        codes = d.get("status") or {}
+        ok = sum(v for k, v in codes.items() if k == "200")
+        bad = sum(v for k, v in codes.items() if k != "200") + d.get("errors", 0)
+        runs.append({"rps": d["requests_per_sec"], "p50": d["p50_ms"], "p99": d["p99_ms"],
+                     "ok": ok, "bad": bad, "codes": codes, "errors": {}})
+        note = " (lines ran out: shorter run)" if d.get("lines_exhausted") else ""
+        print(f"    {f.rsplit('/', 1)[-1]}: {d['requests_per_sec']:.0f} req/s, p50 {d['p50_ms']:.2f} ms,"
+              f" p99 {d['p99_ms']:.2f} ms in {d['seconds']:.1f} s, 200s {ok}, other {bad}"
+              f" {codes if bad else ''}{note}", file=sys.stderr)
+        continue
     s = d["summary"]
     lat = d.get("latencyPercentiles") or {}
     codes = d.get("statusCodeDistribution") or {}
@@ -276,8 +387,90 @@ bench_backend() {
         die "[$name] /introspect does not report the benchmark token as active"
     measure "$name" token /token "grant_type=client_credentials"
     measure "$name" introspect /introspect "token=$token"
+    bench_single_use "$name"
+    bench_guard "$name"
     say "[$name] server RSS after the runs: $(rss_mib "$SERVER_PID")"
     stop_server
+}
+
+# bench_single_use NAME: bulk-loads GRANTS grants into the running server's database, with a
+# refresh token sampled from every one and as many fresh codes, then measures the code
+# exchange (first: codes live 60 s) and refresh, each request using a credential once.
+bench_single_use() {
+    local name=$1 dir="$WORK/$1"
+    say "[$name] loading $GRANTS grants with refresh families and $GRANTS codes (mandate bulk-load)"
+    "${LOAD_PIN[@]}" "$BIN" --config "$CONFIG" --data-dir "$DATA" "${DB_ARGS[@]}" bulk-load \
+        --grants "$GRANTS" --agent "$CODE_CLIENT" \
+        --refresh-tokens-out "$dir/refresh-tokens" --sample "$GRANTS" \
+        --codes-out "$dir/codes" --codes "$GRANTS" | sed 's/^/    /'
+    # Fixtures become request bodies (and are deleted with $WORK at exit).
+    python3 - "$dir/codes" "$CODE_CLIENT" >"$dir/code-bodies" <<'PY'
+import sys, urllib.parse
+for line in open(sys.argv[1]):
+    code, verifier, redirect = line.rstrip("\n").split("\t")
+    print(urllib.parse.urlencode({"grant_type": "authorization_code", "code": code,
+          "code_verifier": verifier, "redirect_uri": redirect, "client_id": sys.argv[2]}))
+PY
+    sed "s/^/grant_type=refresh_token\&client_id=$CODE_CLIENT\&refresh_token=/" \
+        "$dir/refresh-tokens" >"$dir/refresh-bodies"
+    rm -f "$dir/codes" "$dir/refresh-tokens"
+    measure_lines "$name" code "$BASE/token" bodies "$dir/code-bodies"
+    measure_lines "$name" refresh "$BASE/token" bodies "$dir/refresh-bodies"
+    rm -f "$dir/code-bodies" "$dir/refresh-bodies"
+}
+
+# bench_guard NAME: `mandate guard` as a reverse proxy in front of the running server's
+# /jwks.json (a cheap upstream), pinned to the server's CPU: a different token per request
+# (every signature verified), one token repeated (cached), and the upstream alone.
+bench_guard() {
+    local name=$1 dir="$WORK/$1"
+    say "[$name] fetching $GUARD_TOKENS distinct access tokens for the uncached guard case"
+    awk -v n="$GUARD_TOKENS" 'BEGIN { for (i = 0; i < n; i++) print "grant_type=client_credentials" }' \
+        >"$dir/cc-bodies"
+    loadgen_run "$dir/fetch.json" 600 "$BASE/token" bodies "$dir/cc-bodies" \
+        -a "$CLIENT_ID:$CLIENT_SECRET" --extract access_token --extract-to "$dir/access-tokens" ||
+        die "[$name] fetching access tokens failed"
+    rm -f "$dir/cc-bodies"
+    say "[$name] got $(wc -l <"$dir/access-tokens") tokens"
+    cat >"$dir/guard-routes.toml" <<'ROUTES'
+[[routes]]
+path = "/jwks.json"
+methods = ["GET"]
+scopes = ["tickets.read"]
+
+[[routes]]
+path = "/healthz"
+public = true
+ROUTES
+    local port log="$dir/guard.log"
+    port=$(free_port)
+    local gbase="http://127.0.0.1:$port"
+    say "[$name] starting the guard: ${SERVER_PIN[*]} $BIN guard --listen 127.0.0.1:$port --upstream $BASE"
+    MANDATE_GUARD_FEED_SECRET=$CRM_FEED_SECRET "${SERVER_PIN[@]}" "$BIN" guard --issuer "$BASE" \
+        --resource "$CRM_RESOURCE" --upstream "$BASE" --routes "$dir/guard-routes.toml" \
+        --listen "127.0.0.1:$port" --feed-client-id "$CRM_FEED_ID" >"$log" 2>&1 &
+    GUARD_PID=$!
+    local waited=0
+    until curl -fsS -o /dev/null "$gbase/healthz" 2>/dev/null; do
+        if ! kill -0 "$GUARD_PID" 2>/dev/null; then
+            cat "$log" >&2
+            die "[$name] the guard exited (log above)"
+        fi
+        (( waited++ < 300 )) || die "[$name] the guard did not answer (log: $log)"
+        sleep 0.1
+    done
+    local one
+    one=$(head -n 1 "$dir/access-tokens")
+    [[ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $one" "$gbase/jwks.json")" == 200 ]] ||
+        die "[$name] the guard does not let a valid token through"
+    measure_lines "$name" guard-uncached "$gbase/jwks.json" bearers "$dir/access-tokens" -m GET
+    local saved_base=$BASE
+    BASE=$gbase
+    measure "$name" guard-cached /jwks.json "GET:$one"
+    BASE=$saved_base
+    measure "$name" upstream-only /jwks.json "GET:$one"
+    rm -f "$dir/access-tokens"
+    stop_guard
 }
 
 bench_backend sqlite
@@ -363,8 +556,10 @@ if peer:
     print()
     print("Mandate's requests/s as a multiple of the peer's (oidc-provider) in this run:")
     for r in rows:
-        if r[0] != "peer" and peer.get(r[1]):
-            print(f"  {r[0]:<9} {r[1]:<11} {float(r[2]) / peer[r[1]]:5.1f}x")
+        if r[0] != "peer" and r[1] != "upstream-only":
+            ratio = (f"{float(r[2]) / peer[r[1]]:5.1f}x" if peer.get(r[1])
+                     else "  n/a (the peer is not set up for this case)")
+            print(f"  {r[0]:<9} {r[1]:<15} {ratio}")
 bad = [r for r in rows if r[6] != "0"]
 if bad:
     print("warning: some requests did not answer 200; see the per-run lines above", file=sys.stderr)

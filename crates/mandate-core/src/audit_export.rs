@@ -107,6 +107,15 @@ pub fn ocsf_class(action: Action) -> OcsfClass {
             false,
             1,
         ),
+        // Grants created by an operator in bulk, not consented one by one: worth a look.
+        GrantsBulkLoaded => class(
+            user_access.0,
+            user_access.1,
+            1,
+            "Assign Privileges",
+            true,
+            2,
+        ),
         AdminRoleGranted => class(
             user_access.0,
             user_access.1,

@@ -93,11 +93,15 @@ pub enum Action {
     SigningKeyCreated,
     /// A signing key was withdrawn: no longer signs, verifies or is published (`detail`: `kid`).
     SigningKeyRetired,
+    /// An operator bulk-loaded grants with `mandate bulk-load` (benchmark fixtures, imports):
+    /// ONE event for the whole load (`tenant_id`, `client_id`; `detail`: `grants`,
+    /// `refresh_families`, `users_created`, `codes`), never one per grant.
+    GrantsBulkLoaded,
 }
 
 impl Action {
     /// Every action, in declaration order.
-    pub const ALL: [Action; 34] = [
+    pub const ALL: [Action; 35] = [
         Self::LoginSucceeded,
         Self::LoginFailed,
         Self::ConsentGranted,
@@ -132,6 +136,7 @@ impl Action {
         Self::AuditPurged,
         Self::SigningKeyCreated,
         Self::SigningKeyRetired,
+        Self::GrantsBulkLoaded,
     ];
 
     /// The action with this stored name ([`Self::as_str`]).
@@ -175,6 +180,7 @@ impl Action {
             Self::AuditPurged => "audit.purged",
             Self::SigningKeyCreated => "signing_key.created",
             Self::SigningKeyRetired => "signing_key.retired",
+            Self::GrantsBulkLoaded => "grants.bulk_loaded",
         }
     }
 }
@@ -217,7 +223,8 @@ fn every_action_is_listed(a: Action) {
         | Action::AuditCheckpoint
         | Action::AuditPurged
         | Action::SigningKeyCreated
-        | Action::SigningKeyRetired => {}
+        | Action::SigningKeyRetired
+        | Action::GrantsBulkLoaded => {}
     }
 }
 

@@ -6,8 +6,10 @@
 use crate::errors::ServerError;
 use crate::state::AppState;
 use mandate_core::client::Agent;
+use mandate_core::code::{AuthorizationCode, CODE_TTL_SECONDS};
 use mandate_core::jwt::AccessTokenClaims;
-use mandate_core::random;
+use mandate_core::pkce::CodeChallenge;
+use mandate_core::random::{self, Entropy};
 use mandate_core::refresh::{RefreshFamily, RefreshTokenRecord};
 use mandate_core::scope::ScopeSet;
 use mandate_core::secret;
@@ -66,9 +68,22 @@ pub async fn new_refresh_family(
     subject: &TokenSubject<'_>,
     now: Timestamp,
 ) -> Result<(String, RefreshFamily), ServerError> {
-    let token = random::opaque_secret(app.entropy.as_ref());
+    let (token, family, first) = refresh_family(app.entropy.as_ref(), subject, now);
+    app.store.create_family(&family, &first).await?;
+    Ok((token, family))
+}
+
+/// A new refresh-token family for a grant and its first token: the token in plaintext (for
+/// the client, never stored) and the records to store, which hold only its hash. Shared by
+/// [`new_refresh_family`] and the bulk loader, so loaded families are the real thing.
+pub fn refresh_family(
+    entropy: &dyn Entropy,
+    subject: &TokenSubject<'_>,
+    now: Timestamp,
+) -> (String, RefreshFamily, RefreshTokenRecord) {
+    let token = random::opaque_secret(entropy);
     let family = RefreshFamily {
-        id: random::identifier(app.entropy.as_ref(), "rf_"),
+        id: random::identifier(entropy, "rf_"),
         grant_id: subject.grant_id.to_owned(),
         client_id: subject.agent.client_id.clone(),
         tenant_id: subject.tenant_id.to_owned(),
@@ -85,8 +100,47 @@ pub async fn new_refresh_family(
         expires_at: now.plus_seconds(subject.agent.refresh_token_ttl),
         used_at: None,
     };
-    app.store.create_family(&family, &first).await?;
-    Ok((token, family))
+    (token, family, first)
+}
+
+/// Everything an authorization code is bound to (see [`mandate_core::code`]).
+pub struct CodeBinding<'a> {
+    pub client_id: &'a str,
+    pub grant_id: &'a str,
+    pub user_id: &'a str,
+    pub tenant_id: &'a str,
+    pub redirect_uri: &'a str,
+    pub redirect_uri_explicit: bool,
+    pub code_challenge: &'a CodeChallenge,
+    pub resource: &'a str,
+    pub scopes: ScopeSet,
+}
+
+/// A new authorization code: the code in plaintext (for the redirect, never stored) and the
+/// record to store, which holds only its hash and lives [`CODE_TTL_SECONDS`]. Shared by the
+/// authorization endpoint and the bulk loader.
+pub fn authorization_code(
+    entropy: &dyn Entropy,
+    bound: CodeBinding<'_>,
+    now: Timestamp,
+) -> (String, AuthorizationCode) {
+    let code = random::opaque_secret(entropy);
+    let record = AuthorizationCode {
+        code_hash: secret::hash_secret(&code),
+        client_id: bound.client_id.to_owned(),
+        grant_id: bound.grant_id.to_owned(),
+        user_id: bound.user_id.to_owned(),
+        tenant_id: bound.tenant_id.to_owned(),
+        redirect_uri: bound.redirect_uri.to_owned(),
+        redirect_uri_explicit: bound.redirect_uri_explicit,
+        code_challenge: bound.code_challenge.clone(),
+        resource: bound.resource.to_owned(),
+        scopes: bound.scopes,
+        created_at: now,
+        expires_at: now.plus_seconds(CODE_TTL_SECONDS),
+        family_id: None,
+    };
+    (code, record)
 }
 
 pub fn token_response(

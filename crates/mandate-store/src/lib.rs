@@ -25,6 +25,7 @@
 //! - [`model`]: records that exist only in storage (scope catalog entries, sessions, keys).
 //! - [`error`]: [`StoreError`], the only error the store returns.
 //! - `sql`: the shared SQL implementation, instantiated by `sqlite` and `postgres`.
+//! - `sqlite` and `postgres` also bind bulk loads ([`BulkLoad`]) their own fastest way.
 //! - [`group_commit`]: batches event appends so durability does not cost throughput.
 //! - [`testing`]: throwaway PostgreSQL databases for tests.
 
@@ -55,7 +56,7 @@ use std::sync::Arc;
 pub use error::{StoreError, StoreResult};
 pub use model::{
     ApiKeyCursor, ApiKeyRotation, AuditCheckpoint, BulkRevoked, BulkTarget, ChainRow,
-    ClientRegistration, CodeConsumption, EventFilter, GrantFilter, PendingAuthorization,
+    ClientRegistration, CodeConsumption, EventFilter, GrantFilter, LoadBatch, PendingAuthorization,
     PurgedEvents, RefreshLookup, RegisteredClient, RegistrationOrigin, ScopeDef, Session,
     StoredApiKey, StoredSigningKey,
 };
@@ -330,6 +331,16 @@ pub trait BulkRevocation: Send + Sync {
     ) -> StoreResult<BulkRevoked>;
 }
 
+/// Loading many grants at once (`mandate bulk-load`): benchmark fixtures and imports.
+#[async_trait]
+pub trait BulkLoad: Send + Sync {
+    /// Inserts every row of `batch` in one transaction, with multi-row statements (a few per
+    /// table, not one per row): grants first, then families, their first tokens, and codes.
+    /// `Conflict` if an id or hash exists; then nothing is stored. Rows are stored exactly as [`GrantStore::create_grant`],
+    /// [`RefreshStore::create_family`] and [`CodeStore::insert_code`] store them.
+    async fn load_batch(&self, batch: &LoadBatch) -> StoreResult<()>;
+}
+
 /// Admin API roles ([`mandate_core::admin`]).
 #[async_trait]
 pub trait AdminRoles: Send + Sync {
@@ -434,6 +445,7 @@ pub trait Store:
     + Registrations
     + AssertionReplay
     + BulkRevocation
+    + BulkLoad
     + AdminRoles
     + ExportCursors
     + AuditRetention

@@ -4,6 +4,7 @@ use mandate_core::api_key::{ApiKeyRecord, KeyId};
 use mandate_core::authorize::AuthorizationRequest;
 use mandate_core::client::Agent;
 use mandate_core::code::AuthorizationCode;
+use mandate_core::grant::Grant;
 use mandate_core::refresh::{RefreshFamily, RefreshTokenRecord};
 use mandate_core::registration::ClientMetadata;
 use mandate_core::time::Timestamp;
@@ -314,4 +315,14 @@ pub struct PurgedEvents {
     pub to_seq: i64,
     /// The sequence number of the `audit.purged` event recording this purge.
     pub event_seq: i64,
+}
+
+/// One transaction's worth of bulk-loaded rows ([`crate::BulkLoad`]): grants, each family with
+/// its first refresh token, and authorization codes, built by the caller exactly as the
+/// protocol code builds them (only hashes of tokens and codes).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadBatch {
+    pub grants: Vec<Grant>,
+    pub families: Vec<(RefreshFamily, RefreshTokenRecord)>,
+    pub codes: Vec<AuthorizationCode>,
 }

@@ -5,6 +5,7 @@
 //! query comes from [`crate::sql`], shared with SQLite. Durability is the server's default
 //! (`synchronous_commit = on`): a commit that returned is on disk.
 
+use crate::sql::load;
 use crate::{Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use mandate_core::event::NewEvent;
@@ -180,6 +181,68 @@ impl PostgresStore {
 }
 
 crate::sql::impl_store_traits!(PostgresStore, sqlx::Postgres);
+
+/// Inserts one table's rows of a bulk load inside `tx`: one `UNNEST` statement, each column
+/// bound as one array.
+async fn load_table(
+    tx: &mut PgConnection,
+    table: &load::Table,
+    columns: &[load::Column],
+    rows: usize,
+) -> StoreResult<()> {
+    if rows == 0 {
+        return Ok(());
+    }
+    let sql = table.unnest_insert();
+    let mut query = sqlx::query(&sql);
+    for column in columns {
+        query = match column {
+            load::Column::Text(v) => query.bind(v),
+            load::Column::Int(v) => query.bind(v),
+            load::Column::Bool(v) => query.bind(v),
+        };
+    }
+    query.execute(&mut *tx).await.map_err(load::load_error)?;
+    Ok(())
+}
+
+#[async_trait]
+impl crate::BulkLoad for PostgresStore {
+    async fn load_batch(&self, batch: &crate::LoadBatch) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let families = &batch.families;
+        load_table(
+            &mut tx,
+            &load::GRANTS,
+            &load::grant_columns(&batch.grants),
+            batch.grants.len(),
+        )
+        .await?;
+        load_table(
+            &mut tx,
+            &load::FAMILIES,
+            &load::family_columns(families),
+            families.len(),
+        )
+        .await?;
+        load_table(
+            &mut tx,
+            &load::TOKENS,
+            &load::token_columns(families),
+            families.len(),
+        )
+        .await?;
+        load_table(
+            &mut tx,
+            &load::CODES,
+            &load::code_columns(&batch.codes),
+            batch.codes.len(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
 
 #[async_trait]
 impl Store for PostgresStore {

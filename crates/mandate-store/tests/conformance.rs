@@ -34,6 +34,8 @@ mod export_cursors;
 mod fixtures;
 #[path = "conformance/grants.rs"]
 mod grants;
+#[path = "conformance/load.rs"]
+mod load;
 #[path = "conformance/registrations.rs"]
 mod registrations;
 #[path = "conformance/retention.rs"]
@@ -49,6 +51,7 @@ use directory::*;
 use events::*;
 use export_cursors::*;
 use grants::*;
+use load::*;
 use mandate_store::Store;
 use registrations::*;
 use retention::*;
@@ -178,7 +181,9 @@ conformance!(
     export_cursors_advance_by_compare_and_set,
     retention_purges_through_a_checkpoint_and_the_chain_verifies_from_it,
     retention_never_purges_what_an_export_sink_has_not_delivered,
-    concurrent_appends_and_purges_leave_a_gapless_verifiable_chain;
+    concurrent_appends_and_purges_leave_a_gapless_verifiable_chain,
+    bulk_loaded_rows_read_back_like_single_inserts,
+    a_bulk_load_with_a_duplicate_stores_nothing;
     raw:
     after_a_purge_kept_events_still_cannot_be_edited_or_deleted_raw,
     tampering_with_the_start_hash_is_found_raw,

@@ -76,6 +76,9 @@ pub enum Command {
     /// The keys that sign access tokens: list, rotate, withdraw.
     #[command(subcommand)]
     SigningKey(SigningKeyCmd),
+    /// Create many user grants, each with a refresh family, directly in the database: fixtures
+    /// for benchmarks (BENCHMARKS.md, "Growth"). Records one `grants.bulk_loaded` event.
+    BulkLoad(BulkLoadArgs),
 }
 
 #[derive(Subcommand)]
@@ -92,6 +95,40 @@ pub enum SigningKeyCmd {
     /// Withdraw a key after a compromise: tokens it signed stop verifying. Rotate first (with
     /// `--activate-in 0`) if it is the key that signs.
     Withdraw { kid: String },
+}
+
+#[derive(Args)]
+pub struct BulkLoadArgs {
+    /// How many grants to create (each with a refresh family and its first refresh token).
+    #[arg(long)]
+    pub grants: u64,
+    /// The tenant the grants and users belong to.
+    #[arg(long, default_value = "acme")]
+    pub tenant: String,
+    /// The agent (client id) the grants are to; it must allow refresh tokens.
+    #[arg(long, default_value = "cli-agent")]
+    pub agent: String,
+    /// Spread the grants over this many users `load-<tenant>-<n>`, created if missing (they
+    /// cannot log in).
+    #[arg(long, default_value_t = 1000)]
+    pub users: u64,
+    /// Grants per transaction.
+    #[arg(long, default_value_t = 10_000)]
+    pub batch: u64,
+    /// Write a sample of first refresh tokens, in plaintext, one per line, to this file
+    /// (created with mode 0600). Benchmark fixtures only: anyone holding them can refresh.
+    #[arg(long)]
+    pub refresh_tokens_out: Option<PathBuf>,
+    /// How many refresh tokens to sample, spread evenly over the load.
+    #[arg(long, default_value_t = 1000)]
+    pub sample: u64,
+    /// Also issue `--codes` authorization codes (valid 60 s) for loaded grants and write
+    /// `code<TAB>verifier<TAB>redirect_uri` lines to this file (mode 0600). Fixtures only.
+    #[arg(long)]
+    pub codes_out: Option<PathBuf>,
+    /// How many authorization codes to issue (needs --codes-out).
+    #[arg(long, default_value_t = 0)]
+    pub codes: u64,
 }
 
 #[derive(Subcommand)]

@@ -1,12 +1,14 @@
 //! The `mandate` command line: `serve`, `demo`, `guard`, and administration of tenants, users,
-//! scopes, resources, agents, grants, API keys, admin roles and signing keys, against the configured
-//! database or a remote server's admin API (`--server`).
+//! scopes, resources, agents, grants, API keys, admin roles and signing keys, against the
+//! configured database or a remote server's admin API (`--server`); `bulk-load` for benchmark
+//! fixtures.
 //!
 //! Thin by design: flags are parsed here, the work is done by `mandate-server` and
 //! `mandate-store`.
 
 mod admin;
 mod audit;
+mod bulk_load;
 mod cli;
 mod demo;
 mod guard;
@@ -48,6 +50,7 @@ async fn main() -> std::process::ExitCode {
         Command::AdminRole(cmd) => admin::admin_role(&cli.global, cmd).await,
         Command::Audit(cmd) => audit::run(&cli.global, cmd).await,
         Command::SigningKey(cmd) => signing_key::run(&cli.global, cmd).await,
+        Command::BulkLoad(args) => bulk_load::run(&cli.global, args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

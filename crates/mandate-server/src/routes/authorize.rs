@@ -8,6 +8,7 @@
 use crate::browser;
 use crate::client_documents;
 use crate::errors::ServerError;
+use crate::issuance;
 use crate::pages::{self, ConsentPage, LoginPage, ScopeGroups};
 use crate::request_meta::RequestMeta;
 use crate::state::AppState;
@@ -19,13 +20,11 @@ use mandate_core::OAuthError;
 use mandate_core::authorize::{self, AuthorizationRequest, AuthorizeError};
 use mandate_core::client::Agent;
 use mandate_core::client_metadata_document::{ClientIdUrl, display_host};
-use mandate_core::code::{AuthorizationCode, CODE_TTL_SECONDS};
 use mandate_core::directory::User;
 use mandate_core::grant;
 use mandate_core::params::Params;
 use mandate_core::random;
 use mandate_core::redirect_uri::RedirectUri;
-use mandate_core::secret;
 use mandate_core::time::Timestamp;
 use mandate_store::PendingAuthorization;
 
@@ -235,22 +234,21 @@ pub async fn issue_code(
     if !app.store.take_pending(&pending.id).await? {
         return Err(already_completed());
     }
-    let code = random::opaque_secret(app.entropy.as_ref());
-    let record = AuthorizationCode {
-        code_hash: secret::hash_secret(&code),
-        client_id: req.client_id.clone(),
-        grant_id: grant_id.to_owned(),
-        user_id: user.id.clone(),
-        tenant_id: user.tenant_id.clone(),
-        redirect_uri: req.redirect_uri.clone(),
-        redirect_uri_explicit: req.redirect_uri_explicit,
-        code_challenge: req.code_challenge.clone(),
-        resource: req.resource.clone(),
-        scopes,
-        created_at: now,
-        expires_at: now.plus_seconds(CODE_TTL_SECONDS),
-        family_id: None,
-    };
+    let (code, record) = issuance::authorization_code(
+        app.entropy.as_ref(),
+        issuance::CodeBinding {
+            client_id: &req.client_id,
+            grant_id,
+            user_id: &user.id,
+            tenant_id: &user.tenant_id,
+            redirect_uri: &req.redirect_uri,
+            redirect_uri_explicit: req.redirect_uri_explicit,
+            code_challenge: &req.code_challenge,
+            resource: &req.resource,
+            scopes,
+        },
+        now,
+    );
     app.store.insert_code(&record).await?;
     let mut params = vec![("code", code.as_str())];
     if let Some(state) = &req.state {

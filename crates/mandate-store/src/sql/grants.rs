@@ -25,14 +25,15 @@ pub(crate) const INSERT_GRANT: &str = "INSERT INTO grants (id, tenant_id, user_i
      scopes, purpose, created_at, expires_at, revoked_at, revoked_reason) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 pub(crate) const GRANT: &str = select_grants!(" WHERE id = $1");
-/// Newest first; ties (same second) broken by id so the answer is deterministic.
+/// Newest first; ties (same second) broken by id, descending, so the answer is deterministic
+/// and the `grants_active` index (…, created_at, id) yields it without sorting.
 pub(crate) const ACTIVE_USER_GRANT: &str = select_grants!(
     " WHERE tenant_id = $1 AND user_id = $2 AND client_id = $3 AND revoked_at IS NULL \
-     AND (expires_at IS NULL OR expires_at > $4) ORDER BY created_at DESC, id LIMIT 1"
+     AND (expires_at IS NULL OR expires_at > $4) ORDER BY created_at DESC, id DESC LIMIT 1"
 );
 pub(crate) const ACTIVE_SERVICE_GRANT: &str = select_grants!(
     " WHERE tenant_id = $1 AND user_id IS NULL AND client_id = $2 AND revoked_at IS NULL \
-     AND (expires_at IS NULL OR expires_at > $3) ORDER BY created_at DESC, id LIMIT 1"
+     AND (expires_at IS NULL OR expires_at > $3) ORDER BY created_at DESC, id DESC LIMIT 1"
 );
 pub(crate) const UPDATE_GRANT_SCOPES: &str =
     "UPDATE grants SET scopes = $2 WHERE id = $1 AND revoked_at IS NULL";

@@ -22,6 +22,8 @@
 //! - [`registrations`]: dynamically registered clients and metadata document clients.
 //! - [`replay`]: remembered client assertion `jti`s.
 //! - [`bulk`]: revoking every grant of a user, tenant, agent, or agent within a tenant.
+//! - [`load`]: bulk-loading grants with their refresh families (tables and column encoding;
+//!   each backend binds them its own way).
 //! - [`admin_roles`]: who may use the admin API, over which tenant.
 //! - [`export_cursors`]: how far each audit export sink has delivered.
 //! - [`retention`]: signed audit checkpoints and purging old events up to one.
@@ -41,6 +43,7 @@ pub(crate) mod events;
 pub(crate) mod export_cursors;
 pub(crate) mod grants;
 pub(crate) mod housekeeping;
+pub(crate) mod load;
 pub(crate) mod refresh;
 pub(crate) mod registrations;
 pub(crate) mod replay;
