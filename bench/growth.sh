@@ -61,46 +61,15 @@ SERVER_PID=""
 PG_ADMIN_URL=""
 PG_DB=""
 
-stop_server() {
-    if [[ -n "$SERVER_PID" ]]; then
-        if kill -0 "$SERVER_PID" 2>/dev/null; then
-            kill -TERM "$SERVER_PID" 2>/dev/null || true
-            for _ in $(seq 1 100); do
-                kill -0 "$SERVER_PID" 2>/dev/null || break
-                sleep 0.1
-            done
-            kill -KILL "$SERVER_PID" 2>/dev/null || true
-        fi
-        wait "$SERVER_PID" 2>/dev/null || true
-        SERVER_PID=""
-    fi
-}
-
-cleanup() {
-    local status=$?
-    stop_server
-    if [[ -n "$PG_DB" && -n "$PG_ADMIN_URL" ]]; then
-        psql "$PG_ADMIN_URL" -qAtc "DROP DATABASE IF EXISTS \"$PG_DB\" WITH (FORCE)" >/dev/null 2>&1 || true
-    fi
-    if [[ -n "${BENCH_OUT:-}" ]]; then
-        (cd "$WORK" && find . \( -name '*.json' -o -name '*.log' -o -name '*.tsv' \) -type f |
-            while read -r f; do
-                mkdir -p "$BENCH_OUT/$(dirname "$f")" && cp "$f" "$BENCH_OUT/$f"
-            done) || true
-    fi
-    rm -rf "$WORK"
-    exit "$status"
-}
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+stop_server() { stop_pid "$SERVER_PID"; SERVER_PID=""; }
+stop_all() { stop_server; }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
-if ! command -v oha >/dev/null; then
-    say "oha not found: installing it with 'cargo install oha --locked' (a few minutes, once)"
-    cargo install oha --locked
-fi
-OHA=$(command -v oha)
+ensure_oha
 
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 say "building: cargo build --release -p mandate -p mandate-loadgen"

@@ -94,64 +94,17 @@ GUARD_PID=""
 PG_ADMIN_URL=""
 PG_DB=""
 
-stop_server() {
-    if [[ -n "$SERVER_PID" ]]; then
-        if kill -0 "$SERVER_PID" 2>/dev/null; then
-            kill -TERM "$SERVER_PID" 2>/dev/null || true
-            for _ in $(seq 1 50); do
-                kill -0 "$SERVER_PID" 2>/dev/null || break
-                sleep 0.1
-            done
-            kill -KILL "$SERVER_PID" 2>/dev/null || true
-        fi
-        wait "$SERVER_PID" 2>/dev/null || true
-        SERVER_PID=""
-    fi
-}
-
-stop_guard() {
-    if [[ -n "$GUARD_PID" ]]; then
-        if kill -0 "$GUARD_PID" 2>/dev/null; then
-            kill -TERM "$GUARD_PID" 2>/dev/null || true
-            for _ in $(seq 1 50); do
-                kill -0 "$GUARD_PID" 2>/dev/null || break
-                sleep 0.1
-            done
-            kill -KILL "$GUARD_PID" 2>/dev/null || true
-        fi
-        wait "$GUARD_PID" 2>/dev/null || true
-        GUARD_PID=""
-    fi
-}
-
-cleanup() {
-    local status=$?
-    stop_guard
-    stop_server
-    if [[ -n "$PG_DB" && -n "$PG_ADMIN_URL" ]]; then
-        psql "$PG_ADMIN_URL" -qAtc "DROP DATABASE IF EXISTS \"$PG_DB\" WITH (FORCE)" >/dev/null 2>&1 || true
-    fi
-    if [[ -n "${BENCH_OUT:-}" ]]; then
-        # Only oha's JSON, the server logs and the summary; never the data directories.
-        (cd "$WORK" && find . \( -name '*.json' -o -name '*.log' -o -name '*.tsv' \) -type f |
-            while read -r f; do
-                mkdir -p "$BENCH_OUT/$(dirname "$f")" && cp "$f" "$BENCH_OUT/$f"
-            done) || true
-    fi
-    rm -rf "$WORK"
-    exit "$status"
-}
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+stop_server() { stop_pid "$SERVER_PID"; SERVER_PID=""; }
+stop_guard() { stop_pid "$GUARD_PID"; GUARD_PID=""; }
+stop_all() { stop_guard; stop_server; }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # --- 1. the load generator ---------------------------------------------------------------
-export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
-if ! command -v oha >/dev/null; then
-    say "oha not found: installing it with 'cargo install oha --locked' (a few minutes, once)"
-    cargo install oha --locked
-fi
-OHA=$(command -v oha)
+ensure_oha
 say "load generator: $("$OHA" --version 2>/dev/null | head -n1) ($OHA)"
 
 # JSON output flag: newer oha has --output-format json, older has -j/--json.

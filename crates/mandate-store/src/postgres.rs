@@ -210,35 +210,9 @@ async fn load_table(
 impl crate::BulkLoad for PostgresStore {
     async fn load_batch(&self, batch: &crate::LoadBatch) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        let families = &batch.families;
-        load_table(
-            &mut tx,
-            &load::GRANTS,
-            &load::grant_columns(&batch.grants),
-            batch.grants.len(),
-        )
-        .await?;
-        load_table(
-            &mut tx,
-            &load::FAMILIES,
-            &load::family_columns(families),
-            families.len(),
-        )
-        .await?;
-        load_table(
-            &mut tx,
-            &load::TOKENS,
-            &load::token_columns(families),
-            families.len(),
-        )
-        .await?;
-        load_table(
-            &mut tx,
-            &load::CODES,
-            &load::code_columns(&batch.codes),
-            batch.codes.len(),
-        )
-        .await?;
+        for (table, columns, rows) in load::batch_tables(batch) {
+            load_table(&mut tx, table, &columns, rows).await?;
+        }
         tx.commit().await?;
         Ok(())
     }

@@ -233,35 +233,9 @@ impl crate::BulkLoad for SqliteStore {
         // gets a large cache on its connection (allocated only as it fills).
         sqlx::query(LOAD_CACHE_PRAGMA).execute(&mut *conn).await?;
         let mut tx = conn.begin().await?;
-        let families = &batch.families;
-        load_table(
-            &mut tx,
-            &load::GRANTS,
-            &load::grant_columns(&batch.grants),
-            batch.grants.len(),
-        )
-        .await?;
-        load_table(
-            &mut tx,
-            &load::FAMILIES,
-            &load::family_columns(families),
-            families.len(),
-        )
-        .await?;
-        load_table(
-            &mut tx,
-            &load::TOKENS,
-            &load::token_columns(families),
-            families.len(),
-        )
-        .await?;
-        load_table(
-            &mut tx,
-            &load::CODES,
-            &load::code_columns(&batch.codes),
-            batch.codes.len(),
-        )
-        .await?;
+        for (table, columns, rows) in load::batch_tables(batch) {
+            load_table(&mut tx, table, &columns, rows).await?;
+        }
         tx.commit().await?;
         Ok(())
     }

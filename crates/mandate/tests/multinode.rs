@@ -210,6 +210,13 @@ impl Cluster {
             .to_owned()
     }
 
+    /// Withdraws signing key `kid` through `node`'s admin API; the answer's status.
+    async fn withdraw(&self, node: usize, admin: &str, kid: &str) -> u16 {
+        let url = format!("{}/admin/v1/signing-keys/{kid}/withdraw", self.base(node));
+        let resp = self.http.post(url).bearer_auth(admin).send().await.unwrap();
+        resp.status().as_u16()
+    }
+
     /// `mandate audit verify` on the shared database.
     fn verify_audit_chain(&self) -> Value {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_mandate"))
@@ -637,18 +644,7 @@ async fn a_signing_key_rotated_on_one_node_is_published_then_used_by_every_node(
     assert_eq!(status_of(&old_kid), Some("superseded".into()), "{listed}");
 
     // Withdrawn on node 3 (a compromise): within a reload no node trusts the old key.
-    let withdrawn = cluster
-        .http
-        .post(format!(
-            "{}/admin/v1/signing-keys/{old_kid}/withdraw",
-            cluster.base(2)
-        ))
-        .bearer_auth(&admin)
-        .json(&serde_json::json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(withdrawn.status(), 200);
+    assert_eq!(cluster.withdraw(2, &admin, &old_kid).await, 200);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     for node in 0..3 {
         assert_eq!(
@@ -662,18 +658,7 @@ async fn a_signing_key_rotated_on_one_node_is_published_then_used_by_every_node(
     // The last key that signs cannot be withdrawn (asked with a token the new key signed: the
     // operator's first token died with the old key).
     let admin = cluster.admin_token(0).await;
-    let refused = cluster
-        .http
-        .post(format!(
-            "{}/admin/v1/signing-keys/{new_kid}/withdraw",
-            cluster.base(0)
-        ))
-        .bearer_auth(&admin)
-        .json(&serde_json::json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), 409);
+    assert_eq!(cluster.withdraw(0, &admin, &new_kid).await, 409);
 
     let report = cluster.verify_audit_chain();
     eprintln!("rotation across nodes: audit chain intact: {report}");

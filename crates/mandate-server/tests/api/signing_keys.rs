@@ -54,6 +54,11 @@ fn status_of(list: &Value, kid: &str) -> String {
     s(&key["status"]).to_owned()
 }
 
+async fn withdraw(app: &TestApp, token: &str, kid: &str) -> (StatusCode, Value) {
+    let path = format!("/signing-keys/{kid}/withdraw");
+    admin_call(app, token, reqwest::Method::POST, &path, None).await
+}
+
 async fn events_of(app: &TestApp, action: &str) -> Vec<mandate_core::event::Event> {
     let filter = EventFilter {
         action: Some(action.into()),
@@ -156,25 +161,11 @@ async fn a_withdrawn_key_stops_verifying_and_only_operators_change_keys(backend:
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    let (status, _) = admin_call(
-        &app,
-        &tenant_admin,
-        reqwest::Method::POST,
-        &format!("/signing-keys/{old}/withdraw"),
-        None,
-    )
-    .await;
+    let (status, _) = withdraw(&app, &tenant_admin, &old).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     // The only key that signs cannot be withdrawn; an unknown one is a 404.
-    let (status, body) = admin_call(
-        &app,
-        &operator,
-        reqwest::Method::POST,
-        &format!("/signing-keys/{old}/withdraw"),
-        None,
-    )
-    .await;
+    let (status, body) = withdraw(&app, &operator, &old).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert!(body.to_string().contains("rotate first"), "{body}");
     let (status, _) = admin_call(
@@ -221,14 +212,7 @@ async fn a_withdrawn_key_stops_verifying_and_only_operators_change_keys(backend:
     app.advance(1);
     let (_, list) = admin_call(&app, &operator, reqwest::Method::GET, "/signing-keys", None).await;
     assert_eq!(status_of(&list, s(&new["kid"])), "active");
-    let (status, withdrawn) = admin_call(
-        &app,
-        &operator,
-        reqwest::Method::POST,
-        &format!("/signing-keys/{old}/withdraw"),
-        None,
-    )
-    .await;
+    let (status, withdrawn) = withdraw(&app, &operator, &old).await;
     assert_eq!(status, StatusCode::OK, "{withdrawn}");
     assert_eq!(withdrawn["status"], "withdrawn");
     assert_eq!(app.introspect(&before).await["active"], false);
@@ -244,14 +228,7 @@ async fn a_withdrawn_key_stops_verifying_and_only_operators_change_keys(backend:
         admin_call(&app, &operator, reqwest::Method::GET, "/signing-keys", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let operator = operator_token(&app).await;
-    let (status, _) = admin_call(
-        &app,
-        &operator,
-        reqwest::Method::POST,
-        &format!("/signing-keys/{old}/withdraw"),
-        None,
-    )
-    .await;
+    let (status, _) = withdraw(&app, &operator, &old).await;
     assert_eq!(status, StatusCode::CONFLICT, "withdrawn once only");
 
     let events = events_of(&app, "signing_key.retired").await;

@@ -204,6 +204,18 @@ pub(crate) fn code_columns(codes: &[AuthorizationCode]) -> Vec<Column> {
 }
 
 /// What a failed load reports: a duplicate is a conflict, a missing grant a `NotFound`.
+/// Every table of a batch with its columns and row count, in insertion order (grants before
+/// the families that name them, families before their tokens).
+pub(crate) fn batch_tables(batch: &crate::LoadBatch) -> [(&'static Table, Vec<Column>, usize); 4] {
+    let families = &batch.families;
+    [
+        (&GRANTS, grant_columns(&batch.grants), batch.grants.len()),
+        (&FAMILIES, family_columns(families), families.len()),
+        (&TOKENS, token_columns(families), families.len()),
+        (&CODES, code_columns(&batch.codes), batch.codes.len()),
+    ]
+}
+
 pub(crate) fn load_error(e: sqlx::Error) -> crate::StoreError {
     super::write_error("bulk-loaded row", "grant")(e)
 }
