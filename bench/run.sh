@@ -54,6 +54,8 @@
 #                       of codes and of sampled refresh tokens (each used once)  [200000]
 #   BENCH_GUARD_TOKENS  distinct access tokens fetched for the uncached guard case  [250000]
 #   BENCH_BUILD=0       measure the release binaries already built instead of building first
+#   BENCH_CASES         comma-separated cases to run, of token, introspect, code, refresh,
+#                       guard (e, f and g)                      [all of them]
 #   BENCH_PEER          1 to measure the peer too when it is found (needs node and npm; its
 #                       start script installs its pinned packages on first use), 0 to skip [1]
 #   BENCH_PEER_DIR      where the peer is              [../shared/peers/oidc-provider]
@@ -326,6 +328,10 @@ print("\t".join([backend, case, f"{med('rps'):.0f}", f"{med('p50'):.2f}", f"{med
 PY
 }
 
+CASES=",${BENCH_CASES:-token,introspect,code,refresh,guard},"
+# wants CASE: whether BENCH_CASES selects it.
+wants() { [[ "$CASES" == *",$1,"* ]]; }
+
 # bench_backend NAME [extra mandate args...]
 bench_backend() {
     local name=$1
@@ -338,10 +344,10 @@ bench_backend() {
     curl -fsS -u "$CLIENT_ID:$CLIENT_SECRET" --data-urlencode "token=$token" "$BASE/introspect" |
         python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin).get("active") is True else 1)' ||
         die "[$name] /introspect does not report the benchmark token as active"
-    measure "$name" token /token "grant_type=client_credentials"
-    measure "$name" introspect /introspect "token=$token"
-    bench_single_use "$name"
-    bench_guard "$name"
+    if wants token; then measure "$name" token /token "grant_type=client_credentials"; fi
+    if wants introspect; then measure "$name" introspect /introspect "token=$token"; fi
+    if wants code || wants refresh; then bench_single_use "$name"; fi
+    if wants guard; then bench_guard "$name"; fi
     say "[$name] server RSS after the runs: $(rss_mib "$SERVER_PID")"
     stop_server
 }
@@ -367,8 +373,8 @@ PY
     sed "s/^/grant_type=refresh_token\&client_id=$CODE_CLIENT\&refresh_token=/" \
         "$dir/refresh-tokens" >"$dir/refresh-bodies"
     rm -f "$dir/codes" "$dir/refresh-tokens"
-    measure_lines "$name" code "$BASE/token" bodies "$dir/code-bodies"
-    measure_lines "$name" refresh "$BASE/token" bodies "$dir/refresh-bodies"
+    if wants code; then measure_lines "$name" code "$BASE/token" bodies "$dir/code-bodies"; fi
+    if wants refresh; then measure_lines "$name" refresh "$BASE/token" bodies "$dir/refresh-bodies"; fi
     rm -f "$dir/code-bodies" "$dir/refresh-bodies"
 }
 
@@ -484,8 +490,10 @@ else
     curl -fsS -u "$AUTH" --data-urlencode "token=$opaque" "$BASE$INTROSPECT" |
         python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin).get("active") is True else 1)' ||
         die "[peer] introspection does not report the opaque token as active"
-    measure peer token /token "grant_type=client_credentials&resource=$(python3 -c 'import urllib.parse,sys; print(urllib.parse.quote(sys.argv[1], safe=""))' "$JWT_RS")"
-    measure peer introspect "$INTROSPECT" "token=$opaque"
+    if wants token; then
+        measure peer token /token "grant_type=client_credentials&resource=$(python3 -c 'import urllib.parse,sys; print(urllib.parse.quote(sys.argv[1], safe=""))' "$JWT_RS")"
+    fi
+    if wants introspect; then measure peer introspect "$INTROSPECT" "token=$opaque"; fi
     say "[peer] RSS after the runs: $(rss_mib "$SERVER_PID")"
     stop_server
 fi

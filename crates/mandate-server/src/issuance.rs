@@ -62,20 +62,9 @@ pub fn access_token(
     Ok(MintedAccessToken { token, claims })
 }
 
-/// Starts a refresh-token family for a grant; returns the first token in plaintext.
-pub async fn new_refresh_family(
-    app: &AppState,
-    subject: &TokenSubject<'_>,
-    now: Timestamp,
-) -> Result<(String, RefreshFamily), ServerError> {
-    let (token, family, first) = refresh_family(app.entropy.as_ref(), subject, now);
-    app.store.create_family(&family, &first).await?;
-    Ok((token, family))
-}
-
 /// A new refresh-token family for a grant and its first token: the token in plaintext (for
 /// the client, never stored) and the records to store, which hold only its hash. Shared by
-/// [`new_refresh_family`] and the bulk loader, so loaded families are the real thing.
+/// the authorization-code exchange and the bulk loader, so loaded families are the real thing.
 pub fn refresh_family(
     entropy: &dyn Entropy,
     subject: &TokenSubject<'_>,

@@ -8,12 +8,21 @@
 //! acknowledges each request. Under load, batches grow and the cost per event falls; with one
 //! request in flight, it is one ordinary commit.
 //!
+//! An event may bring a state change that must be durable with it ([`crate::batch`]: a
+//! refresh rotation, a new refresh family): the writer applies it in the same transaction, so
+//! refresh and the code exchange get the same group commit as client credentials. A batch
+//! with changes that fails is retried entry by entry, so one change that cannot apply (a
+//! constraint, a deadlock between nodes) fails only its own request.
+//!
 //! The writer reports how long each event waited for durability to a [`WriterObserver`] (the
 //! server's metrics), and [`EventWriter::pending`] says how many events are waiting, without
 //! adding a lock or a shared counter to [`EventWriter::append`].
 
+use crate::batch::{Change, Entry, Outcome, Written};
+use crate::model::CodeConsumption;
 use crate::{Store, StoreError, StoreResult};
 use mandate_core::event::NewEvent;
+use mandate_core::time::Timestamp;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -31,10 +40,14 @@ const GATHER_ROUNDS: usize = 64;
 /// Requests that may wait for the writer before `append` itself waits (back-pressure).
 const QUEUE_DEPTH: usize = 16 * 1024;
 
-type Ack = oneshot::Sender<StoreResult<i64>>;
+type Ack = oneshot::Sender<StoreResult<Outcome>>;
 
-/// An event on its way to the writer, with when it was handed over.
-type Queued = (NewEvent, Ack, Instant);
+/// An entry on its way to the writer, with when it was handed over.
+struct Queued {
+    entry: Entry,
+    ack: Ack,
+    at: Instant,
+}
 
 /// Told about every event the writer makes durable (the server's metrics).
 pub trait WriterObserver: Send + Sync {
@@ -107,23 +120,67 @@ impl EventWriter {
     /// Appends one event and waits until it is durable; returns its sequence number.
     #[cfg(not(feature = "bench-unaudited"))]
     pub async fn append(&self, event: NewEvent) -> StoreResult<i64> {
-        self.append_durably(event).await
+        self.submit(None, Some(event))
+            .await?
+            .seq
+            .ok_or(StoreError::Corrupt(
+                "an event without a change was not written",
+            ))
     }
 
     /// Benchmark builds only (`--features bench-unaudited`): drops the event and answers at
     /// once, so `bench/run.sh` can measure what auditing costs. Never in a real build: the
-    /// binary then keeps no audit log, no revocation feed and no chain.
+    /// binary then keeps no audit log, no revocation feed and no chain. Events that carry a
+    /// change ([`Self::append_with`]) are still written with it.
     #[cfg(feature = "bench-unaudited")]
     pub async fn append(&self, event: NewEvent) -> StoreResult<i64> {
         drop(event);
         Ok(0)
     }
 
-    #[cfg_attr(feature = "bench-unaudited", allow(dead_code))]
-    async fn append_durably(&self, event: NewEvent) -> StoreResult<i64> {
+    /// Applies `change` and appends `event` in one group-commit batch and waits until both
+    /// are durable; [`Written::Declined`] when the change did not apply (nothing was written).
+    pub async fn append_with(&self, change: Change, event: NewEvent) -> StoreResult<Written> {
+        let outcome = self.submit(Some(change), Some(event)).await?;
+        match outcome.seq {
+            Some(seq) => Ok(Written::Durable(seq)),
+            None if outcome.declined => Ok(Written::Declined),
+            None => Err(StoreError::Corrupt(
+                "an applied change's event was not written",
+            )),
+        }
+    }
+
+    /// Consumes an authorization code in a group-commit batch (see [`crate::batch`]) and
+    /// waits until that is durable.
+    pub async fn consume_code(
+        &self,
+        code_hash: &str,
+        now: Timestamp,
+    ) -> StoreResult<CodeConsumption> {
+        let change = Change::ConsumeCode {
+            code_hash: code_hash.to_owned(),
+            now,
+        };
+        self.submit(Some(change), None)
+            .await?
+            .consumed
+            .ok_or(StoreError::Corrupt("a code consumption reported nothing"))
+    }
+
+    async fn submit(
+        &self,
+        change: Option<Change>,
+        event: Option<NewEvent>,
+    ) -> StoreResult<Outcome> {
         let (ack, done) = oneshot::channel();
+        let queued = Queued {
+            entry: Entry { change, event },
+            ack,
+            at: Instant::now(),
+        };
         self.tx
-            .send((event, ack, Instant::now()))
+            .send(queued)
             .await
             .map_err(|_| StoreError::WriterStopped)?;
         done.await.map_err(|_| StoreError::WriterStopped)?
@@ -138,64 +195,126 @@ struct Writer {
     in_flight: Arc<AtomicUsize>,
 }
 
+/// One gathered batch, in arrival order, with who to answer.
+#[derive(Default)]
+struct Batch {
+    entries: Vec<Entry>,
+    acks: Vec<(Ack, Instant)>,
+    /// Whether any entry carries a change; without one, the events take the plain path.
+    changes: bool,
+}
+
+impl Batch {
+    fn push(&mut self, queued: Queued) {
+        self.changes |= queued.entry.change.is_some();
+        self.entries.push(queued.entry);
+        self.acks.push((queued.ack, queued.at));
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
 impl Writer {
     async fn run(self, mut rx: mpsc::Receiver<Queued>) {
-        let mut events = Vec::with_capacity(MAX_BATCH);
-        let mut acks = Vec::with_capacity(MAX_BATCH);
-        while let Some((event, ack, queued_at)) = rx.recv().await {
-            events.push(event);
-            acks.push((ack, queued_at));
-            // Take what is queued; then, while events keep arriving, let the requests that
+        while let Some(first) = rx.recv().await {
+            let mut batch = Batch::default();
+            batch.push(first);
+            // Take what is queued; then, while entries keep arriving, let the requests that
             // are ready run on and hand over theirs too, so one commit carries more of them.
             let mut rounds = 0;
             loop {
-                let before = events.len();
-                while events.len() < MAX_BATCH {
+                let before = batch.len();
+                while batch.len() < MAX_BATCH {
                     match rx.try_recv() {
-                        Ok((event, ack, queued_at)) => {
-                            events.push(event);
-                            acks.push((ack, queued_at));
-                        }
+                        Ok(queued) => batch.push(queued),
                         Err(_) => break,
                     }
                 }
                 rounds += 1;
-                let quiet = rounds > 1 && events.len() == before;
-                if events.len() >= MAX_BATCH || rounds > GATHER_ROUNDS || quiet {
+                let quiet = rounds > 1 && batch.len() == before;
+                if batch.len() >= MAX_BATCH || rounds > GATHER_ROUNDS || quiet {
                     break;
                 }
                 tokio::task::yield_now().await;
             }
-            self.in_flight.store(events.len(), Ordering::Relaxed);
-            let outcome = self.store.append_events(&events).await;
-            // Before any acknowledgement: an appender that has its answer sees none pending.
-            self.in_flight.store(0, Ordering::Relaxed);
-            match outcome {
-                Ok(seqs) if seqs.len() == acks.len() => {
-                    if let Some(&last) = seqs.iter().max() {
-                        self.committed.send_replace(last);
-                    }
-                    let durable = Instant::now();
-                    for ((ack, queued_at), seq) in acks.drain(..).zip(seqs) {
-                        self.observer
-                            .committed(durable.saturating_duration_since(queued_at));
-                        let _ = ack.send(Ok(seq));
-                    }
-                }
-                Ok(_) => {
-                    tracing::error!("event store returned a wrong number of sequence numbers");
-                    for (ack, _) in acks.drain(..) {
-                        let _ = ack.send(Err(StoreError::EventBatchFailed));
-                    }
-                }
-                Err(error) => {
-                    tracing::error!(error = ?error, batch = events.len(), "event batch failed");
-                    for (ack, _) in acks.drain(..) {
-                        let _ = ack.send(Err(StoreError::EventBatchFailed));
+            self.commit(batch).await;
+        }
+    }
+
+    /// Commits a batch and answers everyone in it. A failed batch with changes is retried
+    /// entry by entry, so only the entries that fail alone are told so.
+    async fn commit(&self, mut batch: Batch) {
+        let size = batch.len();
+        self.in_flight.store(size, Ordering::Relaxed);
+        let outcome = if batch.changes {
+            self.store.commit_batch(&batch.entries).await
+        } else {
+            let events = std::mem::take(&mut batch.entries)
+                .into_iter()
+                .filter_map(|e| e.event)
+                .collect();
+            self.append_plain(events).await
+        };
+        // Before any acknowledgement: an appender that has its answer sees none pending.
+        self.in_flight.store(0, Ordering::Relaxed);
+        match outcome {
+            Ok(outcomes) if outcomes.len() == size => self.acknowledge(batch.acks, outcomes),
+            Ok(_) => {
+                tracing::error!("event store returned a wrong number of outcomes");
+                fail(batch.acks);
+            }
+            Err(error) if batch.changes && size > 1 => {
+                tracing::warn!(error = ?error, batch = size, "batch failed; retrying its entries one by one");
+                for (entry, ack) in batch.entries.into_iter().zip(batch.acks) {
+                    let outcome = self.store.commit_batch(std::slice::from_ref(&entry)).await;
+                    match outcome {
+                        Ok(outcomes) if outcomes.len() == 1 => {
+                            self.acknowledge(vec![ack], outcomes)
+                        }
+                        Ok(_) => fail(vec![ack]),
+                        Err(error) => {
+                            tracing::error!(error = ?error, "batch entry failed");
+                            fail(vec![ack]);
+                        }
                     }
                 }
             }
-            events.clear();
+            Err(error) => {
+                tracing::error!(error = ?error, batch = size, "event batch failed");
+                fail(batch.acks);
+            }
         }
+    }
+
+    /// Events without changes: the store's plain append (its fastest path).
+    async fn append_plain(&self, events: Vec<NewEvent>) -> StoreResult<Vec<Outcome>> {
+        let seqs = self.store.append_events(&events).await?;
+        Ok(seqs
+            .into_iter()
+            .map(|seq| Outcome {
+                seq: Some(seq),
+                ..Outcome::default()
+            })
+            .collect())
+    }
+
+    fn acknowledge(&self, acks: Vec<(Ack, Instant)>, outcomes: Vec<Outcome>) {
+        if let Some(last) = outcomes.iter().filter_map(|o| o.seq).max() {
+            self.committed.send_replace(last);
+        }
+        let durable = Instant::now();
+        for ((ack, queued_at), outcome) in acks.into_iter().zip(outcomes) {
+            self.observer
+                .committed(durable.saturating_duration_since(queued_at));
+            let _ = ack.send(Ok(outcome));
+        }
+    }
+}
+
+fn fail(acks: Vec<(Ack, Instant)>) {
+    for (ack, _) in acks {
+        let _ = ack.send(Err(StoreError::EventBatchFailed));
     }
 }

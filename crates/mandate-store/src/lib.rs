@@ -27,9 +27,11 @@
 //! - `sql`: the shared SQL implementation, instantiated by `sqlite` and `postgres`.
 //! - `sqlite` and `postgres` also bind bulk loads ([`BulkLoad`]) their own fastest way.
 //! - [`group_commit`]: batches event appends so durability does not cost throughput.
+//! - [`batch`]: the state changes (refresh rotation, new refresh family) that ride a batch.
 //! - [`testing`]: throwaway PostgreSQL databases for tests.
 
 pub mod audit;
+pub mod batch;
 pub mod error;
 pub mod group_commit;
 pub mod model;
@@ -359,6 +361,10 @@ pub trait AdminRoles: Send + Sync {
 pub trait EventStore: Send + Sync {
     /// Appends events in one transaction, returning their sequence numbers in order.
     async fn append_events(&self, events: &[NewEvent]) -> StoreResult<Vec<i64>>;
+    /// A group-commit batch with state changes ([`batch`]): applies each entry's change,
+    /// then appends the events of the entries whose change applied (or that have none), all
+    /// in one transaction. Returns what became of each entry, in input order.
+    async fn commit_batch(&self, entries: &[batch::Entry]) -> StoreResult<Vec<batch::Outcome>>;
     /// Events matching the filter, oldest first.
     async fn events(&self, filter: &EventFilter) -> StoreResult<Vec<Event>>;
     /// Where the audit chain stands ([`mandate_core::audit`]).

@@ -22,6 +22,8 @@ mod admin_roles;
 mod api_keys;
 #[path = "conformance/audit_chain.rs"]
 mod audit_chain;
+#[path = "conformance/batch.rs"]
+mod batch;
 #[path = "conformance/bulk.rs"]
 mod bulk;
 #[path = "conformance/directory.rs"]
@@ -46,6 +48,7 @@ mod tokens;
 use admin_roles::*;
 use api_keys::*;
 use audit_chain::*;
+use batch::*;
 use bulk::*;
 use directory::*;
 use events::*;
@@ -148,6 +151,10 @@ conformance!(
     concurrent_code_redemptions_yield_exactly_one_fresh,
     refresh_rotation_and_successor_liveness,
     concurrent_rotations_yield_exactly_one_winner,
+    batched_rotations_have_one_winner_and_losers_write_nothing,
+    a_batch_applies_its_changes_and_events_atomically,
+    the_writer_fails_only_the_change_that_cannot_apply,
+    codes_consumed_through_the_writer_have_one_owner,
     revoked_jtis_are_remembered,
     sessions_expire_and_can_be_deleted,
     housekeeping_purges_only_expired_short_lived_records,

@@ -20,6 +20,7 @@ use mandate_core::secret;
 use mandate_core::time::Timestamp;
 use mandate_core::token_response::TokenResponse;
 use mandate_store::CodeConsumption;
+use mandate_store::batch::{Change, Written};
 
 pub struct CodeRedemption<'a> {
     pub code: &'a str,
@@ -37,7 +38,7 @@ pub async fn exchange(
 ) -> Result<TokenResponse, ServerError> {
     let invalid = || ServerError::from(OAuthError::InvalidGrant("the code is invalid".into()));
     let stored = match app
-        .store
+        .events
         .consume_code(&secret::hash_secret(req.code), now)
         .await?
     {
@@ -87,24 +88,33 @@ pub async fn exchange(
         scopes: &scopes,
     };
     let minted = issuance::access_token(app, &subject, now)?;
-    let refresh = if agent.allows(GrantType::RefreshToken) {
-        let (token, family) = issuance::new_refresh_family(app, &subject, now).await?;
-        app.store
-            .set_code_family(&stored.code_hash, &family.id)
-            .await?;
-        Some(token)
-    } else {
-        None
-    };
-    let event = issuance_event(
+    let event = meta.stamp(issuance_event(
         Action::TokenIssued,
         "authorization_code",
         &minted.claims,
         Some(&stored.user_id),
         grant.purpose.as_deref(),
         now,
-    );
-    app.events.append(meta.stamp(event)).await?;
+    ));
+    let refresh = if agent.allows(GrantType::RefreshToken) {
+        // The family, its link to the code (so a replay can revoke it) and the event ride one
+        // group commit.
+        let (token, family, first) = issuance::refresh_family(app.entropy.as_ref(), &subject, now);
+        let change = Change::CreateFamily {
+            family,
+            first,
+            code_hash: Some(stored.code_hash.clone()),
+        };
+        if app.events.append_with(change, event).await? == Written::Declined {
+            return Err(ServerError::Internal(anyhow::anyhow!(
+                "a new refresh family was declined"
+            )));
+        }
+        Some(token)
+    } else {
+        app.events.append(event).await?;
+        None
+    };
     app.metrics
         .token_issued(IssuedBy::AuthorizationCode, &agent.client_id);
     Ok(issuance::token_response(

@@ -22,6 +22,7 @@ use mandate_core::secret;
 use mandate_core::time::Timestamp;
 use mandate_core::token_response::TokenResponse;
 use mandate_store::RefreshLookup;
+use mandate_store::batch::{Change, Written};
 
 pub async fn exchange(
     app: &AppState,
@@ -69,24 +70,6 @@ pub async fn exchange(
     }
 
     let successor = refresh::successor(app.kek.refresh_key(), presented);
-    if presentation == Presentation::Rotate {
-        let next = RefreshTokenRecord {
-            token_hash: secret::hash_secret(&successor),
-            family_id: family.id.clone(),
-            issued_at: now,
-            expires_at: now.plus_seconds(agent.refresh_token_ttl),
-            used_at: None,
-        };
-        if !app.store.rotate_refresh_token(&hash, &next, now).await? {
-            // A concurrent request rotated it first: that is fine inside the grace window
-            // (same successor), and reuse otherwise.
-            let again = load(app, &hash).await?;
-            if classify(app, agent, &again, meta, now).await? != Presentation::ReturnSuccessor {
-                return Err(invalid("the refresh token has already been used"));
-            }
-        }
-    }
-
     let subject = TokenSubject {
         agent,
         tenant_id: &family.tenant_id,
@@ -96,15 +79,41 @@ pub async fn exchange(
         scopes: &scopes,
     };
     let minted = issuance::access_token(app, &subject, now)?;
-    let event = issuance_event(
-        Action::TokenRefreshed,
-        "refresh_token",
-        &minted.claims,
-        family.user_id.as_deref(),
-        grant.purpose.as_deref(),
-        now,
-    );
-    app.events.append(meta.stamp(event)).await?;
+    let event = || {
+        meta.stamp(issuance_event(
+            Action::TokenRefreshed,
+            "refresh_token",
+            &minted.claims,
+            family.user_id.as_deref(),
+            grant.purpose.as_deref(),
+            now,
+        ))
+    };
+    if presentation == Presentation::Rotate {
+        // The rotation and its event ride one group commit: durable together, or neither.
+        let rotation = Change::RotateRefresh {
+            old_hash: hash.clone(),
+            successor: RefreshTokenRecord {
+                token_hash: secret::hash_secret(&successor),
+                family_id: family.id.clone(),
+                issued_at: now,
+                expires_at: now.plus_seconds(agent.refresh_token_ttl),
+                used_at: None,
+            },
+            now,
+        };
+        if app.events.append_with(rotation, event()).await? == Written::Declined {
+            // A concurrent request rotated it first: that is fine inside the grace window
+            // (same successor), and reuse otherwise.
+            let again = load(app, &hash).await?;
+            if classify(app, agent, &again, meta, now).await? != Presentation::ReturnSuccessor {
+                return Err(invalid("the refresh token has already been used"));
+            }
+            app.events.append(event()).await?;
+        }
+    } else {
+        app.events.append(event()).await?;
+    }
     app.metrics
         .token_issued(IssuedBy::RefreshToken, &agent.client_id);
     Ok(issuance::token_response(

@@ -349,6 +349,51 @@ macro_rules! impl_events {
                 self.append_batch(events, &details).await
             }
 
+            async fn commit_batch(
+                &self,
+                entries: &[$crate::batch::Entry],
+            ) -> $crate::StoreResult<Vec<$crate::batch::Outcome>> {
+                let mut outcomes = vec![$crate::batch::Outcome::default(); entries.len()];
+                let mut changes: Vec<_> = entries
+                    .iter()
+                    .zip(0..)
+                    .filter_map(|(entry, index)| entry.change.as_ref().map(|c| (index, c)))
+                    .collect();
+                changes.sort_unstable_by(|a, b| a.1.lock_key().cmp(b.1.lock_key()));
+                let mut conn = self.event_connection().await?;
+                let mut tx = ::sqlx::Connection::begin(&mut *conn).await?;
+                for (index, change) in changes {
+                    let outcome = outcomes
+                        .get_mut(index)
+                        .ok_or($crate::StoreError::Corrupt("event batch index"))?;
+                    Self::apply_change(&mut tx, change, outcome).await?;
+                }
+                let (kept, events): (Vec<usize>, Vec<::mandate_core::event::NewEvent>) = entries
+                    .iter()
+                    .zip(&outcomes)
+                    .zip(0..)
+                    .filter(|((_, outcome), _)| !outcome.declined)
+                    .filter_map(|((entry, _), index)| entry.event.clone().map(|e| (index, e)))
+                    .unzip();
+                let links = if events.is_empty() {
+                    Vec::new()
+                } else {
+                    let details = $crate::sql::events::details(&events);
+                    Self::chain_in(&mut tx, &events, &details, Some(&self.last_link)).await?
+                };
+                tx.commit().await?;
+                if let Some(last) = links.last() {
+                    self.events_committed();
+                    self.last_link.committed(last.clone());
+                }
+                for (index, (seq, _)) in kept.into_iter().zip(links) {
+                    if let Some(outcome) = outcomes.get_mut(index) {
+                        outcome.seq = Some(seq);
+                    }
+                }
+                Ok(outcomes)
+            }
+
             async fn chain_head(&self) -> $crate::StoreResult<::mandate_core::audit::ChainHead> {
                 let (start_seq, seq, start_hash): (i64, i64, Option<String>) =
                     ::sqlx::query_as($crate::sql::events::READ_HEAD)

@@ -159,7 +159,36 @@ impl TryFrom<CodeRow> for AuthorizationCode {
 }
 
 macro_rules! impl_grants {
-    ($store:ty) => {
+    ($store:ty, $db:ty) => {
+        impl $store {
+            /// Consumes a code inside `tx`: `Fresh` for the first consumer, `Replayed` after.
+            pub(crate) async fn consume_code_in(
+                tx: &mut ::sqlx::Transaction<'_, $db>,
+                code_hash: &str,
+                now: ::mandate_core::time::Timestamp,
+            ) -> $crate::StoreResult<$crate::model::CodeConsumption> {
+                let fresh = ::sqlx::query_as::<_, $crate::sql::grants::CodeRow>(
+                    $crate::sql::grants::CONSUME_CODE,
+                )
+                .bind(code_hash)
+                .bind(now.unix())
+                .fetch_optional(&mut **tx)
+                .await?;
+                if let Some(row) = fresh {
+                    return Ok($crate::model::CodeConsumption::Fresh(row.try_into()?));
+                }
+                let used =
+                    ::sqlx::query_as::<_, $crate::sql::grants::CodeRow>($crate::sql::grants::CODE)
+                        .bind(code_hash)
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                Ok(match used {
+                    Some(row) => $crate::model::CodeConsumption::Replayed(row.try_into()?),
+                    None => $crate::model::CodeConsumption::Unknown,
+                })
+            }
+        }
+
         #[::async_trait::async_trait]
         impl $crate::GrantStore for $store {
             async fn create_grant(
@@ -309,25 +338,10 @@ macro_rules! impl_grants {
                 code_hash: &str,
                 now: ::mandate_core::time::Timestamp,
             ) -> $crate::StoreResult<$crate::model::CodeConsumption> {
-                let fresh = ::sqlx::query_as::<_, $crate::sql::grants::CodeRow>(
-                    $crate::sql::grants::CONSUME_CODE,
-                )
-                .bind(code_hash)
-                .bind(now.unix())
-                .fetch_optional(&self.pool)
-                .await?;
-                if let Some(row) = fresh {
-                    return Ok($crate::model::CodeConsumption::Fresh(row.try_into()?));
-                }
-                let used =
-                    ::sqlx::query_as::<_, $crate::sql::grants::CodeRow>($crate::sql::grants::CODE)
-                        .bind(code_hash)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                Ok(match used {
-                    Some(row) => $crate::model::CodeConsumption::Replayed(row.try_into()?),
-                    None => $crate::model::CodeConsumption::Unknown,
-                })
+                let mut tx = self.pool.begin().await?;
+                let consumed = Self::consume_code_in(&mut tx, code_hash, now).await?;
+                tx.commit().await?;
+                Ok(consumed)
             }
 
             async fn set_code_family(

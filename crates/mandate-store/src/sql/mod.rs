@@ -59,7 +59,7 @@ use mandate_core::time::Timestamp;
 macro_rules! impl_store_traits {
     ($store:ty, $db:ty) => {
         $crate::sql::directory::impl_directory!($store);
-        $crate::sql::grants::impl_grants!($store);
+        $crate::sql::grants::impl_grants!($store, $db);
         $crate::sql::refresh::impl_refresh!($store, $db);
         $crate::sql::sessions::impl_sessions!($store);
         $crate::sql::events::impl_events!($store, $db);

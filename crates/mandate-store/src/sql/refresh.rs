@@ -1,10 +1,11 @@
 //! Refresh families, their rotating tokens, and revoked access-token ids.
 //!
 //! Rotation is the race that matters: two requests presenting the same live token must not
-//! both get a successor. The retiring `UPDATE ... WHERE used_at IS NULL` is the first statement
-//! of the rotation's transaction, so the database's row lock (PostgreSQL) or single writer
-//! (SQLite) lets exactly one of them change the row; the loser sees zero rows, rolls back and
-//! reports `false`.
+//! both get a successor. Retiring is one `UPDATE ... WHERE used_at IS NULL`, so the database's
+//! row lock (PostgreSQL re-checks the condition once the lock is free) or single writer
+//! (SQLite) lets exactly one of them change the row; the loser sees zero rows, writes nothing
+//! and reports `false`. The server rotates through a group-commit batch ([`crate::batch`],
+//! `apply_change`); `rotate_refresh_token` does the same in a transaction of its own.
 
 use super::{opt_ts, scopes, ts};
 use crate::model::RefreshLookup;
@@ -102,16 +103,13 @@ macro_rules! impl_refresh {
                     .map_err($crate::sql::write_error("refresh token", "refresh family"))?;
                 Ok(())
             }
-        }
 
-        #[::async_trait::async_trait]
-        impl $crate::RefreshStore for $store {
-            async fn create_family(
-                &self,
+            /// Inserts a family and its first token inside `tx`.
+            async fn insert_family(
+                tx: &mut ::sqlx::Transaction<'_, $db>,
                 family: &::mandate_core::refresh::RefreshFamily,
                 first: &::mandate_core::refresh::RefreshTokenRecord,
             ) -> $crate::StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
                 ::sqlx::query($crate::sql::refresh::INSERT_FAMILY)
                     .bind(&family.id)
                     .bind(&family.grant_id)
@@ -122,10 +120,83 @@ macro_rules! impl_refresh {
                     .bind(&family.resource)
                     .bind(family.created_at.unix())
                     .bind(family.revoked_at.map(|t| t.unix()))
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await
                     .map_err($crate::sql::write_error("refresh family", "grant"))?;
-                Self::insert_refresh_token(&mut tx, first).await?;
+                Self::insert_refresh_token(tx, first).await
+            }
+
+            /// Retires `old_hash` if it is still live and inserts `successor`, inside `tx`.
+            /// `false` when another request retired it first; then nothing was written.
+            async fn retire_and_succeed(
+                tx: &mut ::sqlx::Transaction<'_, $db>,
+                old_hash: &str,
+                successor: &::mandate_core::refresh::RefreshTokenRecord,
+                now: ::mandate_core::time::Timestamp,
+            ) -> $crate::StoreResult<bool> {
+                let retired = ::sqlx::query($crate::sql::refresh::RETIRE_TOKEN)
+                    .bind(old_hash)
+                    .bind(now.unix())
+                    .bind(&successor.token_hash)
+                    .execute(&mut **tx)
+                    .await?;
+                if retired.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                Self::insert_refresh_token(tx, successor).await?;
+                Ok(true)
+            }
+
+            /// Applies one group-commit change inside the batch's transaction
+            /// ([`crate::batch`]), recording what it did in `outcome`.
+            pub(crate) async fn apply_change(
+                tx: &mut ::sqlx::Transaction<'_, $db>,
+                change: &$crate::batch::Change,
+                outcome: &mut $crate::batch::Outcome,
+            ) -> $crate::StoreResult<()> {
+                match change {
+                    $crate::batch::Change::RotateRefresh {
+                        old_hash,
+                        successor,
+                        now,
+                    } => {
+                        outcome.declined =
+                            !Self::retire_and_succeed(tx, old_hash, successor, *now).await?;
+                    }
+                    $crate::batch::Change::CreateFamily {
+                        family,
+                        first,
+                        code_hash,
+                    } => {
+                        Self::insert_family(tx, family, first).await?;
+                        if let Some(code_hash) = code_hash {
+                            let linked = ::sqlx::query($crate::sql::grants::SET_CODE_FAMILY)
+                                .bind(code_hash)
+                                .bind(&family.id)
+                                .execute(&mut **tx)
+                                .await?;
+                            if linked.rows_affected() == 0 {
+                                return Err($crate::StoreError::NotFound("authorization code"));
+                            }
+                        }
+                    }
+                    $crate::batch::Change::ConsumeCode { code_hash, now } => {
+                        outcome.consumed = Some(Self::consume_code_in(tx, code_hash, *now).await?);
+                    }
+                }
+                Ok(())
+            }
+        }
+
+        #[::async_trait::async_trait]
+        impl $crate::RefreshStore for $store {
+            async fn create_family(
+                &self,
+                family: &::mandate_core::refresh::RefreshFamily,
+                first: &::mandate_core::refresh::RefreshTokenRecord,
+            ) -> $crate::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                Self::insert_family(&mut tx, family, first).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -150,17 +221,10 @@ macro_rules! impl_refresh {
                 now: ::mandate_core::time::Timestamp,
             ) -> $crate::StoreResult<bool> {
                 let mut tx = self.pool.begin().await?;
-                let retired = ::sqlx::query($crate::sql::refresh::RETIRE_TOKEN)
-                    .bind(old_hash)
-                    .bind(now.unix())
-                    .bind(&successor.token_hash)
-                    .execute(&mut *tx)
-                    .await?;
-                if retired.rows_affected() == 0 {
+                if !Self::retire_and_succeed(&mut tx, old_hash, successor, now).await? {
                     tx.rollback().await?;
                     return Ok(false);
                 }
-                Self::insert_refresh_token(&mut tx, successor).await?;
                 tx.commit().await?;
                 Ok(true)
             }

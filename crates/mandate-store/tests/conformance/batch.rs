@@ -1,0 +1,296 @@
+//! Cases for state changes that ride a group-commit batch with their event
+//! (`mandate_store::batch`): rotations race to exactly one winner, declined changes write
+//! nothing, a batch is atomic, and through the writer one bad change fails only itself.
+
+use super::fixtures::*;
+use mandate_core::event::{Action, NewEvent};
+use mandate_store::batch::{Change, Entry, Outcome, Written};
+use mandate_store::group_commit::EventWriter;
+use mandate_store::{CodeConsumption, EventFilter, Store, StoreError};
+use std::sync::Arc;
+
+fn rotation(old: &str, new: &str) -> Change {
+    Change::RotateRefresh {
+        old_hash: old.into(),
+        successor: token(new, "f_1", 1100),
+        now: t(1100),
+    }
+}
+
+fn entry(change: Option<Change>, reason: &str) -> Entry {
+    Entry {
+        change,
+        event: Some(tagged(reason)),
+    }
+}
+
+fn tagged(reason: &str) -> NewEvent {
+    NewEvent {
+        reason: Some(reason.into()),
+        ..event(1100, Action::TokenRefreshed, Some("acme"), Some("g_1"))
+    }
+}
+
+async fn stored_reasons(store: &Arc<dyn Store>) -> Vec<String> {
+    store
+        .events(&EventFilter {
+            limit: 1000,
+            ..EventFilter::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| e.event.reason)
+        .collect()
+}
+
+async fn chain_is_intact(store: &Arc<dyn Store>) {
+    let v = mandate_store::audit::verify(store.as_ref(), &[], |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(v.broken, None, "the chain verifies");
+}
+
+pub(crate) async fn batched_rotations_have_one_winner_and_losers_write_nothing(
+    store: Arc<dyn Store>,
+) {
+    store
+        .create_family(&family("f_1", "g_1"), &token("r_live", "f_1", 1000))
+        .await
+        .unwrap();
+    let (writer, task) = EventWriter::spawn(store.clone());
+    let racers: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                let change = rotation("r_live", &format!("r_next_{i}"));
+                (
+                    i,
+                    writer
+                        .append_with(change, tagged(&format!("rotation {i}")))
+                        .await,
+                )
+            })
+        })
+        .collect();
+    let plain: Vec<_> = (0..5)
+        .map(|i| {
+            let writer = writer.clone();
+            tokio::spawn(async move { writer.append(tagged(&format!("plain {i}"))).await })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for racer in racers {
+        let (i, written) = racer.await.unwrap();
+        match written.unwrap() {
+            Written::Durable(_) => winners.push(i),
+            Written::Declined => {}
+        }
+    }
+    for p in plain {
+        p.await.unwrap().unwrap();
+    }
+    drop(writer);
+    task.await.unwrap();
+
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one rotation applies: {winners:?}"
+    );
+    let winner = winners[0];
+    for i in 0..RACERS {
+        let stored = store.refresh_token(&format!("r_next_{i}")).await.unwrap();
+        assert_eq!(stored.is_some(), i == winner, "successor {i}");
+    }
+    let retired = store.refresh_token("r_live").await.unwrap().unwrap();
+    assert_eq!(retired.token.used_at, Some(t(1100)));
+    assert!(retired.successor_live);
+    let mut reasons = stored_reasons(&store).await;
+    reasons.sort();
+    let mut expected: Vec<String> = (0..5).map(|i| format!("plain {i}")).collect();
+    expected.push(format!("rotation {winner}"));
+    expected.sort();
+    assert_eq!(reasons, expected, "declined rotations left no event");
+    chain_is_intact(&store).await;
+}
+
+pub(crate) async fn a_batch_applies_its_changes_and_events_atomically(store: Arc<dyn Store>) {
+    store
+        .create_family(&family("f_1", "g_1"), &token("r_1", "f_1", 1000))
+        .await
+        .unwrap();
+    store.insert_code(&code("h_1")).await.unwrap();
+    assert!(matches!(
+        store.consume_code("h_1", t(1010)).await.unwrap(),
+        CodeConsumption::Fresh(_)
+    ));
+
+    // A change that cannot apply (no such code) fails the whole batch: nothing is written.
+    let bad = Change::CreateFamily {
+        family: family("f_bad", "g_1"),
+        first: token("r_bad", "f_bad", 1100),
+        code_hash: Some("h_unknown".into()),
+    };
+    let failed = store
+        .commit_batch(&[
+            entry(Some(rotation("r_1", "r_2")), "rotation"),
+            entry(Some(bad), "bad family"),
+            entry(None, "plain"),
+        ])
+        .await;
+    assert!(matches!(failed, Err(StoreError::NotFound(_))), "{failed:?}");
+    assert_eq!(store.refresh_token("r_2").await.unwrap(), None);
+    assert_eq!(store.refresh_token("r_bad").await.unwrap(), None);
+    let untouched = store.refresh_token("r_1").await.unwrap().unwrap();
+    assert_eq!(
+        untouched.token.used_at, None,
+        "the rotation was rolled back"
+    );
+    assert!(stored_reasons(&store).await.is_empty());
+
+    // The same batch with a family for a real code: everything lands, in input order.
+    let good = Change::CreateFamily {
+        family: family("f_2", "g_1"),
+        first: token("r_f2", "f_2", 1100),
+        code_hash: Some("h_1".into()),
+    };
+    let outcomes = store
+        .commit_batch(&[
+            entry(Some(rotation("r_1", "r_2")), "rotation"),
+            entry(Some(good), "family"),
+            entry(None, "plain"),
+        ])
+        .await
+        .unwrap();
+    let seqs: Vec<_> = outcomes.iter().map(|o| o.seq).collect();
+    assert!(seqs.iter().all(Option::is_some), "{outcomes:?}");
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert!(outcomes.iter().all(|o| !o.declined && o.consumed.is_none()));
+    assert_eq!(
+        store.refresh_token("r_2").await.unwrap().unwrap().token,
+        token("r_2", "f_1", 1100)
+    );
+    assert_eq!(
+        store.refresh_token("r_f2").await.unwrap().unwrap().family,
+        family("f_2", "g_1")
+    );
+    match store.consume_code("h_1", t(1200)).await.unwrap() {
+        CodeConsumption::Replayed(c) => assert_eq!(c.family_id.as_deref(), Some("f_2")),
+        other => panic!("the code is consumed and linked to its family: {other:?}"),
+    }
+    assert_eq!(
+        stored_reasons(&store).await,
+        ["rotation", "family", "plain"]
+    );
+
+    // Rotating the same token again is declined; the batch's other event still lands.
+    let outcomes = store
+        .commit_batch(&[
+            entry(Some(rotation("r_1", "r_3")), "again"),
+            entry(None, "after"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes[0],
+        Outcome {
+            seq: None,
+            declined: true,
+            consumed: None
+        }
+    );
+    assert!(outcomes[1].seq.is_some());
+    assert_eq!(store.refresh_token("r_3").await.unwrap(), None);
+    assert!(!stored_reasons(&store).await.contains(&"again".to_owned()));
+    chain_is_intact(&store).await;
+}
+
+pub(crate) async fn the_writer_fails_only_the_change_that_cannot_apply(store: Arc<dyn Store>) {
+    store
+        .create_family(&family("f_1", "g_1"), &token("r_1", "f_1", 1000))
+        .await
+        .unwrap();
+    let (writer, task) = EventWriter::spawn(store.clone());
+    // Many rounds, so at least some batches mix the bad change with good entries.
+    for round in 0..10 {
+        let bad = {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                let change = Change::CreateFamily {
+                    family: family(&format!("f_bad_{round}"), "g_1"),
+                    first: token(&format!("r_bad_{round}"), &format!("f_bad_{round}"), 1100),
+                    code_hash: Some("h_unknown".into()),
+                };
+                writer.append_with(change, tagged("bad")).await
+            })
+        };
+        let good: Vec<_> = (0..8)
+            .map(|i| {
+                let writer = writer.clone();
+                tokio::spawn(
+                    async move { writer.append(tagged(&format!("good {round}.{i}"))).await },
+                )
+            })
+            .collect();
+        let rotate = {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                let (old, new) = (format!("r_{}", round + 1), format!("r_{}", round + 2));
+                writer
+                    .append_with(rotation(&old, &new), tagged("rotated"))
+                    .await
+            })
+        };
+        assert!(bad.await.unwrap().is_err(), "round {round}");
+        for g in good {
+            g.await.unwrap().unwrap();
+        }
+        let rotated = rotate.await.unwrap().unwrap();
+        assert!(
+            matches!(rotated, Written::Durable(_)),
+            "round {round}: {rotated:?}"
+        );
+    }
+    drop(writer);
+    task.await.unwrap();
+    let reasons = stored_reasons(&store).await;
+    assert_eq!(reasons.iter().filter(|r| r.starts_with("good")).count(), 80);
+    assert_eq!(reasons.iter().filter(|r| *r == "rotated").count(), 10);
+    assert!(!reasons.iter().any(|r| r == "bad"));
+    assert!(store.refresh_token("r_11").await.unwrap().is_some());
+    chain_is_intact(&store).await;
+}
+
+pub(crate) async fn codes_consumed_through_the_writer_have_one_owner(store: Arc<dyn Store>) {
+    store.insert_code(&code("h_1")).await.unwrap();
+    let (writer, task) = EventWriter::spawn(store.clone());
+    let racers: Vec<_> = (0..RACERS)
+        .map(|_| {
+            let writer = writer.clone();
+            tokio::spawn(async move { writer.consume_code("h_1", t(1010)).await })
+        })
+        .collect();
+    let mut fresh = 0;
+    for racer in racers {
+        match racer.await.unwrap().unwrap() {
+            CodeConsumption::Fresh(c) => {
+                assert_eq!(c.code_hash, "h_1");
+                fresh += 1;
+            }
+            CodeConsumption::Replayed(c) => assert_eq!(c.code_hash, "h_1"),
+            CodeConsumption::Unknown => panic!("the code exists"),
+        }
+    }
+    assert_eq!(fresh, 1, "exactly one consumer owns the redemption");
+    assert_eq!(
+        writer.consume_code("h_unknown", t(1010)).await.unwrap(),
+        CodeConsumption::Unknown
+    );
+    drop(writer);
+    task.await.unwrap();
+    assert!(
+        stored_reasons(&store).await.is_empty(),
+        "consuming writes no event"
+    );
+}
