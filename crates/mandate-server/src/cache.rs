@@ -3,9 +3,9 @@
 //! Issuing a client-credentials token needs the agent (to authenticate it), the resource
 //! registry and the agent's service grant. Reading all three from the database on every request
 //! costs more than the signature itself, so they are reused for `cache_ttl_ms` (1 s by default).
-//! Nothing here is authoritative: a change made elsewhere (the CLI, another node) is seen
-//! within the TTL, and introspection reads revocation state from the database every time. The
-//! revocation feed will replace the TTL with explicit invalidation.
+//! Nothing here is authoritative: [`crate::cache_invalidation`] follows the log's revocation
+//! events (any node's, within milliseconds) and drops what they touch, the TTL is the
+//! backstop, and introspection reads revocation state from the database every time.
 
 use mandate_core::client::Agent;
 use mandate_core::grant::Grant;
@@ -68,6 +68,29 @@ impl HotPathCache {
             c.insert((), loaded.clone());
         }
         Ok(loaded)
+    }
+
+    /// Drops every cached service grant (after any revocation: they are few).
+    pub fn forget_service_grants(&self) {
+        if let Some(c) = &self.service_grants {
+            c.invalidate_all();
+        }
+    }
+
+    /// Drops everything (when revocations may have been missed).
+    pub fn forget_everything(&self) {
+        self.forget_service_grants();
+        if let Some(c) = &self.agents {
+            c.invalidate_all();
+        }
+        if let Some(c) = &self.resources {
+            c.invalidate_all();
+        }
+    }
+
+    /// Whether caching is on (a TTL above zero).
+    pub fn enabled(&self) -> bool {
+        self.agents.is_some()
     }
 
     pub fn service_grant(&self, tenant_id: &str, client_id: &str) -> Option<Grant> {

@@ -28,6 +28,7 @@ pub mod audit_export;
 pub mod audit_retention;
 pub mod browser;
 pub mod cache;
+pub mod cache_invalidation;
 pub mod client_auth;
 pub mod client_documents;
 pub mod config;

@@ -219,7 +219,10 @@ impl Application {
             clock: state.clock.clone(),
             entropy: state.entropy.clone(),
             committed: state.events.committed(),
-            notifications: if exports.is_empty() && anomaly_rules.is_empty() {
+            notifications: if exports.is_empty()
+                && anomaly_rules.is_empty()
+                && !state.cache.enabled()
+            {
                 None
             } else {
                 state.store.event_notifications().await.unwrap_or_else(|e| {
@@ -230,6 +233,12 @@ impl Application {
             shutdown: state.shutting_down.clone(),
         };
         let mut exporters = crate::audit_export::spawn(exports, &export_context);
+        if state.cache.enabled() {
+            exporters.push(crate::cache_invalidation::spawn(
+                state.cache.clone(),
+                export_context.clone(),
+            ));
+        }
         let anomaly_context = crate::anomaly::Context {
             store: state.store.clone(),
             clock: state.clock.clone(),

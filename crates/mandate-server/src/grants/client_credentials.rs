@@ -89,7 +89,8 @@ pub async fn exchange(
 }
 
 /// The agent's own grant in its tenant, created on first use. Nodes racing to create it meet
-/// the database's one-live-service-grant index: the loser reads the winner's.
+/// the database's one-live-service-grant index: the loser reads the winner's. Cached (see
+/// [`crate::cache_invalidation`] for how a revocation reaches the cache).
 async fn service_grant(
     app: &AppState,
     agent: &Agent,
@@ -97,10 +98,18 @@ async fn service_grant(
     now: Timestamp,
 ) -> Result<Grant, ServerError> {
     if let Some(g) = app
+        .cache
+        .service_grant(tenant_id, &agent.client_id)
+        .filter(|g| g.is_active(now))
+    {
+        return Ok(g);
+    }
+    if let Some(g) = app
         .store
         .active_grant(tenant_id, None, &agent.client_id, now)
         .await?
     {
+        app.cache.remember_service_grant(&g);
         return Ok(g);
     }
     let grant = Grant {

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 crate::backend_tests!(
     admin_api_refuses_missing_wrong_and_roleless_tokens,
+    a_revoked_service_grant_is_not_used_for_the_next_token,
     operator_manages_every_tenant_and_is_attributed,
     tenant_admin_sees_and_changes_only_their_tenant,
     offboarding_through_the_api_touches_only_that_user,
@@ -967,4 +968,35 @@ async fn audit_log_is_searched_by_every_filter_within_the_callers_reach(backend:
         "no secret in any event"
     );
     app.stop().await;
+}
+
+/// The token endpoint caches the agent's service grant (`cache_ttl_ms`, 1 s here); revoking
+/// it reaches the cache through the log's revocation events well before the TTL runs out.
+async fn a_revoked_service_grant_is_not_used_for_the_next_token(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let op = operator_token(&app).await;
+    let first = app.client_credentials(None).await;
+    let gid = app.verify(s(&first["access_token"])).await.gid;
+    let again = app.client_credentials(None).await;
+    assert_eq!(
+        app.verify(s(&again["access_token"])).await.gid,
+        gid,
+        "cached"
+    );
+    let r = post(&app, &op, &format!("/grants/{gid}/revoke"), json!({})).await;
+    assert_eq!(r.body["was_active"], true, "{}", r.body);
+    let revoked = std::time::Instant::now();
+    loop {
+        let next = app.client_credentials(None).await;
+        let claims = app.verify(s(&next["access_token"])).await;
+        if claims.gid != gid {
+            break;
+        }
+        assert!(
+            revoked.elapsed() < std::time::Duration::from_millis(500),
+            "tokens were still issued under the revoked service grant after {:?}",
+            revoked.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
 }

@@ -1,0 +1,105 @@
+//! Drops what the token endpoint's caches ([`crate::cache`]) hold about anything revoked, on
+//! every node, within milliseconds.
+//!
+//! The caches keep agents and service grants for `cache_ttl_ms`, so that issuing a
+//! client-credentials token reads nothing from the database. A revocation can come from many
+//! places (the admin API, the console, an anomaly rule, a reuse incident, the CLI, another
+//! node), and every one of them writes a revocation event to the log: the same events the
+//! revocation feed serves to guards. This task follows those events and forgets the agent an
+//! event names and every cached service grant (they are few, and any revocation may have
+//! touched one). It wakes on this node's commits and, on PostgreSQL, on every node's
+//! (LISTEN/NOTIFY), and polls as a fallback (the CLI writing SQLite). It queries at most
+//! once per [`MIN_GAP`], so a busy writer does not turn it into a query per batch.
+//!
+//! Until an event is seen, a node can still issue a token under a service grant revoked
+//! elsewhere; such a token is refused by every guard and by introspection, because its `gid`
+//! is revoked. The TTL stays as the backstop.
+
+use crate::audit_export::{ExportContext, sleep_unless_shutdown, wait_for_events};
+use crate::cache::HotPathCache;
+use mandate_core::revocation::REVOCATION_ACTIONS;
+use mandate_store::{EventFilter, Store, StoreResult};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// Shortest time between two queries for new revocation events.
+const MIN_GAP: Duration = Duration::from_millis(20);
+/// Longest time between two queries when nothing wakes the task.
+const POLL: Duration = Duration::from_millis(250);
+/// Events read per query.
+const PAGE: u32 = 500;
+/// Wait after a database error before trying again.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// Starts following the log from its current head.
+pub fn spawn(cache: Arc<HotPathCache>, wake: ExportContext) -> JoinHandle<()> {
+    tokio::spawn(run(cache, wake))
+}
+
+async fn run(cache: Arc<HotPathCache>, mut wake: ExportContext) {
+    let store = wake.store.clone();
+    let mut position = loop {
+        match store.chain_head().await {
+            Ok(head) => break head.seq,
+            Err(e) => {
+                tracing::warn!(error = %e, "cache invalidation cannot start yet; retrying");
+                if !sleep_unless_shutdown(&mut wake.shutdown, RETRY).await {
+                    return;
+                }
+            }
+        }
+    };
+    let actions: Vec<String> = REVOCATION_ACTIONS
+        .iter()
+        .map(|a| a.as_str().to_owned())
+        .collect();
+    loop {
+        match step(store.as_ref(), &cache, &actions, position).await {
+            Ok(next) if next > position => {
+                position = next;
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cache invalidation: database failure; retrying");
+                cache.forget_everything();
+                if !sleep_unless_shutdown(&mut wake.shutdown, RETRY).await {
+                    return;
+                }
+                continue;
+            }
+        }
+        if !wait_for_events(&mut wake, POLL).await
+            || !sleep_unless_shutdown(&mut wake.shutdown, MIN_GAP).await
+        {
+            return;
+        }
+    }
+}
+
+/// Applies the revocation events after `position`; returns the new position.
+async fn step(
+    store: &dyn Store,
+    cache: &HotPathCache,
+    actions: &[String],
+    position: i64,
+) -> StoreResult<i64> {
+    let events = store
+        .events(&EventFilter {
+            actions: actions.to_vec(),
+            after_seq: position,
+            limit: PAGE,
+            ..EventFilter::default()
+        })
+        .await?;
+    let mut next = position;
+    for e in &events {
+        cache.forget_service_grants();
+        if let Some(client_id) = &e.event.client_id {
+            cache.forget_agent(client_id);
+        }
+        next = next.max(e.seq);
+    }
+    Ok(next)
+}
