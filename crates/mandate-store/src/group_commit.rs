@@ -9,8 +9,9 @@
 //! request in flight, it is one ordinary commit.
 //!
 //! An event may bring a state change that must be durable with it ([`crate::batch`]: a
-//! refresh rotation, a new refresh family): the writer applies it in the same transaction, so
-//! refresh and the code exchange get the same group commit as client credentials. A batch
+//! refresh rotation, a new refresh family, a consumed code): on SQLite the writer applies it
+//! in the same transaction, so refresh and the code exchange get the same group commit as
+//! client credentials (PostgreSQL applies it alone first: [`Store::groups_changes`]). A batch
 //! with changes that fails is retried entry by entry, so one change that cannot apply (a
 //! constraint, a deadlock between nodes) fails only its own request.
 //!
@@ -72,6 +73,9 @@ pub struct EventWriter {
     /// Events the writer has taken from the queue and is committing now. Written only by the
     /// writer task, read by [`Self::pending`]: `append` pays nothing for it.
     in_flight: Arc<AtomicUsize>,
+    /// For changes the store does not group ([`Store::groups_changes`]).
+    store: Arc<dyn Store>,
+    groups_changes: bool,
 }
 
 impl EventWriter {
@@ -88,8 +92,9 @@ impl EventWriter {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let (committed_tx, committed) = watch::channel(0);
         let in_flight = Arc::new(AtomicUsize::new(0));
+        let groups_changes = store.groups_changes();
         let writer = Writer {
-            store,
+            store: store.clone(),
             observer,
             committed: committed_tx,
             in_flight: in_flight.clone(),
@@ -100,6 +105,8 @@ impl EventWriter {
                 tx,
                 committed,
                 in_flight,
+                store,
+                groups_changes,
             },
             task,
         )
@@ -140,8 +147,19 @@ impl EventWriter {
 
     /// Applies `change` and appends `event` in one group-commit batch and waits until both
     /// are durable; [`Written::Declined`] when the change did not apply (nothing was written).
+    ///
+    /// Where the store does not group changes ([`Store::groups_changes`]), the change is
+    /// applied in a transaction of its own first and the event appended after it.
     pub async fn append_with(&self, change: Change, event: NewEvent) -> StoreResult<Written> {
-        let outcome = self.submit(Some(change), Some(event)).await?;
+        let outcome = if self.groups_changes {
+            self.submit(Some(change), Some(event)).await?
+        } else {
+            let applied = self.store.apply_change_alone(&change).await?;
+            if applied.declined {
+                return Ok(Written::Declined);
+            }
+            self.submit(None, Some(event)).await?
+        };
         match outcome.seq {
             Some(seq) => Ok(Written::Durable(seq)),
             None if outcome.declined => Ok(Written::Declined),
@@ -162,8 +180,12 @@ impl EventWriter {
             code_hash: code_hash.to_owned(),
             now,
         };
-        self.submit(Some(change), None)
-            .await?
+        let outcome = if self.groups_changes {
+            self.submit(Some(change), None).await?
+        } else {
+            self.store.apply_change_alone(&change).await?
+        };
+        outcome
             .consumed
             .ok_or(StoreError::Corrupt("a code consumption reported nothing"))
     }

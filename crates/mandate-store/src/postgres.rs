@@ -224,6 +224,10 @@ impl Store for PostgresStore {
         "postgres"
     }
 
+    fn groups_changes(&self) -> bool {
+        false
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

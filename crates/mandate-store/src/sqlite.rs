@@ -247,6 +247,10 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
+    fn groups_changes(&self) -> bool {
+        true
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

@@ -394,6 +394,21 @@ macro_rules! impl_events {
                 Ok(outcomes)
             }
 
+            async fn apply_change_alone(
+                &self,
+                change: &$crate::batch::Change,
+            ) -> $crate::StoreResult<$crate::batch::Outcome> {
+                let mut outcome = $crate::batch::Outcome::default();
+                let mut tx = self.pool.begin().await?;
+                Self::apply_change(&mut tx, change, &mut outcome).await?;
+                if outcome.declined {
+                    tx.rollback().await?;
+                } else {
+                    tx.commit().await?;
+                }
+                Ok(outcome)
+            }
+
             async fn chain_head(&self) -> $crate::StoreResult<::mandate_core::audit::ChainHead> {
                 let (start_seq, seq, start_hash): (i64, i64, Option<String>) =
                     ::sqlx::query_as($crate::sql::events::READ_HEAD)
