@@ -149,6 +149,7 @@ conformance!(
     refresh_rotation_and_successor_liveness,
     concurrent_rotations_yield_exactly_one_winner,
     revoked_jtis_are_remembered,
+    access_token_usability_checks_jti_grant_agent_and_user,
     sessions_expire_and_can_be_deleted,
     housekeeping_purges_only_expired_short_lived_records,
     pending_requests_expire_and_are_taken_once,
