@@ -9,9 +9,10 @@
 //!   client-credentials path issues (JSON serialisation, base64url, one signature).
 //! - `jwt/verify/{EdDSA,ES256}`: `jwt::verify` of such a token against a one-key set (header
 //!   and claims JSON parsing plus one signature verification; no time/issuer checks).
-//! - `ed25519/verify/{aws-lc-rs,dalek-strict}`: the bare signature check of such a token's
-//!   signing input, with aws-lc-rs (the public key as bytes, as `jwt` used it before) and with
-//!   ed25519-dalek's `verify_strict` on a key decompressed once (what `jwt` uses now).
+//! - `ed25519/verify/*`: the bare signature check of such a token's signing input: aws-lc-rs
+//!   with the key as bytes (`aws-lc-rs`, how `jwt` verified before) and parsed once
+//!   (`aws-lc-rs-parsed`, how it verifies now), and ed25519-dalek on a key decompressed once,
+//!   `verify` (`dalek`) and `verify_strict` (`dalek-strict`), the alternative measured.
 //! - `secret/hash+verify`: `hash_secret` then `verify_secret` of a 43-character secret (the
 //!   shape of every opaque credential): two SHA-256 digests and a constant-time compare.
 //! - `scope/parse`: `ScopeSet::parse("contacts.read contacts.write tickets.read")`.
@@ -86,8 +87,24 @@ fn ed25519_benches(c: &mut Criterion) {
                 .expect("verify")
         });
     });
+    let parsed = signature::ParsedPublicKey::new(&signature::ED25519, public).expect("public key");
+    c.bench_function("ed25519/verify/aws-lc-rs-parsed", |b| {
+        b.iter(|| {
+            black_box(&parsed)
+                .verify_sig(black_box(message), black_box(sig.as_ref()))
+                .expect("verify")
+        });
+    });
     let dalek = ed25519_dalek::VerifyingKey::from_bytes(&public).expect("public key");
     let dalek_sig = ed25519_dalek::Signature::from_slice(sig.as_ref()).expect("signature");
+    c.bench_function("ed25519/verify/dalek", |b| {
+        b.iter(|| {
+            use ed25519_dalek::Verifier;
+            black_box(&dalek)
+                .verify(black_box(message), black_box(&dalek_sig))
+                .expect("verify")
+        });
+    });
     c.bench_function("ed25519/verify/dalek-strict", |b| {
         b.iter(|| {
             black_box(&dalek)

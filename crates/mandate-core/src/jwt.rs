@@ -7,19 +7,20 @@
 //! or HMAC, and never takes key material from the token itself.
 //!
 //! Verification is the hot path of introspection and of the resource-server guard, so
-//! [`VerifyingKey`] also holds its key parsed once, when it is built from the JWK. Ed25519
-//! verifies with ed25519-dalek rather than aws-lc-rs: with the point decompressed once, it is
-//! the faster of the two on these machines (BENCHMARKS.md, "Introspection and verification").
-//! It verifies with `verify_strict`, which refuses non-canonical signatures and small-order
-//! keys and `R` points (so a signature cannot be altered into another valid one), and a weak
-//! (small-order) key is refused when the key is built. ES256 stays on aws-lc-rs.
+//! [`VerifyingKey`] holds its key parsed and checked once, when it is built from the JWK: a
+//! P-256 point must be on the curve, and an Ed25519 key must be a point of the curve that is not
+//! of small order (under a small-order key, forged signatures verify). Both algorithms verify
+//! with aws-lc-rs, which also refuses a non-canonical Ed25519 `s` (so a signature cannot be
+//! altered into another valid one). ed25519-dalek (`verify_strict`) was measured as the
+//! alternative and was not faster on these machines (BENCHMARKS.md, "Introspection and
+//! verification"); it is used here only to check Ed25519 keys when they are built.
 
 use crate::scope::ScopeSet;
 use crate::time::Timestamp;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair,
-    KeyPair, ParsedPublicKey,
+    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, ED25519, EcdsaKeyPair,
+    Ed25519KeyPair, KeyPair, ParsedPublicKey,
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -275,16 +276,8 @@ impl SigningKey {
 pub struct VerifyingKey {
     kid: String,
     alg: Algorithm,
-    key: PublicKey,
-}
-
-/// A parsed public key: whatever per-key work verification needs is done once, here.
-#[derive(Clone)]
-enum PublicKey {
-    /// The decompressed point, checked not to be of small order.
-    Ed25519(ed25519_dalek::VerifyingKey),
-    /// The uncompressed point, checked to be on the curve.
-    Es256(ParsedPublicKey),
+    /// Ed25519: a point of the curve, not of small order; P-256: a point of the curve.
+    key: ParsedPublicKey,
 }
 
 impl fmt::Debug for VerifyingKey {
@@ -305,12 +298,13 @@ impl VerifyingKey {
         let (alg, key) = match (jwk.kty.as_str(), jwk.crv.as_str(), jwk.alg.as_str()) {
             ("OKP", "Ed25519", "EdDSA") => {
                 let x: [u8; 32] = decode(&jwk.x)?.try_into().map_err(|_| JwtError::BadKey)?;
-                let key =
+                let point =
                     ed25519_dalek::VerifyingKey::from_bytes(&x).map_err(|_| JwtError::BadKey)?;
-                if key.is_weak() {
+                if point.is_weak() {
                     return Err(JwtError::BadKey);
                 }
-                (Algorithm::EdDSA, PublicKey::Ed25519(key))
+                let key = ParsedPublicKey::new(&ED25519, x).map_err(|_| JwtError::BadKey)?;
+                (Algorithm::EdDSA, key)
             }
             ("EC", "P-256", "ES256") => {
                 let x = decode(&jwk.x)?;
@@ -324,7 +318,7 @@ impl VerifyingKey {
                 point.extend_from_slice(&y);
                 let key = ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
                     .map_err(|_| JwtError::BadKey)?;
-                (Algorithm::ES256, PublicKey::Es256(key))
+                (Algorithm::ES256, key)
             }
             _ => return Err(JwtError::BadKey),
         };
@@ -344,11 +338,7 @@ impl VerifyingKey {
     }
 
     fn verify(&self, message: &[u8], sig: &[u8]) -> bool {
-        match &self.key {
-            PublicKey::Ed25519(key) => ed25519_dalek::Signature::from_slice(sig)
-                .is_ok_and(|sig| key.verify_strict(message, &sig).is_ok()),
-            PublicKey::Es256(key) => key.verify_sig(message, sig).is_ok(),
-        }
+        self.key.verify_sig(message, sig).is_ok()
     }
 }
 
@@ -705,8 +695,8 @@ mod tests {
         );
     }
 
-    /// A signature whose `s` is not reduced (the valid `s` plus the group order L) is the
-    /// malleability strict verification exists to refuse.
+    /// A signature whose `s` is not reduced (the valid `s` plus the group order L): the
+    /// malleability that must be refused.
     #[test]
     fn non_canonical_ed25519_signature_is_refused() {
         const L: [u8; 32] = [

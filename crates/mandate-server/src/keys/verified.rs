@@ -143,7 +143,10 @@ mod tests {
         let key = VerifiedTokens::key("token");
         cache.insert(key, &claims(2000), &a, Timestamp::from_unix(1500));
         assert_eq!(cache.get(&key, &[b.clone(), a.clone()]), Some(claims(2000)));
-        assert_eq!(cache.get(&VerifiedTokens::key("other"), &[a.clone()]), None);
+        assert_eq!(
+            cache.get(&VerifiedTokens::key("other"), std::slice::from_ref(&a)),
+            None
+        );
         // The key was withdrawn: no hit, and the entry is gone even if the key came back.
         assert_eq!(cache.get(&key, &[b]), None);
         assert_eq!(cache.get(&key, &[a]), None);
