@@ -9,6 +9,10 @@
 //!   client-credentials path issues (JSON serialisation, base64url, one signature).
 //! - `jwt/verify/{EdDSA,ES256}`: `jwt::verify` of such a token against a one-key set (header
 //!   and claims JSON parsing plus one signature verification; no time/issuer checks).
+//! - `ed25519/verify/*`: the bare signature check of such a token's signing input: aws-lc-rs
+//!   with the key as bytes (`aws-lc-rs`, how `jwt` verified before) and parsed once
+//!   (`aws-lc-rs-parsed`, how it verifies now), and ed25519-dalek on a key decompressed once,
+//!   `verify` (`dalek`) and `verify_strict` (`dalek-strict`), the alternative measured.
 //! - `secret/hash+verify`: `hash_secret` then `verify_secret` of a 43-character secret (the
 //!   shape of every opaque credential): two SHA-256 digests and a constant-time compare.
 //! - `scope/parse`: `ScopeSet::parse("contacts.read contacts.write tickets.read")`.
@@ -65,6 +69,51 @@ fn jwt_benches(c: &mut Criterion) {
     }
 }
 
+fn ed25519_benches(c: &mut Criterion) {
+    use aws_lc_rs::signature::{self, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).expect("key generation");
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("key pair");
+    let (key, _) = SigningKey::generate(Algorithm::EdDSA, "bench".into()).expect("key");
+    // The signing input of a real token: what verification hashes.
+    let token = key.sign(&claims()).expect("signing");
+    let message = token.rsplit_once('.').expect("three parts").0.as_bytes();
+    let sig = pair.sign(message);
+    let public: [u8; 32] = pair.public_key().as_ref().try_into().expect("32 bytes");
+    c.bench_function("ed25519/verify/aws-lc-rs", |b| {
+        b.iter(|| {
+            UnparsedPublicKey::new(&signature::ED25519, black_box(&public))
+                .verify(black_box(message), black_box(sig.as_ref()))
+                .expect("verify")
+        });
+    });
+    let parsed = signature::ParsedPublicKey::new(&signature::ED25519, public).expect("public key");
+    c.bench_function("ed25519/verify/aws-lc-rs-parsed", |b| {
+        b.iter(|| {
+            black_box(&parsed)
+                .verify_sig(black_box(message), black_box(sig.as_ref()))
+                .expect("verify")
+        });
+    });
+    let dalek = ed25519_dalek::VerifyingKey::from_bytes(&public).expect("public key");
+    let dalek_sig = ed25519_dalek::Signature::from_slice(sig.as_ref()).expect("signature");
+    c.bench_function("ed25519/verify/dalek", |b| {
+        b.iter(|| {
+            use ed25519_dalek::Verifier;
+            black_box(&dalek)
+                .verify(black_box(message), black_box(&dalek_sig))
+                .expect("verify")
+        });
+    });
+    c.bench_function("ed25519/verify/dalek-strict", |b| {
+        b.iter(|| {
+            black_box(&dalek)
+                .verify_strict(black_box(message), black_box(&dalek_sig))
+                .expect("verify")
+        });
+    });
+}
+
 fn secret_benches(c: &mut Criterion) {
     // 43 characters: 256 random bits in base64url, like every credential Mandate issues.
     let secret = "k3Jx9QmZp2VbT7wLc0sRfYhN5aGdE8uIoP1qWxz4AbC";
@@ -93,6 +142,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = jwt_benches, secret_benches, scope_benches
+    targets = jwt_benches, ed25519_benches, secret_benches, scope_benches
 }
 criterion_main!(benches);

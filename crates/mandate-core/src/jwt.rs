@@ -5,13 +5,22 @@
 //! a pre-encoded header; a token costs one JSON serialisation, two base64 encodings and one
 //! signature. Verification accepts only the algorithms of the keys it was given, never `none`
 //! or HMAC, and never takes key material from the token itself.
+//!
+//! Verification is the hot path of introspection and of the resource-server guard, so
+//! [`VerifyingKey`] holds its key parsed and checked once, when it is built from the JWK: a
+//! P-256 point must be on the curve, and an Ed25519 key must be a point of the curve that is not
+//! of small order (under a small-order key, forged signatures verify). Both algorithms verify
+//! with aws-lc-rs, which also refuses a non-canonical Ed25519 `s` (so a signature cannot be
+//! altered into another valid one). ed25519-dalek (`verify_strict`) was measured as the
+//! alternative and was not faster on these machines (BENCHMARKS.md, "Introspection and
+//! verification"); it is used here only to check Ed25519 keys when they are built.
 
 use crate::scope::ScopeSet;
 use crate::time::Timestamp;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
-    self, ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair,
-    KeyPair, UnparsedPublicKey,
+    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, ED25519, EcdsaKeyPair,
+    Ed25519KeyPair, KeyPair, ParsedPublicKey,
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -262,24 +271,40 @@ impl SigningKey {
     }
 }
 
-/// A public key that verifies tokens, built from a JWK.
-#[derive(Debug, Clone)]
+/// A public key that verifies tokens, built from a JWK and parsed once.
+#[derive(Clone)]
 pub struct VerifyingKey {
     kid: String,
     alg: Algorithm,
-    key: Vec<u8>,
+    /// Ed25519: a point of the curve, not of small order; P-256: a point of the curve.
+    key: ParsedPublicKey,
+}
+
+impl fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyingKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
 }
 
 impl VerifyingKey {
+    /// Parses the JWK's key. `BadKey` for anything but an Ed25519 (`OKP`, `EdDSA`) or P-256
+    /// (`EC`, `ES256`) signing key, for bytes that are not a point of the curve, and for a
+    /// small-order Ed25519 key (one under which forged signatures verify).
     pub fn from_jwk(jwk: &Jwk) -> Result<Self, JwtError> {
         let decode = |s: &str| URL_SAFE_NO_PAD.decode(s).map_err(|_| JwtError::BadKey);
         let (alg, key) = match (jwk.kty.as_str(), jwk.crv.as_str(), jwk.alg.as_str()) {
             ("OKP", "Ed25519", "EdDSA") => {
-                let x = decode(&jwk.x)?;
-                if x.len() != 32 {
+                let x: [u8; 32] = decode(&jwk.x)?.try_into().map_err(|_| JwtError::BadKey)?;
+                let point =
+                    ed25519_dalek::VerifyingKey::from_bytes(&x).map_err(|_| JwtError::BadKey)?;
+                if point.is_weak() {
                     return Err(JwtError::BadKey);
                 }
-                (Algorithm::EdDSA, x)
+                let key = ParsedPublicKey::new(&ED25519, x).map_err(|_| JwtError::BadKey)?;
+                (Algorithm::EdDSA, key)
             }
             ("EC", "P-256", "ES256") => {
                 let x = decode(&jwk.x)?;
@@ -291,7 +316,9 @@ impl VerifyingKey {
                 point.push(0x04);
                 point.extend_from_slice(&x);
                 point.extend_from_slice(&y);
-                (Algorithm::ES256, point)
+                let key = ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
+                    .map_err(|_| JwtError::BadKey)?;
+                (Algorithm::ES256, key)
             }
             _ => return Err(JwtError::BadKey),
         };
@@ -306,14 +333,12 @@ impl VerifyingKey {
         &self.kid
     }
 
+    pub fn algorithm(&self) -> Algorithm {
+        self.alg
+    }
+
     fn verify(&self, message: &[u8], sig: &[u8]) -> bool {
-        let alg: &dyn signature::VerificationAlgorithm = match self.alg {
-            Algorithm::EdDSA => &signature::ED25519,
-            Algorithm::ES256 => &ECDSA_P256_SHA256_FIXED,
-        };
-        UnparsedPublicKey::new(alg, &self.key)
-            .verify(message, sig)
-            .is_ok()
+        self.key.verify_sig(message, sig).is_ok()
     }
 }
 
@@ -354,10 +379,18 @@ impl Header {
 /// Checks a token's structure, type, key and signature, and returns its claims. Time, issuer
 /// and audience are checked by [`Expectations::check`].
 pub fn verify(token: &str, keys: &[VerifyingKey]) -> Result<AccessTokenClaims, JwtError> {
-    let (claims, _) = verify_as(token, keys, |t| {
+    verify_with_key(token, keys).map(|(claims, _)| claims)
+}
+
+/// As [`verify`], and also the key that verified the token (so a cache of verified tokens can
+/// tell later whether that key is still trusted).
+pub fn verify_with_key<'k>(
+    token: &str,
+    keys: &'k [VerifyingKey],
+) -> Result<(AccessTokenClaims, &'k VerifyingKey), JwtError> {
+    verify_jws(token, keys, |t| {
         t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt")
-    })?;
-    Ok(claims)
+    })
 }
 
 /// Checks a JWS's structure, type (`typ_ok` decides), key and signature, and returns its
@@ -367,6 +400,14 @@ pub fn verify_as<T: serde::de::DeserializeOwned>(
     keys: &[VerifyingKey],
     typ_ok: impl Fn(&str) -> bool,
 ) -> Result<(T, String), JwtError> {
+    verify_jws(token, keys, typ_ok).map(|(claims, key)| (claims, key.kid.clone()))
+}
+
+fn verify_jws<'k, T: serde::de::DeserializeOwned>(
+    token: &str,
+    keys: &'k [VerifyingKey],
+    typ_ok: impl Fn(&str) -> bool,
+) -> Result<(T, &'k VerifyingKey), JwtError> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(JwtError::Malformed);
     }
@@ -395,7 +436,7 @@ pub fn verify_as<T: serde::de::DeserializeOwned>(
     if !key.verify(message.as_bytes(), &sig) {
         return Err(JwtError::BadSignature);
     }
-    Ok((decode_json(p)?, kid))
+    Ok((decode_json(p)?, key))
 }
 
 pub(crate) fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, JwtError> {
@@ -578,6 +619,117 @@ mod tests {
         for (token, expected, reason) in cases {
             assert_eq!(verify(&token, &vk).unwrap_err(), expected, "{reason}");
         }
+    }
+
+    fn ed25519_jwk(x: &[u8]) -> Jwk {
+        Jwk {
+            kty: "OKP".into(),
+            crv: "Ed25519".into(),
+            x: URL_SAFE_NO_PAD.encode(x),
+            y: None,
+            kid: "k".into(),
+            alg: "EdDSA".into(),
+            use_: "sig".into(),
+        }
+    }
+
+    /// RFC 8037 appendix A.4: the published Ed25519 JWS verifies, and a flipped bit does not.
+    #[test]
+    fn rfc8037_ed25519_vector_verifies() {
+        let jwk = Jwk {
+            x: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into(),
+            ..ed25519_jwk(&[0; 32])
+        };
+        let key = VerifyingKey::from_jwk(&jwk).unwrap();
+        let signing_input = "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc";
+        let sig = URL_SAFE_NO_PAD
+            .decode(
+                "hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg",
+            )
+            .unwrap();
+        assert!(key.verify(signing_input.as_bytes(), &sig));
+        let mut flipped = sig.clone();
+        flipped[10] ^= 1;
+        assert!(!key.verify(signing_input.as_bytes(), &flipped));
+        assert!(!key.verify(b"Example of Ed25519 signinG", &sig));
+        assert!(!key.verify(signing_input.as_bytes(), &sig[..63]), "short");
+    }
+
+    /// Small-order Ed25519 keys verify forged signatures (with the identity as key, `R` =
+    /// identity and `s` = 0 "sign" every message), and bytes off the curve are no key.
+    #[test]
+    fn weak_and_invalid_ed25519_keys_are_refused() {
+        let identity = {
+            let mut b = [0u8; 32];
+            b[0] = 1;
+            b
+        };
+        // (0, -1): the point of order 2.
+        let order_two = {
+            let mut b = [0xff; 32];
+            b[0] = 0xec;
+            b[31] = 0x7f;
+            b
+        };
+        // y = 2 has no x on the curve.
+        let off_curve = {
+            let mut b = [0u8; 32];
+            b[0] = 2;
+            b
+        };
+        for (x, what) in [
+            (identity, "identity"),
+            (order_two, "order 2"),
+            (off_curve, "not a point"),
+        ] {
+            assert_eq!(
+                VerifyingKey::from_jwk(&ed25519_jwk(&x)).unwrap_err(),
+                JwtError::BadKey,
+                "{what}"
+            );
+        }
+        assert_eq!(
+            VerifyingKey::from_jwk(&ed25519_jwk(&[7; 31])).unwrap_err(),
+            JwtError::BadKey,
+            "31 bytes"
+        );
+    }
+
+    /// A signature whose `s` is not reduced (the valid `s` plus the group order L): the
+    /// malleability that must be refused.
+    #[test]
+    fn non_canonical_ed25519_signature_is_refused() {
+        const L: [u8; 32] = [
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ];
+        let (key, _) = SigningKey::generate(Algorithm::EdDSA, "k".into()).unwrap();
+        let vk = [VerifyingKey::from_jwk(key.public_jwk()).unwrap()];
+        let good = key.sign(&claims()).unwrap();
+        let (signed, sig_b64) = good.rsplit_once('.').unwrap();
+        let sig = URL_SAFE_NO_PAD.decode(sig_b64).unwrap();
+        let mut malleated = sig.clone();
+        let mut carry = 0u16;
+        for (byte, l) in malleated[32..].iter_mut().zip(L) {
+            let sum = u16::from(*byte) + u16::from(l) + carry;
+            *byte = (sum & 0xff) as u8;
+            carry = sum >> 8;
+        }
+        assert_eq!(carry, 0);
+        assert_ne!(malleated, sig);
+        let token = format!("{signed}.{}", URL_SAFE_NO_PAD.encode(&malleated));
+        assert_eq!(verify(&good, &vk).unwrap(), claims());
+        assert_eq!(verify(&token, &vk).unwrap_err(), JwtError::BadSignature);
+    }
+
+    #[test]
+    fn es256_keys_off_the_curve_are_refused() {
+        let (key, _) = SigningKey::generate(Algorithm::ES256, "k".into()).unwrap();
+        let mut jwk = key.public_jwk().clone();
+        let mut y = URL_SAFE_NO_PAD.decode(jwk.y.as_deref().unwrap()).unwrap();
+        y[31] ^= 1;
+        jwk.y = Some(URL_SAFE_NO_PAD.encode(&y));
+        assert_eq!(VerifyingKey::from_jwk(&jwk).unwrap_err(), JwtError::BadKey);
     }
 
     #[test]

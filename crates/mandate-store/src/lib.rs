@@ -164,6 +164,24 @@ pub trait RevokedTokenStore: Send + Sync {
     async fn is_jti_revoked(&self, jti: &str) -> StoreResult<bool>;
 }
 
+/// The revocation state of a signed access token, in one statement (the introspection hot
+/// path).
+#[async_trait]
+pub trait TokenStateStore: Send + Sync {
+    /// Whether an access token with this `jti`, grant and client may be used at `now`: the
+    /// `jti` is not revoked ([`RevokedTokenStore::is_jti_revoked`]), the grant exists and is
+    /// active ([`Grant::is_active`]), the agent `client_id` exists and is enabled, and the
+    /// grant's user, if it has one, exists and is enabled. Answers for grant rows only: an API
+    /// key id is no grant here (`false`).
+    async fn access_token_usable(
+        &self,
+        jti: &str,
+        grant_id: &str,
+        client_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+}
+
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     async fn create_session(&self, session: &Session) -> StoreResult<()>;
@@ -446,6 +464,7 @@ pub trait Store:
     + CodeStore
     + RefreshStore
     + RevokedTokenStore
+    + TokenStateStore
     + SessionStore
     + KeyStore
     + Housekeeping

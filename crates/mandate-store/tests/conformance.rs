@@ -156,6 +156,7 @@ conformance!(
     the_writer_fails_only_the_change_that_cannot_apply,
     codes_consumed_through_the_writer_have_one_owner,
     revoked_jtis_are_remembered,
+    access_token_usability_checks_jti_grant_agent_and_user,
     sessions_expire_and_can_be_deleted,
     housekeeping_purges_only_expired_short_lived_records,
     pending_requests_expire_and_are_taken_once,

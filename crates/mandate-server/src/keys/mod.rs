@@ -6,11 +6,12 @@
 //!
 //! [`KeyRing`] (in [`ring`]) holds the parsed signing keys, the public keys to verify with and
 //! the JWKS document, re-read from the database so that every node follows a rotation made on
-//! any of them. Purpose-bound secrets for CSRF tokens and refresh successors are derived from
+//! any of them; [`verified`] remembers which tokens it already verified. Purpose-bound secrets for CSRF tokens and refresh successors are derived from
 //! the KEK, so they too are shared by every node.
 
 pub mod ring;
 pub mod rotation;
+pub mod verified;
 
 pub use ring::{KeyPolicy, KeyRing, KeySet, KeyState};
 

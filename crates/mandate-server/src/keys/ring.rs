@@ -21,9 +21,11 @@
 //! without a lock, and a reload swaps the whole set at once. Keys are re-read periodically
 //! (see `rotation`) and at once when a token names a `kid` this node has not loaded yet,
 //! at most once a second, so a token signed by a key another node just created still verifies
-//! here.
+//! here. Tokens already verified are remembered ([`super::verified`]) while the key that
+//! verified them stays trusted.
 
 use super::Kek;
+use super::verified::VerifiedTokens;
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use mandate_core::jwt::{
@@ -267,6 +269,8 @@ pub struct KeyRing {
     /// When an unknown `kid` last caused a reload; held across the reload so concurrent
     /// callers wait for it instead of each reading the table.
     last_unknown_kid_reload: tokio::sync::Mutex<Option<Instant>>,
+    /// Tokens whose signature was checked, by digest.
+    verified: VerifiedTokens,
 }
 
 impl KeyRing {
@@ -307,6 +311,7 @@ impl KeyRing {
             policy,
             current: ArcSwap::from_pointee(set),
             last_unknown_kid_reload: tokio::sync::Mutex::new(None),
+            verified: VerifiedTokens::new(super::verified::CAPACITY),
         })
     }
 
@@ -335,11 +340,22 @@ impl KeyRing {
     /// Checks an access token's structure, key and signature ([`jwt::verify`]). A `kid` this
     /// node does not know makes it re-read the keys once (at most once a second) and try again:
     /// another node may have just created that key.
+    ///
+    /// A token verified before is answered from the verified-token cache while the key that
+    /// verified it is still trusted; `now` only decides how long a new entry may be kept.
     pub async fn verify(&self, token: &str, now: Timestamp) -> Result<AccessTokenClaims, JwtError> {
         let seen = self.current();
-        match jwt::verify(token, seen.verifiers()) {
+        let digest = VerifiedTokens::key(token);
+        if let Some(claims) = self.verified.get(&digest, seen.verifiers()) {
+            return Ok(claims);
+        }
+        match jwt::verify_with_key(token, seen.verifiers()) {
+            Ok((claims, key)) => {
+                self.verified.insert(digest, &claims, key, now);
+                return Ok(claims);
+            }
             Err(JwtError::UnknownKey) => {}
-            other => return other,
+            Err(other) => return Err(other),
         }
         {
             let mut last = self.last_unknown_kid_reload.lock().await;

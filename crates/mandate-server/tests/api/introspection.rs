@@ -7,6 +7,7 @@ crate::backend_tests!(
     inactive_tokens_reveal_nothing,
     only_confidential_clients_may_introspect,
     disabling_user_or_agent_deactivates_tokens,
+    a_cached_token_goes_inactive_at_once_when_revoked,
     introspection_and_revocation_refuse_malformed_requests,
 );
 
@@ -108,6 +109,67 @@ async fn disabling_user_or_agent_deactivates_tokens(backend: Backend) {
         app.introspect(s(&alice["access_token"])).await["active"],
         false
     );
+}
+
+/// The second introspection of a token is answered from the verified-signature cache; what
+/// the cache holds is only the signature's verdict, so revoking the token (its jti), its grant,
+/// or disabling its user or agent still ends it on the very next call.
+async fn a_cached_token_goes_inactive_at_once_when_revoked(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let active = |token: String| {
+        let app = &app;
+        async move { app.introspect(&token).await["active"] == true }
+    };
+    let svc = s(&app.client_credentials(None).await["access_token"]).to_owned();
+    let svc_kept = s(&app.client_credentials(None).await["access_token"]).to_owned();
+    let alice = s(&user_tokens(&app, "alice", "contacts.read").await["access_token"]).to_owned();
+    let bob = s(&user_tokens(&app, "bob", "contacts.read").await["access_token"]).to_owned();
+    for token in [&svc, &svc_kept, &alice, &bob] {
+        assert!(active(token.clone()).await);
+        assert!(active(token.clone()).await, "a cached answer");
+    }
+
+    // The access token itself, through /revoke.
+    let (status, _, _) = app
+        .post_form(
+            "/revoke",
+            Some(("svc-agent", SVC_SECRET)),
+            &[("token", svc.as_str())],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!active(svc.clone()).await, "revoked jti");
+    assert!(active(svc_kept.clone()).await, "only that token");
+
+    // Its agent disabled, and enabled again.
+    let mut agent = app.store.agent("cli-agent").await.unwrap().unwrap();
+    agent.disabled = true;
+    app.store.upsert_agent(&agent).await.unwrap();
+    assert!(!active(alice.clone()).await, "disabled agent");
+    agent.disabled = false;
+    app.store.upsert_agent(&agent).await.unwrap();
+    assert!(active(alice.clone()).await, "enabled again");
+
+    // Its grant.
+    let gid = app.verify(&alice).await.gid;
+    assert!(
+        app.store
+            .revoke_grant(&gid, app.now(), "test")
+            .await
+            .unwrap()
+    );
+    assert!(!active(alice.clone()).await, "revoked grant");
+
+    // Its user.
+    let mut user = app.store.user_by_login("bob").await.unwrap().unwrap();
+    user.disabled = true;
+    app.store.update_user(&user).await.unwrap();
+    assert!(!active(bob.clone()).await, "disabled user");
+
+    // And its expiry, against the server's clock.
+    assert!(active(svc_kept.clone()).await);
+    app.advance(900);
+    assert!(!active(svc_kept).await, "expired");
 }
 
 async fn introspection_and_revocation_refuse_malformed_requests(backend: Backend) {

@@ -212,6 +212,9 @@ async fn a_withdrawn_key_stops_verifying_and_only_operators_change_keys(backend:
     app.advance(1);
     let (_, list) = admin_call(&app, &operator, reqwest::Method::GET, "/signing-keys", None).await;
     assert_eq!(status_of(&list, s(&new["kid"])), "active");
+    // Introspected (so its signature's verdict is cached) before the key is withdrawn.
+    assert_eq!(app.introspect(&before).await["active"], true);
+    assert_eq!(app.introspect(&before).await["active"], true);
     let (status, withdrawn) = withdraw(&app, &operator, &old).await;
     assert_eq!(status, StatusCode::OK, "{withdrawn}");
     assert_eq!(withdrawn["status"], "withdrawn");

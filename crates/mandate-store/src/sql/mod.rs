@@ -27,6 +27,7 @@
 //! - [`admin_roles`]: who may use the admin API, over which tenant.
 //! - [`export_cursors`]: how far each audit export sink has delivered.
 //! - [`retention`]: signed audit checkpoints and purging old events up to one.
+//! - [`token_state`]: whether an access token's jti, grant, agent and user let it be used.
 //!
 //! Each backend type also has an inherent `events_committed(&self)`, called after every commit
 //! that wrote events (SQLite announces it in-process; PostgreSQL's trigger already did).
@@ -49,6 +50,7 @@ pub(crate) mod registrations;
 pub(crate) mod replay;
 pub(crate) mod retention;
 pub(crate) mod sessions;
+pub(crate) mod token_state;
 
 use crate::StoreError;
 use mandate_core::scope::ScopeSet;
@@ -71,6 +73,7 @@ macro_rules! impl_store_traits {
         $crate::sql::bulk::impl_bulk!($store, $db);
         $crate::sql::export_cursors::impl_export_cursors!($store);
         $crate::sql::retention::impl_retention!($store);
+        $crate::sql::token_state::impl_token_state!($store);
     };
 }
 pub(crate) use impl_store_traits;

@@ -3,7 +3,9 @@
 
 use super::fixtures::*;
 use mandate_core::authorize::AuthorizationRequest;
-use mandate_core::grant::Prompt;
+use mandate_core::client::Agent;
+use mandate_core::directory::User;
+use mandate_core::grant::{Grant, Prompt};
 use mandate_core::pkce::CodeChallenge;
 use mandate_store::{PendingAuthorization, Session, Store, StoreError, StoredSigningKey};
 use std::sync::Arc;
@@ -289,4 +291,91 @@ pub(crate) async fn signing_keys_keep_their_bytes_newest_first(store: Arc<dyn St
     let keys = store.signing_keys().await.unwrap();
     assert_eq!(keys[0].retired_at, Some(t(3000)));
     assert_eq!(keys[1], old);
+}
+
+/// `access_token_usable`: one statement, the same answer as the jti, grant, agent and user
+/// reads it replaces.
+pub(crate) async fn access_token_usability_checks_jti_grant_agent_and_user(store: Arc<dyn Store>) {
+    people(store.as_ref()).await;
+    store.upsert_agent(&bare_agent("cli")).await.unwrap();
+    store
+        .upsert_agent(&Agent {
+            disabled: true,
+            ..bare_agent("off")
+        })
+        .await
+        .unwrap();
+    let expiring = Grant {
+        expires_at: Some(t(2000)),
+        ..grant("g_expiring", Some("u_alice"), 1000)
+    };
+    for g in [
+        grant("g_alice", Some("u_alice"), 1000),
+        grant("g_service", None, 1000),
+        grant("g_bob", Some("u_bob"), 1000),
+        grant("g_revoked", Some("u_alice"), 1000),
+        grant("g_ghost", Some("u_nobody"), 1000),
+        expiring,
+    ] {
+        store.create_grant(&g).await.unwrap();
+    }
+    let usable = |jti: &'static str, gid: &'static str, client: &'static str, now: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .access_token_usable(jti, gid, client, t(now))
+                .await
+                .unwrap()
+        }
+    };
+
+    // All good: a user's grant and a service grant.
+    assert!(usable("j_1", "g_alice", "cli", 1500).await);
+    assert!(usable("j_1", "g_service", "cli", 1500).await);
+
+    // The jti revoked: only that token.
+    store.revoke_jti("j_revoked", t(5000)).await.unwrap();
+    assert!(!usable("j_revoked", "g_alice", "cli", 1500).await);
+    assert!(usable("j_other", "g_alice", "cli", 1500).await);
+
+    // The grant revoked.
+    assert!(usable("j_1", "g_revoked", "cli", 1500).await);
+    assert!(
+        store
+            .revoke_grant("g_revoked", t(1500), "test")
+            .await
+            .unwrap()
+    );
+    assert!(!usable("j_1", "g_revoked", "cli", 1500).await);
+
+    // The grant expired: active strictly before its expiry, as `Grant::is_active`.
+    assert!(usable("j_1", "g_expiring", "cli", 1999).await);
+    assert!(!usable("j_1", "g_expiring", "cli", 2000).await);
+    assert!(!usable("j_1", "g_expiring", "cli", 2001).await);
+
+    // The agent disabled, or unknown.
+    assert!(!usable("j_1", "g_alice", "off", 1500).await);
+    assert!(!usable("j_1", "g_alice", "nobody", 1500).await);
+
+    // The user disabled, or gone.
+    assert!(usable("j_1", "g_bob", "cli", 1500).await);
+    let bob = store.user("u_bob").await.unwrap().unwrap();
+    store
+        .update_user(&User {
+            disabled: true,
+            ..bob
+        })
+        .await
+        .unwrap();
+    assert!(!usable("j_1", "g_bob", "cli", 1500).await);
+    assert!(
+        usable("j_1", "g_alice", "cli", 1500).await,
+        "other users unaffected"
+    );
+    assert!(!usable("j_1", "g_ghost", "cli", 1500).await);
+
+    // An unknown grant, and an API key id (never a grant row).
+    assert!(!usable("j_1", "g_missing", "cli", 1500).await);
+    assert!(!usable("j_1", "mkid_0123456789abcdef", "cli", 1500).await);
+    assert!(!usable("j_1", "", "cli", 1500).await);
 }

@@ -1,0 +1,43 @@
+//! Whether an access token's revocation state lets it be used: the introspection hot path.
+//!
+//! A signed access token names its `jti`, its grant and its client. It is usable while the
+//! `jti` was not revoked, the grant exists and is active (not revoked, not expired: the rule of
+//! [`mandate_core::grant::Grant::is_active`]), the agent exists and is enabled, and the grant's
+//! user, if it has one, exists and is enabled. Asked as four point reads, each is a round trip
+//! (on SQLite, a hand-off to sqlx's worker thread and back, which costs more than the SQL), so
+//! it is asked here as one statement of four primary-key lookups.
+
+/// `$1` jti, `$2` grant id, `$3` client id, `$4` now (Unix seconds).
+pub(crate) const ACCESS_TOKEN_USABLE: &str = "SELECT \
+     NOT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = $1) \
+     AND EXISTS (SELECT 1 FROM agents WHERE client_id = $3 AND NOT disabled) \
+     AND EXISTS (SELECT 1 FROM grants g WHERE g.id = $2 AND g.revoked_at IS NULL \
+         AND (g.expires_at IS NULL OR g.expires_at > $4) \
+         AND (g.user_id IS NULL \
+             OR EXISTS (SELECT 1 FROM users u WHERE u.id = g.user_id AND NOT u.disabled)))";
+
+macro_rules! impl_token_state {
+    ($store:ty) => {
+        #[::async_trait::async_trait]
+        impl $crate::TokenStateStore for $store {
+            async fn access_token_usable(
+                &self,
+                jti: &str,
+                grant_id: &str,
+                client_id: &str,
+                now: ::mandate_core::time::Timestamp,
+            ) -> $crate::StoreResult<bool> {
+                let usable =
+                    ::sqlx::query_scalar::<_, bool>($crate::sql::token_state::ACCESS_TOKEN_USABLE)
+                        .bind(jti)
+                        .bind(grant_id)
+                        .bind(client_id)
+                        .bind(now.unix())
+                        .fetch_one(&self.pool)
+                        .await?;
+                Ok(usable)
+            }
+        }
+    };
+}
+pub(crate) use impl_token_state;
