@@ -490,7 +490,7 @@ pub trait Store:
     /// avoids the busy handler's sleeps. No on PostgreSQL, where a batch's changes would run
     /// one round trip after another on the writer's one connection, while transactions of
     /// their own run side by side under row locks and share WAL flushes (measured: the code
-    /// exchange fell from 1,018 to 534 requests/s when batched; BENCHMARKS.md).
+    /// exchange at 534 requests/s batched against 962 alone; BENCHMARKS.md).
     fn groups_changes(&self) -> bool;
 
     /// A receiver that changes whenever any node commits events to this database, for readers
