@@ -1,14 +1,15 @@
 //! Short-lived read-through caches for the token endpoint's hot path.
 //!
-//! Issuing a client-credentials token needs the agent (to authenticate it), the resource
-//! registry and the agent's service grant. Reading all three from the database on every request
-//! costs more than the signature itself, so they are reused for `cache_ttl_ms` (1 s by default).
-//! Nothing here is authoritative: [`crate::cache_invalidation`] follows the log's revocation
-//! events (any node's, within milliseconds) and drops what they touch, the TTL is the
-//! backstop, and introspection reads revocation state from the database every time.
+//! Issuing a client-credentials token needs the agent (to authenticate it) and the resource
+//! registry. Reading them from the database on every request costs more than the signature
+//! itself, so they are reused for `cache_ttl_ms` (1 s by default). Nothing here is
+//! authoritative: [`crate::cache_invalidation`] follows the log's revocation events (any
+//! node's, within milliseconds) and drops the agents they name, the TTL is the backstop, and
+//! introspection reads revocation state from the database every time. The agent's service
+//! grant is not cached: a revoked one must not be used for the next token on the node that
+//! revoked it, which a follower of the log cannot promise.
 
 use mandate_core::client::Agent;
-use mandate_core::grant::Grant;
 use mandate_core::resource::ResourceServer;
 use mandate_store::{Store, StoreResult};
 use moka::sync::Cache;
@@ -22,8 +23,6 @@ pub struct HotPathCache {
     /// `None` remembers an unknown client id, so guessing ids does not reach the database.
     agents: Option<Cache<String, Option<Arc<Agent>>>>,
     resources: Option<Cache<(), Arc<Vec<ResourceServer>>>>,
-    /// Keyed by (tenant, client id).
-    service_grants: Option<Cache<(String, String), Grant>>,
 }
 
 impl HotPathCache {
@@ -32,7 +31,6 @@ impl HotPathCache {
         Self {
             agents: build(ttl, CAPACITY),
             resources: build(ttl, 1),
-            service_grants: build(ttl, CAPACITY),
         }
     }
 
@@ -70,16 +68,8 @@ impl HotPathCache {
         Ok(loaded)
     }
 
-    /// Drops every cached service grant (after any revocation: they are few).
-    pub fn forget_service_grants(&self) {
-        if let Some(c) = &self.service_grants {
-            c.invalidate_all();
-        }
-    }
-
     /// Drops everything (when revocations may have been missed).
     pub fn forget_everything(&self) {
-        self.forget_service_grants();
         if let Some(c) = &self.agents {
             c.invalidate_all();
         }
@@ -91,21 +81,6 @@ impl HotPathCache {
     /// Whether caching is on (a TTL above zero).
     pub fn enabled(&self) -> bool {
         self.agents.is_some()
-    }
-
-    pub fn service_grant(&self, tenant_id: &str, client_id: &str) -> Option<Grant> {
-        self.service_grants
-            .as_ref()
-            .and_then(|c| c.get(&(tenant_id.to_owned(), client_id.to_owned())))
-    }
-
-    pub fn remember_service_grant(&self, grant: &Grant) {
-        if let Some(c) = &self.service_grants {
-            c.insert(
-                (grant.tenant_id.clone(), grant.client_id.clone()),
-                grant.clone(),
-            );
-        }
     }
 }
 

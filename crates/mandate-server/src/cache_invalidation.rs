@@ -1,19 +1,14 @@
-//! Drops what the token endpoint's caches ([`crate::cache`]) hold about anything revoked, on
-//! every node, within milliseconds.
+//! Drops what the token endpoint's caches ([`crate::cache`]) hold about agents named by a
+//! revocation, on every node, within milliseconds.
 //!
-//! The caches keep agents and service grants for `cache_ttl_ms`, so that issuing a
-//! client-credentials token reads nothing from the database. A revocation can come from many
-//! places (the admin API, the console, an anomaly rule, a reuse incident, the CLI, another
-//! node), and every one of them writes a revocation event to the log: the same events the
-//! revocation feed serves to guards. This task follows those events and forgets the agent an
-//! event names and every cached service grant (they are few, and any revocation may have
-//! touched one). It wakes on this node's commits and, on PostgreSQL, on every node's
-//! (LISTEN/NOTIFY), and polls as a fallback (the CLI writing SQLite). It queries at most
-//! once per [`MIN_GAP`], so a busy writer does not turn it into a query per batch.
-//!
-//! Until an event is seen, a node can still issue a token under a service grant revoked
-//! elsewhere; such a token is refused by every guard and by introspection, because its `gid`
-//! is revoked. The TTL stays as the backstop.
+//! The caches keep agents for `cache_ttl_ms`, so that authenticating a client reads nothing
+//! from the database. An agent can be disabled or deleted from many places (the admin API,
+//! the console, an anomaly rule, the CLI, another node), and every one of them writes a
+//! revocation event to the log: the same events the revocation feed serves to guards. This
+//! task follows those events and forgets the agent each one names. It wakes on this node's
+//! commits and, on PostgreSQL, on every node's (LISTEN/NOTIFY), and polls as a fallback (the
+//! CLI writing SQLite). It queries at most once per [`MIN_GAP`], so a busy writer does not
+//! turn it into a query per batch. The TTL stays as the backstop.
 
 use crate::audit_export::{ExportContext, sleep_unless_shutdown, wait_for_events};
 use crate::cache::HotPathCache;
@@ -95,7 +90,6 @@ async fn step(
         .await?;
     let mut next = position;
     for e in &events {
-        cache.forget_service_grants();
         if let Some(client_id) = &e.event.client_id {
             cache.forget_agent(client_id);
         }

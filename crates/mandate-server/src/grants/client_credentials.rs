@@ -89,27 +89,21 @@ pub async fn exchange(
 }
 
 /// The agent's own grant in its tenant, created on first use. Nodes racing to create it meet
-/// the database's one-live-service-grant index: the loser reads the winner's. Cached (see
-/// [`crate::cache_invalidation`] for how a revocation reaches the cache).
+/// the database's one-live-service-grant index: the loser reads the winner's.
 async fn service_grant(
     app: &AppState,
     agent: &Agent,
     tenant_id: &str,
     now: Timestamp,
 ) -> Result<Grant, ServerError> {
-    if let Some(g) = app
-        .cache
-        .service_grant(tenant_id, &agent.client_id)
-        .filter(|g| g.is_active(now))
-    {
-        return Ok(g);
-    }
+    // Read from the database every time, not from the hot-path cache: a cached grant would
+    // outlive its revocation on this node until the log follower (`cache_invalidation`)
+    // catches up, and a token issued in that window is dead on arrival.
     if let Some(g) = app
         .store
         .active_grant(tenant_id, None, &agent.client_id, now)
         .await?
     {
-        app.cache.remember_service_grant(&g);
         return Ok(g);
     }
     let grant = Grant {
@@ -141,6 +135,5 @@ async fn service_grant(
         }
         Err(e) => return Err(e.into()),
     }
-    app.cache.remember_service_grant(&grant);
     Ok(grant)
 }
