@@ -28,6 +28,16 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
+/// The SHA-256 of a token: what caches of verified tokens (the server's, the guard's) key
+/// their entries by, so the token itself is never kept.
+pub fn token_digest(token: &str) -> [u8; 32] {
+    let mut key = [0u8; 32];
+    key.copy_from_slice(
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref(),
+    );
+    key
+}
+
 /// RFC 9068 §2.1: the media type every access token declares.
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 /// Tokens longer than this are refused before any parsing.

@@ -6,7 +6,6 @@
 //! and revocation is checked after the cache, so a cached token never outlives its grant.
 
 use crate::principal::Principal;
-use aws_lc_rs::digest::{SHA256, digest};
 use moka::Expiry;
 use moka::sync::Cache;
 use std::sync::Arc;
@@ -51,9 +50,7 @@ impl TokenCache {
     }
 
     pub fn key(token: &str) -> [u8; 32] {
-        let mut key = [0u8; 32];
-        key.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
-        key
+        mandate_core::jwt::token_digest(token)
     }
 
     pub fn get(&self, key: &[u8; 32]) -> Option<CachedPrincipal> {

@@ -14,7 +14,6 @@
 //! would use; otherwise the token is checked afresh (and refused). An entry also leaves the cache
 //! when its token expires (the TTL is memory hygiene; `exp` is still checked by the caller).
 
-use aws_lc_rs::digest::{SHA256, digest};
 use mandate_core::jwt::{AccessTokenClaims, Algorithm, VerifyingKey};
 use mandate_core::time::Timestamp;
 use moka::Expiry;
@@ -60,9 +59,7 @@ impl VerifiedTokens {
     }
 
     pub fn key(token: &str) -> [u8; 32] {
-        let mut key = [0u8; 32];
-        key.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
-        key
+        mandate_core::jwt::token_digest(token)
     }
 
     /// The claims of the token with this digest, if it was verified with a key that is still
