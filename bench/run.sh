@@ -23,11 +23,13 @@
 #        e) GET via the guard, a different access token every request (signature verified)
 #        f) GET via the guard, one token repeated (oha; the verified-token cache answers)
 #        g) GET /jwks.json directly (the upstream alone, to subtract from e and f)
-#      and prints requests/s, p50 and p99 latency per case;
+#      and prints requests/s, p50 and p99 latency per case, and the CPU time per request of
+#      the process serving it (the server; the guard in e and f), with what one core would
+#      sustain at that cost (1e6 / µs);
 #   5. repeats 3-4 on PostgreSQL when MANDATE_BENCH_POSTGRES_URL is set;
 #   6. runs the same two cases against the peer, the Node oidc-provider (a certified OpenID
 #      provider) from ../shared/peers/oidc-provider, pinned the same way, and prints Mandate's
-#      throughput as a multiple of the peer's. The peer issues an EdDSA JWT for resource
+#      throughput (and per-core capacity) as a multiple of the peer's. The peer issues an EdDSA JWT for resource
 #      .../jwt; it introspects only opaque tokens, so its introspection case uses an opaque one.
 #      Its only client is a client-credentials one and it has no guard, so cases c-g are
 #      Mandate only (n/a for the peer).
@@ -232,6 +234,35 @@ loadgen_run() {
         "$url" >"$out"
 }
 
+# cpu_ticks PID: CPU time (clock ticks, user + system) used so far by PID and its descendants.
+# Taken around every measured run, it gives the CPU cost per request, which on a shared VM is
+# steadier than requests/s (time the hypervisor steals slows the clock, not the CPU count), and
+# 1e6 / (µs per request) is what one core would sustain.
+cpu_ticks() {
+    python3 - "$1" <<'PY'
+import os, sys
+root, children, ticks = int(sys.argv[1]), {}, {}
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        continue
+    fields = stat[stat.rindex(")") + 2:].split()  # from field 3 (state) on
+    children.setdefault(int(fields[1]), []).append(int(pid))
+    ticks[int(pid)] = int(fields[11]) + int(fields[12])  # utime + stime
+total, todo = 0, [root]
+while todo:
+    pid = todo.pop()
+    total += ticks.get(pid, 0)
+    todo += children.get(pid, [])
+print(total)
+PY
+}
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+export CLK_TCK
+# The process whose CPU a run is charged to: the server, or the guard in the guard cases.
+CPU_PID=""
+
 RESULTS="$WORK/results.tsv"
 : >"$RESULTS"
 
@@ -247,7 +278,10 @@ measure() {
     local files=()
     for run in $(seq 1 "$RUNS"); do
         say "[$backend] $case: run $run/$RUNS: oha -z $DURATION -c $CONNECTIONS ${body%%:*} $path"
+        local ticks
+        ticks=$(cpu_ticks "${CPU_PID:-$SERVER_PID}")
         oha_run "$dir/$case-$run.json" "$DURATION" "$BASE$path" "$body"
+        echo $(($(cpu_ticks "${CPU_PID:-$SERVER_PID}") - ticks)) >"$dir/$case-$run.cpu"
         files+=("$dir/$case-$run.json")
     done
     summarize "$backend" "$case" "${files[@]}"
@@ -274,7 +308,10 @@ measure_lines() {
     for run in $(seq 1 "$RUNS"); do
         tail -n +"$((warm + (run - 1) * share + 1))" "$file" | head -n "$share" >"$dir/$case-$run.lines"
         say "[$backend] $case: run $run/$RUNS: loadgen -z $DURATION -c $CONNECTIONS --$kind ($share single-use lines) $url"
+        local ticks
+        ticks=$(cpu_ticks "${CPU_PID:-$SERVER_PID}")
         loadgen_run "$dir/$case-$run.json" "$DURATION" "$url" "$kind" "$dir/$case-$run.lines" "$@"
+        echo $(($(cpu_ticks "${CPU_PID:-$SERVER_PID}") - ticks)) >"$dir/$case-$run.cpu"
         files+=("$dir/$case-$run.json")
     done
     rm -f "$dir"/*.lines
@@ -285,9 +322,16 @@ measure_lines() {
 # loadgen's JSON.
 summarize() {
     python3 - "$@" >>"$RESULTS" <<'PY'
-import json, statistics, sys
+import json, os, statistics, sys
 backend, case, files = sys.argv[1], sys.argv[2], sys.argv[3:]
 runs = []
+def cpu_us(f, requests):
+    """CPU µs per request of the charged process in this run (bench/run.sh cpu_ticks)."""
+    try:
+        ticks = int(open(f[: -len(".json")] + ".cpu").read())
+    except (OSError, ValueError):
+        return float("nan")
+    return ticks * 1e6 / int(os.environ.get("CLK_TCK", "100")) / max(requests, 1)
 for f in files:
     with open(f) as fh:
         d = json.load(fh)
@@ -296,11 +340,12 @@ for f in files:
         ok = sum(v for k, v in codes.items() if k == "200")
         bad = sum(v for k, v in codes.items() if k != "200") + d.get("errors", 0)
         runs.append({"rps": d["requests_per_sec"], "p50": d["p50_ms"], "p99": d["p99_ms"],
-                     "ok": ok, "bad": bad, "codes": codes, "errors": {}})
+                     "ok": ok, "bad": bad, "codes": codes, "errors": {},
+                     "cpu": cpu_us(f, ok + bad)})
         note = " (lines ran out: shorter run)" if d.get("lines_exhausted") else ""
         print(f"    {f.rsplit('/', 1)[-1]}: {d['requests_per_sec']:.0f} req/s, p50 {d['p50_ms']:.2f} ms,"
               f" p99 {d['p99_ms']:.2f} ms in {d['seconds']:.1f} s, 200s {ok}, other {bad}"
-              f" {codes if bad else ''}{note}", file=sys.stderr)
+              f" {codes if bad else ''}{note}, {runs[-1]['cpu']:.0f} CPU µs/request", file=sys.stderr)
         continue
     s = d["summary"]
     lat = d.get("latencyPercentiles") or {}
@@ -318,13 +363,17 @@ for f in files:
         "bad": bad,
         "codes": codes,
         "errors": errors,
+        "cpu": cpu_us(f, ok + bad),
     })
     print(f"    {f.rsplit('/', 1)[-1]}: {runs[-1]['rps']:.0f} req/s, p50 {runs[-1]['p50']:.2f} ms,"
-          f" p99 {runs[-1]['p99']:.2f} ms, 200s {ok}, other {bad} {codes if bad else ''}{errors or ''}",
-          file=sys.stderr)
+          f" p99 {runs[-1]['p99']:.2f} ms, 200s {ok}, other {bad} {codes if bad else ''}{errors or ''},"
+          f" {runs[-1]['cpu']:.0f} CPU µs/request", file=sys.stderr)
 med = lambda k: statistics.median(r[k] for r in runs)
+cpu = med("cpu")
+per_core = f"{1e6 / cpu:.0f}" if cpu == cpu and cpu > 0 else "n/a"
 print("\t".join([backend, case, f"{med('rps'):.0f}", f"{med('p50'):.2f}", f"{med('p99'):.2f}",
-                 str(sum(r["ok"] for r in runs)), str(sum(r["bad"] for r in runs))]))
+                 str(sum(r["ok"] for r in runs)), str(sum(r["bad"] for r in runs)),
+                 f"{cpu:.0f}" if cpu == cpu else "n/a", per_core]))
 PY
 }
 
@@ -422,11 +471,14 @@ ROUTES
     one=$(head -n 1 "$dir/access-tokens")
     [[ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $one" "$gbase/jwks.json")" == 200 ]] ||
         die "[$name] the guard does not let a valid token through"
+    # The guard cases' CPU is the guard's own (the upstream's is upstream-only's figure).
+    CPU_PID=$GUARD_PID
     measure_lines "$name" guard-uncached "$gbase/jwks.json" bearers "$dir/access-tokens" -m GET
     local saved_base=$BASE
     BASE=$gbase
     measure "$name" guard-cached /jwks.json "GET:$one"
     BASE=$saved_base
+    CPU_PID=""
     measure "$name" upstream-only /jwks.json "GET:$one"
     rm -f "$dir/access-tokens"
     stop_guard
@@ -506,21 +558,27 @@ echo "oha -z $DURATION -c $CONNECTIONS (HTTP/1.1 keep-alive), median of $RUNS ru
 python3 - "$RESULTS" <<'PY'
 import sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
-hdr = ("backend", "case", "requests/s", "p50 ms", "p99 ms", "200s", "non-200/errors")
+hdr = ("backend", "case", "requests/s", "p50 ms", "p99 ms", "200s", "non-200/errors",
+       "CPU µs/req", "per core/s")
 w = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(hdr)]
 line = lambda cells: "  ".join(c.rjust(w[i]) if i >= 2 else c.ljust(w[i]) for i, c in enumerate(cells))
 print(line(hdr))
 for r in rows:
     print(line(r))
 peer = {r[1]: float(r[2]) for r in rows if r[0] == "peer"}
+peer_cpu = {r[1]: float(r[7]) for r in rows if r[0] == "peer" and r[7] != "n/a"}
 if peer:
     print()
-    print("Mandate's requests/s as a multiple of the peer's (oidc-provider) in this run:")
+    print("Mandate as a multiple of the peer (oidc-provider) in this run: requests/s, and")
+    print("requests per core (the peer's CPU per request over Mandate's):")
     for r in rows:
         if r[0] != "peer" and r[1] != "upstream-only":
-            ratio = (f"{float(r[2]) / peer[r[1]]:5.1f}x" if peer.get(r[1])
-                     else "  n/a (the peer is not set up for this case)")
-            print(f"  {r[0]:<9} {r[1]:<15} {ratio}")
+            if not peer.get(r[1]):
+                print(f"  {r[0]:<9} {r[1]:<15}   n/a (the peer is not set up for this case)")
+                continue
+            per_core = (f"{peer_cpu[r[1]] / float(r[7]):5.1f}x per core"
+                        if r[1] in peer_cpu and r[7] != "n/a" and float(r[7]) > 0 else "")
+            print(f"  {r[0]:<9} {r[1]:<15} {float(r[2]) / peer[r[1]]:5.1f}x  {per_core}")
 bad = [r for r in rows if r[6] != "0"]
 if bad:
     print("warning: some requests did not answer 200; see the per-run lines above", file=sys.stderr)

@@ -31,8 +31,8 @@ pub struct AuthorizationCode {
     pub family_id: Option<String>,
 }
 
-/// Checks a first redemption against the code's bindings. The code has already been marked
-/// used, so every failure here also burns it.
+/// Checks a first redemption against the code's bindings. The caller burns the code when a
+/// check fails: a code is presented once, whether or not the presentation succeeds.
 pub fn check_redemption(
     code: &AuthorizationCode,
     client_id: &str,

@@ -14,11 +14,13 @@
 //! [`Written::Declined`] and decides what the request gets (the successor inside the grace
 //! window, `invalid_grant` otherwise).
 //!
-//! Consuming an authorization code is a change without an event (the event comes with the
-//! tokens, once the redemption has been checked). It goes through the writer too: on SQLite
-//! a write from any other connection competes with the writer's batches for the database's
-//! one write lock, and a connection that finds it taken sleeps in SQLite's busy handler
-//! (1, 2, 5, 10 ... ms), which is what made the code exchange's p99 hundreds of milliseconds.
+//! Redeeming an authorization code is one change: the code is consumed (once) and the refresh
+//! family the redemption issues is created and linked to it, in the same transaction as the
+//! token's event. A code burnt without issuing anything (a failed redemption) is the same change
+//! without a family and without an event. Both go through the writer: on SQLite a write from
+//! any other connection competes with the writer's batches for the database's one write lock,
+//! and a connection that finds it taken sleeps in SQLite's busy handler (1, 2, 5, 10 ... ms),
+//! which is what made the code exchange's p99 hundreds of milliseconds.
 
 use crate::model::CodeConsumption;
 use mandate_core::event::NewEvent;
@@ -35,17 +37,22 @@ pub enum Change {
         successor: RefreshTokenRecord,
         now: Timestamp,
     },
-    /// Creates a refresh family with its first token; with `code_hash`, also records on the
-    /// authorization code that its redemption created this family (so a replay of the code
-    /// can revoke it).
-    CreateFamily {
-        family: RefreshFamily,
-        first: RefreshTokenRecord,
-        code_hash: Option<String>,
+    /// Consumes an authorization code if nobody has, and with `family`, creates that refresh
+    /// family and records on the code that its redemption created it (so a replay of the code
+    /// can revoke it). Declined, writing nothing, when the code was already consumed or does
+    /// not exist; [`Outcome::consumed`] says which.
+    RedeemCode {
+        code_hash: String,
+        now: Timestamp,
+        family: Option<Box<NewFamily>>,
     },
-    /// Marks an authorization code used, once: the first consumer gets it as
-    /// [`CodeConsumption::Fresh`], any later one as [`CodeConsumption::Replayed`].
-    ConsumeCode { code_hash: String, now: Timestamp },
+}
+
+/// A refresh family with its first token.
+#[derive(Debug, Clone)]
+pub struct NewFamily {
+    pub family: RefreshFamily,
+    pub first: RefreshTokenRecord,
 }
 
 impl Change {
@@ -54,8 +61,7 @@ impl Change {
     pub(crate) fn lock_key(&self) -> &str {
         match self {
             Self::RotateRefresh { old_hash, .. } => old_hash,
-            Self::CreateFamily { family, .. } => &family.id,
-            Self::ConsumeCode { code_hash, .. } => code_hash,
+            Self::RedeemCode { code_hash, .. } => code_hash,
         }
     }
 }
@@ -75,7 +81,7 @@ pub struct Outcome {
     pub seq: Option<i64>,
     /// Whether the change was declined (and its event therefore not written).
     pub declined: bool,
-    /// What a [`Change::ConsumeCode`] found.
+    /// What a [`Change::RedeemCode`] found (`Fresh`: it consumed the code).
     pub consumed: Option<CodeConsumption>,
 }
 

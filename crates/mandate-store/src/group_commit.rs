@@ -169,16 +169,17 @@ impl EventWriter {
         }
     }
 
-    /// Consumes an authorization code in a group-commit batch (see [`crate::batch`]) and
-    /// waits until that is durable.
+    /// Consumes an authorization code, issuing nothing (a failed redemption burns its code),
+    /// in a group-commit batch (see [`crate::batch`]), and waits until that is durable.
     pub async fn consume_code(
         &self,
         code_hash: &str,
         now: Timestamp,
     ) -> StoreResult<CodeConsumption> {
-        let change = Change::ConsumeCode {
+        let change = Change::RedeemCode {
             code_hash: code_hash.to_owned(),
             now,
+            family: None,
         };
         let outcome = if self.groups_changes {
             self.submit(Some(change), None).await?

@@ -58,9 +58,9 @@ use std::sync::Arc;
 pub use error::{StoreError, StoreResult};
 pub use model::{
     ApiKeyCursor, ApiKeyRotation, AuditCheckpoint, BulkRevoked, BulkTarget, ChainRow,
-    ClientRegistration, CodeConsumption, EventFilter, GrantFilter, LoadBatch, PendingAuthorization,
-    PurgedEvents, RefreshLookup, RegisteredClient, RegistrationOrigin, ScopeDef, Session,
-    StoredApiKey, StoredSigningKey,
+    ClientRegistration, CodeConsumption, CodeLookup, EventFilter, GrantFilter, LoadBatch,
+    PendingAuthorization, PurgedEvents, RefreshLookup, RegisteredClient, RegistrationOrigin,
+    ScopeDef, Session, StoredApiKey, StoredSigningKey,
 };
 
 #[async_trait]
@@ -131,6 +131,9 @@ pub trait CodeStore: Send + Sync {
     async fn insert_code(&self, code: &AuthorizationCode) -> StoreResult<()>;
     /// Marks the code used, atomically: exactly one caller ever gets `Fresh` for a code.
     async fn consume_code(&self, code_hash: &str, now: Timestamp) -> StoreResult<CodeConsumption>;
+    /// The code with this hash, whether it was used, its grant and its user's standing, read
+    /// without consuming it; `None` if there is no such code.
+    async fn authorization_code(&self, code_hash: &str) -> StoreResult<Option<CodeLookup>>;
     /// Records the refresh family the code's redemption created.
     async fn set_code_family(&self, code_hash: &str, family_id: &str) -> StoreResult<()>;
 }

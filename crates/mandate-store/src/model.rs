@@ -68,11 +68,30 @@ pub enum CodeConsumption {
     Unknown,
 }
 
-/// A refresh token with its family.
+/// An authorization code read before it is redeemed, with what the redemption checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeLookup {
+    pub code: AuthorizationCode,
+    /// Whether the code was already consumed (a presentation now is a replay).
+    pub consumed: bool,
+    /// The grant the code was issued under, as stored (revoked or expired included); `None`
+    /// if its row is gone.
+    pub grant: Option<Grant>,
+    /// Whether the code's user exists and is enabled.
+    pub user_active: bool,
+}
+
+/// A refresh token with its family, the family's grant and its user's standing: what a refresh
+/// checks, read together.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshLookup {
     pub token: RefreshTokenRecord,
     pub family: RefreshFamily,
+    /// The family's grant as stored (revoked or expired included: the caller decides); `None`
+    /// if its row is gone.
+    pub grant: Option<Grant>,
+    /// `true` for a service family (no user), else whether the user exists and is enabled.
+    pub user_active: bool,
     /// Whether the token that replaced this one exists and is still unused (`false` for a live
     /// token, which has no successor). The successor's expiry is not checked (the lookup has no
     /// clock): `refresh::classify` only uses this flag within seconds of the rotation that

@@ -148,6 +148,7 @@ conformance!(
     active_grant_is_the_newest_live_one,
     revoke_grant_revokes_its_families_once,
     codes_are_consumed_once_and_replays_are_recognised,
+    redemption_lookups_carry_the_grant_and_the_users_standing,
     concurrent_code_redemptions_yield_exactly_one_fresh,
     refresh_rotation_and_successor_liveness,
     concurrent_rotations_yield_exactly_one_winner,

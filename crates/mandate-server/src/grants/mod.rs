@@ -41,22 +41,6 @@ pub(crate) async fn revoke_for_incident(
     Ok(())
 }
 
-/// Refuses to issue for a user who has been disabled (offboarded) since they consented.
-pub(crate) async fn ensure_user_enabled(
-    app: &AppState,
-    user_id: Option<&str>,
-) -> Result<(), ServerError> {
-    let Some(id) = user_id else {
-        return Ok(());
-    };
-    match app.store.user(id).await? {
-        Some(u) if !u.disabled => Ok(()),
-        _ => Err(
-            mandate_core::OAuthError::InvalidGrant("the user is no longer active".into()).into(),
-        ),
-    }
-}
-
 /// The `token.issued` / `token.refreshed` event for a minted token; `purpose` is the grant's.
 pub(crate) fn issuance_event(
     action: Action,

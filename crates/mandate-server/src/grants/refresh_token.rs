@@ -6,7 +6,7 @@
 //! window the same successor is returned, so an honest client's concurrent refreshes do not log
 //! its user out.
 
-use super::{ensure_user_enabled, issuance_event, revoke_for_incident};
+use super::{issuance_event, revoke_for_incident};
 use crate::errors::ServerError;
 use crate::issuance::{self, TokenSubject};
 use crate::metrics::IssuedBy;
@@ -38,16 +38,18 @@ pub async fn exchange(
     let presentation = classify(app, agent, &lookup, meta, now).await?;
     let family = &lookup.family;
 
-    // Validate everything before rotating, so a rejected request leaves the token usable.
-    let grant = app
-        .store
-        .grant(&family.grant_id)
-        .await?
+    // Validate everything before rotating, so a rejected request leaves the token usable. The
+    // grant and the user's standing came with the token, read in the same statement.
+    let grant = lookup
+        .grant
+        .as_ref()
         .filter(|g| g.is_active(now))
         .ok_or_else(|| invalid("the grant has been revoked"))?;
     app.throttles
         .check(mandate_core::anomaly::Per::Grant, &grant.id, now)?;
-    ensure_user_enabled(app, family.user_id.as_deref()).await?;
+    if !lookup.user_active {
+        return Err(invalid("the user is no longer active"));
+    }
     if resource.is_some_and(|r| r != family.resource) {
         return Err(OAuthError::InvalidTarget(
             "a refresh token is bound to the resource it was issued for".into(),

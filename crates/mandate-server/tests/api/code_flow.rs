@@ -13,6 +13,7 @@ crate::backend_tests!(
     prompt_none_never_shows_a_page,
     denial_returns_access_denied_with_state_and_iss,
     replayed_code_fails_and_revokes_the_first_redemption,
+    racing_redemptions_of_one_code_issue_once_and_count_as_replay,
     code_expires_after_sixty_seconds,
     code_is_bound_to_verifier_and_redirect_uri,
     users_of_another_tenant_get_their_own_tenant,
@@ -244,6 +245,34 @@ async fn replayed_code_fails_and_revokes_the_first_redemption(backend: Backend) 
     assert_eq!(
         (status, body["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+}
+
+async fn racing_redemptions_of_one_code_issue_once_and_count_as_replay(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let browser = Browser::default();
+    let code = authorize_code(&app, &browser, "alice", "contacts.read", &["contacts.read"]).await;
+    let results = futures_util::future::join_all((0..8).map(|_| redeem(&app, &code))).await;
+    let issued: Vec<_> = results
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::OK)
+        .collect();
+    assert_eq!(issued.len(), 1, "exactly one redemption wins: {results:?}");
+    for (status, body) in results.iter().filter(|(s, _)| *s != StatusCode::OK) {
+        assert_eq!(
+            (*status, body["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+        );
+    }
+    // The losers presented a used code: the winner's tokens are revoked with the grant.
+    let winner = &issued[0].1;
+    assert_eq!(
+        app.introspect(s(&winner["refresh_token"])).await["active"],
+        false
+    );
+    assert_eq!(
+        app.introspect(s(&winner["access_token"])).await["active"],
+        false
     );
 }
 

@@ -6,7 +6,7 @@
 //! transaction, so no refresh can slip between the two.
 
 use super::{Conditions, opt_ts, scopes, ts};
-use crate::model::GrantFilter;
+use crate::model::{CodeLookup, GrantFilter};
 use crate::{StoreError, StoreResult};
 use mandate_core::code::AuthorizationCode;
 use mandate_core::grant::Grant;
@@ -21,6 +21,18 @@ macro_rules! select_grants {
         )
     };
 }
+/// A grant's columns read beside another table's row (left-joined as `g`), prefixed `g_` so
+/// they cannot collide with that row's own; [`JoinedGrantRow`] reads them back.
+macro_rules! joined_grant_columns {
+    () => {
+        "g.id AS g_id, g.tenant_id AS g_tenant_id, g.user_id AS g_user_id, \
+         g.client_id AS g_client_id, g.scopes AS g_scopes, g.purpose AS g_purpose, \
+         g.created_at AS g_created_at, g.expires_at AS g_expires_at, \
+         g.revoked_at AS g_revoked_at, g.revoked_reason AS g_revoked_reason"
+    };
+}
+pub(crate) use joined_grant_columns;
+
 pub(crate) const INSERT_GRANT: &str = "INSERT INTO grants (id, tenant_id, user_id, client_id, \
      scopes, purpose, created_at, expires_at, revoked_at, revoked_reason) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
@@ -118,6 +130,78 @@ pub(crate) const CODE: &str = concat!(
 );
 pub(crate) const SET_CODE_FAMILY: &str =
     "UPDATE authorization_codes SET family_id = $2 WHERE code_hash = $1";
+/// A code with whether it was used, its grant (if the row exists), and whether its user is
+/// active: everything a redemption checks before it consumes the code, in one statement.
+pub(crate) const CODE_LOOKUP: &str = concat!(
+    "SELECT c.code_hash, c.client_id, c.grant_id, c.user_id, c.tenant_id, c.redirect_uri, \
+     c.redirect_uri_explicit, c.code_challenge, c.resource, c.scopes, c.created_at, \
+     c.expires_at, c.family_id, c.consumed_at IS NOT NULL AS consumed, ",
+    joined_grant_columns!(),
+    ", EXISTS (SELECT 1 FROM users u WHERE u.id = c.user_id AND NOT u.disabled) AS user_active \
+     FROM authorization_codes c LEFT JOIN grants g ON g.id = c.grant_id WHERE c.code_hash = $1"
+);
+
+/// The columns of [`joined_grant_columns`]: all NULL when the joined grant is missing.
+#[derive(sqlx::FromRow)]
+pub(crate) struct JoinedGrantRow {
+    g_id: Option<String>,
+    g_tenant_id: Option<String>,
+    g_user_id: Option<String>,
+    g_client_id: Option<String>,
+    g_scopes: Option<String>,
+    g_purpose: Option<String>,
+    g_created_at: Option<i64>,
+    g_expires_at: Option<i64>,
+    g_revoked_at: Option<i64>,
+    g_revoked_reason: Option<String>,
+}
+
+impl JoinedGrantRow {
+    /// The grant, or `None` when the join found none.
+    pub(crate) fn into_grant(self) -> StoreResult<Option<Grant>> {
+        let Some(id) = self.g_id else {
+            return Ok(None);
+        };
+        let missing = || StoreError::Corrupt("joined grant column");
+        GrantRow {
+            id,
+            tenant_id: self.g_tenant_id.ok_or_else(missing)?,
+            user_id: self.g_user_id,
+            client_id: self.g_client_id.ok_or_else(missing)?,
+            scopes: self.g_scopes.ok_or_else(missing)?,
+            purpose: self.g_purpose,
+            created_at: self.g_created_at.ok_or_else(missing)?,
+            expires_at: self.g_expires_at,
+            revoked_at: self.g_revoked_at,
+            revoked_reason: self.g_revoked_reason,
+        }
+        .try_into()
+        .map(Some)
+    }
+}
+
+/// A row of [`CODE_LOOKUP`].
+#[derive(sqlx::FromRow)]
+pub(crate) struct CodeLookupRow {
+    #[sqlx(flatten)]
+    code: CodeRow,
+    consumed: bool,
+    #[sqlx(flatten)]
+    grant: JoinedGrantRow,
+    user_active: bool,
+}
+
+impl TryFrom<CodeLookupRow> for CodeLookup {
+    type Error = StoreError;
+    fn try_from(r: CodeLookupRow) -> StoreResult<Self> {
+        Ok(CodeLookup {
+            code: r.code.try_into()?,
+            consumed: r.consumed,
+            grant: r.grant.into_grant()?,
+            user_active: r.user_active,
+        })
+    }
+}
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct CodeRow {
@@ -342,6 +426,19 @@ macro_rules! impl_grants {
                 let consumed = Self::consume_code_in(&mut tx, code_hash, now).await?;
                 tx.commit().await?;
                 Ok(consumed)
+            }
+
+            async fn authorization_code(
+                &self,
+                code_hash: &str,
+            ) -> $crate::StoreResult<Option<$crate::model::CodeLookup>> {
+                let row = ::sqlx::query_as::<_, $crate::sql::grants::CodeLookupRow>(
+                    $crate::sql::grants::CODE_LOOKUP,
+                )
+                .bind(code_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(TryInto::try_into).transpose()
             }
 
             async fn set_code_family(

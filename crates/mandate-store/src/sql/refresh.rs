@@ -7,6 +7,7 @@
 //! and reports `false`. The server rotates through a group-commit batch ([`crate::batch`],
 //! `apply_change`); `rotate_refresh_token` does the same in a transaction of its own.
 
+use super::grants::JoinedGrantRow;
 use super::{opt_ts, scopes, ts};
 use crate::model::RefreshLookup;
 use crate::{StoreError, StoreResult};
@@ -17,14 +18,21 @@ pub(crate) const INSERT_FAMILY: &str = "INSERT INTO refresh_families (id, grant_
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 pub(crate) const INSERT_TOKEN: &str = "INSERT INTO refresh_tokens \
      (token_hash, family_id, issued_at, expires_at, used_at) VALUES ($1, $2, $3, $4, $5)";
-/// The token, its family, and whether its successor (if any) is still unused.
-pub(crate) const LOOKUP: &str = "SELECT t.token_hash, t.family_id, t.issued_at, t.expires_at, \
-     t.used_at, f.grant_id, f.client_id, f.tenant_id, f.user_id, f.scopes, f.resource, \
-     f.created_at AS family_created_at, f.revoked_at AS family_revoked_at, \
+/// The token, its family, whether its successor (if any) is still unused, the family's grant
+/// (if the row exists), and whether its user (if any) is still active: everything a refresh checks, in one
+/// statement (point reads by primary key) instead of one query per fact.
+pub(crate) const LOOKUP: &str = concat!(
+    "SELECT t.token_hash, t.family_id, t.issued_at, t.expires_at, t.used_at, f.grant_id, \
+     f.client_id, f.tenant_id, f.user_id, f.scopes, f.resource, f.created_at AS family_created_at, \
+     f.revoked_at AS family_revoked_at, \
      EXISTS (SELECT 1 FROM refresh_tokens s \
-             WHERE s.token_hash = t.successor_hash AND s.used_at IS NULL) AS successor_live \
-     FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id \
-     WHERE t.token_hash = $1";
+             WHERE s.token_hash = t.successor_hash AND s.used_at IS NULL) AS successor_live, \
+     (f.user_id IS NULL OR EXISTS (SELECT 1 FROM users u \
+             WHERE u.id = f.user_id AND NOT u.disabled)) AS user_active, ",
+    super::grants::joined_grant_columns!(),
+    " FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id \
+     LEFT JOIN grants g ON g.id = f.grant_id WHERE t.token_hash = $1"
+);
 /// Retires the token only if it is still live; zero rows means someone else rotated it.
 pub(crate) const RETIRE_TOKEN: &str = "UPDATE refresh_tokens SET used_at = $2, \
      successor_hash = $3 WHERE token_hash = $1 AND used_at IS NULL";
@@ -55,12 +63,17 @@ pub(crate) struct LookupRow {
     family_created_at: i64,
     family_revoked_at: Option<i64>,
     successor_live: bool,
+    user_active: bool,
+    #[sqlx(flatten)]
+    grant: JoinedGrantRow,
 }
 
 impl TryFrom<LookupRow> for RefreshLookup {
     type Error = StoreError;
     fn try_from(r: LookupRow) -> StoreResult<Self> {
         Ok(RefreshLookup {
+            grant: r.grant.into_grant()?,
+            user_active: r.user_active,
             family: RefreshFamily {
                 id: r.family_id.clone(),
                 grant_id: r.grant_id,
@@ -163,25 +176,23 @@ macro_rules! impl_refresh {
                         outcome.declined =
                             !Self::retire_and_succeed(tx, old_hash, successor, *now).await?;
                     }
-                    $crate::batch::Change::CreateFamily {
-                        family,
-                        first,
+                    $crate::batch::Change::RedeemCode {
                         code_hash,
+                        now,
+                        family,
                     } => {
-                        Self::insert_family(tx, family, first).await?;
-                        if let Some(code_hash) = code_hash {
-                            let linked = ::sqlx::query($crate::sql::grants::SET_CODE_FAMILY)
+                        let consumed = Self::consume_code_in(tx, code_hash, *now).await?;
+                        outcome.declined =
+                            !matches!(consumed, $crate::model::CodeConsumption::Fresh(_));
+                        outcome.consumed = Some(consumed);
+                        if let (false, Some(new)) = (outcome.declined, family) {
+                            Self::insert_family(tx, &new.family, &new.first).await?;
+                            ::sqlx::query($crate::sql::grants::SET_CODE_FAMILY)
                                 .bind(code_hash)
-                                .bind(&family.id)
+                                .bind(&new.family.id)
                                 .execute(&mut **tx)
                                 .await?;
-                            if linked.rows_affected() == 0 {
-                                return Err($crate::StoreError::NotFound("authorization code"));
-                            }
                         }
-                    }
-                    $crate::batch::Change::ConsumeCode { code_hash, now } => {
-                        outcome.consumed = Some(Self::consume_code_in(tx, code_hash, *now).await?);
                     }
                 }
                 Ok(())

@@ -4,7 +4,7 @@
 
 use super::fixtures::*;
 use mandate_core::event::{Action, NewEvent};
-use mandate_store::batch::{Change, Entry, Outcome, Written};
+use mandate_store::batch::{Change, Entry, NewFamily, Outcome, Written};
 use mandate_store::group_commit::EventWriter;
 use mandate_store::{CodeConsumption, EventFilter, Store, StoreError};
 use std::sync::Arc;
@@ -14,6 +14,20 @@ fn rotation(old: &str, new: &str) -> Change {
         old_hash: old.into(),
         successor: token(new, "f_1", 1100),
         now: t(1100),
+    }
+}
+
+/// Redeems `code_hash`, creating family `(id, first token)` when given.
+fn redemption(code_hash: &str, family_and_first: Option<(&str, &str)>) -> Change {
+    Change::RedeemCode {
+        code_hash: code_hash.into(),
+        now: t(1100),
+        family: family_and_first.map(|(id, first)| {
+            Box::new(NewFamily {
+                family: family(id, "g_1"),
+                first: token(first, id, 1100),
+            })
+        }),
     }
 }
 
@@ -120,45 +134,38 @@ pub(crate) async fn a_batch_applies_its_changes_and_events_atomically(store: Arc
         .create_family(&family("f_1", "g_1"), &token("r_1", "f_1", 1000))
         .await
         .unwrap();
+    store
+        .create_family(&family("f_x", "g_1"), &token("r_x", "f_x", 1000))
+        .await
+        .unwrap();
     store.insert_code(&code("h_1")).await.unwrap();
-    assert!(matches!(
-        store.consume_code("h_1", t(1010)).await.unwrap(),
-        CodeConsumption::Fresh(_)
-    ));
 
-    // A change that cannot apply (no such code) fails the whole batch: nothing is written.
-    let bad = Change::CreateFamily {
-        family: family("f_bad", "g_1"),
-        first: token("r_bad", "f_bad", 1100),
-        code_hash: Some("h_unknown".into()),
-    };
+    // A change that cannot apply (its successor's hash is taken) fails the whole batch:
+    // nothing is written, not even the changes applied before it.
     let failed = store
         .commit_batch(&[
             entry(Some(rotation("r_1", "r_2")), "rotation"),
-            entry(Some(bad), "bad family"),
+            entry(Some(redemption("h_1", Some(("f_2", "r_f2")))), "redeemed"),
+            entry(Some(rotation("r_x", "r_1")), "bad rotation"),
             entry(None, "plain"),
         ])
         .await;
-    assert!(matches!(failed, Err(StoreError::NotFound(_))), "{failed:?}");
+    assert!(matches!(failed, Err(StoreError::Conflict(_))), "{failed:?}");
     assert_eq!(store.refresh_token("r_2").await.unwrap(), None);
-    assert_eq!(store.refresh_token("r_bad").await.unwrap(), None);
-    let untouched = store.refresh_token("r_1").await.unwrap().unwrap();
-    assert_eq!(
-        untouched.token.used_at, None,
-        "the rotation was rolled back"
-    );
+    assert_eq!(store.refresh_token("r_f2").await.unwrap(), None);
+    for live in ["r_1", "r_x"] {
+        let untouched = store.refresh_token(live).await.unwrap().unwrap();
+        assert_eq!(untouched.token.used_at, None, "{live} was rolled back");
+    }
+    let unused = store.authorization_code("h_1").await.unwrap().unwrap();
+    assert!(!unused.consumed, "the redemption was rolled back");
     assert!(stored_reasons(&store).await.is_empty());
 
-    // The same batch with a family for a real code: everything lands, in input order.
-    let good = Change::CreateFamily {
-        family: family("f_2", "g_1"),
-        first: token("r_f2", "f_2", 1100),
-        code_hash: Some("h_1".into()),
-    };
+    // The same batch without the bad change: everything lands, in input order.
     let outcomes = store
         .commit_batch(&[
             entry(Some(rotation("r_1", "r_2")), "rotation"),
-            entry(Some(good), "family"),
+            entry(Some(redemption("h_1", Some(("f_2", "r_f2")))), "redeemed"),
             entry(None, "plain"),
         ])
         .await
@@ -166,7 +173,11 @@ pub(crate) async fn a_batch_applies_its_changes_and_events_atomically(store: Arc
     let seqs: Vec<_> = outcomes.iter().map(|o| o.seq).collect();
     assert!(seqs.iter().all(Option::is_some), "{outcomes:?}");
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
-    assert!(outcomes.iter().all(|o| !o.declined && o.consumed.is_none()));
+    assert!(outcomes.iter().all(|o| !o.declined), "{outcomes:?}");
+    assert!(matches!(
+        outcomes[1].consumed,
+        Some(CodeConsumption::Fresh(_))
+    ));
     assert_eq!(
         store.refresh_token("r_2").await.unwrap().unwrap().token,
         token("r_2", "f_1", 1100)
@@ -175,14 +186,30 @@ pub(crate) async fn a_batch_applies_its_changes_and_events_atomically(store: Arc
         store.refresh_token("r_f2").await.unwrap().unwrap().family,
         family("f_2", "g_1")
     );
-    match store.consume_code("h_1", t(1200)).await.unwrap() {
-        CodeConsumption::Replayed(c) => assert_eq!(c.family_id.as_deref(), Some("f_2")),
-        other => panic!("the code is consumed and linked to its family: {other:?}"),
-    }
+    let used = store.authorization_code("h_1").await.unwrap().unwrap();
+    assert!(used.consumed);
+    assert_eq!(used.code.family_id.as_deref(), Some("f_2"));
     assert_eq!(
         stored_reasons(&store).await,
-        ["rotation", "family", "plain"]
+        ["rotation", "redeemed", "plain"]
     );
+
+    // Redeeming a used or an unknown code is declined: no family, no event, and the outcome
+    // says what was found.
+    let outcomes = store
+        .commit_batch(&[
+            entry(Some(redemption("h_1", Some(("f_3", "r_f3")))), "replayed"),
+            entry(Some(redemption("h_unknown", None)), "unknown"),
+        ])
+        .await
+        .unwrap();
+    assert!(outcomes.iter().all(|o| o.declined && o.seq.is_none()));
+    match &outcomes[0].consumed {
+        Some(CodeConsumption::Replayed(c)) => assert_eq!(c.family_id.as_deref(), Some("f_2")),
+        other => panic!("a used code is a replay: {other:?}"),
+    }
+    assert_eq!(outcomes[1].consumed, Some(CodeConsumption::Unknown));
+    assert_eq!(store.refresh_token("r_f3").await.unwrap(), None);
 
     // Rotating the same token again is declined; the batch's other event still lands.
     let outcomes = store
@@ -211,17 +238,18 @@ pub(crate) async fn the_writer_fails_only_the_change_that_cannot_apply(store: Ar
         .create_family(&family("f_1", "g_1"), &token("r_1", "f_1", 1000))
         .await
         .unwrap();
+    store
+        .create_family(&family("f_x", "g_1"), &token("r_x", "f_x", 1000))
+        .await
+        .unwrap();
     let (writer, task) = EventWriter::spawn(store.clone());
     // Many rounds, so at least some batches mix the bad change with good entries.
     for round in 0..10 {
         let bad = {
             let writer = writer.clone();
             tokio::spawn(async move {
-                let change = Change::CreateFamily {
-                    family: family(&format!("f_bad_{round}"), "g_1"),
-                    first: token(&format!("r_bad_{round}"), &format!("f_bad_{round}"), 1100),
-                    code_hash: Some("h_unknown".into()),
-                };
+                // r_1 exists (retired in round 0): its hash cannot be a successor's.
+                let change = rotation("r_x", "r_1");
                 writer.append_with(change, tagged("bad")).await
             })
         };
@@ -259,6 +287,8 @@ pub(crate) async fn the_writer_fails_only_the_change_that_cannot_apply(store: Ar
     assert_eq!(reasons.iter().filter(|r| *r == "rotated").count(), 10);
     assert!(!reasons.iter().any(|r| r == "bad"));
     assert!(store.refresh_token("r_11").await.unwrap().is_some());
+    let bad = store.refresh_token("r_x").await.unwrap().unwrap();
+    assert_eq!(bad.token.used_at, None, "the failed rotation left nothing");
     chain_is_intact(&store).await;
 }
 

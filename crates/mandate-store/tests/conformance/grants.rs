@@ -3,6 +3,7 @@
 use super::fixtures::*;
 use mandate_core::code::AuthorizationCode;
 use mandate_core::grant::Grant;
+use mandate_core::refresh::RefreshFamily;
 use mandate_store::{CodeConsumption, GrantFilter, Store, StoreError};
 use std::sync::Arc;
 
@@ -282,4 +283,79 @@ pub(crate) async fn concurrent_code_redemptions_yield_exactly_one_fresh(store: A
         }
     }
     assert_eq!(fresh, 1);
+}
+
+pub(crate) async fn redemption_lookups_carry_the_grant_and_the_users_standing(
+    store: Arc<dyn Store>,
+) {
+    people(store.as_ref()).await;
+    let alice = |g: Grant| Grant {
+        user_id: Some("u_alice".into()),
+        ..g
+    };
+    store
+        .create_grant(&alice(grant("g_1", None, 100)))
+        .await
+        .unwrap();
+    let c = AuthorizationCode {
+        user_id: "u_alice".into(),
+        ..code("h_1")
+    };
+    store.insert_code(&c).await.unwrap();
+    let orphan = AuthorizationCode {
+        grant_id: "g_missing".into(),
+        ..code("h_orphan")
+    };
+    store.insert_code(&orphan).await.unwrap();
+    let alices = RefreshFamily {
+        user_id: Some("u_alice".into()),
+        ..family("f_1", "g_1")
+    };
+    store
+        .create_family(&alices, &token("r_1", "f_1", 1000))
+        .await
+        .unwrap();
+    let service = RefreshFamily {
+        user_id: None,
+        ..family("f_service", "g_missing")
+    };
+    store
+        .create_family(&service, &token("r_service", "f_service", 1000))
+        .await
+        .unwrap();
+
+    let found = store.authorization_code("h_1").await.unwrap().unwrap();
+    assert_eq!(found.code, c);
+    assert!(!found.consumed);
+    assert_eq!(found.grant, Some(alice(grant("g_1", None, 100))));
+    assert!(found.user_active);
+    let orphaned = store.authorization_code("h_orphan").await.unwrap().unwrap();
+    assert_eq!(orphaned.grant, None, "a missing grant reads as none");
+    assert!(!orphaned.user_active, "u_1 does not exist");
+    assert_eq!(store.authorization_code("h_unknown").await.unwrap(), None);
+
+    let refresh = store.refresh_token("r_1").await.unwrap().unwrap();
+    assert_eq!(refresh.grant, Some(alice(grant("g_1", None, 100))));
+    assert!(refresh.user_active);
+    let service = store.refresh_token("r_service").await.unwrap().unwrap();
+    assert_eq!(service.grant, None);
+    assert!(service.user_active, "a family without a user needs none");
+
+    // Consuming, revoking and disabling show through.
+    assert!(matches!(
+        store.consume_code("h_1", t(1010)).await.unwrap(),
+        CodeConsumption::Fresh(_)
+    ));
+    store.revoke_grant("g_1", t(1020), "test").await.unwrap();
+    let mut disabled = user("u_alice", "acme", "alice");
+    disabled.disabled = true;
+    store.update_user(&disabled).await.unwrap();
+    let found = store.authorization_code("h_1").await.unwrap().unwrap();
+    assert!(found.consumed);
+    assert_eq!(found.grant.unwrap().revoked_at, Some(t(1020)));
+    assert!(!found.user_active);
+    let refresh = store.refresh_token("r_1").await.unwrap().unwrap();
+    assert_eq!(refresh.grant.unwrap().revoked_at, Some(t(1020)));
+    assert_eq!(refresh.family.revoked_at, Some(t(1020)));
+    assert!(!refresh.user_active);
 }
