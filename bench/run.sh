@@ -55,6 +55,8 @@
 #   BENCH_GRANTS        grants bulk-loaded for the refresh and code cases; also the number
 #                       of codes and of sampled refresh tokens (each used once)  [200000]
 #   BENCH_GUARD_TOKENS  distinct access tokens fetched for the uncached guard case  [250000]
+#   BENCH_IDLE_WAIT     seconds to leave a new server idle before reading its idle RSS
+#                       (0 = read it only when it is ready)      [15]
 #   BENCH_BUILD=0       measure the release binaries already built instead of building first
 #   BENCH_CASES         comma-separated cases to run, of token, introspect, code, refresh,
 #                       guard (e, f and g)                      [all of them]
@@ -72,6 +74,7 @@ RUNS=${BENCH_RUNS:-1}
 FEATURES=${BENCH_FEATURES:-}
 GRANTS=${BENCH_GRANTS:-200000}
 GUARD_TOKENS=${BENCH_GUARD_TOKENS:-250000}
+IDLE_WAIT=${BENCH_IDLE_WAIT:-15}
 # The code-flow agent (public: no secret) and the demo CRM's feed credential, from $CONFIG.
 CODE_CLIENT=cli-agent
 CRM_RESOURCE=http://127.0.0.1:8081
@@ -90,6 +93,7 @@ command -v cargo >/dev/null || die "cargo is required (https://rustup.rs)"
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer"
 [[ "$GRANTS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_GRANTS must be a positive integer"
 [[ "$GUARD_TOKENS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_GUARD_TOKENS must be a positive integer"
+[[ "$IDLE_WAIT" =~ ^[0-9]+$ ]] || die "BENCH_IDLE_WAIT must be a whole number of seconds"
 
 # --- state cleaned up on exit ------------------------------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/mandate-bench.XXXXXX")
@@ -386,6 +390,12 @@ bench_backend() {
     local name=$1
     shift
     start_server "$name" "$@"
+    if [[ "$IDLE_WAIT" != "0" ]]; then
+        # Startup work (argon2id for the configured users, 19 MiB each) stays in the blocking
+        # pool's thread until that thread idles out after 10 s; idle means after that.
+        sleep "$IDLE_WAIT"
+        say "[$name] idle RSS after ${IDLE_WAIT} s: $(rss_mib "$SERVER_PID")"
+    fi
     local token
     token=$(fetch_token) || die "[$name] could not obtain an access token from $BASE/token"
     say "[$name] access token for introspection obtained (${#token} chars)"
