@@ -10,13 +10,15 @@
 //! is one event and so one entry, however many grants it revoked: resource servers match the
 //! entry against the token's `sub`, `tenant` and `client_id` claims instead of learning every
 //! grant id. An API key's revocation is a [`Revoked::Grant`] entry for the key id, because
-//! tokens obtained with a key carry its id as `gid`.
+//! tokens obtained with a key carry its id as `gid`. A withdrawn signing key is an entry too
+//! ([`Revoked::SigningKey`]): a resource server that verifies tokens itself would otherwise keep
+//! trusting a compromised key until it next fetched the JWKS.
 
 use crate::event::{Action, Event};
 use serde::{Deserialize, Serialize};
 
 /// The event actions that revoke something, in the store's spelling.
-pub const REVOCATION_ACTIONS: [Action; 12] = [
+pub const REVOCATION_ACTIONS: [Action; 13] = [
     Action::GrantRevoked,
     Action::RefreshReuseDetected,
     Action::CodeReplayDetected,
@@ -29,6 +31,7 @@ pub const REVOCATION_ACTIONS: [Action; 12] = [
     Action::TenantGrantsRevoked,
     Action::AgentGrantsRevoked,
     Action::AgentTenantGrantsRevoked,
+    Action::SigningKeyRetired,
 ];
 
 /// What a resource server must stop accepting.
@@ -50,6 +53,9 @@ pub enum Revoked {
         client_id: String,
         tenant_id: String,
     },
+    /// Every token signed with the key `kid`, whenever it was issued: the key was withdrawn,
+    /// and whoever holds it may sign new tokens with any claims. Kept for good.
+    SigningKey { kid: String },
 }
 
 /// One feed entry: the event's sequence number (the SSE event id) and what it revoked.
@@ -91,6 +97,9 @@ impl FeedEntry {
             Action::AgentTenantGrantsRevoked => Revoked::AgentInTenant {
                 client_id: ev.client_id.clone()?,
                 tenant_id: ev.tenant_id.clone()?,
+            },
+            Action::SigningKeyRetired => Revoked::SigningKey {
+                kid: ev.detail.get("kid")?.as_str()?.to_owned(),
             },
             _ => return None,
         };
@@ -149,6 +158,19 @@ mod tests {
                 user_id: "u_1".into()
             }
         );
+        let key = event(Action::SigningKeyRetired, |e| {
+            e.tenant_id = None;
+            e.detail = serde_json::json!({"kid": "k_1", "alg": "EdDSA"})
+        });
+        let entry = FeedEntry::from_event(&key).unwrap();
+        assert_eq!(
+            serde_json::to_value(&entry).unwrap(),
+            serde_json::json!({"seq": 7, "at": 100, "tenant": null, "kind": "signing_key", "kid": "k_1"})
+        );
+        let no_kid = event(Action::SigningKeyRetired, |e| {
+            e.detail = serde_json::json!({})
+        });
+        assert_eq!(FeedEntry::from_event(&no_kid), None);
     }
 
     #[test]
@@ -215,7 +237,7 @@ mod tests {
                     e.grant_id = Some("g".into());
                     e.user_id = Some("u".into());
                     e.client_id = Some("c".into());
-                    e.detail = serde_json::json!({"jti": "j", "exp": 1});
+                    e.detail = serde_json::json!({"jti": "j", "exp": 1, "kid": "k"});
                 }))
                 .is_some(),
                 "{action:?} is listed as a revocation, so it must yield an entry"

@@ -19,6 +19,9 @@ const MAX_ENTRY_TTL: Duration = Duration::from_secs(24 * 3600);
 pub(crate) struct CachedPrincipal {
     pub principal: Arc<Principal>,
     pub not_before: i64,
+    /// The `kid` of the key that verified the token, checked against withdrawn keys on every
+    /// use.
+    pub kid: Arc<str>,
 }
 
 #[derive(Clone)]

@@ -371,6 +371,8 @@ fn parse_entry(event: &Event) -> Result<FeedEntry, &'static str> {
 fn apply(guard: &Guard, entry: &FeedEntry) {
     let until = match &entry.revoked {
         Revoked::Token { expires_at, .. } => Timestamp::from_unix(*expires_at),
+        // A withdrawn key is refused for good, however old the entry.
+        Revoked::SigningKey { .. } => Timestamp::from_unix(i64::MAX),
         _ => Timestamp::from_unix(entry.at).plus_seconds(guard.revocation_retention().as_secs()),
     };
     let now = guard.now();

@@ -314,6 +314,12 @@ impl Guard {
                 &entry.principal,
             ));
         }
+        if inner.revocations.is_key_withdrawn(&entry.kid) {
+            return Err(Refusal::of(
+                BearerError::InvalidToken("the key that signed the token has been withdrawn"),
+                &entry.principal,
+            ));
+        }
         if let Some(feed) = inner.feed.get()
             && feed.down_longer_than(now, inner.feed_grace)
         {
@@ -390,16 +396,18 @@ impl Guard {
     async fn verify(&self, token: &str, now: i64) -> Result<CachedPrincipal, Refusal> {
         let inner = &*self.inner;
         let keys = inner.keys.current();
-        let claims = match jwt::verify(token, &keys) {
+        let verified = match jwt::verify_with_key(token, &keys) {
             Err(JwtError::UnknownKey) if declares_supported_alg(token) => {
                 match inner.keys.refetch(&keys).await {
-                    Some(fresh) => jwt::verify(token, &fresh),
+                    Some(fresh) => {
+                        jwt::verify_with_key(token, &fresh).map(|(c, k)| (c, k.kid().to_owned()))
+                    }
                     None => Err(JwtError::UnknownKey),
                 }
             }
-            other => other,
-        }
-        .map_err(rejection)?;
+            other => other.map(|(c, k)| (c, k.kid().to_owned())),
+        };
+        let (claims, kid) = verified.map_err(rejection)?;
         // The signature verified: from here on a refusal may name whose token it was.
         let checked = Expectations {
             issuer: &inner.issuer,
@@ -422,6 +430,7 @@ impl Guard {
         Ok(CachedPrincipal {
             principal,
             not_before,
+            kid: kid.into(),
         })
     }
 }

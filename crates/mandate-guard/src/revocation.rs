@@ -6,13 +6,15 @@
 //! where it writes it. Every validation, cached or not, consults it, so a revocation takes
 //! effect on the next request. An entry is kept until `until` (the longest token lifetime after
 //! the revocation, or the token's own `exp`); after that no affected token can still be
-//! unexpired, and [`RevocationSet::purge`] may drop it.
+//! unexpired, and [`RevocationSet::purge`] may drop it. Withdrawn signing keys are the
+//! exception: whoever holds such a key can sign new tokens with any `iat` and `exp`, so the set
+//! remembers those key ids for as long as the guard runs.
 
 use crate::principal::Principal;
 use mandate_core::exchange::MAX_CHAIN_LEN;
 use mandate_core::revocation::Revoked;
 use mandate_core::time::Timestamp;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 
 /// A cut-off: tokens issued at or before `at` are refused; remembered until `until`.
@@ -36,6 +38,8 @@ struct Entries {
     tenants: HashMap<String, Cutoff>,
     /// Keyed by `(client_id, tenant_id)`.
     agents_in_tenants: HashMap<(String, String), Cutoff>,
+    /// Ids of withdrawn signing keys: never purged.
+    signing_keys: HashSet<String>,
 }
 
 impl Entries {
@@ -68,6 +72,7 @@ impl Entries {
             && self.agents.is_empty()
             && self.tenants.is_empty()
             && self.agents_in_tenants.is_empty()
+            && self.signing_keys.is_empty()
     }
 
     fn len(&self) -> usize {
@@ -77,6 +82,7 @@ impl Entries {
             + self.agents.len()
             + self.tenants.len()
             + self.agents_in_tenants.len()
+            + self.signing_keys.len()
     }
 
     fn purge(&mut self, now: Timestamp) {
@@ -172,6 +178,17 @@ impl RevocationSet {
         cut_off(&mut self.write().agents_in_tenants, key, at, until);
     }
 
+    /// Refuses every token signed with the key `kid`, for as long as the guard runs.
+    pub fn withdraw_signing_key(&self, kid: &str) {
+        self.write().signing_keys.insert(kid.to_owned());
+    }
+
+    /// Whether the signing key `kid` was withdrawn.
+    pub fn is_key_withdrawn(&self, kid: &str) -> bool {
+        let e = self.read();
+        !e.signing_keys.is_empty() && e.signing_keys.contains(kid)
+    }
+
     /// Applies one revocation feed entry, made at `at`. Token revocations are kept until the
     /// token's own expiry (or `until`, if later); the others until `until`.
     pub fn apply(&self, revoked: &Revoked, at: Timestamp, until: Timestamp) {
@@ -187,6 +204,7 @@ impl RevocationSet {
                 client_id,
                 tenant_id,
             } => self.revoke_agent_in_tenant(client_id, tenant_id, at, until),
+            Revoked::SigningKey { kid } => self.withdraw_signing_key(kid),
         }
     }
 
@@ -263,6 +281,23 @@ mod tests {
             act: None,
             api_key_id: None,
         }
+    }
+
+    #[test]
+    fn a_withdrawn_signing_key_is_remembered_for_good() {
+        let set = RevocationSet::new();
+        assert!(!set.is_key_withdrawn("k_1"));
+        set.apply(
+            &Revoked::SigningKey { kid: "k_1".into() },
+            Timestamp::from_unix(100),
+            Timestamp::from_unix(200),
+        );
+        assert!(set.is_key_withdrawn("k_1"));
+        assert!(!set.is_key_withdrawn("k_2"));
+        assert_eq!(set.refusal(&principal()), None, "nothing else is revoked");
+        set.purge(Timestamp::from_unix(10_000));
+        assert!(set.is_key_withdrawn("k_1"), "never purged");
+        assert_eq!(set.len(), 1);
     }
 
     #[test]

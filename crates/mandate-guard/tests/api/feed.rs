@@ -60,6 +60,46 @@ async fn revoked_tokens_and_grants_are_refused_within_a_second() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawn_signing_key_is_refused_at_once_even_for_cached_tokens() {
+    let issuer = spawn_issuer().await;
+    let guard = issuer.guard(clock_now()).await;
+    let feed = guard
+        .follow_revocations(crm_credential(CRM_SECRET))
+        .unwrap();
+    assert!(feed.wait_connected(Duration::from_secs(5)).await);
+    let token = issuer.token("tickets.read").await;
+    guard.validate_token(&token).await.unwrap();
+    guard.validate_token(&token).await.unwrap();
+
+    // Withdrawn by another process writing the database, as `mandate signing-key withdraw`
+    // does: the guard still holds the key in its JWKS copy and the token in its cache.
+    let header: serde_json::Value = {
+        use base64::Engine;
+        let part = token.split('.').next().unwrap();
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    let kid = header["kid"].as_str().unwrap().to_owned();
+    let store = mandate_store::connect(&issuer.database_url).await.unwrap();
+    let now = mandate_core::time::SystemClock.now();
+    assert!(store.retire_signing_key(&kid, now).await.unwrap());
+    let mut event = NewEvent::new(now, Action::SigningKeyRetired, ActorKind::Admin);
+    event.detail = serde_json::json!({ "kid": kid, "alg": "EdDSA" });
+    store.append_events(&[event]).await.unwrap();
+    let took = time_until_refused(&guard, &token).await;
+    eprintln!("signing-key withdrawal refused at the guard after {took:?}");
+    assert!(took < Duration::from_secs(1), "withdrawal took {took:?}");
+    assert_eq!(
+        guard.validate_token(&token).await.unwrap_err(),
+        mandate_core::challenge::BearerError::InvalidToken(
+            "the key that signed the token has been withdrawn"
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocations_made_before_the_guard_connects_are_replayed() {
     let issuer = spawn_issuer().await;
     let token = issuer.token("tickets.read").await;

@@ -86,6 +86,7 @@ pub fn revocation_kind(action: Action) -> Option<&'static str> {
         Action::AgentDisabled => "agent_disabled",
         Action::ApiKeyRevoked => "api_key",
         Action::ClientDeleted => "client_deleted",
+        Action::SigningKeyRetired => "signing_key",
         _ => return None,
     })
 }
