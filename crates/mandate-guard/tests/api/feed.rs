@@ -5,6 +5,16 @@ use mandate_core::event::{Action, ActorKind, NewEvent};
 use mandate_core::time::Clock;
 use std::time::{Duration, Instant};
 
+/// A guard of `issuer` following its revocation feed, once the feed is connected.
+async fn following_guard(issuer: &Issuer) -> (mandate_guard::Guard, mandate_guard::FeedHandle) {
+    let guard = issuer.guard(clock_now()).await;
+    let feed = guard
+        .follow_revocations(crm_credential(CRM_SECRET))
+        .unwrap();
+    assert!(feed.wait_connected(Duration::from_secs(5)).await);
+    (guard, feed)
+}
+
 /// Validates `token` until the guard refuses it; returns how long that took.
 async fn time_until_refused(guard: &mandate_guard::Guard, token: &str) -> Duration {
     let started = Instant::now();
@@ -21,11 +31,7 @@ async fn time_until_refused(guard: &mandate_guard::Guard, token: &str) -> Durati
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_tokens_and_grants_are_refused_within_a_second() {
     let issuer = spawn_issuer().await;
-    let guard = issuer.guard(clock_now()).await;
-    let feed = guard
-        .follow_revocations(crm_credential(CRM_SECRET))
-        .unwrap();
-    assert!(feed.wait_connected(Duration::from_secs(5)).await);
+    let (guard, feed) = following_guard(&issuer).await;
 
     // One access token revoked at the server's revocation endpoint.
     let token = issuer.token("tickets.read").await;
@@ -62,11 +68,7 @@ async fn revoked_tokens_and_grants_are_refused_within_a_second() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_withdrawn_signing_key_is_refused_at_once_even_for_cached_tokens() {
     let issuer = spawn_issuer().await;
-    let guard = issuer.guard(clock_now()).await;
-    let feed = guard
-        .follow_revocations(crm_credential(CRM_SECRET))
-        .unwrap();
-    assert!(feed.wait_connected(Duration::from_secs(5)).await);
+    let (guard, _feed) = following_guard(&issuer).await;
     let token = issuer.token("tickets.read").await;
     guard.validate_token(&token).await.unwrap();
     guard.validate_token(&token).await.unwrap();
