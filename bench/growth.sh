@@ -7,8 +7,9 @@
 # For each backend (SQLite; PostgreSQL too when MANDATE_BENCH_POSTGRES_URL is set) it starts
 # from an empty database and, for each size in GROWTH_SIZES:
 #   1. stops the server and grows the database to that size with `mandate bulk-load` (user
-#      grants of the demo agent `cli-agent` in tenant acme over 1,000 users, each with a
-#      refresh family), keeping a sample of first refresh tokens spread over the new grants;
+#      grants of the demo agent `cli-agent` in tenant acme, each for a user of its own, as a
+#      user holds one live grant per agent, and each with a refresh family), keeping a sample
+#      of first refresh tokens spread over the new grants;
 #   2. starts `mandate serve` (release build, demo configuration, pinned to CPU 0) and
 #      measures, with the load generator on CPU 1:
 #        a) client credentials    oha, POST /token as `svc-agent`

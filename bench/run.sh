@@ -27,12 +27,17 @@
 #      the process serving it (the server; the guard in e and f), with what one core would
 #      sustain at that cost (1e6 / µs);
 #   5. repeats 3-4 on PostgreSQL when MANDATE_BENCH_POSTGRES_URL is set;
-#   6. runs the same two cases against the peer, the Node oidc-provider (a certified OpenID
-#      provider) from ../shared/peers/oidc-provider, pinned the same way, and prints Mandate's
-#      throughput (and per-core capacity) as a multiple of the peer's. The peer issues an EdDSA JWT for resource
-#      .../jwt; it introspects only opaque tokens, so its introspection case uses an opaque one.
-#      Its only client is a client-credentials one and it has no guard, so cases c-g are
-#      Mandate only (n/a for the peer).
+#   6. runs cases a-d against the peer, the Node oidc-provider (a certified OpenID provider)
+#      from ../shared/peers/oidc-provider, pinned the same way, and prints Mandate's throughput
+#      (and per-core capacity) as a multiple of the peer's. The peer issues an EdDSA JWT for
+#      resource .../jwt; it introspects only opaque tokens, so its introspection case uses an
+#      opaque one. a and b run the shared configuration (server.js: one client-credentials
+#      client). c and d run bench/peer-flows.mjs: the same installed oidc-provider, keys and
+#      resource settings plus one public client (PKCE, loopback redirect, offline_access). It
+#      mints BENCH_GRANTS codes and as many refresh tokens through the provider's own models
+#      before it listens, into an unbounded in-memory store (the built-in one keeps only
+#      about 1000 entries): no database, which favours the peer. The peer has no guard, so
+#      cases e-g are Mandate only (n/a for the peer).
 # Everything stays on 127.0.0.1; every run is bounded in time; on exit it stops only the
 # server it started and removes its temporary files (and the PostgreSQL database it created).
 #
@@ -53,7 +58,8 @@
 #                       use MANDATE_BENCH_POSTGRES_URL as-is instead (a dedicated, disposable
 #                       database you created; the demo configuration is applied to it).
 #   BENCH_GRANTS        grants bulk-loaded for the refresh and code cases; also the number
-#                       of codes and of sampled refresh tokens (each used once)  [200000]
+#                       of codes and of sampled refresh tokens (each used once), and of
+#                       codes and refresh tokens the peer mints for them  [200000]
 #   BENCH_GUARD_TOKENS  distinct access tokens fetched for the uncached guard case  [250000]
 #   BENCH_IDLE_WAIT     seconds to leave a new server idle before reading its idle RSS
 #                       (0 = read it only when it is ready)      [15]
@@ -310,7 +316,9 @@ measure_lines() {
     share=$(((total - warm) / RUNS))
     local files=()
     for run in $(seq 1 "$RUNS"); do
-        tail -n +"$((warm + (run - 1) * share + 1))" "$file" | head -n "$share" >"$dir/$case-$run.lines"
+        # awk, not tail | head: head leaving early would kill tail with SIGPIPE (set -o pipefail).
+        awk -v from="$((warm + (run - 1) * share))" -v to="$((warm + run * share))" \
+            'NR > from && NR <= to' "$file" >"$dir/$case-$run.lines"
         say "[$backend] $case: run $run/$RUNS: loadgen -z $DURATION -c $CONNECTIONS --$kind ($share single-use lines) $url"
         local ticks
         ticks=$(cpu_ticks "${CPU_PID:-$SERVER_PID}")
@@ -413,7 +421,7 @@ bench_backend() {
 
 # bench_single_use NAME: bulk-loads GRANTS grants into the running server's database, with a
 # refresh token sampled from every one and as many fresh codes, then measures the code
-# exchange (first: codes live 60 s) and refresh, each request using a credential once.
+# exchange and refresh, each request using a credential once.
 bench_single_use() {
     local name=$1 dir="$WORK/$1"
     say "[$name] loading $GRANTS grants with refresh families and $GRANTS codes (mandate bulk-load)"
@@ -421,15 +429,25 @@ bench_single_use() {
         --grants "$GRANTS" --agent "$CODE_CLIENT" \
         --refresh-tokens-out "$dir/refresh-tokens" --sample "$GRANTS" \
         --codes-out "$dir/codes" --codes "$GRANTS" | sed 's/^/    /'
+    single_use_cases "$name" "$CODE_CLIENT" "$dir"
+}
+
+# single_use_cases NAME CLIENT DIR: turns the fixtures DIR/codes (code<TAB>verifier<TAB>
+# redirect URI per line) and DIR/refresh-tokens (one per line) into token requests of the
+# public client CLIENT, then measures the code exchange (first: Mandate's codes live 60 s) and
+# refresh against $BASE/token, each request using a credential once. Shared by Mandate and
+# the peer, so both answer the same requests.
+single_use_cases() {
+    local name=$1 client=$2 dir=$3
     # Fixtures become request bodies (and are deleted with $WORK at exit).
-    python3 - "$dir/codes" "$CODE_CLIENT" >"$dir/code-bodies" <<'PY'
+    python3 - "$dir/codes" "$client" >"$dir/code-bodies" <<'PY'
 import sys, urllib.parse
 for line in open(sys.argv[1]):
     code, verifier, redirect = line.rstrip("\n").split("\t")
     print(urllib.parse.urlencode({"grant_type": "authorization_code", "code": code,
           "code_verifier": verifier, "redirect_uri": redirect, "client_id": sys.argv[2]}))
 PY
-    sed "s/^/grant_type=refresh_token\&client_id=$CODE_CLIENT\&refresh_token=/" \
+    sed "s/^/grant_type=refresh_token\&client_id=$client\&refresh_token=/" \
         "$dir/refresh-tokens" >"$dir/refresh-bodies"
     rm -f "$dir/codes" "$dir/refresh-tokens"
     if wants code; then measure_lines "$name" code "$BASE/token" bodies "$dir/code-bodies"; fi
@@ -558,6 +576,26 @@ else
     if wants introspect; then measure peer introspect "$INTROSPECT" "token=$opaque"; fi
     say "[peer] RSS after the runs: $(rss_mib "$SERVER_PID")"
     stop_server
+
+    # The code and refresh cases: bench/peer-flows.mjs runs the oidc-provider that the shared
+    # start script has just installed, with a public client, and mints the single-use
+    # credentials (GRANTS codes, as many refresh tokens) before it listens.
+    if wants code || wants refresh; then
+        PEER_CODE_CLIENT=$(sed -n "s/^export const CLIENT_ID = '\(.*\)';/\1/p" bench/peer-flows.mjs)
+        [[ -n "$PEER_CODE_CLIENT" ]] || die "cannot read the code-flow client id from bench/peer-flows.mjs"
+        port=$(free_port)
+        BASE="http://127.0.0.1:$port"
+        say "[peer] starting: ${SERVER_PIN[*]} node bench/peer-flows.mjs $port (mints $GRANTS codes and $GRANTS refresh tokens first)"
+        PEER_DIR=$PEER_DIR PEER_MINT=$GRANTS PEER_MINT_DIR="$WORK/peer" \
+            "${SERVER_PIN[@]}" node bench/peer-flows.mjs "$port" >"$WORK/peer/flows.log" 2>&1 &
+        SERVER_PID=$!
+        # It answers only once minting is done (about 15 s per 200000 of each on one core).
+        wait_ready peer "$BASE/.well-known/openid-configuration" "$WORK/peer/flows.log" 900
+        grep '^minted [0-9]* codes' "$WORK/peer/flows.log" | sed 's/^/    /' || true
+        single_use_cases peer "$PEER_CODE_CLIENT" "$WORK/peer"
+        say "[peer] RSS after the runs: $(rss_mib "$SERVER_PID")"
+        stop_server
+    fi
 fi
 
 say "load after: $(uptime | sed 's/.*load average/load average/')"

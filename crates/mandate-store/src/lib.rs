@@ -106,6 +106,9 @@ pub trait CatalogStore: Send + Sync {
 
 #[async_trait]
 pub trait GrantStore: Send + Sync {
+    /// Stores a new grant. A user (or the agent itself, `user_id = None`) holds at most one
+    /// live, non-expiring grant per agent and tenant: a second is a `Conflict`, so two nodes
+    /// racing to create it cannot both win.
     async fn create_grant(&self, grant: &Grant) -> StoreResult<()>;
     async fn grant(&self, id: &str) -> StoreResult<Option<Grant>>;
     /// The newest unrevoked, unexpired grant of `user_id` to `client_id` in `tenant_id`
@@ -117,8 +120,15 @@ pub trait GrantStore: Send + Sync {
         client_id: &str,
         now: Timestamp,
     ) -> StoreResult<Option<Grant>>;
-    /// Replaces the scopes of an unrevoked grant; `NotFound` if it is missing or revoked.
-    async fn update_grant_scopes(&self, id: &str, scopes: &ScopeSet) -> StoreResult<()>;
+    /// Replaces the scopes of an unrevoked grant if they are still `from` (compare and set, so
+    /// two consents at once cannot lose one's answer). `false`: the grant is missing, revoked,
+    /// or its scopes changed since they were read; read it again.
+    async fn update_grant_scopes(
+        &self,
+        id: &str,
+        from: &ScopeSet,
+        to: &ScopeSet,
+    ) -> StoreResult<bool>;
     /// Grants matching every filter that is set, newest first (`created_at` descending, then id).
     async fn grants(&self, filter: &GrantFilter) -> StoreResult<Vec<Grant>>;
     /// Revokes the grant and all its refresh families in one transaction. Returns whether the

@@ -4,6 +4,7 @@ use mandate_core::api_key::{ApiKeyRecord, KeyId};
 use mandate_core::authorize::AuthorizationRequest;
 use mandate_core::client::Agent;
 use mandate_core::code::AuthorizationCode;
+use mandate_core::directory::User;
 use mandate_core::grant::Grant;
 use mandate_core::refresh::{RefreshFamily, RefreshTokenRecord};
 use mandate_core::registration::ClientMetadata;
@@ -336,11 +337,14 @@ pub struct PurgedEvents {
     pub event_seq: i64,
 }
 
-/// One transaction's worth of bulk-loaded rows ([`crate::BulkLoad`]): grants, each family with
-/// its first refresh token, and authorization codes, built by the caller exactly as the
-/// protocol code builds them (only hashes of tokens and codes).
+/// One transaction's worth of bulk-loaded rows ([`crate::BulkLoad`]): users, grants, each
+/// family with its first refresh token, and authorization codes, built by the caller exactly as
+/// the protocol code builds them (only hashes of tokens and codes). A user holds one live grant
+/// per agent ([`crate::GrantStore::create_grant`]), so a load of many grants to one agent
+/// brings as many users.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadBatch {
+    pub users: Vec<User>,
     pub grants: Vec<Grant>,
     pub families: Vec<(RefreshFamily, RefreshTokenRecord)>,
     pub codes: Vec<AuthorizationCode>,

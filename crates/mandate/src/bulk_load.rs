@@ -1,5 +1,5 @@
-//! `mandate bulk-load`: millions of user grants, each with a refresh family and its first
-//! refresh token, in the configured database.
+//! `mandate bulk-load`: millions of user grants, each with its user, a refresh family and its
+//! first refresh token, in the configured database.
 //!
 //! Why: the design promises that a request costs the same with ten thousand grants as with ten
 //! million. Showing that needs a database of that size in minutes, not the days the real consent
@@ -8,7 +8,8 @@
 //! authorization endpoints use (same ids, same hashing, same lifetimes), so the running server
 //! refreshes a loaded token and redeems a loaded code like any other. Only the writing differs:
 //! batches of thousands of rows in one transaction ([`mandate_store::BulkLoad`]), generated on a
-//! blocking thread while the previous batch is written.
+//! blocking thread while the previous batch is written. A user holds one live grant per agent
+//! (the store refuses a second), so every loaded grant has a user of its own, who cannot log in.
 //!
 //! Plaintext appears in exactly two places, both benchmark fixtures the operator asks for: a
 //! sample of first refresh tokens (`--refresh-tokens-out`) and fresh authorization codes with
@@ -18,7 +19,7 @@
 
 use crate::admin::open_local;
 use crate::cli::{BulkLoadArgs, Global};
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use indicatif::{ProgressBar, ProgressStyle};
 use mandate_core::client::{Agent, GrantType};
 use mandate_core::directory::User;
@@ -54,7 +55,9 @@ struct Loaded {
 struct Plan {
     agent: Agent,
     tenant_id: String,
-    users: Vec<String>,
+    /// Shared by every loaded user: an argon2id hash of a random secret that is thrown away, so
+    /// none of them can log in (and a login attempt costs what any other does).
+    password_hash: String,
     scopes: ScopeSet,
     resource: String,
     now: Timestamp,
@@ -71,7 +74,6 @@ pub async fn run(global: &Global, args: BulkLoadArgs) -> anyhow::Result<()> {
         global.server.is_none(),
         "bulk-load writes to the local database; it does not work through --server"
     );
-    ensure!(args.users > 0, "--users must be at least 1");
     ensure!(args.batch > 0, "--batch must be at least 1");
     ensure!(
         args.codes <= args.grants,
@@ -111,12 +113,14 @@ pub async fn run(global: &Global, args: BulkLoadArgs) -> anyhow::Result<()> {
         .default_resource
         .clone()
         .with_context(|| format!("agent `{}` has no default resource", agent.client_id))?;
-    let (users, users_created) = ensure_users(store.as_ref(), &entropy, &args).await?;
+    let mut salt = [0u8; 16];
+    entropy.fill(&mut salt);
+    let password_hash = mandate_server::password::hash(&random::opaque_secret(&entropy), &salt)?;
     let plan = Arc::new(Plan {
         scopes: agent.max_scopes.clone(),
         agent,
         tenant_id: args.tenant.clone(),
-        users,
+        password_hash,
         resource,
         now,
     });
@@ -140,7 +144,7 @@ pub async fn run(global: &Global, args: BulkLoadArgs) -> anyhow::Result<()> {
     let loaded = Loaded {
         grants: args.grants,
         refresh_families: args.grants,
-        users_created,
+        users_created: args.grants,
         codes,
         refresh_tokens_written: tokens_written,
         seconds,
@@ -170,9 +174,10 @@ pub async fn run(global: &Global, args: BulkLoadArgs) -> anyhow::Result<()> {
     if global.json {
         println!("{}", serde_json::to_string_pretty(&loaded)?);
     } else {
-        if users_created > 0 {
-            println!("created {users_created} users in tenant {}", plan.tenant_id);
-        }
+        println!(
+            "created {} users in tenant {}",
+            loaded.users_created, plan.tenant_id
+        );
         if codes > 0 {
             println!("issued {codes} authorization codes (valid 60 s)");
         }
@@ -182,53 +187,6 @@ pub async fn run(global: &Global, args: BulkLoadArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// The ids of `--users` users `load-<tenant>-<n>` in the tenant, creating those missing.
-/// They cannot log in: their password hash is of a random secret that is thrown away.
-async fn ensure_users(
-    store: &dyn Store,
-    entropy: &OsEntropy,
-    args: &BulkLoadArgs,
-) -> anyhow::Result<(Vec<String>, u64)> {
-    let mut ids = Vec::with_capacity(args.users as usize);
-    let mut created = 0;
-    let mut password_hash = None;
-    for n in 0..args.users {
-        let login = format!("load-{}-{n}", args.tenant);
-        if let Some(user) = store.user_by_login(&login).await? {
-            if user.tenant_id != args.tenant {
-                bail!("user `{login}` exists in another tenant");
-            }
-            ids.push(user.id);
-            continue;
-        }
-        let hash = match &password_hash {
-            Some(h) => String::clone(h),
-            None => {
-                let mut salt = [0u8; 16];
-                entropy.fill(&mut salt);
-                let h = mandate_server::password::hash(&random::opaque_secret(entropy), &salt)?;
-                password_hash = Some(h.clone());
-                h
-            }
-        };
-        let user = User {
-            id: random::identifier(entropy, "u_"),
-            tenant_id: args.tenant.clone(),
-            login: login.clone(),
-            display_name: format!("Load user {n}"),
-            password_hash: hash,
-            disabled: false,
-        };
-        store
-            .create_user(&user)
-            .await
-            .with_context(|| format!("creating user `{login}`"))?;
-        ids.push(user.id);
-        created += 1;
-    }
-    Ok((ids, created))
 }
 
 fn progress_bar(len: u64) -> ProgressBar {
@@ -273,16 +231,22 @@ async fn load_grants(
         while n < total {
             let size = batch_size.min(total - n);
             let mut batch = LoadBatch {
+                users: Vec::with_capacity(size as usize),
                 grants: Vec::with_capacity(size as usize),
                 families: Vec::with_capacity(size as usize),
                 codes: Vec::new(),
             };
             for _ in 0..size {
-                let user_id = plan
-                    .users
-                    .get((n % plan.users.len() as u64) as usize)
-                    .cloned()
-                    .unwrap_or_default();
+                let id = random::identifier(&entropy, "u_");
+                let user = User {
+                    login: format!("load-{}-{id}", plan.tenant_id),
+                    id,
+                    tenant_id: plan.tenant_id.clone(),
+                    display_name: format!("Load user {n}"),
+                    password_hash: plan.password_hash.clone(),
+                    disabled: false,
+                };
+                let user_id = user.id.clone();
                 let grant = Grant {
                     id: random::identifier(&entropy, "g_"),
                     tenant_id: plan.tenant_id.clone(),
@@ -314,6 +278,7 @@ async fn load_grants(
                         user_id,
                     });
                 }
+                batch.users.push(user);
                 batch.grants.push(grant);
                 batch.families.push((family, first));
                 n += 1;

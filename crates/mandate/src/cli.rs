@@ -99,7 +99,8 @@ pub enum SigningKeyCmd {
 
 #[derive(Args)]
 pub struct BulkLoadArgs {
-    /// How many grants to create (each with a refresh family and its first refresh token).
+    /// How many grants to create, each for a user of its own (`load-<tenant>-<id>`, who cannot
+    /// log in), with a refresh family and its first refresh token.
     #[arg(long)]
     pub grants: u64,
     /// The tenant the grants and users belong to.
@@ -108,10 +109,6 @@ pub struct BulkLoadArgs {
     /// The agent (client id) the grants are to; it must allow refresh tokens.
     #[arg(long, default_value = "cli-agent")]
     pub agent: String,
-    /// Spread the grants over this many users `load-<tenant>-<n>`, created if missing (they
-    /// cannot log in).
-    #[arg(long, default_value_t = 1000)]
-    pub users: u64,
     /// Grants per transaction.
     #[arg(long, default_value_t = 10_000)]
     pub batch: u64,

@@ -20,7 +20,6 @@ use std::path::Path;
 use std::process::Command;
 
 const GRANTS: u64 = 2_500;
-const USERS: u64 = 7;
 
 /// Runs `mandate` with the backend's global flags; returns (success, stdout, stderr).
 fn mandate(data: &Path, url: Option<&str>, args: &[&str]) -> (bool, String, String) {
@@ -91,7 +90,6 @@ async fn loaded_grants_work_like_real_ones(data: &Path, url: Option<&str>) {
     let tokens_file = dir.join("refresh-tokens.txt");
     let codes_file = dir.join("codes.tsv");
     let grants = GRANTS.to_string();
-    let user_count = USERS.to_string();
     let (ok, out, err) = mandate(
         data,
         url,
@@ -99,8 +97,6 @@ async fn loaded_grants_work_like_real_ones(data: &Path, url: Option<&str>) {
             "bulk-load",
             "--grants",
             &grants,
-            "--users",
-            &user_count,
             "--batch",
             "1000",
             "--refresh-tokens-out",
@@ -115,7 +111,7 @@ async fn loaded_grants_work_like_real_ones(data: &Path, url: Option<&str>) {
     );
     assert!(ok, "bulk-load failed: {err}");
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[0], "created 7 users in tenant acme", "{out}");
+    assert_eq!(lines[0], "created 2500 users in tenant acme", "{out}");
     assert_eq!(
         lines[1], "issued 4 authorization codes (valid 60 s)",
         "{out}"
@@ -223,16 +219,16 @@ async fn loaded_grants_work_like_real_ones(data: &Path, url: Option<&str>) {
         .iter()
         .filter(|u| u["login"].as_str().unwrap().starts_with("load-acme-"))
         .count() as u64;
-    assert_eq!(load_users, USERS);
-
-    // Loading again reuses the users; each load is ONE audit event, with no secret in it.
-    let again = json(
-        data,
-        url,
-        &["bulk-load", "--grants", "30", "--users", &USERS.to_string()],
+    assert_eq!(
+        load_users, GRANTS,
+        "a user of its own for every loaded grant"
     );
+
+    // Loading again adds users beside the first load's; each load is ONE audit event, with no
+    // secret in it.
+    let again = json(data, url, &["bulk-load", "--grants", "30"]);
     assert_eq!(again["grants"], 30);
-    assert_eq!(again["users_created"], 0);
+    assert_eq!(again["users_created"], 30);
     let events = json(
         data,
         url,
@@ -242,7 +238,7 @@ async fn loaded_grants_work_like_real_ones(data: &Path, url: Option<&str>) {
     assert_eq!(events.len(), 2, "{events:?}");
     assert_eq!(events[0]["detail"]["grants"], 2500);
     assert_eq!(events[0]["detail"]["codes"], 4);
-    assert_eq!(events[0]["detail"]["users_created"], 7);
+    assert_eq!(events[0]["detail"]["users_created"], 2500);
     assert_eq!(events[0]["client_id"], "cli-agent");
     assert_eq!(events[0]["tenant_id"], "acme");
     assert_eq!(events[0]["actor_id"], "cli");

@@ -15,10 +15,15 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::CookieJar;
 use mandate_core::OAuthError;
+use mandate_core::authorize::AuthorizationRequest;
+use mandate_core::client::Agent;
+use mandate_core::directory::User;
 use mandate_core::event::{Action, ActorKind, NewEvent};
 use mandate_core::grant::{self, Grant};
 use mandate_core::random;
 use mandate_core::scope::ScopeSet;
+use mandate_core::time::Timestamp;
+use mandate_store::StoreError;
 
 pub async fn consent_post(
     State(app): State<AppState>,
@@ -83,34 +88,7 @@ pub async fn consent_post(
         return finish_with_error(&app, &pending, &denied).await;
     }
 
-    let existing = app
-        .store
-        .active_grant(&user.tenant_id, Some(&user.id), &agent.client_id, now)
-        .await?;
-    let new_scopes =
-        grant::after_consent(existing.as_ref().map(|g| &g.scopes), &req.scopes, &approved);
-    let grant_id = match existing {
-        Some(g) => {
-            app.store.update_grant_scopes(&g.id, &new_scopes).await?;
-            g.id
-        }
-        None => {
-            let g = Grant {
-                id: random::identifier(app.entropy.as_ref(), "g_"),
-                tenant_id: user.tenant_id.clone(),
-                user_id: Some(user.id.clone()),
-                client_id: agent.client_id.clone(),
-                scopes: new_scopes.clone(),
-                purpose: req.purpose.clone(),
-                created_at: now,
-                expires_at: None,
-                revoked_at: None,
-                revoked_reason: None,
-            };
-            app.store.create_grant(&g).await?;
-            g.id
-        }
-    };
+    let (grant_id, new_scopes) = record_consent(&app, &user, &agent, req, &approved, now).await?;
     event.action = Action::ConsentGranted;
     event.grant_id = Some(grant_id.clone());
     event.scopes = Some(approved.to_string());
@@ -131,4 +109,65 @@ pub async fn consent_post(
         issue_code(&app, &pending, &user, &grant_id, scopes, now).await?,
     )
         .into_response())
+}
+
+/// How many times a consent re-reads the grant after losing a race for it before giving up.
+const CONSENT_ATTEMPTS: usize = 5;
+
+/// Records the decision in the user's one live grant to the agent, creating it on first
+/// approval; returns its id and scopes. Two decisions at once (two tabs, two nodes) each
+/// apply their answer to the other's result: creation meets the database's one-live-user-grant
+/// index and an update is a compare and set, so the loser reads again and neither is lost.
+async fn record_consent(
+    app: &AppState,
+    user: &User,
+    agent: &Agent,
+    req: &AuthorizationRequest,
+    approved: &ScopeSet,
+    now: Timestamp,
+) -> Result<(String, ScopeSet), ServerError> {
+    for _ in 0..CONSENT_ATTEMPTS {
+        let existing = app
+            .store
+            .active_grant(&user.tenant_id, Some(&user.id), &agent.client_id, now)
+            .await?;
+        let scopes =
+            grant::after_consent(existing.as_ref().map(|g| &g.scopes), &req.scopes, approved);
+        match existing {
+            Some(g) => {
+                if app
+                    .store
+                    .update_grant_scopes(&g.id, &g.scopes, &scopes)
+                    .await?
+                {
+                    return Ok((g.id, scopes));
+                }
+            }
+            None => {
+                let g = Grant {
+                    id: random::identifier(app.entropy.as_ref(), "g_"),
+                    tenant_id: user.tenant_id.clone(),
+                    user_id: Some(user.id.clone()),
+                    client_id: agent.client_id.clone(),
+                    scopes: scopes.clone(),
+                    purpose: req.purpose.clone(),
+                    created_at: now,
+                    expires_at: None,
+                    revoked_at: None,
+                    revoked_reason: None,
+                };
+                match app.store.create_grant(&g).await {
+                    Ok(()) => return Ok((g.id, scopes)),
+                    Err(StoreError::Conflict(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    }
+    // Only a storm of decisions for the same grant gets here: say so, change nothing.
+    Err(ServerError::page(
+        StatusCode::CONFLICT,
+        "Please try again",
+        "Other answers for this agent were being saved at the same moment. Start again from the application.",
+    ))
 }

@@ -24,6 +24,7 @@ crate::backend_tests!(
     a_stated_purpose_is_shown_kept_on_the_grant_and_recorded,
     consent_groups_scopes_into_read_and_change_and_marks_sensitive_ones,
     allow_all_approves_every_requested_scope_whatever_is_ticked,
+    consents_in_four_tabs_at_once_keep_one_grant_with_every_answer,
 );
 
 async fn oauth2_crate_runs_code_and_pkce_and_user_approves_a_subset(backend: Backend) {
@@ -148,6 +149,51 @@ async fn consent_is_remembered_until_new_scopes_or_prompt_consent(backend: Backe
         .unwrap()
         .unwrap();
     assert_eq!(grant.scopes.to_string(), "tickets.read");
+}
+
+/// Four tabs each ask for one scope and are approved at the same instant. Each decision lands
+/// in the user's one grant: nobody creates a second (the store's one-live-grant index) and no
+/// answer overwrites another (the scopes change by compare and set).
+async fn consents_in_four_tabs_at_once_keep_one_grant_with_every_answer(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let browser = Browser::default();
+    let all = [
+        "contacts.read",
+        "contacts.write",
+        "tickets.read",
+        "tickets.write",
+    ];
+    let first = browser.consent_page(&app, "alice", all[0]).await;
+    assert!(first.is_consent(), "{}", first.html);
+    let mut tabs = vec![first];
+    for scope in &all[1..] {
+        let (_, challenge) = pkce();
+        let tab = browser
+            .authorize(&app, &authorize_query(scope, &challenge, &[]))
+            .await;
+        assert!(tab.is_consent(), "{}", tab.html);
+        tabs.push(tab);
+    }
+    let decisions = tabs
+        .iter()
+        .zip(all.chunks(1))
+        .map(|(tab, scope)| browser.consent(&app, tab, Some(scope)));
+    for done in futures_util::future::join_all(decisions).await {
+        assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.html);
+    }
+
+    let alice = app.store.user_by_login("alice").await.unwrap().unwrap();
+    let live = app
+        .store
+        .grants(&mandate_store::GrantFilter {
+            user_id: Some(alice.id.clone()),
+            client_id: Some("cli-agent".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(live.len(), 1, "one grant, not one per tab: {live:?}");
+    assert_eq!(live[0].scopes.to_string(), all.join(" "));
 }
 
 async fn prompt_none_never_shows_a_page(backend: Backend) {

@@ -48,7 +48,7 @@ pub(crate) const ACTIVE_SERVICE_GRANT: &str = select_grants!(
      AND (expires_at IS NULL OR expires_at > $3) ORDER BY created_at DESC, id DESC LIMIT 1"
 );
 pub(crate) const UPDATE_GRANT_SCOPES: &str =
-    "UPDATE grants SET scopes = $2 WHERE id = $1 AND revoked_at IS NULL";
+    "UPDATE grants SET scopes = $3 WHERE id = $1 AND revoked_at IS NULL AND scopes = $2";
 pub(crate) const REVOKE_GRANT: &str = "UPDATE grants SET revoked_at = $2, revoked_reason = $3 \
      WHERE id = $1 AND revoked_at IS NULL";
 pub(crate) const REVOKE_GRANT_FAMILIES: &str =
@@ -340,17 +340,16 @@ macro_rules! impl_grants {
             async fn update_grant_scopes(
                 &self,
                 id: &str,
-                scopes: &::mandate_core::scope::ScopeSet,
-            ) -> $crate::StoreResult<()> {
+                from: &::mandate_core::scope::ScopeSet,
+                to: &::mandate_core::scope::ScopeSet,
+            ) -> $crate::StoreResult<bool> {
                 let done = ::sqlx::query($crate::sql::grants::UPDATE_GRANT_SCOPES)
                     .bind(id)
-                    .bind(scopes.to_string())
+                    .bind(from.to_string())
+                    .bind(to.to_string())
                     .execute(&self.pool)
                     .await?;
-                if done.rows_affected() == 0 {
-                    return Err($crate::StoreError::NotFound("grant"));
-                }
-                Ok(())
+                Ok(done.rows_affected() == 1)
             }
 
             async fn grants(

@@ -1,14 +1,15 @@
-//! Bulk loading ([`crate::BulkLoad`]): many grants, refresh families, first refresh tokens and
-//! authorization codes in one transaction.
+//! Bulk loading ([`crate::BulkLoad`]): many users, grants, refresh families, first refresh
+//! tokens and authorization codes in one transaction.
 //!
 //! Why a path of its own: `mandate bulk-load` creates millions of grants to show that the cost
 //! of a request does not grow with the data. Through the per-row methods that would be one
-//! statement (and on PostgreSQL one round trip) per row, three rows per grant; a load of ten
-//! million would take hours. Here each table of a batch takes a handful of statements.
+//! statement (and on PostgreSQL one round trip) per row, four rows per grant (its user, the
+//! grant, its family and their first token); a load of ten million would take hours. Here each
+//! table of a batch takes a handful of statements.
 //!
 //! What is shared with the per-row path is what decides the stored format: the tables, their
 //! columns, and how each record becomes column values ([`grant_columns`] and friends, in the
-//! same order and encoding as `INSERT_GRANT`, `INSERT_FAMILY`, `INSERT_TOKEN` and
+//! same order and encoding as `INSERT_USER`, `INSERT_GRANT`, `INSERT_FAMILY`, `INSERT_TOKEN` and
 //! `INSERT_CODE`; the conformance suite reads loaded rows back through the ordinary getters).
 //! How the values are bound is the backend's own: SQLite takes multi-row `VALUES` with `?`
 //! parameters ([`Table::values_insert`]; `$N` names would cost O(n²) to bind, see
@@ -16,6 +17,7 @@
 //! ([`Table::unnest_insert`]), one parameter per column whatever the row count.
 
 use mandate_core::code::AuthorizationCode;
+use mandate_core::directory::User;
 use mandate_core::grant::Grant;
 use mandate_core::refresh::{RefreshFamily, RefreshTokenRecord};
 
@@ -28,6 +30,18 @@ pub(crate) struct Table {
     pub(crate) name: &'static str,
     pub(crate) columns: &'static [(&'static str, &'static str)],
 }
+
+pub(crate) const USERS: Table = Table {
+    name: "users",
+    columns: &[
+        ("id", "text"),
+        ("tenant_id", "text"),
+        ("login", "text"),
+        ("display_name", "text"),
+        ("password_hash", "text"),
+        ("disabled", "boolean"),
+    ],
+};
 
 pub(crate) const GRANTS: Table = Table {
     name: "grants",
@@ -142,6 +156,18 @@ fn int<T>(rows: &[T], f: impl Fn(&T) -> Option<i64>) -> Column {
     Column::Int(rows.iter().map(f).collect())
 }
 
+/// [`USERS`]' columns, encoded as `INSERT_USER` binds them.
+pub(crate) fn user_columns(users: &[User]) -> Vec<Column> {
+    vec![
+        text(users, |u| Some(u.id.clone())),
+        text(users, |u| Some(u.tenant_id.clone())),
+        text(users, |u| Some(u.login.clone())),
+        text(users, |u| Some(u.display_name.clone())),
+        text(users, |u| Some(u.password_hash.clone())),
+        Column::Bool(users.iter().map(|u| u.disabled).collect()),
+    ]
+}
+
 /// [`GRANTS`]' columns, encoded as `INSERT_GRANT` binds them.
 pub(crate) fn grant_columns(grants: &[Grant]) -> Vec<Column> {
     vec![
@@ -203,12 +229,12 @@ pub(crate) fn code_columns(codes: &[AuthorizationCode]) -> Vec<Column> {
     ]
 }
 
-/// What a failed load reports: a duplicate is a conflict, a missing grant a `NotFound`.
 /// Every table of a batch with its columns and row count, in insertion order (grants before
 /// the families that name them, families before their tokens).
-pub(crate) fn batch_tables(batch: &crate::LoadBatch) -> [(&'static Table, Vec<Column>, usize); 4] {
+pub(crate) fn batch_tables(batch: &crate::LoadBatch) -> [(&'static Table, Vec<Column>, usize); 5] {
     let families = &batch.families;
     [
+        (&USERS, user_columns(&batch.users), batch.users.len()),
         (&GRANTS, grant_columns(&batch.grants), batch.grants.len()),
         (&FAMILIES, family_columns(families), families.len()),
         (&TOKENS, token_columns(families), families.len()),
@@ -216,6 +242,8 @@ pub(crate) fn batch_tables(batch: &crate::LoadBatch) -> [(&'static Table, Vec<Co
     ]
 }
 
+/// What a failed load reports: a duplicate (a user's second live grant to the agent too) is a
+/// conflict, a missing grant a `NotFound`.
 pub(crate) fn load_error(e: sqlx::Error) -> crate::StoreError {
     super::write_error("bulk-loaded row", "grant")(e)
 }
@@ -237,7 +265,7 @@ mod tests {
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], \
              $5::bigint[])"
         );
-        for table in [&GRANTS, &FAMILIES, &TOKENS, &CODES] {
+        for table in [&USERS, &GRANTS, &FAMILIES, &TOKENS, &CODES] {
             assert!(table.columns.len() * SQLITE_ROWS_PER_INSERT < 32_766);
         }
     }

@@ -32,8 +32,9 @@ struct World {
 /// users and of tenants.
 async fn world(store: &dyn Store) -> World {
     people(store).await;
-    let mut all: Vec<(&str, &str, Option<&str>, &str)> = GRANTS.to_vec();
-    all.push((OLD_GRANT, "acme", Some("u_bob"), "cli"));
+    let mut all: Vec<(&str, &str, Option<&str>, &str)> =
+        vec![(OLD_GRANT, "acme", Some("u_bob"), "cli")];
+    all.extend(GRANTS);
     for &(id, tenant_id, user_id, client_id) in &all {
         let g = Grant {
             tenant_id: tenant_id.into(),
@@ -41,11 +42,14 @@ async fn world(store: &dyn Store) -> World {
             ..grant(id, user_id, 100)
         };
         store.create_grant(&g).await.unwrap();
+        if id == OLD_GRANT {
+            // Revoked before g_bob_cli, the one live grant of bob to cli, was created.
+            store
+                .revoke_grant(OLD_GRANT, t(500), "earlier")
+                .await
+                .unwrap();
+        }
     }
-    store
-        .revoke_grant(OLD_GRANT, t(500), "earlier")
-        .await
-        .unwrap();
     for (id, tenant_id, user_id, client_id) in all {
         let family_id = format!("f_{id}");
         let f = mandate_core::refresh::RefreshFamily {

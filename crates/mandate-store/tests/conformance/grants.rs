@@ -30,25 +30,39 @@ pub(crate) async fn grants_round_trip_update_and_filter(store: Arc<dyn Store>) {
     assert_eq!(store.grant("g_2").await.unwrap(), Some(g2.clone()));
     assert_eq!(store.grant("nope").await.unwrap(), None);
 
-    store
-        .update_grant_scopes("g_1", &scopes("contacts.read contacts.write"))
+    // Compare and set: the scopes change only from what the caller read.
+    let wider = scopes("contacts.read contacts.write");
+    let stale = store
+        .update_grant_scopes("g_1", &scopes("contacts.write"), &wider)
         .await
         .unwrap();
+    assert!(
+        !stale,
+        "scopes that changed since they were read are not replaced"
+    );
+    assert_eq!(
+        store.grant("g_1").await.unwrap().unwrap().scopes,
+        scopes("contacts.read")
+    );
+    assert!(
+        store
+            .update_grant_scopes("g_1", &scopes("contacts.read"), &wider)
+            .await
+            .unwrap()
+    );
     assert_eq!(
         store.grant("g_1").await.unwrap().unwrap().scopes,
         scopes("contacts.write contacts.read")
     );
-    let missing = store.update_grant_scopes("nope", &scopes("a")).await;
-    assert!(
-        matches!(missing, Err(StoreError::NotFound(_))),
-        "{missing:?}"
-    );
+    let missing = store
+        .update_grant_scopes("nope", &scopes("a"), &scopes("b"))
+        .await;
+    assert!(matches!(missing, Ok(false)), "{missing:?}");
     assert!(store.revoke_grant("g_2", t(250), "user").await.unwrap());
-    let revoked = store.update_grant_scopes("g_2", &scopes("a")).await;
-    assert!(
-        matches!(revoked, Err(StoreError::NotFound(_))),
-        "{revoked:?}"
-    );
+    let revoked = store
+        .update_grant_scopes("g_2", &scopes("contacts.read"), &scopes("a"))
+        .await;
+    assert!(matches!(revoked, Ok(false)), "{revoked:?}");
 
     let ids = |gs: Vec<Grant>| gs.into_iter().map(|g| g.id).collect::<Vec<_>>();
     let all = GrantFilter {
@@ -84,10 +98,18 @@ pub(crate) async fn grants_round_trip_update_and_filter(store: Arc<dyn Store>) {
 
 pub(crate) async fn active_grant_is_the_newest_live_one(store: Arc<dyn Store>) {
     let now = t(1000);
+    // At most one live grant without an expiry per user and agent, so the older live ones
+    // here expire later.
     let grants = [
-        grant("g_old", Some("u_1"), 100),
+        Grant {
+            expires_at: Some(t(2000)),
+            ..grant("g_old", Some("u_1"), 100)
+        },
         grant("g_new", Some("u_1"), 500),
-        grant("g_revoked", Some("u_1"), 900),
+        Grant {
+            expires_at: Some(t(2000)),
+            ..grant("g_revoked", Some("u_1"), 900)
+        },
         Grant {
             expires_at: Some(now),
             ..grant("g_expired_now", Some("u_1"), 950)
@@ -151,6 +173,19 @@ pub(crate) async fn active_grant_is_the_newest_live_one(store: Arc<dyn Store>) {
         .create_grant(&grant("g_service_3", None, 50))
         .await
         .unwrap();
+
+    // One live user grant per user, agent and tenant without an expiry: two consents racing
+    // to create it cannot both win; a revoked one no longer counts.
+    let second = store
+        .create_grant(&grant("g_new_2", Some("u_1"), 999))
+        .await;
+    assert!(matches!(second, Err(StoreError::Conflict(_))), "{second:?}");
+    store.revoke_grant("g_new", t(1000), "test").await.unwrap();
+    store
+        .create_grant(&grant("g_new_3", Some("u_1"), 1000))
+        .await
+        .unwrap();
+    assert_eq!(active(Some("u_1"), "cli").await.as_deref(), Some("g_new_3"));
 }
 
 pub(crate) async fn revoke_grant_revokes_its_families_once(store: Arc<dyn Store>) {
@@ -159,7 +194,7 @@ pub(crate) async fn revoke_grant_revokes_its_families_once(store: Arc<dyn Store>
         .await
         .unwrap();
     store
-        .create_grant(&grant("g_2", Some("u_1"), 100))
+        .create_grant(&grant("g_2", Some("u_2"), 100))
         .await
         .unwrap();
     store
@@ -358,4 +393,79 @@ pub(crate) async fn redemption_lookups_carry_the_grant_and_the_users_standing(
     assert_eq!(refresh.grant.unwrap().revoked_at, Some(t(1020)));
     assert_eq!(refresh.family.revoked_at, Some(t(1020)));
     assert!(!refresh.user_active);
+}
+
+/// Migration 0014 on a database that already holds duplicate live grants of one user to one
+/// agent (left by the race it closes): all but the newest are revoked with their refresh
+/// families, then the index refuses new duplicates. The database is taken back to before 0014
+/// by dropping its index and forgetting it was applied; reopening the store applies it again.
+pub(crate) async fn migration_revokes_all_but_the_newest_duplicate_user_grant_raw(
+    store: Arc<dyn Store>,
+    url: String,
+) {
+    super::retention::raw(&url, "DROP INDEX grants_one_user_grant", false)
+        .await
+        .unwrap();
+    let expiring = Grant {
+        expires_at: Some(t(9000)),
+        ..grant("g_expiring", Some("u_1"), 50)
+    };
+    for g in [
+        grant("g_a", Some("u_1"), 100),
+        grant("g_b", Some("u_1"), 200),
+        grant("g_c", Some("u_1"), 200), // same second as g_b: the larger id is kept
+        grant("g_other_user", Some("u_2"), 100),
+        expiring,
+    ] {
+        store.create_grant(&g).await.unwrap();
+    }
+    for (f, g, r) in [
+        ("f_a", "g_a", "r_a"),
+        ("f_b", "g_b", "r_b"),
+        ("f_c", "g_c", "r_c"),
+    ] {
+        store
+            .create_family(&family(f, g), &token(r, f, 1000))
+            .await
+            .unwrap();
+    }
+    drop(store);
+    super::retention::raw(
+        &url,
+        "DELETE FROM _sqlx_migrations WHERE version = 14",
+        false,
+    )
+    .await
+    .unwrap();
+
+    let store = reopen(&url);
+    for (id, revoked) in [
+        ("g_a", Some(100)),
+        ("g_b", Some(200)),
+        ("g_c", None),
+        ("g_other_user", None),
+        ("g_expiring", None),
+    ] {
+        let g = store.grant(id).await.unwrap().unwrap();
+        assert_eq!(g.revoked_at, revoked.map(t), "{id}");
+        if revoked.is_some() {
+            assert_eq!(g.revoked_reason.as_deref(), Some("duplicate user grant"));
+        }
+    }
+    for (r, revoked) in [("r_a", true), ("r_b", true), ("r_c", false)] {
+        let look = store.refresh_token(r).await.unwrap().unwrap();
+        assert_eq!(look.family.revoked_at.is_some(), revoked, "{r}");
+    }
+    let again = store.create_grant(&grant("g_d", Some("u_1"), 300)).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+}
+
+/// Opens the store again, applying pending migrations. sqlx's migration future is not `Send`,
+/// and the suite runs each case as a task, so this blocks the case's worker thread on it.
+fn reopen(url: &str) -> Arc<dyn Store> {
+    tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current()
+            .block_on(mandate_store::connect(url))
+            .unwrap()
+    })
 }

@@ -7,10 +7,17 @@ use std::sync::Arc;
 /// More rows than one SQLite statement takes (500), so full and partial statements both run.
 const ROWS: usize = 1_234;
 
+/// `rows` users, each with one grant, its family and first token; and three codes.
 fn batch(prefix: &str, rows: usize) -> LoadBatch {
     let mut b = LoadBatch::default();
     for i in 0..rows {
-        let g = grant(&format!("{prefix}g_{i}"), Some("u_1"), 1000 + i as i64);
+        let u = user(
+            &format!("{prefix}u_{i}"),
+            "acme",
+            &format!("{prefix}load-{i}"),
+        );
+        let g = grant(&format!("{prefix}g_{i}"), Some(&u.id), 1000 + i as i64);
+        b.users.push(u);
         let f = family(&format!("{prefix}f_{i}"), &g.id);
         b.families.push((
             f,
@@ -28,10 +35,13 @@ fn batch(prefix: &str, rows: usize) -> LoadBatch {
 }
 
 pub(crate) async fn bulk_loaded_rows_read_back_like_single_inserts(store: Arc<dyn Store>) {
+    store.upsert_tenant(&tenant("acme")).await.unwrap();
     let b = batch("", ROWS);
     store.load_batch(&b).await.unwrap();
 
     for i in [0, 499, 500, 1000, ROWS - 1] {
+        let u = &b.users[i];
+        assert_eq!(store.user(&u.id).await.unwrap().as_ref(), Some(u));
         let g = &b.grants[i];
         assert_eq!(store.grant(&g.id).await.unwrap().as_ref(), Some(g));
         let (f, first) = &b.families[i];
@@ -67,6 +77,7 @@ pub(crate) async fn bulk_loaded_rows_read_back_like_single_inserts(store: Arc<dy
 }
 
 pub(crate) async fn a_bulk_load_with_a_duplicate_stores_nothing(store: Arc<dyn Store>) {
+    store.upsert_tenant(&tenant("acme")).await.unwrap();
     store.load_batch(&batch("a", 10)).await.unwrap();
     let mut second = batch("b", 600);
     // The last family's first token collides with one already loaded.
@@ -77,6 +88,15 @@ pub(crate) async fn a_bulk_load_with_a_duplicate_stores_nothing(store: Arc<dyn S
     assert!(matches!(err, Err(StoreError::Conflict(_))), "{err:?}");
     assert_eq!(store.grant("bg_0").await.unwrap(), None, "rolled back");
     assert_eq!(store.refresh_token("br_0").await.unwrap(), None);
+    // Nor does a load that gives a user a second live grant to the same agent.
+    let mut again = batch("c", 3);
+    again.users.pop();
+    if let Some(g) = again.grants.last_mut() {
+        g.user_id = Some("au_1".into());
+    }
+    let err = store.load_batch(&again).await;
+    assert!(matches!(err, Err(StoreError::Conflict(_))), "{err:?}");
+    assert_eq!(store.user("cu_0").await.unwrap(), None, "rolled back");
     // An empty batch is fine.
     store.load_batch(&LoadBatch::default()).await.unwrap();
 }

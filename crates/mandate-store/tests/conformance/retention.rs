@@ -282,7 +282,7 @@ pub(crate) async fn concurrent_appends_and_purges_leave_a_gapless_verifiable_cha
 }
 
 /// Runs `sql` on the database directly (with the event triggers in place unless `bypass`).
-async fn raw(url: &str, sql: &str, bypass: bool) -> Result<(), String> {
+pub(crate) async fn raw(url: &str, sql: &str, bypass: bool) -> Result<(), String> {
     if url.starts_with("postgres") {
         let mut c = sqlx::PgConnection::connect(url).await.unwrap();
         if bypass {

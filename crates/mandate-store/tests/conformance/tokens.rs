@@ -313,7 +313,11 @@ pub(crate) async fn access_token_usability_checks_jti_grant_agent_and_user(store
         grant("g_alice", Some("u_alice"), 1000),
         grant("g_service", None, 1000),
         grant("g_bob", Some("u_bob"), 1000),
-        grant("g_revoked", Some("u_alice"), 1000),
+        // Expiring, so it may live beside g_alice (one live grant without an expiry each).
+        Grant {
+            expires_at: Some(t(2000)),
+            ..grant("g_revoked", Some("u_alice"), 1000)
+        },
         grant("g_ghost", Some("u_nobody"), 1000),
         expiring,
     ] {
