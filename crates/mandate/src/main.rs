@@ -30,8 +30,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    // A bulk load's statements insert 50,000 rows each by design; sqlx's warning for
+    // statements over a second would print a line per batch.
+    let default = match cli.command {
+        Command::BulkLoad(_) => "info,sqlx=warn,sqlx::query=error,tower_http=warn",
+        _ => "info,sqlx=warn,tower_http=warn",
+    };
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
