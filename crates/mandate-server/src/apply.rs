@@ -157,13 +157,20 @@ async fn validate(config: &Config, store: &dyn Store) -> anyhow::Result<Plan> {
         .into_iter()
         .map(|r| r.identifier)
         .collect();
-    let agent_ids: BTreeSet<String> = store
-        .agents()
-        .await?
-        .into_iter()
-        .map(|a| a.client_id)
-        .chain(config.agents.iter().map(|a| a.client_id.clone()))
-        .collect();
+    // The client ids the configuration names that are agents: its own, and those stored,
+    // looked up one by one (the table may hold millions of self-registered clients).
+    let mut agent_ids: BTreeSet<String> =
+        config.agents.iter().map(|a| a.client_id.clone()).collect();
+    let named = config
+        .resources
+        .iter()
+        .filter_map(|r| r.client_id.as_ref())
+        .chain(config.exchange.rules.iter().map(|r| &r.agent));
+    for id in named {
+        if !agent_ids.contains(id) && store.agent(id).await?.is_some() {
+            agent_ids.insert(id.clone());
+        }
+    }
     let mut resources = Vec::new();
     for (i, r) in config.resources.iter().enumerate() {
         let key = |field: &str| format!("resources[{i}].{field}");

@@ -58,9 +58,9 @@ use std::sync::Arc;
 pub use error::{StoreError, StoreResult};
 pub use model::{
     ApiKeyCursor, ApiKeyRotation, AuditCheckpoint, BulkRevoked, BulkTarget, ChainRow,
-    ClientRegistration, CodeConsumption, CodeLookup, EventFilter, GrantFilter, LoadBatch,
-    PendingAuthorization, PurgedEvents, RefreshLookup, RegisteredClient, RegistrationOrigin,
-    ScopeDef, Session, StoredApiKey, StoredSigningKey,
+    ClientRegistration, CodeConsumption, CodeLookup, EventFilter, GrantCursor, GrantFilter,
+    LoadBatch, PendingAuthorization, PurgedEvents, RefreshLookup, RegisteredClient,
+    RegistrationOrigin, ScopeDef, Session, StoredApiKey, StoredSigningKey,
 };
 
 #[async_trait]
@@ -81,8 +81,20 @@ pub trait UserStore: Send + Sync {
     async fn update_user(&self, user: &User) -> StoreResult<()>;
     async fn user(&self, id: &str) -> StoreResult<Option<User>>;
     async fn user_by_login(&self, login: &str) -> StoreResult<Option<User>>;
-    /// All users, or those of one tenant, ordered by login.
-    async fn users(&self, tenant_id: Option<&str>) -> StoreResult<Vec<User>>;
+    /// Up to `limit` users, or of one tenant, ordered by login, after the login `after` (the
+    /// previous page's last): one index range scan however many users there are.
+    async fn users(
+        &self,
+        tenant_id: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<User>>;
+    /// The users with these ids (those that exist, in no particular order): the logins to show
+    /// beside one page of grants or events.
+    async fn users_by_ids(&self, ids: &[String]) -> StoreResult<Vec<User>>;
+    /// How many users there are, or in one tenant, counting no further than `cap` (a count
+    /// that reads at most `cap` index entries; `cap` means "at least `cap`").
+    async fn count_users(&self, tenant_id: Option<&str>, cap: u32) -> StoreResult<u32>;
 }
 
 #[async_trait]
@@ -90,8 +102,16 @@ pub trait AgentStore: Send + Sync {
     /// Creates the agent or replaces its registration (keyed by `client_id`).
     async fn upsert_agent(&self, agent: &Agent) -> StoreResult<()>;
     async fn agent(&self, client_id: &str) -> StoreResult<Option<Agent>>;
-    /// All agents ordered by client id.
-    async fn agents(&self) -> StoreResult<Vec<Agent>>;
+    /// Up to `limit` agents ordered by client id, after the client id `after`: all of them, or
+    /// those owned by one tenant.
+    async fn agents(
+        &self,
+        tenant_id: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Agent>>;
+    /// How many agents [`AgentStore::agents`] would list, counting no further than `cap`.
+    async fn count_agents(&self, tenant_id: Option<&str>, cap: u32) -> StoreResult<u32>;
 }
 
 #[async_trait]
@@ -129,8 +149,16 @@ pub trait GrantStore: Send + Sync {
         from: &ScopeSet,
         to: &ScopeSet,
     ) -> StoreResult<bool>;
-    /// Grants matching every filter that is set, newest first (`created_at` descending, then id).
-    async fn grants(&self, filter: &GrantFilter) -> StoreResult<Vec<Grant>>;
+    /// Up to `limit` grants matching every filter that is set, newest first (`created_at`
+    /// descending, then id descending), after `after` (the previous page's last grant).
+    async fn grants(
+        &self,
+        filter: &GrantFilter,
+        after: Option<&GrantCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<Grant>>;
+    /// How many grants match the filter, counting no further than `cap`.
+    async fn count_grants(&self, filter: &GrantFilter, cap: u32) -> StoreResult<u32>;
     /// Revokes the grant and all its refresh families in one transaction. Returns whether the
     /// grant was active before (revoking twice keeps the first time and reason).
     async fn revoke_grant(&self, id: &str, now: Timestamp, reason: &str) -> StoreResult<bool>;
@@ -244,15 +272,23 @@ pub trait ApiKeys: Send + Sync {
         id: &KeyId,
         tenant_id: Option<&str>,
     ) -> StoreResult<Option<StoredApiKey>>;
-    /// Up to `limit` of the tenant's keys (revoked and expired ones included), newest first
-    /// (`created_at` descending, then id descending), after `after` (the previous page's last
-    /// key, see [`StoredApiKey::cursor`]).
+    /// Up to `limit` keys (revoked and expired ones included), of one tenant or all, newest
+    /// first (`created_at` descending, then id descending), after `after` (the previous page's
+    /// last key, see [`StoredApiKey::cursor`]).
     async fn api_keys(
         &self,
-        tenant_id: &str,
+        tenant_id: Option<&str>,
         after: Option<&ApiKeyCursor>,
         limit: u32,
     ) -> StoreResult<Vec<StoredApiKey>>;
+    /// How many keys, of one tenant or all, are unrevoked and unexpired at `now`, counting no
+    /// further than `cap`.
+    async fn count_live_api_keys(
+        &self,
+        tenant_id: Option<&str>,
+        now: Timestamp,
+        cap: u32,
+    ) -> StoreResult<u32>;
     /// Records a use of the key at `at`: one `UPDATE` by primary key, which writes nothing if
     /// a use in the same or a later second is already recorded.
     async fn record_api_key_use(&self, id: &KeyId, at: Timestamp) -> StoreResult<()>;

@@ -100,12 +100,31 @@ pub struct RefreshLookup {
     pub successor_live: bool,
 }
 
+/// Which grants to list or count. Every filter that is set must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GrantFilter {
     pub tenant_id: Option<String>,
     pub user_id: Option<String>,
     pub client_id: Option<String>,
     pub include_revoked: bool,
+}
+
+/// A position in a grant listing (newest first: `created_at` descending, then id descending):
+/// the last grant of the previous page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantCursor {
+    pub created_at: Timestamp,
+    pub id: String,
+}
+
+impl GrantCursor {
+    /// The cursor that continues a listing after `grant`.
+    pub fn after(grant: &Grant) -> Self {
+        Self {
+            created_at: grant.created_at,
+            id: grant.id.clone(),
+        }
+    }
 }
 
 /// Which events to read, and in which order. Every filter that is set must match.

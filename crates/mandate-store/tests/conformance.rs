@@ -36,6 +36,8 @@ mod export_cursors;
 mod fixtures;
 #[path = "conformance/grants.rs"]
 mod grants;
+#[path = "conformance/listings.rs"]
+mod listings;
 #[path = "conformance/load.rs"]
 mod load;
 #[path = "conformance/registrations.rs"]
@@ -54,6 +56,7 @@ use directory::*;
 use events::*;
 use export_cursors::*;
 use grants::*;
+use listings::*;
 use load::*;
 use mandate_store::Store;
 use registrations::*;
@@ -145,6 +148,7 @@ conformance!(
     agents_round_trip_every_field,
     catalog_upserts_and_lists_in_order,
     grants_round_trip_update_and_filter,
+    listings_page_by_keyset_and_counts_stop_at_their_cap,
     active_grant_is_the_newest_live_one,
     revoke_grant_revokes_its_families_once,
     codes_are_consumed_once_and_replays_are_recognised,

@@ -16,12 +16,13 @@ use mandate_core::api_key::ApiKeyPolicy;
 use mandate_core::time::Clock;
 use mandate_server::admin::context::Ctx;
 use mandate_server::admin::model::{
-    AgentKind, AgentView, ApiKeyView, BulkRevocationRequest, BulkRevocationResult, CreatedAgent,
-    CreatedApiKey, CreatedResource, GrantQuery, GrantView, NewAgent, NewApiKey, NewResource,
-    NewScope, NewTenant, NewUser, PrincipalKind, Removed, ResourceView, RevokeRequest, Revoked,
-    RoleName, RoleView, RotateRequest, RotatedApiKey, ScopeView, SetRole, TenantView, UserQuery,
-    UserView,
+    AgentKind, AgentQuery, AgentView, ApiKeyQuery, ApiKeyView, BulkRevocationRequest,
+    BulkRevocationResult, CreatedAgent, CreatedApiKey, CreatedResource, GrantQuery, GrantView,
+    NewAgent, NewApiKey, NewResource, NewScope, NewTenant, NewUser, PrincipalKind, Removed,
+    ResourceView, RevokeRequest, Revoked, RoleName, RoleView, RotateRequest, RotatedApiKey,
+    ScopeView, SetRole, TenantView, UserQuery, UserView,
 };
+use mandate_server::admin::page::Page;
 use mandate_server::admin::{api_keys, directory, grants, roles};
 use mandate_server::config::{self, Overrides};
 use mandate_server::system::{OsEntropy, SystemClock};
@@ -93,12 +94,13 @@ pub(crate) use either;
 /// A user's id from their login.
 async fn user_id(backend: &Backend, login: &str) -> anyhow::Result<String> {
     let q = UserQuery {
-        tenant_id: None,
         login: Some(login.to_owned()),
+        ..UserQuery::default()
     };
-    let found: Vec<UserView> = either!(backend, |ctx| directory::list_users(&ctx, q), |r| r
-        .get(&format!("/users?login={}", crate::remote::encode(login))));
+    let found: Page<UserView> = either!(backend, |ctx| directory::list_users(&ctx, q), |r| r
+        .list("/users", &q));
     found
+        .items
         .into_iter()
         .next()
         .map(|u| u.id)
@@ -152,17 +154,16 @@ pub async fn user(global: &Global, cmd: UserCmd) -> anyhow::Result<()> {
                 &format!("user {} ({}) in tenant {}", u.login, u.id, u.tenant_id),
             )
         }
-        UserCmd::List { tenant } => {
+        UserCmd::List { tenant, page } => {
             let q = UserQuery {
-                tenant_id: tenant.clone(),
-                login: None,
+                tenant_id: tenant,
+                limit: Some(page.limit),
+                after: page.after,
+                ..UserQuery::default()
             };
-            let path = match &tenant {
-                Some(t) => format!("/users?tenant_id={}", crate::remote::encode(t)),
-                None => "/users".to_owned(),
-            };
-            let items: Vec<UserView> =
-                either!(b, |ctx| directory::list_users(&ctx, q), |r| r.get(&path));
+            let found: Page<UserView> = either!(b, |ctx| directory::list_users(&ctx, q), |r| r
+                .list("/users", &q));
+            let items = found.items;
             let rows = items
                 .iter()
                 .map(|u| {
@@ -180,7 +181,9 @@ pub async fn user(global: &Global, cmd: UserCmd) -> anyhow::Result<()> {
                 &items,
                 &["login", "id", "tenant", "name", "disabled"],
                 rows,
-            )
+            )?;
+            output::more(found.next.as_deref());
+            Ok(())
         }
         UserCmd::Disable { login } => {
             let id = user_id(&b, &login).await?;
@@ -301,9 +304,15 @@ pub async fn agent(global: &Global, cmd: AgentCmd) -> anyhow::Result<()> {
             }
             output::created(global.json, &c, &text)
         }
-        AgentCmd::List => {
-            let items: Vec<AgentView> =
-                either!(b, |ctx| directory::list_agents(&ctx), |r| r.get("/agents"));
+        AgentCmd::List { tenant, page } => {
+            let q = AgentQuery {
+                tenant_id: tenant,
+                limit: Some(page.limit),
+                after: page.after,
+            };
+            let found: Page<AgentView> = either!(b, |ctx| directory::list_agents(&ctx, q), |r| r
+                .list("/agents", &q));
+            let items = found.items;
             let rows = items
                 .iter()
                 .map(|a| {
@@ -329,7 +338,9 @@ pub async fn agent(global: &Global, cmd: AgentCmd) -> anyhow::Result<()> {
                     "disabled",
                 ],
                 rows,
-            )
+            )?;
+            output::more(found.next.as_deref());
+            Ok(())
         }
         AgentCmd::Disable { client_id } => {
             let a: AgentView = either!(b, |ctx| directory::disable_agent(&ctx, &client_id), |r| r
@@ -350,33 +361,23 @@ pub async fn grant(global: &Global, cmd: GrantCmd) -> anyhow::Result<()> {
             user,
             agent,
             all,
+            page,
         } => {
             let user_id = match user {
                 Some(login) => Some(user_id(&b, &login).await?),
                 None => None,
             };
-            let mut query = vec![];
-            for (k, v) in [
-                ("tenant_id", &tenant),
-                ("user_id", &user_id),
-                ("client_id", &agent),
-            ] {
-                if let Some(v) = v {
-                    query.push(format!("{k}={}", crate::remote::encode(v)));
-                }
-            }
-            if all {
-                query.push("include_revoked=true".into());
-            }
-            let path = format!("/grants?{}", query.join("&"));
             let q = GrantQuery {
                 tenant_id: tenant,
                 user_id,
                 client_id: agent,
                 include_revoked: all,
+                limit: Some(page.limit),
+                after: page.after,
             };
-            let items: Vec<GrantView> =
-                either!(b, |ctx| grants::list_grants(&ctx, q), |r| r.get(&path));
+            let found: Page<GrantView> = either!(b, |ctx| grants::list_grants(&ctx, q), |r| r
+                .list("/grants", &q));
+            let items = found.items;
             let rows = items
                 .iter()
                 .map(|g| {
@@ -398,7 +399,9 @@ pub async fn grant(global: &Global, cmd: GrantCmd) -> anyhow::Result<()> {
                     "id", "tenant", "user", "agent", "scopes", "created", "revoked",
                 ],
                 rows,
-            )
+            )?;
+            output::more(found.next.as_deref());
+            Ok(())
         }
         GrantCmd::Revoke { id, reason } => {
             let req = RevokeRequest {
@@ -482,11 +485,15 @@ pub async fn api_key(global: &Global, cmd: ApiKeyCmd) -> anyhow::Result<()> {
             );
             output::created(global.json, &c, &text)
         }
-        ApiKeyCmd::List { tenant } => {
-            let path = format!("/api-keys?tenant_id={}", crate::remote::encode(&tenant));
-            let items: Vec<ApiKeyView> =
-                either!(b, |ctx| api_keys::list_keys(&ctx, &tenant), |r| r
-                    .get(&path));
+        ApiKeyCmd::List { tenant, page } => {
+            let q = ApiKeyQuery {
+                tenant_id: tenant,
+                limit: Some(page.limit),
+                after: page.after,
+            };
+            let found: Page<ApiKeyView> = either!(b, |ctx| api_keys::list_keys(&ctx, q), |r| r
+                .list("/api-keys", &q));
+            let items = found.items;
             let rows = items
                 .iter()
                 .map(|k| {
@@ -518,7 +525,9 @@ pub async fn api_key(global: &Global, cmd: ApiKeyCmd) -> anyhow::Result<()> {
                     "replaced by",
                 ],
                 rows,
-            )
+            )?;
+            output::more(found.next.as_deref());
+            Ok(())
         }
         ApiKeyCmd::Rotate { id, expires_in } => {
             let req = RotateRequest { expires_in };

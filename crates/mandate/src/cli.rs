@@ -292,12 +292,27 @@ pub enum UserCmd {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Users by login, a page at a time.
     List {
         #[arg(long)]
         tenant: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
     },
     /// Disable a user: logins fail and their tokens stop introspecting as active.
     Disable { login: String },
+}
+
+/// Which page of a listing to print. When another page follows, the command says on standard
+/// error how to ask for it (`--after <cursor>`); standard output holds only this page.
+#[derive(Args, Debug, Clone)]
+pub struct PageArgs {
+    /// At most this many items (1-1000).
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+    /// Continue after this cursor, from the previous page's hint.
+    #[arg(long)]
+    pub after: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -351,15 +366,21 @@ pub enum AgentCmd {
         #[arg(long)]
         default_resource: Option<String>,
     },
-    List,
-    /// Disable an agent: it can no longer authenticate and its tokens become inactive.
-    Disable {
-        client_id: String,
+    /// Agents by client id, a page at a time.
+    List {
+        /// Only agents this tenant owns.
+        #[arg(long)]
+        tenant: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
     },
+    /// Disable an agent: it can no longer authenticate and its tokens become inactive.
+    Disable { client_id: String },
 }
 
 #[derive(Subcommand)]
 pub enum GrantCmd {
+    /// Grants, newest first, a page at a time.
     List {
         #[arg(long)]
         tenant: Option<String>,
@@ -372,6 +393,8 @@ pub enum GrantCmd {
         /// Include revoked grants.
         #[arg(long)]
         all: bool,
+        #[command(flatten)]
+        page: PageArgs,
     },
     /// Revoke a grant and every token issued under it.
     Revoke {
@@ -415,10 +438,13 @@ pub enum ApiKeyCmd {
         #[arg(long)]
         name: String,
     },
-    /// List a tenant's keys (never the key or its hash).
+    /// List keys, newest first, a page at a time (never the key or its hash).
     List {
+        /// Only this tenant's keys (an operator without it sees every tenant's).
         #[arg(long)]
-        tenant: String,
+        tenant: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
     },
     /// Rotate a key: prints its successor once; the old key keeps working for the overlap
     /// window (`api_keys.rotation_overlap_seconds`) or until its own expiry, if sooner.

@@ -29,6 +29,13 @@ pub fn print<T: Serialize>(
     Ok(())
 }
 
+/// Tells, on standard error, how to ask for the page after the one printed, if any.
+pub fn more(next: Option<&str>) {
+    if let Some(cursor) = next {
+        eprintln!("more follow: run again with --after {cursor}");
+    }
+}
+
 /// Prints a single created object.
 pub fn created<T: Serialize>(json: bool, item: &T, text: &str) -> anyhow::Result<()> {
     if json {

@@ -9,6 +9,7 @@
 
 use anyhow::{Context, bail};
 use mandate_core::admin::{ADMIN_SCOPE, resource_identifier};
+use mandate_server::admin::page::Page;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
@@ -69,6 +70,26 @@ impl Remote {
         self.send(self.http.get(self.url(path)).query(query)).await
     }
 
+    /// One page of a listing: `GET` with `query`, the body's items, and the `after` cursor of
+    /// the `Link: <...>; rel="next"` header when another page follows.
+    pub async fn list<Q: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &Q,
+    ) -> anyhow::Result<Page<T>> {
+        let (headers, text) = self
+            .exchange(self.http.get(self.url(path)).query(query))
+            .await?;
+        let items = serde_json::from_str(&text)
+            .context("the admin API's answer is not what was expected")?;
+        let next = headers
+            .get_all(reqwest::header::LINK)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(next_cursor);
+        Ok(Page { items, next })
+    }
+
     pub async fn post<B: Serialize, R: DeserializeOwned>(
         &self,
         path: &str,
@@ -90,6 +111,16 @@ impl Remote {
     }
 
     async fn send<R: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> anyhow::Result<R> {
+        let (_, text) = self.exchange(req).await?;
+        serde_json::from_str(&text).context("the admin API's answer is not what was expected")
+    }
+
+    /// Sends `req` with the bearer token (renewed once on a 401 when the CLI obtained it) and
+    /// yields a successful answer's headers and body; an error answer becomes its description.
+    async fn exchange(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> anyhow::Result<(reqwest::header::HeaderMap, String)> {
         let again = req.try_clone();
         let mut resp = req
             .bearer_auth(self.token())
@@ -111,6 +142,7 @@ impl Remote {
                 .context("calling the admin API")?;
         }
         let status = resp.status();
+        let headers = resp.headers().clone();
         let text = resp
             .text()
             .await
@@ -122,8 +154,24 @@ impl Remote {
                 .unwrap_or_else(|| text.chars().take(200).collect());
             bail!("{detail} (HTTP {})", status.as_u16());
         }
-        serde_json::from_str(&text).context("the admin API's answer is not what was expected")
+        Ok((headers, text))
     }
+}
+
+/// The `after` parameter of a `Link` header value's `rel="next"` target (RFC 8288), if any.
+fn next_cursor(link: &str) -> Option<String> {
+    link.split(',').find_map(|entry| {
+        let (target, params) = entry.trim().split_once(';')?;
+        let is_next = params
+            .split(';')
+            .any(|p| matches!(p.trim(), "rel=\"next\"" | "rel=next"));
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        let (_, query) = target.split_once('?')?;
+        let after = url::form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "after")
+            .map(|(_, v)| v.into_owned());
+        if is_next { after } else { None }
+    })
 }
 
 async fn client_credentials(
@@ -172,4 +220,18 @@ pub fn encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes())
         .collect::<String>()
         .replace('+', "%20")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_cursor;
+
+    #[test]
+    fn the_next_cursor_comes_from_the_rel_next_link_only() {
+        let link = "</admin/v1/grants?tenant_id=a&after=b2xk>; rel=\"prev\", \
+                    </admin/v1/grants?tenant_id=a&limit=5&after=bmV4dA>; rel=\"next\"";
+        assert_eq!(next_cursor(link).as_deref(), Some("bmV4dA"));
+        assert_eq!(next_cursor("</x?after=y>; rel=\"prev\""), None);
+        assert_eq!(next_cursor("garbage"), None);
+    }
 }

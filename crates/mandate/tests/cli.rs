@@ -501,6 +501,39 @@ async fn api_keys_are_created_listed_rotated_and_revoked() {
         assert!(!out.contains("sha256"), "a hash in the listing: {out}");
         assert!(out.contains(&id) && out.contains(&new_id), "{out}");
     }
+    // On the local database too: one page, and the cursor of the next on standard error.
+    let (ok, out, err) = mandate(
+        &data,
+        &[
+            "api-key", "list", "--tenant", "acme", "--limit", "1", "--json",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let cursor = err
+        .split("--after ")
+        .nth(1)
+        .expect("a hint")
+        .trim()
+        .to_owned();
+    let (ok, rest, err) = mandate(
+        &data,
+        &[
+            "api-key", "list", "--tenant", "acme", "--after", &cursor, "--json",
+        ],
+        None,
+    );
+    assert!(ok && !err.contains("--after"), "{err}");
+    let both = format!("{out}{rest}");
+    assert!(both.contains(&id) && both.contains(&new_id), "{both}");
     let list = json(&data, &["api-key", "list", "--tenant", "acme"]);
     let items = list.as_array().unwrap();
     assert_eq!(items.len(), 3);
@@ -602,6 +635,37 @@ async fn the_cli_administers_a_remote_server_through_the_admin_api() {
         "peter"
     );
     assert!(!elsewhere.exists(), "no local database was opened");
+
+    // One page at a time: the next page's cursor comes from the API's Link header.
+    let (ok, _, err) = remote(
+        &["user", "create", "samir", "--tenant", "initech"],
+        &operator,
+        Some("samir-password-1\n"),
+    );
+    assert!(ok, "{err}");
+    let page = |after: Option<&str>| {
+        let mut args = vec![
+            "user", "list", "--tenant", "initech", "--limit", "1", "--json",
+        ];
+        if let Some(cursor) = after {
+            args.extend(["--after", cursor]);
+        }
+        let (ok, out, err) = remote(&args, &operator, None);
+        assert!(ok, "{err}");
+        let items: Value = serde_json::from_str(&out).unwrap();
+        let next = err
+            .split("--after ")
+            .nth(1)
+            .map(|rest| rest.trim().to_owned());
+        (items, next)
+    };
+    let (first, next) = page(None);
+    assert_eq!(first.as_array().unwrap().len(), 1);
+    assert_eq!(first[0]["login"], "peter");
+    let next = next.expect("the hint names the next page's cursor");
+    let (second, after_last) = page(Some(&next));
+    assert_eq!(second[0]["login"], "samir");
+    assert_eq!(after_last, None, "no hint after the last page");
 
     // Give peter a tenant admin role remotely.
     let (ok, _, err) = remote(

@@ -826,10 +826,14 @@ async fn killing_one_of_three_nodes_under_load_loses_and_duplicates_nothing() {
     // No grant was lost or duplicated: one grant per person and scope set, one service grant.
     let store = mandate_store::connect(&cluster.url).await.unwrap();
     let grants = store
-        .grants(&mandate_store::GrantFilter {
-            include_revoked: true,
-            ..mandate_store::GrantFilter::default()
-        })
+        .grants(
+            &mandate_store::GrantFilter {
+                include_revoked: true,
+                ..mandate_store::GrantFilter::default()
+            },
+            None,
+            1000,
+        )
         .await
         .unwrap();
     let revoked: Vec<_> = grants.iter().filter(|g| g.revoked_at.is_some()).collect();

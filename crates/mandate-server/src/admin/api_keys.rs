@@ -8,18 +8,16 @@ use super::model::{
     ApiKeyQuery, ApiKeyView, CreatedApiKey, NewApiKey, RevokeRequest, Revoked, RotateRequest,
     RotatedApiKey,
 };
+use super::page::{self, Listed, Page};
 use crate::errors::{AdminError, ServerError};
 use crate::state::AppState;
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{OriginalUri, State};
 use axum::http::StatusCode;
 use mandate_core::api_key::{self, ApiKeyError, KeyId};
 use mandate_core::event::Action;
 use mandate_core::scope::ScopeSet;
-use mandate_store::ApiKeyRotation;
-
-/// Keys listed per store round trip.
-const PAGE: u32 = 200;
+use mandate_store::{ApiKeyCursor, ApiKeyRotation};
 
 fn key_error(e: ApiKeyError) -> ServerError {
     AdminError::Invalid(e.to_string()).into()
@@ -76,23 +74,37 @@ pub async fn create_key(ctx: &Ctx<'_>, new: NewApiKey) -> Result<CreatedApiKey, 
     })
 }
 
-pub async fn list_keys(ctx: &Ctx<'_>, tenant_id: &str) -> Result<Vec<ApiKeyView>, ServerError> {
-    if !ctx.authority.can_reach_tenant(tenant_id) {
-        return Ok(Vec::new());
+/// One page of the keys the caller can see, newest first: of one tenant, or (an operator
+/// naming none) of every tenant.
+pub async fn list_keys(ctx: &Ctx<'_>, q: ApiKeyQuery) -> Result<Page<ApiKeyView>, ServerError> {
+    let limit = page::limit(q.limit)?;
+    if let (Some(asked), Some(own)) = (&q.tenant_id, ctx.authority.tenant_filter())
+        && asked != own
+    {
+        return Ok(Page::empty());
     }
-    let mut items = Vec::new();
-    let mut after = None;
-    loop {
-        let page = ctx.store.api_keys(tenant_id, after.as_ref(), PAGE).await?;
-        let full = page.len() == PAGE as usize;
-        let Some(last) = page.last() else { break };
-        after = Some(last.cursor());
-        items.extend(page.into_iter().map(ApiKeyView::from));
-        if !full {
-            break;
+    let tenant = q.tenant_id.as_deref().or(ctx.authority.tenant_filter());
+    let after = match q.after.as_deref() {
+        Some(a) => {
+            let (created_at, id) = page::parse_time_cursor(a)?;
+            let id = KeyId::parse(&id).ok_or_else(page::bad_cursor)?;
+            Some(ApiKeyCursor { created_at, id })
         }
-    }
-    Ok(items)
+        None => None,
+    };
+    let rows = ctx
+        .store
+        .api_keys(tenant, after.as_ref(), page::fetch_limit(limit))
+        .await?;
+    let mut page = Page::from_rows(
+        rows,
+        limit,
+        |k| page::time_cursor(k.record.created_at, k.record.id.as_str()),
+        ApiKeyView::from,
+    );
+    page.items
+        .retain(|k| ctx.authority.can_reach_tenant(&k.tenant_id));
+    Ok(page)
 }
 
 /// The key with this id, within the caller's tenant for a tenant admin.
@@ -188,21 +200,18 @@ pub async fn revoke_key(
     })
 }
 
-/// A tenant's API keys, newest first (never the keys themselves).
+/// API keys, newest first, a page at a time (never the keys themselves).
 #[utoipa::path(get, path = "/api-keys", tag = "api-keys", params(ApiKeyQuery),
-    responses((status = 200, body = Vec<ApiKeyView>), super::Failures))]
+    responses((status = 200, body = Vec<ApiKeyView>, headers(("Link" = String,
+        description = "`<...>; rel=\"next\"` when another page follows"))), super::Failures))]
 pub async fn api_keys_get(
     State(app): State<AppState>,
     admin: Admin,
+    uri: OriginalUri,
     Query(q): Query<ApiKeyQuery>,
-) -> Result<Json<Vec<ApiKeyView>>, ServerError> {
-    let Some(tenant) = q
-        .tenant_id
-        .or_else(|| admin.authority.tenant_filter().map(str::to_owned))
-    else {
-        return Err(AdminError::Invalid("tenant_id is required".into()).into());
-    };
-    Ok(Json(list_keys(&admin.ctx(&app), &tenant).await?))
+) -> Result<Listed<ApiKeyView>, ServerError> {
+    let page = list_keys(&admin.ctx(&app), q).await?;
+    Ok(Listed { page, uri: uri.0 })
 }
 
 /// Create a key; the answer holds it once (only its hash is stored).

@@ -8,9 +8,10 @@
 use super::auth::{Admin, Body, Path, Query};
 use super::context::{Ctx, apply_error, not_found};
 use super::model::{
-    AgentKind, AgentView, CreatedAgent, CreatedResource, NewAgent, NewResource, NewScope,
-    NewTenant, NewUser, ResourceView, ScopeView, TenantView, UserQuery, UserView,
+    AgentKind, AgentQuery, AgentView, CreatedAgent, CreatedResource, NewAgent, NewResource,
+    NewScope, NewTenant, NewUser, ResourceView, ScopeView, TenantView, UserQuery, UserView,
 };
+use super::page::{self, Listed, Page};
 use crate::apply;
 use crate::config::{
     AgentConfig, Config, ResourceConfig, ScopeConfig, Secret, TenantConfig, UserConfig,
@@ -18,7 +19,7 @@ use crate::config::{
 use crate::errors::{AdminError, ServerError};
 use crate::state::AppState;
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{OriginalUri, State};
 use axum::http::StatusCode;
 use mandate_core::admin::Principal;
 use mandate_core::event::Action;
@@ -115,20 +116,36 @@ pub async fn reachable_tenant(ctx: &Ctx<'_>, id: &str) -> Result<TenantView, Ser
 
 // ---- users ----
 
-pub async fn list_users(ctx: &Ctx<'_>, q: UserQuery) -> Result<Vec<UserView>, ServerError> {
+/// One page of the users the caller can see, by login, optionally of one tenant; with
+/// `login`, that user alone.
+pub async fn list_users(ctx: &Ctx<'_>, q: UserQuery) -> Result<Page<UserView>, ServerError> {
+    let limit = page::limit(q.limit)?;
     if let (Some(asked), Some(own)) = (&q.tenant_id, ctx.authority.tenant_filter())
         && asked != own
     {
-        return Ok(Vec::new());
+        return Ok(Page::empty());
     }
     let tenant = q.tenant_id.as_deref().or(ctx.authority.tenant_filter());
-    let users = ctx.store.users(tenant).await?;
-    Ok(users
-        .into_iter()
-        .filter(|u| q.login.as_ref().is_none_or(|l| *l == u.login))
-        .filter(|u| ctx.authority.can_reach_tenant(&u.tenant_id))
-        .map(Into::into)
-        .collect())
+    if let Some(login) = &q.login {
+        let found = ctx.store.user_by_login(login).await?;
+        let items = found
+            .filter(|u| tenant.is_none_or(|t| u.tenant_id == t))
+            .filter(|u| ctx.authority.can_reach_tenant(&u.tenant_id))
+            .map(Into::into);
+        return Ok(Page {
+            items: items.into_iter().collect(),
+            next: None,
+        });
+    }
+    let after = q.after.as_deref().map(page::parse_key_cursor).transpose()?;
+    let rows = ctx
+        .store
+        .users(tenant, after.as_deref(), page::fetch_limit(limit))
+        .await?;
+    let mut page = Page::from_rows(rows, limit, |u| page::key_cursor(&u.login), UserView::from);
+    page.items
+        .retain(|u| ctx.authority.can_reach_tenant(&u.tenant_id));
+    Ok(page)
 }
 
 /// The user with this id, if the caller may see them.
@@ -204,15 +221,19 @@ pub async fn disable_user(ctx: &Ctx<'_>, id: &str) -> Result<UserView, ServerErr
     Ok(u.into())
 }
 
-/// Users the caller can see, optionally by tenant or login.
+/// Users the caller can see, by login, a page at a time; optionally of one tenant, or the
+/// one with a login.
 #[utoipa::path(get, path = "/users", tag = "users", params(UserQuery),
-    responses((status = 200, body = Vec<UserView>), super::Failures))]
+    responses((status = 200, body = Vec<UserView>, headers(("Link" = String,
+        description = "`<...>; rel=\"next\"` when another page follows"))), super::Failures))]
 pub async fn users_get(
     State(app): State<AppState>,
     admin: Admin,
+    uri: OriginalUri,
     Query(q): Query<UserQuery>,
-) -> Answer<Vec<UserView>> {
-    Ok(Json(list_users(&admin.ctx(&app), q).await?))
+) -> Result<Listed<UserView>, ServerError> {
+    let page = list_users(&admin.ctx(&app), q).await?;
+    Ok(Listed { page, uri: uri.0 })
 }
 
 /// Create a user with a password (a tenant admin: in their tenant).
@@ -253,13 +274,30 @@ pub async fn user_disable_post(
 
 // ---- agents ----
 
-pub async fn list_agents(ctx: &Ctx<'_>) -> Result<Vec<AgentView>, ServerError> {
-    let agents = ctx.store.agents().await?;
-    Ok(agents
-        .into_iter()
-        .filter(|a| ctx.authority.reach_agent(a.tenant_id.as_deref()).is_ok())
-        .map(Into::into)
-        .collect())
+/// One page of the agents the caller can see, by client id (a tenant admin: those their
+/// tenant owns).
+pub async fn list_agents(ctx: &Ctx<'_>, q: AgentQuery) -> Result<Page<AgentView>, ServerError> {
+    let limit = page::limit(q.limit)?;
+    if let (Some(asked), Some(own)) = (&q.tenant_id, ctx.authority.tenant_filter())
+        && asked != own
+    {
+        return Ok(Page::empty());
+    }
+    let tenant = q.tenant_id.as_deref().or(ctx.authority.tenant_filter());
+    let after = q.after.as_deref().map(page::parse_key_cursor).transpose()?;
+    let rows = ctx
+        .store
+        .agents(tenant, after.as_deref(), page::fetch_limit(limit))
+        .await?;
+    let mut page = Page::from_rows(
+        rows,
+        limit,
+        |a| page::key_cursor(&a.client_id),
+        AgentView::from,
+    );
+    page.items
+        .retain(|a| ctx.authority.reach_agent(a.tenant_id.as_deref()).is_ok());
+    Ok(page)
 }
 
 pub async fn reachable_agent(
@@ -335,11 +373,19 @@ pub async fn disable_agent(ctx: &Ctx<'_>, client_id: &str) -> Result<AgentView, 
     Ok(a.into())
 }
 
-/// Agents the caller can see (a tenant admin: those their tenant owns).
-#[utoipa::path(get, path = "/agents", tag = "agents",
-    responses((status = 200, body = Vec<AgentView>), super::Failures))]
-pub async fn agents_get(State(app): State<AppState>, admin: Admin) -> Answer<Vec<AgentView>> {
-    Ok(Json(list_agents(&admin.ctx(&app)).await?))
+/// Agents the caller can see (a tenant admin: those their tenant owns), by client id, a page
+/// at a time.
+#[utoipa::path(get, path = "/agents", tag = "agents", params(AgentQuery),
+    responses((status = 200, body = Vec<AgentView>, headers(("Link" = String,
+        description = "`<...>; rel=\"next\"` when another page follows"))), super::Failures))]
+pub async fn agents_get(
+    State(app): State<AppState>,
+    admin: Admin,
+    uri: OriginalUri,
+    Query(q): Query<AgentQuery>,
+) -> Result<Listed<AgentView>, ServerError> {
+    let page = list_agents(&admin.ctx(&app), q).await?;
+    Ok(Listed { page, uri: uri.0 })
 }
 
 /// Register an agent; a confidential agent's secret is in the answer, once.

@@ -8,13 +8,15 @@ use super::directory::{protect_operator, reachable_user};
 use super::model::{
     BulkRevocationRequest, BulkRevocationResult, GrantQuery, GrantView, RevokeRequest, Revoked,
 };
+use super::page::{self, Listed, Page};
 use crate::errors::{AdminError, ServerError};
 use crate::state::AppState;
 use axum::Json;
+use axum::extract::OriginalUri;
 use axum::extract::State;
 use mandate_core::admin::Principal;
 use mandate_core::event::Action;
-use mandate_store::{BulkTarget, GrantFilter};
+use mandate_store::{BulkTarget, GrantCursor, GrantFilter};
 
 const DEFAULT_REASON: &str = "revoked by administrator";
 /// Longest reason kept; it is shown to administrators and written to the audit log.
@@ -35,12 +37,21 @@ pub(super) fn reason(given: Option<String>) -> Result<String, ServerError> {
     }
 }
 
-pub async fn list_grants(ctx: &Ctx<'_>, q: GrantQuery) -> Result<Vec<GrantView>, ServerError> {
+/// One page of the grants the caller can see, newest first.
+pub async fn list_grants(ctx: &Ctx<'_>, q: GrantQuery) -> Result<Page<GrantView>, ServerError> {
+    let limit = page::limit(q.limit)?;
     if let (Some(asked), Some(own)) = (&q.tenant_id, ctx.authority.tenant_filter())
         && asked != own
     {
-        return Ok(Vec::new());
+        return Ok(Page::empty());
     }
+    let after = match q.after.as_deref() {
+        Some(a) => {
+            let (created_at, id) = page::parse_time_cursor(a)?;
+            Some(GrantCursor { created_at, id })
+        }
+        None => None,
+    };
     let filter = GrantFilter {
         tenant_id: q
             .tenant_id
@@ -49,12 +60,19 @@ pub async fn list_grants(ctx: &Ctx<'_>, q: GrantQuery) -> Result<Vec<GrantView>,
         client_id: q.client_id,
         include_revoked: q.include_revoked,
     };
-    let grants = ctx.store.grants(&filter).await?;
-    Ok(grants
-        .into_iter()
-        .filter(|g| ctx.authority.can_reach_tenant(&g.tenant_id))
-        .map(Into::into)
-        .collect())
+    let rows = ctx
+        .store
+        .grants(&filter, after.as_ref(), page::fetch_limit(limit))
+        .await?;
+    let mut page = Page::from_rows(
+        rows,
+        limit,
+        |g| page::time_cursor(g.created_at, &g.id),
+        GrantView::from,
+    );
+    page.items
+        .retain(|g| ctx.authority.can_reach_tenant(&g.tenant_id));
+    Ok(page)
 }
 
 /// The grant with this id, if it is in a tenant the caller may see.
@@ -199,15 +217,18 @@ pub async fn revoke_in_bulk(
     })
 }
 
-/// Grants the caller can see, newest first.
+/// Grants the caller can see, newest first, a page at a time.
 #[utoipa::path(get, path = "/grants", tag = "grants", params(GrantQuery),
-    responses((status = 200, body = Vec<GrantView>), super::Failures))]
+    responses((status = 200, body = Vec<GrantView>, headers(("Link" = String,
+        description = "`<...>; rel=\"next\"` when another page follows"))), super::Failures))]
 pub async fn grants_get(
     State(app): State<AppState>,
     admin: Admin,
+    uri: OriginalUri,
     Query(q): Query<GrantQuery>,
-) -> Result<Json<Vec<GrantView>>, ServerError> {
-    Ok(Json(list_grants(&admin.ctx(&app), q).await?))
+) -> Result<Listed<GrantView>, ServerError> {
+    let page = list_grants(&admin.ctx(&app), q).await?;
+    Ok(Listed { page, uri: uri.0 })
 }
 
 /// One grant.

@@ -30,6 +30,7 @@ pub mod context;
 pub mod directory;
 pub mod grants;
 pub mod model;
+pub mod page;
 pub mod roles;
 pub mod signing_keys;
 

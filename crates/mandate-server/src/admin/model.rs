@@ -95,13 +95,30 @@ pub struct NewUser {
     pub password: String,
 }
 
-#[derive(Debug, Default, Deserialize, IntoParams)]
+#[derive(Debug, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AgentQuery {
+    /// Only agents this tenant owns (a tenant admin sees only their tenant's anyway).
+    pub tenant_id: Option<String>,
+    /// At most this many items (1-1000, default 100).
+    pub limit: Option<u32>,
+    /// Continue after this cursor: the `after` of the previous page's `Link: <...>;
+    /// rel="next"` header.
+    pub after: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct UserQuery {
     /// Only users of this tenant.
     pub tenant_id: Option<String>,
     /// Only the user with this login.
     pub login: Option<String>,
+    /// At most this many items (1-1000, default 100).
+    pub limit: Option<u32>,
+    /// Continue after this cursor: the `after` of the previous page's `Link: <...>;
+    /// rel="next"` header.
+    pub after: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -293,7 +310,7 @@ impl From<Grant> for GrantView {
     }
 }
 
-#[derive(Debug, Default, Deserialize, IntoParams)]
+#[derive(Debug, Default, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct GrantQuery {
     pub tenant_id: Option<String>,
@@ -302,6 +319,11 @@ pub struct GrantQuery {
     /// Include revoked grants.
     #[serde(default)]
     pub include_revoked: bool,
+    /// At most this many items (1-1000, default 100).
+    pub limit: Option<u32>,
+    /// Continue after this cursor: the `after` of the previous page's `Link: <...>;
+    /// rel="next"` header.
+    pub after: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
@@ -391,11 +413,17 @@ impl From<ApiKeyRecord> for ApiKeyView {
     }
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Default, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ApiKeyQuery {
-    /// The tenant whose keys to list (a tenant admin's own tenant by default).
+    /// The tenant whose keys to list (a tenant admin's own tenant; every tenant's for an
+    /// operator who names none).
     pub tenant_id: Option<String>,
+    /// At most this many items (1-1000, default 100).
+    pub limit: Option<u32>,
+    /// Continue after this cursor: the `after` of the previous page's `Link: <...>;
+    /// rel="next"` header.
+    pub after: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

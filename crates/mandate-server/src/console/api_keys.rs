@@ -7,14 +7,14 @@
 //! cookie or a log line, and the page is `no-store`, so reloading the list never shows it.
 //! Sending the form again creates another key rather than showing this one.
 
-use super::directory::{tenant_choice, tenant_param};
-use super::pages::{ApiKeysPage, KeyRow, Lifetime, NewKeyPage, UserOption, when};
+use super::directory::{find_user, logins, tenant_choice, tenant_param};
+use super::pages::{ApiKeysPage, KeyRow, Lifetime, NewKeyPage, when};
 use super::session::{Console, ConsoleForm};
-use super::{Answer, ConsoleError, Query, filled, page_url};
+use super::{Answer, ConsoleError, Query, filled, next_address, page_url};
 use crate::admin::api_keys;
 use crate::admin::context::Ctx;
 use crate::admin::directory;
-use crate::admin::model::{ApiKeyView, NewApiKey, RevokeRequest, RotateRequest, UserQuery};
+use crate::admin::model::{ApiKeyQuery, ApiKeyView, NewApiKey, RevokeRequest, RotateRequest};
 use crate::errors::ServerError;
 use crate::pages::render;
 use crate::state::AppState;
@@ -72,6 +72,8 @@ fn row(k: ApiKeyView, now: i64, logins: &HashMap<String, String>) -> KeyRow {
 pub struct KeysQuery {
     tenant: Option<String>,
     done: Option<String>,
+    /// The cursor of the page to show (from the previous page's "Next" link).
+    after: Option<String>,
 }
 
 pub async fn api_keys_get(
@@ -81,19 +83,24 @@ pub async fn api_keys_get(
 ) -> Answer {
     let ctx = console.ctx(&app);
     let tenant_id = tenant_param(&ctx, q.tenant.as_deref()).await?;
-    let tenants = directory::list_tenants(&ctx).await?;
-    let users = directory::list_users(&ctx, UserQuery::default()).await?;
-    let logins: HashMap<String, String> = users
-        .iter()
-        .map(|u| (u.id.clone(), u.login.clone()))
-        .collect();
-    let mut keys = Vec::new();
-    for t in tenants
-        .iter()
-        .filter(|t| tenant_id.as_ref().is_none_or(|id| *id == t.id))
-    {
-        keys.extend(api_keys::list_keys(&ctx, &t.id).await?);
-    }
+    let found = api_keys::list_keys(
+        &ctx,
+        ApiKeyQuery {
+            tenant_id: tenant_id.clone(),
+            after: filled(q.after.as_deref()).map(str::to_owned),
+            ..ApiKeyQuery::default()
+        },
+    )
+    .await?;
+    let logins = logins(
+        &ctx,
+        found.items.iter().filter_map(|k| k.user_id.as_deref()),
+    )
+    .await?;
+    let tenant = tenant_id.clone().unwrap_or_default();
+    let next = found
+        .next
+        .map(|after| next_address("api-keys", &[("tenant", &tenant)], &after));
     let now = ctx.now.unix();
     let notice = match q.done.as_deref() {
         Some("key-revoked") => Some("API key revoked. Tokens obtained with it stop working now."),
@@ -103,21 +110,19 @@ pub async fn api_keys_get(
     let page = ApiKeysPage {
         notice,
         tenant: tenant_choice(&ctx, tenant_id.as_deref()).await?,
-        users: users
-            .iter()
-            .map(|u| UserOption {
-                id: u.id.clone(),
-                label: format!("{} ({}, {})", u.display_name, u.login, u.tenant_id),
-            })
-            .collect(),
         scopes: crate::admin::directory::list_scopes(&ctx)
             .await?
             .into_iter()
             .map(|s| s.name)
             .collect(),
         lifetimes: lifetimes(&ctx),
-        keys: keys.into_iter().map(|k| row(k, now, &logins)).collect(),
-        create_tenants: tenants,
+        keys: found
+            .items
+            .into_iter()
+            .map(|k| row(k, now, &logins))
+            .collect(),
+        next,
+        create_tenants: directory::list_tenants(&ctx).await?,
         nav: console.nav(&ctx, "api-keys").await?,
     };
     Ok((console.jar, render(StatusCode::OK, &page)).into_response())
@@ -135,20 +140,24 @@ fn lifetime(submitted: &ConsoleForm) -> Result<u64, ConsoleError> {
     })
 }
 
-/// `POST create-key`: `tenant_id`, `user_id` (empty: a tenant-level key), `name`, `scope`
-/// (repeated), `expires_in` (seconds).
+/// `POST create-key`: `tenant_id`, `user` (a login or user id; empty: a tenant-level key),
+/// `name`, `scope` (repeated), `expires_in` (seconds).
 pub async fn create_key_post(State(app): State<AppState>, submitted: ConsoleForm) -> Answer {
     let ctx = submitted.ctx(&app);
     let form = &submitted.form;
+    let user_id = match filled(form.get("user")) {
+        Some(u) => Some(find_user(&ctx, u).await?.id),
+        None => None,
+    };
     let new = NewApiKey {
         tenant_id: form.single("tenant_id")?.to_owned(),
-        user_id: filled(form.get("user_id")).map(str::to_owned),
+        user_id,
         name: form.single("name")?.to_owned(),
         scopes: form.all("scope").map(str::to_owned).collect(),
         expires_in: lifetime(&submitted)?,
     };
     let created = api_keys::create_key(&ctx, new).await?;
-    let logins = super::directory::logins(&ctx).await?;
+    let logins = logins(&ctx, created.api_key.user_id.as_deref()).await?;
     let page = NewKeyPage {
         heading: "API key created",
         key: created.key,
@@ -165,7 +174,7 @@ pub async fn rotate_key_post(State(app): State<AppState>, submitted: ConsoleForm
     let id = submitted.form.single("key_id")?;
     let expires_in = lifetime(&submitted)?;
     let rotated = api_keys::rotate_key(&ctx, id, RotateRequest { expires_in }).await?;
-    let logins = super::directory::logins(&ctx).await?;
+    let logins = logins(&ctx, rotated.api_key.user_id.as_deref()).await?;
     let page = NewKeyPage {
         heading: "API key rotated",
         key: rotated.key,

@@ -7,7 +7,7 @@
 use super::directory::{find_user, logins, tenant_choice, tenant_param};
 use super::pages::{AlertRow, AlertsPage, AuditFilters, AuditPage, EventRow};
 use super::session::Console;
-use super::{Answer, ConsoleError, Query, filled};
+use super::{Answer, ConsoleError, Query, address, filled};
 use crate::admin::audit::search_events;
 use crate::admin::grants::reachable_grant;
 use crate::admin::model::{EventPage, EventQuery};
@@ -77,19 +77,10 @@ fn before(v: Option<&str>) -> Result<Option<i64>, ConsoleError> {
 
 /// The address of a page of `path` with these filter pairs (empty ones left out).
 fn page_address(path: &str, pairs: &[(&str, &str)], before: Option<i64>) -> String {
-    let mut query = form_urlencoded::Serializer::new(String::new());
-    for (k, v) in pairs.iter().filter(|(_, v)| !v.is_empty()) {
-        query.append_pair(k, v);
-    }
-    if let Some(seq) = before {
-        query.append_pair("before", &seq.to_string());
-    }
-    let query = query.finish();
-    if query.is_empty() {
-        path.to_owned()
-    } else {
-        format!("{path}?{query}")
-    }
+    let before = before.map(|seq| seq.to_string()).unwrap_or_default();
+    let mut all = pairs.to_vec();
+    all.push(("before", &before));
+    address(path, &all)
 }
 
 /// The "older" and "newest" links of a page of results.
@@ -155,7 +146,7 @@ pub async fn audit_get(
         ("until", until.as_str()),
     ];
     let (older, newest) = paging("audit", &pairs, &found, before);
-    let logins = logins(&ctx).await?;
+    let logins = logins(&ctx, found.events.iter().flat_map(EventRow::people)).await?;
     let page = AuditPage {
         filters: AuditFilters {
             tenant: tenant_choice(&ctx, tenant_id.as_deref()).await?,

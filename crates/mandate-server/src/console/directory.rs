@@ -7,17 +7,22 @@ use super::pages::{
     AgentRow, AgentsPage, AlertRow, EventRow, OverviewPage, TenantChoice, TenantsPage, UsersPage,
 };
 use super::session::Console;
-use super::{Answer, ConsoleError, Query, not_found};
+use super::{Answer, ConsoleError, Query, filled, next_address, not_found};
 use crate::admin::context::Ctx;
-use crate::admin::model::{EventQuery, GrantQuery, TenantView, UserQuery, UserView};
-use crate::admin::{api_keys, audit as admin_audit, directory, grants};
+use crate::admin::model::{AgentQuery, EventQuery, TenantView, UserQuery, UserView};
+use crate::admin::{audit as admin_audit, directory};
 use crate::pages::render;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use mandate_core::event::Action;
+use mandate_store::GrantFilter;
 use std::collections::HashMap;
+
+/// The overview counts users, grants and keys this far and no further ("10,000+"): a count
+/// reads index entries, and a database of millions must not read them all for one page.
+const COUNT_CAP: u32 = 10_000;
 
 /// How many recent alerts and events the overview shows.
 const RECENT_ALERTS: u32 = 5;
@@ -57,11 +62,12 @@ pub async fn tenant_choice(
 /// The person a filter names, by login or by id; "not found" when the caller cannot see them.
 pub async fn find_user(ctx: &Ctx<'_>, login_or_id: &str) -> Result<UserView, ConsoleError> {
     let by_login = UserQuery {
-        tenant_id: None,
         login: Some(login_or_id.to_owned()),
+        ..UserQuery::default()
     };
     if let Some(u) = directory::list_users(ctx, by_login)
         .await?
+        .items
         .into_iter()
         .next()
     {
@@ -73,26 +79,59 @@ pub async fn find_user(ctx: &Ctx<'_>, login_or_id: &str) -> Result<UserView, Con
     }
 }
 
-/// Logins by user id, for every person the caller can see.
-pub async fn logins(ctx: &Ctx<'_>) -> Result<HashMap<String, String>, ConsoleError> {
-    let users = directory::list_users(ctx, UserQuery::default()).await?;
-    Ok(users.into_iter().map(|u| (u.id, u.login)).collect())
+/// Logins by user id for these people (those the caller can see): what one page shows
+/// beside grants, keys or events, read in one query however many users there are.
+pub async fn logins<'a>(
+    ctx: &Ctx<'_>,
+    ids: impl IntoIterator<Item = &'a str>,
+) -> Result<HashMap<String, String>, ConsoleError> {
+    let mut ids: Vec<String> = ids.into_iter().map(str::to_owned).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let users = ctx.store.users_by_ids(&ids).await?;
+    Ok(users
+        .into_iter()
+        .filter(|u| ctx.authority.can_reach_tenant(&u.tenant_id))
+        .map(|u| (u.id, u.login))
+        .collect())
+}
+
+/// A count as the overview shows it: exact up to [`COUNT_CAP`], "10,000+" past it.
+fn shown(count: u32) -> String {
+    if count >= COUNT_CAP {
+        format!("{}+", thousands(COUNT_CAP))
+    } else {
+        thousands(count)
+    }
+}
+
+fn thousands(n: u32) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 pub async fn overview_get(State(app): State<AppState>, console: Console) -> Answer {
     let ctx = console.ctx(&app);
+    let tenant = ctx.authority.tenant_filter();
     let tenants = directory::list_tenants(&ctx).await?;
-    let users = directory::list_users(&ctx, UserQuery::default()).await?;
-    let agents = directory::list_agents(&ctx).await?;
-    let active_grants = grants::list_grants(&ctx, GrantQuery::default()).await?;
-    let mut live_keys = 0;
-    for t in &tenants {
-        let keys = api_keys::list_keys(&ctx, &t.id).await?;
-        live_keys += keys
-            .iter()
-            .filter(|k| k.revoked_at.is_none() && k.expires_at > ctx.now.unix())
-            .count();
-    }
+    let store = ctx.store;
+    let agents = store.count_agents(tenant, COUNT_CAP).await?;
+    let users = store.count_users(tenant, COUNT_CAP).await?;
+    let active = GrantFilter {
+        tenant_id: tenant.map(str::to_owned),
+        ..GrantFilter::default()
+    };
+    let grants = store.count_grants(&active, COUNT_CAP).await?;
+    let keys = store
+        .count_live_api_keys(tenant, ctx.now, COUNT_CAP)
+        .await?;
     let recent = |action: Option<Action>, limit: u32| EventQuery {
         action: action.map(|a| a.as_str().to_owned()),
         order: Some("desc".into()),
@@ -106,18 +145,15 @@ pub async fn overview_get(State(app): State<AppState>, console: Console) -> Answ
     let events = admin_audit::search_events(&ctx, recent(None, RECENT_EVENTS))
         .await?
         .events;
-    let logins: HashMap<String, String> = users
-        .iter()
-        .map(|u| (u.id.clone(), u.login.clone()))
-        .collect();
+    let logins = logins(&ctx, events.iter().flat_map(EventRow::people)).await?;
     let page = OverviewPage {
         nav: console.nav(&ctx, "overview").await?,
         counts: vec![
-            ("Tenants", tenants.len(), "tenants"),
-            ("Users", users.len(), "users"),
-            ("Agents", agents.len(), "agents"),
-            ("Active grants", active_grants.len(), "grants"),
-            ("Live API keys", live_keys, "api-keys"),
+            ("Tenants", thousands(tenants.len() as u32), "tenants"),
+            ("Users", shown(users), "users"),
+            ("Agents", shown(agents), "agents"),
+            ("Active grants", shown(grants), "grants"),
+            ("Live API keys", shown(keys), "api-keys"),
         ],
         alerts: alerts.into_iter().map(AlertRow::new).collect(),
         events: events
@@ -138,42 +174,67 @@ pub async fn tenants_get(State(app): State<AppState>, console: Console) -> Answe
 }
 
 #[derive(serde::Deserialize)]
-pub struct TenantQuery {
+pub struct UsersQuery {
     tenant: Option<String>,
+    /// The cursor of the page to show (from the previous page's "Next" link).
+    after: Option<String>,
 }
 
 pub async fn users_get(
     State(app): State<AppState>,
     console: Console,
-    Query(q): Query<TenantQuery>,
+    Query(q): Query<UsersQuery>,
 ) -> Answer {
     let ctx = console.ctx(&app);
     let tenant_id = tenant_param(&ctx, q.tenant.as_deref()).await?;
-    let users = directory::list_users(
+    let found = directory::list_users(
         &ctx,
         UserQuery {
             tenant_id: tenant_id.clone(),
-            login: None,
+            after: filled(q.after.as_deref()).map(str::to_owned),
+            ..UserQuery::default()
         },
     )
     .await?;
+    let tenant = tenant_id.clone().unwrap_or_default();
     let page = UsersPage {
         tenant: tenant_choice(&ctx, tenant_id.as_deref()).await?,
-        users,
+        users: found.items,
+        next: found
+            .next
+            .map(|after| next_address("users", &[("tenant", &tenant)], &after)),
         nav: console.nav(&ctx, "users").await?,
     };
     Ok((console.jar, render(StatusCode::OK, &page)).into_response())
 }
 
-pub async fn agents_get(State(app): State<AppState>, console: Console) -> Answer {
+#[derive(serde::Deserialize)]
+pub struct AgentsQuery {
+    /// The cursor of the page to show (from the previous page's "Next" link).
+    after: Option<String>,
+}
+
+pub async fn agents_get(
+    State(app): State<AppState>,
+    console: Console,
+    Query(q): Query<AgentsQuery>,
+) -> Answer {
     let ctx = console.ctx(&app);
     let names: HashMap<String, String> = directory::list_tenants(&ctx)
         .await?
         .into_iter()
         .map(|t| (t.id, t.name))
         .collect();
-    let agents = directory::list_agents(&ctx)
-        .await?
+    let found = directory::list_agents(
+        &ctx,
+        AgentQuery {
+            after: filled(q.after.as_deref()).map(str::to_owned),
+            ..AgentQuery::default()
+        },
+    )
+    .await?;
+    let agents = found
+        .items
         .into_iter()
         .map(|agent| AgentRow {
             owner: agent
@@ -185,7 +246,21 @@ pub async fn agents_get(State(app): State<AppState>, console: Console) -> Answer
         .collect();
     let page = AgentsPage {
         agents,
+        next: found.next.map(|after| next_address("agents", &[], &after)),
         nav: console.nav(&ctx, "agents").await?,
     };
     Ok((console.jar, render(StatusCode::OK, &page)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_grouped_and_stop_at_the_cap() {
+        assert_eq!(thousands(7), "7");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(shown(9_999), "9,999");
+        assert_eq!(shown(COUNT_CAP), "10,000+");
+    }
 }

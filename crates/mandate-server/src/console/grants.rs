@@ -6,7 +6,7 @@
 use super::directory::{find_user, logins, tenant_choice, tenant_param};
 use super::pages::{GrantRow, GrantsPage, when};
 use super::session::{Console, ConsoleForm};
-use super::{Answer, Query, filled, page_url};
+use super::{Answer, Query, filled, next_address, page_url};
 use crate::admin::grants;
 use crate::admin::model::{GrantQuery, GrantView, RevokeRequest};
 use crate::pages::render;
@@ -27,6 +27,8 @@ pub struct GrantsQuery {
     revoked: Option<String>,
     /// What the last form did, to say so once.
     done: Option<String>,
+    /// The cursor of the page to show (from the previous page's "Next" link).
+    after: Option<String>,
 }
 
 fn row(g: GrantView, logins: &HashMap<String, String>) -> GrantRow {
@@ -65,10 +67,29 @@ pub async fn grants_get(
             user_id,
             client_id: agent.clone(),
             include_revoked,
+            after: filled(q.after.as_deref()).map(str::to_owned),
+            ..GrantQuery::default()
         },
     )
     .await?;
-    let logins = logins(&ctx).await?;
+    let logins = logins(
+        &ctx,
+        found.items.iter().filter_map(|g| g.user_id.as_deref()),
+    )
+    .await?;
+    let tenant = tenant_id.clone().unwrap_or_default();
+    let user = q.user.unwrap_or_default();
+    let agent = agent.unwrap_or_default();
+    let revoked = if include_revoked { "on" } else { "" };
+    let filters = [
+        ("tenant", tenant.as_str()),
+        ("user", user.as_str()),
+        ("agent", agent.as_str()),
+        ("revoked", revoked),
+    ];
+    let next = found
+        .next
+        .map(|after| next_address("grants", &filters, &after));
     let notice = match q.done.as_deref() {
         Some("revoked") => Some("Grant revoked. Its tokens stop working now."),
         Some("already") => Some("That grant was already revoked."),
@@ -77,10 +98,11 @@ pub async fn grants_get(
     let page = GrantsPage {
         notice,
         tenant: tenant_choice(&ctx, tenant_id.as_deref()).await?,
-        user: q.user.unwrap_or_default(),
-        agent: agent.unwrap_or_default(),
+        user,
+        agent,
         include_revoked,
-        grants: found.into_iter().map(|g| row(g, &logins)).collect(),
+        grants: found.items.into_iter().map(|g| row(g, &logins)).collect(),
+        next,
         nav: console.nav(&ctx, "grants").await?,
     };
     Ok((console.jar, render(StatusCode::OK, &page)).into_response())

@@ -76,6 +76,27 @@ pub fn page_url(app: &AppState, page: &str) -> String {
     format!("{}{CONSOLE_PATH}/{page}", app.settings.issuer_path)
 }
 
+/// The address of `path` with these query pairs (empty ones left out).
+pub fn address(path: &str, pairs: &[(&str, &str)]) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs.iter().filter(|(_, v)| !v.is_empty()) {
+        query.append_pair(k, v);
+    }
+    let query = query.finish();
+    if query.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{query}")
+    }
+}
+
+/// The "Next page" address of a listing: `path` with its filters and the cursor `after`.
+pub fn next_address(path: &str, pairs: &[(&str, &str)], after: &str) -> String {
+    let mut all = pairs.to_vec();
+    all.push(("after", after));
+    address(path, &all)
+}
+
 /// A submitted field with its surrounding blanks removed; `None` when nothing is left.
 pub fn filled(value: Option<&str>) -> Option<&str> {
     value.map(str::trim).filter(|v| !v.is_empty())

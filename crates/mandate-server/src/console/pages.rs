@@ -93,8 +93,8 @@ pub struct TenantChoice {
 #[template(path = "console/overview.html")]
 pub struct OverviewPage {
     pub nav: Nav,
-    /// (label, number, page)
-    pub counts: Vec<(&'static str, usize, &'static str)>,
+    /// (label, number as shown, page)
+    pub counts: Vec<(&'static str, String, &'static str)>,
     pub alerts: Vec<AlertRow>,
     pub events: Vec<EventRow>,
 }
@@ -112,6 +112,8 @@ pub struct UsersPage {
     pub nav: Nav,
     pub tenant: Option<TenantChoice>,
     pub users: Vec<UserView>,
+    /// The address of the next page, when one follows.
+    pub next: Option<String>,
 }
 
 pub struct AgentRow {
@@ -125,6 +127,8 @@ pub struct AgentRow {
 pub struct AgentsPage {
     pub nav: Nav,
     pub agents: Vec<AgentRow>,
+    /// The address of the next page, when one follows.
+    pub next: Option<String>,
 }
 
 pub struct GrantRow {
@@ -151,6 +155,8 @@ pub struct GrantsPage {
     pub agent: String,
     pub include_revoked: bool,
     pub grants: Vec<GrantRow>,
+    /// The address of the next page, when one follows.
+    pub next: Option<String>,
 }
 
 pub struct KeyRow {
@@ -177,12 +183,6 @@ pub struct Lifetime {
     pub selected: bool,
 }
 
-/// A person an API key may act for, in the create form.
-pub struct UserOption {
-    pub id: String,
-    pub label: String,
-}
-
 #[derive(Template)]
 #[template(path = "console/api_keys.html")]
 pub struct ApiKeysPage {
@@ -191,10 +191,11 @@ pub struct ApiKeysPage {
     pub tenant: Option<TenantChoice>,
     /// Tenants a key may be created in (one for a tenant admin).
     pub create_tenants: Vec<TenantView>,
-    pub users: Vec<UserOption>,
     pub scopes: Vec<String>,
     pub lifetimes: Vec<Lifetime>,
     pub keys: Vec<KeyRow>,
+    /// The address of the next page, when one follows.
+    pub next: Option<String>,
 }
 
 /// The one page that shows an API key: the answer to creating or rotating it.
@@ -290,6 +291,19 @@ pub struct SigningKeysPage {
 }
 
 impl EventRow {
+    /// The ids of the people `e` names (as its user or its actor), whose logins
+    /// [`EventRow::new`] shows.
+    pub fn people(e: &EventView) -> impl Iterator<Item = &str> {
+        let actor = e
+            .actor_id
+            .as_deref()
+            .and_then(|id| match id.strip_prefix("user:") {
+                Some(admin) => Some(admin),
+                None => (e.actor_kind == "user").then_some(id),
+            });
+        e.user_id.as_deref().into_iter().chain(actor)
+    }
+
     /// `users` maps user ids to logins, for the people the caller can see.
     pub fn new(e: EventView, users: &std::collections::HashMap<String, String>) -> Self {
         let login = |id: String| users.get(&id).cloned().unwrap_or(id);

@@ -31,6 +31,10 @@ use std::collections::HashMap;
 /// How many audit events of each grant the page shows.
 const RECENT_ACTIVITY: u32 = 5;
 
+/// The most live grants a person's page lists: a person holds at most one live grant per agent
+/// and tenant, so this bounds the read, not what anyone has.
+const LIVE_GRANTS_SHOWN: u32 = 1000;
+
 /// The reason recorded when a person revokes an agent's access themselves.
 const REASON: &str = "revoked by the user";
 
@@ -159,7 +163,7 @@ async fn own_grants(
     };
     Ok(app
         .store
-        .grants(&filter)
+        .grants(&filter, None, LIVE_GRANTS_SHOWN)
         .await?
         .into_iter()
         .filter(|g| owned_by(g, user) && g.is_active(now))

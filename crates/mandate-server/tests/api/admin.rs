@@ -19,6 +19,7 @@ crate::backend_tests!(
     malformed_requests_get_json_errors_never_5xx,
     openapi_document_and_resource_metadata_are_served,
     audit_log_is_searched_by_every_filter_within_the_callers_reach,
+    listings_come_a_page_at_a_time_with_a_link_to_the_next,
 );
 
 const ADMIN_CLI_SECRET: &str = "demo-admin-cli-secret-0123456789abcdef";
@@ -343,10 +344,14 @@ async fn tenant_admin_sees_and_changes_only_their_tenant(backend: Backend) {
     );
     let carol_grant = app
         .store
-        .grants(&mandate_store::GrantFilter {
-            user_id: Some(carol_id.clone()),
-            ..Default::default()
-        })
+        .grants(
+            &mandate_store::GrantFilter {
+                user_id: Some(carol_id.clone()),
+                ..Default::default()
+            },
+            None,
+            1000,
+        )
         .await
         .unwrap()
         .remove(0);
@@ -999,4 +1004,155 @@ async fn a_revoked_service_grant_is_not_used_for_the_next_token(backend: Backend
         );
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
+}
+
+/// Follows `rel="next"` from `path` (under `/admin/v1`) to the last page; the values of `field`
+/// in order, and how many pages there were.
+async fn walk(app: &TestApp, token: &str, path: &str, field: &str) -> (Vec<String>, usize) {
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    let mut url = app.url(&format!("/admin/v1{path}"));
+    loop {
+        let resp = app.http.get(&url).bearer_auth(token).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{url}");
+        let link = resp
+            .headers()
+            .get("link")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body: Value = resp.json().await.unwrap();
+        seen.extend(ids(&body, field));
+        pages += 1;
+        let Some(link) = link else { break };
+        let target = link
+            .strip_prefix('<')
+            .and_then(|l| l.strip_suffix(">; rel=\"next\""))
+            .unwrap_or_else(|| panic!("not a next link: {link}"));
+        assert!(target.starts_with("/admin/v1/"), "{target}");
+        url = app.url(target);
+    }
+    (seen, pages)
+}
+
+async fn listings_come_a_page_at_a_time_with_a_link_to_the_next(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let op = operator_token(&app).await;
+    let alice = person_token(&app, "alice").await;
+    // Seven more people in acme, each with a grant; three of the grants in one second.
+    for i in 0..7 {
+        let id = format!("u_page_{i}");
+        let user = mandate_core::directory::User {
+            id: id.clone(),
+            tenant_id: "acme".into(),
+            login: format!("page-{i}"),
+            display_name: format!("Page {i}"),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            disabled: false,
+        };
+        app.store.create_user(&user).await.unwrap();
+        let grant = mandate_core::grant::Grant {
+            id: format!("g_page_{i}"),
+            tenant_id: "acme".into(),
+            user_id: Some(id),
+            client_id: "demo-crm".into(),
+            scopes: mandate_core::scope::ScopeSet::parse("contacts.read").unwrap(),
+            purpose: None,
+            created_at: mandate_core::time::Timestamp::from_unix(1_000 + i64::from(i.min(3))),
+            expires_at: None,
+            revoked_at: None,
+            revoked_reason: None,
+        };
+        app.store.create_grant(&grant).await.unwrap();
+    }
+    for name in ["first", "second", "third"] {
+        let made = post(
+            &app,
+            &op,
+            "/api-keys",
+            json!({"tenant_id": "acme", "name": name, "scopes": ["contacts.read"],
+                   "expires_in": 3600}),
+        )
+        .await;
+        assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    }
+
+    let every_acme: Vec<String> = app
+        .store
+        .users(Some("acme"), None, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.login)
+        .collect();
+    assert_eq!(every_acme.len(), 9, "alice, bob and seven more");
+    let (logins, pages) = walk(&app, &op, "/users?tenant_id=acme&limit=4", "login").await;
+    assert_eq!((logins, pages), (every_acme.clone(), 3));
+    // A tenant admin pages through their own tenant only, whatever the filter says.
+    let (logins, _) = walk(&app, &alice, "/users?limit=2", "login").await;
+    assert_eq!(logins, every_acme);
+    assert_eq!(
+        get(&app, &op, "/users?tenant_id=acme&limit=9")
+            .await
+            .headers
+            .get("link"),
+        None,
+        "no link after the last page"
+    );
+
+    let filter = mandate_store::GrantFilter {
+        tenant_id: Some("acme".into()),
+        include_revoked: true,
+        ..mandate_store::GrantFilter::default()
+    };
+    let every_grant: Vec<String> = app
+        .store
+        .grants(&filter, None, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.id)
+        .collect();
+    let (grants, pages) = walk(&app, &alice, "/grants?include_revoked=true&limit=2", "id").await;
+    assert_eq!(grants, every_grant);
+    assert_eq!(pages, every_grant.len().div_ceil(2));
+
+    for (token, tenant) in [(&op, None), (&alice, Some("acme"))] {
+        let every_agent: Vec<String> = app
+            .store
+            .agents(tenant, None, 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.client_id)
+            .collect();
+        assert!(!every_agent.is_empty());
+        let (agents, pages) = walk(&app, token, "/agents?limit=2", "client_id").await;
+        assert_eq!(agents, every_agent, "{tenant:?}");
+        assert_eq!(pages, every_agent.len().div_ceil(2), "no empty last page");
+    }
+
+    // Created in the same second or not: newest first, then by id, as the store keeps them.
+    let every_key: Vec<String> = app
+        .store
+        .api_keys(None, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.record.name)
+        .collect();
+    assert_eq!(every_key.len(), 3);
+    let (keys, pages) = walk(&app, &op, "/api-keys?limit=1", "name").await;
+    assert_eq!((keys, pages), (every_key, 3));
+
+    for path in [
+        "/users?limit=0",
+        "/grants?limit=1001",
+        "/users?after=%25%25%25",
+        "/grants?after=bm90IGEgY3Vyc29y",
+        "/api-keys?after=MTAwLm5vdC1hLWtleQ",
+    ] {
+        let refused = get(&app, &op, path).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(refused.body["error"], "invalid_request", "{path}");
+    }
+    app.stop().await;
 }

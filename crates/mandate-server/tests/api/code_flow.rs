@@ -185,11 +185,15 @@ async fn consents_in_four_tabs_at_once_keep_one_grant_with_every_answer(backend:
     let alice = app.store.user_by_login("alice").await.unwrap().unwrap();
     let live = app
         .store
-        .grants(&mandate_store::GrantFilter {
-            user_id: Some(alice.id.clone()),
-            client_id: Some("cli-agent".into()),
-            ..Default::default()
-        })
+        .grants(
+            &mandate_store::GrantFilter {
+                user_id: Some(alice.id.clone()),
+                client_id: Some("cli-agent".into()),
+                ..Default::default()
+            },
+            None,
+            1000,
+        )
         .await
         .unwrap();
     assert_eq!(live.len(), 1, "one grant, not one per tab: {live:?}");

@@ -236,11 +236,15 @@ async fn revoke_all_ends_every_own_grant_and_nobody_elses(backend: Backend) {
     let alice = app.store.user_by_login("alice").await.unwrap().unwrap();
     let grants = app
         .store
-        .grants(&mandate_store::GrantFilter {
-            user_id: Some(alice.id.clone()),
-            include_revoked: true,
-            ..Default::default()
-        })
+        .grants(
+            &mandate_store::GrantFilter {
+                user_id: Some(alice.id.clone()),
+                include_revoked: true,
+                ..Default::default()
+            },
+            None,
+            1000,
+        )
         .await
         .unwrap();
     assert_eq!(grants.len(), 2);

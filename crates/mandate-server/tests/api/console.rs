@@ -22,6 +22,7 @@ crate::backend_tests!(
     revoking_a_grant_ends_its_tokens_and_is_audited_and_fed,
     audit_log_filters_and_pages,
     alerts_and_signing_keys_are_shown_without_secrets,
+    long_lists_come_in_pages_and_the_overview_counts_without_listing,
 );
 
 /// Every console page, as linked from the navigation.
@@ -125,7 +126,7 @@ async fn key_in(app: &TestApp, olivia: &Browser, tenant: &str, name: &str) -> (S
         "create-key",
         &[
             ("tenant_id", tenant),
-            ("user_id", ""),
+            ("user", ""),
             ("name", name),
             ("scope", "contacts.read"),
             ("expires_in", "86400"),
@@ -273,7 +274,7 @@ async fn people_without_an_admin_role_get_403_on_every_page_and_form(backend: Ba
     assert!(grant.revoked_at.is_none());
     assert!(
         app.store
-            .api_keys("acme", None, 10)
+            .api_keys(Some("acme"), None, 10)
             .await
             .unwrap()
             .is_empty()
@@ -416,7 +417,7 @@ async fn tenant_admin_gets_not_found_for_another_tenants_ids_in_pages_and_forms(
             "create-key",
             vec![
                 ("tenant_id", "globex"),
-                ("user_id", ""),
+                ("user", ""),
                 ("name", "sneaky"),
                 ("scope", "contacts.read"),
                 ("expires_in", "86400"),
@@ -426,7 +427,7 @@ async fn tenant_admin_gets_not_found_for_another_tenants_ids_in_pages_and_forms(
             "create-key",
             vec![
                 ("tenant_id", "acme"),
-                ("user_id", globex.carol_id.as_str()),
+                ("user", globex.carol_id.as_str()),
                 ("name", "sneaky"),
                 ("scope", "contacts.read"),
                 ("expires_in", "86400"),
@@ -439,11 +440,11 @@ async fn tenant_admin_gets_not_found_for_another_tenants_ids_in_pages_and_forms(
     }
     let grant = app.store.grant(&globex.carol_gid).await.unwrap().unwrap();
     assert!(grant.revoked_at.is_none(), "carol's grant is untouched");
-    let globex_keys = app.store.api_keys("globex", None, 10).await.unwrap();
+    let globex_keys = app.store.api_keys(Some("globex"), None, 10).await.unwrap();
     assert_eq!(globex_keys.len(), 1, "nothing created or rotated");
     assert!(globex_keys[0].record.revoked_at.is_none());
     assert!(globex_keys[0].replaced_by.is_none());
-    let acme_keys = app.store.api_keys("acme", None, 10).await.unwrap();
+    let acme_keys = app.store.api_keys(Some("acme"), None, 10).await.unwrap();
     assert_eq!(acme_keys.len(), 1, "no key for carol in acme");
 }
 
@@ -542,7 +543,7 @@ async fn forms_without_this_sessions_csrf_token_are_refused(backend: Backend) {
     assert!(grant.revoked_at.is_none(), "nothing was revoked");
     assert!(
         app.store
-            .api_keys("acme", None, 10)
+            .api_keys(Some("acme"), None, 10)
             .await
             .unwrap()
             .is_empty()
@@ -563,7 +564,7 @@ async fn an_api_key_is_shown_once_then_rotated_and_revoked(backend: Backend) {
         "create-key",
         &[
             ("tenant_id", "acme"),
-            ("user_id", &alice_id),
+            ("user", &alice_id),
             ("name", "nightly sync"),
             ("scope", "contacts.read"),
             ("scope", "tickets.read"),
@@ -585,7 +586,7 @@ async fn an_api_key_is_shown_once_then_rotated_and_revoked(backend: Backend) {
     let list = page(&alice, &app, "api-keys").await;
     assert!(list.html.contains("nightly sync"));
     assert!(!list.html.contains(&key) && !list.html.contains("id=\"new-key\""));
-    let stored = app.store.api_keys("acme", None, 10).await.unwrap();
+    let stored = app.store.api_keys(Some("acme"), None, 10).await.unwrap();
     assert_eq!(stored.len(), 1);
     let old_id = stored[0].record.id.to_string();
     assert!(list.html.contains(&old_id));
@@ -639,7 +640,7 @@ async fn an_api_key_is_shown_once_then_rotated_and_revoked(backend: Backend) {
     // Revoke the successor: its exchange stops at once.
     let new_id = app
         .store
-        .api_keys("acme", None, 10)
+        .api_keys(Some("acme"), None, 10)
         .await
         .unwrap()
         .into_iter()
@@ -847,4 +848,62 @@ fn hex(bytes: &[u8]) -> String {
         let _ = write!(s, "{b:02x}");
         s
     })
+}
+
+/// The `href` of a page's "Next page" link, if it has one.
+fn next_link(html: &str) -> Option<String> {
+    let at = html.find("rel=\"next\"")?;
+    let start = html[..at].rfind("href=\"")? + "href=\"".len();
+    let end = html[start..].find('"')? + start;
+    Some(html[start..end].replace("&amp;", "&"))
+}
+
+/// How many people a users page lists.
+fn user_rows(html: &str) -> usize {
+    html.matches("<td data-label=\"Login\">").count()
+}
+
+async fn long_lists_come_in_pages_and_the_overview_counts_without_listing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    // 120 more people in acme: more than one page of users (100 a page).
+    for i in 0..120 {
+        let user = mandate_core::directory::User {
+            id: format!("u_many_{i:03}"),
+            tenant_id: "acme".into(),
+            login: format!("many-{i:03}"),
+            display_name: format!("Many {i}"),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            disabled: false,
+        };
+        app.store.create_user(&user).await.unwrap();
+    }
+    let alice = signed_in(&app, "alice").await;
+    let first = page(&alice, &app, "users").await;
+    let next = next_link(&first.html).expect("a next page link");
+    assert!(next.starts_with("users?after="), "{next}");
+    let second = page(&alice, &app, &next).await;
+    assert_eq!(next_link(&second.html), None, "two pages in all");
+    let acme = app.store.count_users(Some("acme"), 10_000).await.unwrap();
+    assert_eq!(
+        user_rows(&first.html) + user_rows(&second.html),
+        acme as usize,
+        "every acme user once"
+    );
+    assert_eq!(user_rows(&first.html), 100);
+    for login in ["many-000", "many-119", "alice"] {
+        let on_first = first.html.contains(&format!("<code>{login}</code>"));
+        let on_second = second.html.contains(&format!("<code>{login}</code>"));
+        assert!(on_first != on_second, "{login} on exactly one page");
+    }
+    let overview = page(&alice, &app, "overview").await;
+    assert!(
+        overview
+            .html
+            .contains(&format!("<span class=\"count\">{acme}</span> Users")),
+        "{}",
+        overview.html
+    );
+    // A garbled cursor is a page saying so, not a server error.
+    let garbled = get(&alice, &app, &console("users?after=%25%25")).await;
+    assert_eq!(garbled.status, StatusCode::BAD_REQUEST);
 }

@@ -91,8 +91,14 @@ async fn restart_keeps_keys_and_applies_config_idempotently(backend: Backend) {
         alice,
         "users are not re-created or re-hashed"
     );
-    assert_eq!(app.store.users(None).await.unwrap().len(), configured_users);
-    assert_eq!(app.store.agents().await.unwrap().len(), configured_agents);
+    assert_eq!(
+        app.store.users(None, None, 1000).await.unwrap().len(),
+        configured_users
+    );
+    assert_eq!(
+        app.store.agents(None, None, 1000).await.unwrap().len(),
+        configured_agents
+    );
     let role_grants = app
         .store
         .events(&mandate_store::EventFilter::default())

@@ -13,9 +13,10 @@
 //!   it to the successor; zero rows means nothing may change, and the transaction is rolled
 //!   back before the reason is read. Of concurrent rotations exactly one updates the row.
 
+use super::Conditions;
 use super::events::add_detail;
 use super::{opt_ts, scopes, ts};
-use crate::model::StoredApiKey;
+use crate::model::{ApiKeyCursor, StoredApiKey};
 use crate::{StoreError, StoreResult};
 use mandate_core::api_key::{ApiKeyRecord, KeyId};
 use mandate_core::event::{Action, NewEvent};
@@ -37,15 +38,31 @@ pub(crate) const INSERT: &str = "INSERT INTO api_keys (id, tenant_id, user_id, n
 pub(crate) const BY_HASH: &str = select_api_keys!(" WHERE hash = $1");
 pub(crate) const BY_ID: &str = select_api_keys!(" WHERE id = $1");
 pub(crate) const BY_ID_IN_TENANT: &str = select_api_keys!(" WHERE id = $1 AND tenant_id = $2");
-/// Newest first; `$2` is the page size.
-pub(crate) const FIRST_PAGE: &str =
-    select_api_keys!(" WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2");
-/// After the cursor `($3, $4)` = (created_at, id), in the same order. A row-value comparison,
-/// so both databases start the index scan at the cursor instead of filtering up to it.
-pub(crate) const NEXT_PAGE: &str = select_api_keys!(
-    " WHERE tenant_id = $1 AND (created_at, id) < ($3, $4) \
-     ORDER BY created_at DESC, id DESC LIMIT $2"
-);
+/// One page of keys, of one tenant or all, newest first from the cursor on (the
+/// `api_keys_tenant` and `api_keys_created` indexes, in this order).
+pub(crate) fn page_query<'a>(
+    tenant_id: Option<&'a str>,
+    after: Option<&'a ApiKeyCursor>,
+    limit: u32,
+) -> (String, Vec<super::Bind<'a>>) {
+    let mut c = Conditions::new(1);
+    c.eq("tenant_id", tenant_id);
+    c.older_than(after.map(|a| (a.created_at.unix(), a.id.as_str())));
+    c.page(select_api_keys!(""), "created_at DESC, id DESC", limit)
+}
+
+/// How many keys are unrevoked and unexpired at `now`, counting no further than `cap`.
+pub(crate) fn count_live_query(
+    tenant_id: Option<&str>,
+    now: i64,
+    cap: u32,
+) -> (String, Vec<super::Bind<'_>>) {
+    let mut c = Conditions::new(1);
+    c.eq("tenant_id", tenant_id);
+    c.raw("revoked_at IS NULL");
+    c.cmp("expires_at", ">", Some(now));
+    c.capped_count("api_keys", cap)
+}
 pub(crate) const RECORD_USE: &str = "UPDATE api_keys SET last_used_at = $2 \
      WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)";
 /// `$2` NULL: any tenant.
@@ -245,26 +262,28 @@ macro_rules! impl_api_keys {
 
             async fn api_keys(
                 &self,
-                tenant_id: &str,
+                tenant_id: Option<&str>,
                 after: Option<&$crate::model::ApiKeyCursor>,
                 limit: u32,
             ) -> $crate::StoreResult<Vec<$crate::model::StoredApiKey>> {
-                let query = match after {
-                    None => ::sqlx::query_as::<_, $crate::sql::api_keys::ApiKeyRow>(
-                        $crate::sql::api_keys::FIRST_PAGE,
-                    )
-                    .bind(tenant_id)
-                    .bind(i64::from(limit)),
-                    Some(cursor) => ::sqlx::query_as::<_, $crate::sql::api_keys::ApiKeyRow>(
-                        $crate::sql::api_keys::NEXT_PAGE,
-                    )
-                    .bind(tenant_id)
-                    .bind(i64::from(limit))
-                    .bind(cursor.created_at.unix())
-                    .bind(cursor.id.as_str()),
-                };
+                let (sql, binds) = $crate::sql::api_keys::page_query(tenant_id, after, limit);
+                let query = $crate::sql::bind_all!(
+                    ::sqlx::query_as::<_, $crate::sql::api_keys::ApiKeyRow>(&sql),
+                    binds
+                );
                 let rows = query.fetch_all(&self.pool).await?;
                 rows.into_iter().map(TryInto::try_into).collect()
+            }
+
+            async fn count_live_api_keys(
+                &self,
+                tenant_id: Option<&str>,
+                now: ::mandate_core::time::Timestamp,
+                cap: u32,
+            ) -> $crate::StoreResult<u32> {
+                let (sql, binds) =
+                    $crate::sql::api_keys::count_live_query(tenant_id, now.unix(), cap);
+                $crate::sql::capped_count!(&self.pool, &sql, binds)
             }
 
             async fn record_api_key_use(

@@ -28,8 +28,36 @@ macro_rules! select_users {
 }
 pub(crate) const USER_BY_ID: &str = select_users!("WHERE id = $1");
 pub(crate) const USER_BY_LOGIN: &str = select_users!("WHERE login = $1");
-pub(crate) const USERS_OF_TENANT: &str = select_users!("WHERE tenant_id = $1 ORDER BY login");
-pub(crate) const USERS: &str = select_users!("ORDER BY login");
+
+/// One page of users, by login: the unique login index, or `users_tenant (tenant_id, login)`
+/// for one tenant, read from the cursor on.
+pub(crate) fn users_query<'a>(
+    tenant_id: Option<&'a str>,
+    after: Option<&'a str>,
+    limit: u32,
+) -> (String, Vec<super::Bind<'a>>) {
+    let mut c = super::Conditions::new(1);
+    c.eq("tenant_id", tenant_id);
+    c.after("login", after);
+    c.page(select_users!(""), "login", limit)
+}
+
+pub(crate) fn count_users_query(
+    tenant_id: Option<&str>,
+    cap: u32,
+) -> (String, Vec<super::Bind<'_>>) {
+    let mut c = super::Conditions::new(1);
+    c.eq("tenant_id", tenant_id);
+    c.capped_count("users", cap)
+}
+
+/// The users with these ids (`$1 ... $n`).
+pub(crate) fn users_by_ids_query(ids: &[String]) -> (String, Vec<super::Bind<'_>>) {
+    let mut c = super::Conditions::new(1);
+    c.any_of("id", ids);
+    let (clause, binds) = c.finish();
+    (format!("{}{clause}", select_users!("")), binds)
+}
 pub(crate) const INSERT_USER: &str = "INSERT INTO users \
      (id, tenant_id, login, display_name, password_hash, disabled) \
      VALUES ($1, $2, $3, $4, $5, $6)";
@@ -47,7 +75,28 @@ macro_rules! select_agents {
     };
 }
 pub(crate) const AGENT: &str = select_agents!("WHERE client_id = $1");
-pub(crate) const AGENTS: &str = select_agents!("ORDER BY client_id");
+
+/// One page of agents by client id (the primary key; `agents_tenant` for one tenant's), from
+/// the cursor on.
+pub(crate) fn agents_query<'a>(
+    tenant_id: Option<&'a str>,
+    after: Option<&'a str>,
+    limit: u32,
+) -> (String, Vec<super::Bind<'a>>) {
+    let mut c = super::Conditions::new(1);
+    c.eq("tenant_id", tenant_id);
+    c.after("client_id", after);
+    c.page(select_agents!(""), "client_id", limit)
+}
+
+pub(crate) fn count_agents_query(
+    tenant_id: Option<&str>,
+    cap: u32,
+) -> (String, Vec<super::Bind<'_>>) {
+    let mut c = super::Conditions::new(1);
+    c.eq("tenant_id", tenant_id);
+    c.capped_count("agents", cap)
+}
 pub(crate) const UPSERT_AGENT: &str = "INSERT INTO agents (client_id, name, kind, secret_hash, \
      redirect_uris, grant_types, max_scopes, tenant_id, access_token_ttl, refresh_token_ttl, \
      default_resource, allowed_resources, disabled) \
@@ -360,25 +409,41 @@ macro_rules! impl_directory {
             async fn users(
                 &self,
                 tenant_id: Option<&str>,
+                after: Option<&str>,
+                limit: u32,
             ) -> $crate::StoreResult<Vec<::mandate_core::directory::User>> {
-                let rows = match tenant_id {
-                    Some(tenant_id) => {
-                        ::sqlx::query_as::<_, $crate::sql::directory::UserRow>(
-                            $crate::sql::directory::USERS_OF_TENANT,
-                        )
-                        .bind(tenant_id)
-                        .fetch_all(&self.pool)
-                        .await?
-                    }
-                    None => {
-                        ::sqlx::query_as::<_, $crate::sql::directory::UserRow>(
-                            $crate::sql::directory::USERS,
-                        )
-                        .fetch_all(&self.pool)
-                        .await?
-                    }
-                };
+                let (sql, binds) = $crate::sql::directory::users_query(tenant_id, after, limit);
+                let query = $crate::sql::bind_all!(
+                    ::sqlx::query_as::<_, $crate::sql::directory::UserRow>(&sql),
+                    binds
+                );
+                let rows = query.fetch_all(&self.pool).await?;
                 Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn users_by_ids(
+                &self,
+                ids: &[String],
+            ) -> $crate::StoreResult<Vec<::mandate_core::directory::User>> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let (sql, binds) = $crate::sql::directory::users_by_ids_query(ids);
+                let query = $crate::sql::bind_all!(
+                    ::sqlx::query_as::<_, $crate::sql::directory::UserRow>(&sql),
+                    binds
+                );
+                let rows = query.fetch_all(&self.pool).await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn count_users(
+                &self,
+                tenant_id: Option<&str>,
+                cap: u32,
+            ) -> $crate::StoreResult<u32> {
+                let (sql, binds) = $crate::sql::directory::count_users_query(tenant_id, cap);
+                $crate::sql::capped_count!(&self.pool, &sql, binds)
             }
         }
 
@@ -410,13 +475,28 @@ macro_rules! impl_directory {
                 row.map(TryInto::try_into).transpose()
             }
 
-            async fn agents(&self) -> $crate::StoreResult<Vec<::mandate_core::client::Agent>> {
-                let rows = ::sqlx::query_as::<_, $crate::sql::directory::AgentRow>(
-                    $crate::sql::directory::AGENTS,
-                )
-                .fetch_all(&self.pool)
-                .await?;
+            async fn agents(
+                &self,
+                tenant_id: Option<&str>,
+                after: Option<&str>,
+                limit: u32,
+            ) -> $crate::StoreResult<Vec<::mandate_core::client::Agent>> {
+                let (sql, binds) = $crate::sql::directory::agents_query(tenant_id, after, limit);
+                let query = $crate::sql::bind_all!(
+                    ::sqlx::query_as::<_, $crate::sql::directory::AgentRow>(&sql),
+                    binds
+                );
+                let rows = query.fetch_all(&self.pool).await?;
                 rows.into_iter().map(TryInto::try_into).collect()
+            }
+
+            async fn count_agents(
+                &self,
+                tenant_id: Option<&str>,
+                cap: u32,
+            ) -> $crate::StoreResult<u32> {
+                let (sql, binds) = $crate::sql::directory::count_agents_query(tenant_id, cap);
+                $crate::sql::capped_count!(&self.pool, &sql, binds)
             }
         }
 

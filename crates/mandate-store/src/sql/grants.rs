@@ -6,7 +6,7 @@
 //! transaction, so no refresh can slip between the two.
 
 use super::{Conditions, opt_ts, scopes, ts};
-use crate::model::{CodeLookup, GrantFilter};
+use crate::model::{CodeLookup, GrantCursor, GrantFilter};
 use crate::{StoreError, StoreResult};
 use mandate_core::code::AuthorizationCode;
 use mandate_core::grant::Grant;
@@ -54,8 +54,8 @@ pub(crate) const REVOKE_GRANT: &str = "UPDATE grants SET revoked_at = $2, revoke
 pub(crate) const REVOKE_GRANT_FAMILIES: &str =
     "UPDATE refresh_families SET revoked_at = $2 WHERE grant_id = $1 AND revoked_at IS NULL";
 
-/// `SELECT` for [`crate::GrantStore::grants`]: the filters that are set, newest first.
-pub(crate) fn grants_query(filter: &GrantFilter) -> (String, Vec<super::Bind<'_>>) {
+/// The conditions of a [`GrantFilter`].
+fn grant_conditions(filter: &GrantFilter) -> Conditions<'_> {
     let mut c = Conditions::new(1);
     c.eq("tenant_id", filter.tenant_id.as_deref());
     c.eq("user_id", filter.user_id.as_deref());
@@ -63,14 +63,24 @@ pub(crate) fn grants_query(filter: &GrantFilter) -> (String, Vec<super::Bind<'_>
     if !filter.include_revoked {
         c.raw("revoked_at IS NULL");
     }
-    let (clause, binds) = c.finish();
-    (
-        format!(
-            "{}{clause} ORDER BY created_at DESC, id",
-            select_grants!("")
-        ),
-        binds,
-    )
+    c
+}
+
+/// `SELECT` for [`crate::GrantStore::grants`]: one page of the filters that are set, newest
+/// first. The `grants_*_created` indexes serve each filter in this order.
+pub(crate) fn grants_query<'a>(
+    filter: &'a GrantFilter,
+    after: Option<&'a GrantCursor>,
+    limit: u32,
+) -> (String, Vec<super::Bind<'a>>) {
+    let mut c = grant_conditions(filter);
+    c.older_than(after.map(|a| (a.created_at.unix(), a.id.as_str())));
+    c.page(select_grants!(""), "created_at DESC, id DESC", limit)
+}
+
+/// `SELECT count(*)` for [`crate::GrantStore::count_grants`].
+pub(crate) fn count_grants_query(filter: &GrantFilter, cap: u32) -> (String, Vec<super::Bind<'_>>) {
+    grant_conditions(filter).capped_count("grants", cap)
 }
 
 #[derive(sqlx::FromRow)]
@@ -355,14 +365,25 @@ macro_rules! impl_grants {
             async fn grants(
                 &self,
                 filter: &$crate::model::GrantFilter,
+                after: Option<&$crate::model::GrantCursor>,
+                limit: u32,
             ) -> $crate::StoreResult<Vec<::mandate_core::grant::Grant>> {
-                let (sql, binds) = $crate::sql::grants::grants_query(filter);
+                let (sql, binds) = $crate::sql::grants::grants_query(filter, after, limit);
                 let query = $crate::sql::bind_all!(
                     ::sqlx::query_as::<_, $crate::sql::grants::GrantRow>(&sql),
                     binds
                 );
                 let rows = query.fetch_all(&self.pool).await?;
                 rows.into_iter().map(TryInto::try_into).collect()
+            }
+
+            async fn count_grants(
+                &self,
+                filter: &$crate::model::GrantFilter,
+                cap: u32,
+            ) -> $crate::StoreResult<u32> {
+                let (sql, binds) = $crate::sql::grants::count_grants_query(filter, cap);
+                $crate::sql::capped_count!(&self.pool, &sql, binds)
             }
 
             async fn revoke_grant(

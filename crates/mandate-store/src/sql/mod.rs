@@ -145,6 +145,16 @@ macro_rules! bind_all {
 }
 pub(crate) use bind_all;
 
+/// Runs a [`Conditions::capped_count`] statement and yields its count as `u32`.
+macro_rules! capped_count {
+    ($pool:expr, $sql:expr, $binds:expr) => {{
+        let query = $crate::sql::bind_all!(::sqlx::query_scalar::<_, i64>($sql), $binds);
+        let n = query.fetch_one($pool).await?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }};
+}
+pub(crate) use capped_count;
+
 impl<'a> Conditions<'a> {
     /// No conditions yet; the first placeholder added will be `$first_free` (lower numbers
     /// belong to the caller's fixed parameters).
@@ -193,6 +203,59 @@ impl<'a> Conditions<'a> {
     /// Adds a condition without parameters of its own.
     pub(crate) fn raw(&mut self, condition: &str) {
         self.parts.push(condition.to_owned());
+    }
+
+    /// Adds `column > $N` if `value` is set: where a listing ordered by one unique text column
+    /// continues after the previous page's last row.
+    pub(crate) fn after(&mut self, column: &str, value: Option<&'a str>) {
+        if let Some(value) = value {
+            self.parts.push(format!("{column} > ${}", self.next));
+            self.next += 1;
+            self.binds.push(Bind::Text(value));
+        }
+    }
+
+    /// Adds `(created_at, id) < ($N, $N+1)` if `cursor` is set: where a listing ordered newest
+    /// first (`created_at DESC, id DESC`) continues after the previous page's last row. A
+    /// row-value comparison, so both databases start the index scan at the cursor instead of
+    /// reading and discarding every row before it.
+    pub(crate) fn older_than(&mut self, cursor: Option<(i64, &'a str)>) {
+        if let Some((created_at, id)) = cursor {
+            self.parts.push(format!(
+                "(created_at, id) < (${}, ${})",
+                self.next,
+                self.next + 1
+            ));
+            self.next += 2;
+            self.binds.push(Bind::Int(created_at));
+            self.binds.push(Bind::Text(id));
+        }
+    }
+
+    /// `select` with these conditions, in `order`, at most `limit` rows.
+    pub(crate) fn page(mut self, select: &str, order: &str, limit: u32) -> (String, Vec<Bind<'a>>) {
+        let limit_at = self.next;
+        self.binds.push(Bind::Int(i64::from(limit)));
+        let (clause, binds) = self.finish();
+        (
+            format!("{select}{clause} ORDER BY {order} LIMIT ${limit_at}"),
+            binds,
+        )
+    }
+
+    /// How many rows of `table` match, counting no further than `cap`: the inner `LIMIT`
+    /// stops the scan there, so a count on a table of millions stays a few thousand index
+    /// entries.
+    pub(crate) fn capped_count(mut self, table: &str, cap: u32) -> (String, Vec<Bind<'a>>) {
+        let limit_at = self.next;
+        self.binds.push(Bind::Int(i64::from(cap)));
+        let (clause, binds) = self.finish();
+        (
+            format!(
+                "SELECT count(*) FROM (SELECT 1 FROM {table}{clause} LIMIT ${limit_at}) capped"
+            ),
+            binds,
+        )
     }
 
     /// The clause (empty, or ` WHERE a AND b`) and the values to bind, in placeholder order.

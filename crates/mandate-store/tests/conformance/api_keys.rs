@@ -117,15 +117,27 @@ pub(crate) async fn api_key_listing_pages_newest_first_within_a_tenant(store: Ar
     let mut seen = Vec::new();
     let mut after = None;
     loop {
-        let page: Vec<StoredApiKey> = store.api_keys("acme", after.as_ref(), 3).await.unwrap();
+        let page: Vec<StoredApiKey> = store
+            .api_keys(Some("acme"), after.as_ref(), 3)
+            .await
+            .unwrap();
         assert!(page.len() <= 3);
         let Some(last) = page.last() else { break };
         after = Some(last.cursor());
         seen.extend(page.iter().map(|k| k.record.id.clone()));
     }
     assert_eq!(seen, expected, "every key once, newest first, ties by id");
-    assert_eq!(store.api_keys("other", None, 10).await.unwrap().len(), 1);
-    assert!(store.api_keys("nobody", None, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.api_keys(Some("other"), None, 10).await.unwrap().len(),
+        1
+    );
+    assert!(
+        store
+            .api_keys(Some("nobody"), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub(crate) async fn api_key_revocation_writes_one_feed_event(store: Arc<dyn Store>) {
@@ -424,7 +436,7 @@ pub(crate) async fn concurrent_rotations_of_a_key_yield_one_successor(store: Arc
         }
     }
     assert_eq!(winners.len(), 1);
-    let keys = store.api_keys("acme", None, 100).await.unwrap();
+    let keys = store.api_keys(Some("acme"), None, 100).await.unwrap();
     assert_eq!(keys.len(), 2, "the old key and exactly one successor");
     let old_now = store.api_key(&old.id, None).await.unwrap().unwrap();
     assert_eq!(old_now.replaced_by.as_ref(), Some(&winners[0]));

@@ -263,7 +263,7 @@ pub(crate) async fn bulk_revocation_by_tenant_touches_only_that_tenant(store: Ar
         tenant_id: Some("other".into()),
         ..GrantFilter::default()
     };
-    assert_eq!(store.grants(&other).await.unwrap().len(), 2);
+    assert_eq!(store.grants(&other, None, 1000).await.unwrap().len(), 2);
 }
 
 pub(crate) async fn bulk_revocation_by_agent_spans_tenants_but_not_keys(store: Arc<dyn Store>) {

@@ -65,11 +65,11 @@ pub(crate) async fn users_round_trip_and_logins_are_unique(store: Arc<dyn Store>
 
     let logins = |users: Vec<User>| users.into_iter().map(|u| u.login).collect::<Vec<_>>();
     assert_eq!(
-        logins(store.users(None).await.unwrap()),
+        logins(store.users(None, None, 1000).await.unwrap()),
         ["alice@acme.example", "bob@acme.example", "carol"]
     );
     assert_eq!(
-        logins(store.users(Some("acme")).await.unwrap()),
+        logins(store.users(Some("acme"), None, 1000).await.unwrap()),
         ["alice@acme.example", "bob@acme.example"]
     );
 
@@ -124,14 +124,29 @@ pub(crate) async fn agents_round_trip_every_field(store: Arc<dyn Store>) {
     };
     store.upsert_agent(&replaced).await.unwrap();
     assert!(store.agent("z-full").await.unwrap().unwrap() == replaced);
-    let ids: Vec<_> = store
-        .agents()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|a| a.client_id)
-        .collect();
-    assert_eq!(ids, ["a-bare", "z-full"]);
+    store.upsert_tenant(&tenant("acme")).await.unwrap();
+    let owned = Agent {
+        tenant_id: Some("acme".into()),
+        ..bare_agent("m-acme")
+    };
+    store.upsert_agent(&owned).await.unwrap();
+    let ids = |agents: Vec<Agent>| agents.into_iter().map(|a| a.client_id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.agents(None, None, 2).await.unwrap()),
+        ["a-bare", "m-acme"]
+    );
+    assert_eq!(
+        ids(store.agents(None, Some("m-acme"), 2).await.unwrap()),
+        ["z-full"],
+        "the next page starts after the cursor"
+    );
+    assert_eq!(
+        ids(store.agents(Some("acme"), None, 10).await.unwrap()),
+        ["m-acme"]
+    );
+    assert_eq!(store.count_agents(None, 10).await.unwrap(), 3);
+    assert_eq!(store.count_agents(None, 2).await.unwrap(), 2);
+    assert_eq!(store.count_agents(Some("acme"), 10).await.unwrap(), 1);
 }
 
 pub(crate) async fn catalog_upserts_and_lists_in_order(store: Arc<dyn Store>) {

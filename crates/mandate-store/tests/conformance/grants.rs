@@ -70,11 +70,14 @@ pub(crate) async fn grants_round_trip_update_and_filter(store: Arc<dyn Store>) {
         ..GrantFilter::default()
     };
     assert_eq!(
-        ids(store.grants(&all).await.unwrap()),
+        ids(store.grants(&all, None, 1000).await.unwrap()),
         ["g_3", "g_2", "g_1"]
     );
     assert_eq!(
-        ids(store.grants(&GrantFilter::default()).await.unwrap()),
+        ids(store
+            .grants(&GrantFilter::default(), None, 1000)
+            .await
+            .unwrap()),
         ["g_3", "g_1"]
     );
     let acme = GrantFilter {
@@ -82,18 +85,27 @@ pub(crate) async fn grants_round_trip_update_and_filter(store: Arc<dyn Store>) {
         include_revoked: true,
         ..GrantFilter::default()
     };
-    assert_eq!(ids(store.grants(&acme).await.unwrap()), ["g_2", "g_1"]);
+    assert_eq!(
+        ids(store.grants(&acme, None, 1000).await.unwrap()),
+        ["g_2", "g_1"]
+    );
     let by_user = GrantFilter {
         user_id: Some("u_2".into()),
         ..GrantFilter::default()
     };
-    assert_eq!(ids(store.grants(&by_user).await.unwrap()), ["g_3"]);
+    assert_eq!(
+        ids(store.grants(&by_user, None, 1000).await.unwrap()),
+        ["g_3"]
+    );
     let by_client = GrantFilter {
         tenant_id: Some("acme".into()),
         client_id: Some("cli".into()),
         ..GrantFilter::default()
     };
-    assert_eq!(ids(store.grants(&by_client).await.unwrap()), ["g_1"]);
+    assert_eq!(
+        ids(store.grants(&by_client, None, 1000).await.unwrap()),
+        ["g_1"]
+    );
 }
 
 pub(crate) async fn active_grant_is_the_newest_live_one(store: Arc<dyn Store>) {

@@ -67,10 +67,14 @@ pub(crate) async fn bulk_loaded_rows_read_back_like_single_inserts(store: Arc<dy
         other => panic!("{other:?}"),
     }
     let listed = store
-        .grants(&mandate_store::GrantFilter {
-            tenant_id: Some("acme".into()),
-            ..Default::default()
-        })
+        .grants(
+            &mandate_store::GrantFilter {
+                tenant_id: Some("acme".into()),
+                ..Default::default()
+            },
+            None,
+            1000,
+        )
         .await
         .unwrap();
     assert_eq!(listed.len(), ROWS);

@@ -424,7 +424,10 @@ pub(crate) async fn abandoned_registrations_are_purged_with_their_agents(store: 
     assert_eq!(store.agent("dyn_later").await.unwrap(), None);
     assert!(store.agent("dyn_used").await.unwrap().is_some());
     assert!(store.agent("dyn_no_expiry").await.unwrap().is_some());
-    let active = store.grants(&GrantFilter::default()).await.unwrap();
+    let active = store
+        .grants(&GrantFilter::default(), None, 1000)
+        .await
+        .unwrap();
     assert!(active.is_empty(), "{active:?}");
 }
 

@@ -230,10 +230,14 @@ async fn grant_of(database_url: &str, login: &str) -> String {
     let store = mandate_store::connect(database_url).await.unwrap();
     let user = store.user_by_login(login).await.unwrap().unwrap();
     let grants = store
-        .grants(&mandate_store::GrantFilter {
-            user_id: Some(user.id),
-            ..Default::default()
-        })
+        .grants(
+            &mandate_store::GrantFilter {
+                user_id: Some(user.id),
+                ..Default::default()
+            },
+            None,
+            1000,
+        )
         .await
         .unwrap();
     assert_eq!(grants.len(), 1, "{grants:?}");
