@@ -19,6 +19,8 @@
 #                                  and grants), as the demo CRM's resource credential
 #        c) refresh                bench/loadgen, POST /token refresh_token with those same
 #                                  tokens, each used once (rotation writes)
+#        d) admin grant listing    oha, GET /admin/v1/grants?tenant_id=acme (the first page,
+#                                  100 grants, newest first) with an operator token
 # and prints one table: requests/s and p50/p99 per case and size.
 #
 # Settings (environment), besides those of run.sh it shares (BENCH_DURATION, BENCH_CONNECTIONS,
@@ -44,6 +46,7 @@ CLIENT_ID=svc-agent
 CLIENT_SECRET=demo-svc-agent-secret-0123456789abcdef
 CODE_CLIENT=cli-agent
 CRM_AUTH=demo-crm:demo-crm-resource-secret-0123456789abcdef
+ADMIN_AUTH=admin-cli:demo-admin-cli-secret-0123456789abcdef
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -227,6 +230,14 @@ PY
         "${LOAD_PIN[@]}" "$LOADGEN" -z "${DURATION%s}" -c "$CONNECTIONS" \
             --bodies "$dir/refresh.lines" "$BASE/token" >"$dir/refresh.json"
         record "$name" "$size" refresh "$dir/refresh.json"
+        local admin_token
+        admin_token=$(curl -fsS -u "$ADMIN_AUTH" -d grant_type=client_credentials \
+            -d scope=mandate.admin -d "resource=$BASE/admin/v1" "$BASE/token" |
+            python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+        "${LOAD_PIN[@]}" "$OHA" -z "$DURATION" -c "$CONNECTIONS" --no-tui --output-format json \
+            -H "authorization: Bearer $admin_token" \
+            "$BASE/admin/v1/grants?tenant_id=acme" >"$dir/admin-grants.json"
+        record "$name" "$size" admin-grants-page "$dir/admin-grants.json"
         rm -f "$dir"/*.lines "$WORK/$name/pick-$size"
         stop_server
     done

@@ -51,6 +51,31 @@ fn json(data: &Path, url: Option<&str>, args: &[&str]) -> Value {
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
 }
 
+/// Every page of a listing command, 1,000 at a time, following the `--after` hint the CLI
+/// prints on standard error; the items of all pages, and how many pages there were.
+fn every_page(data: &Path, url: Option<&str>, args: &[&str]) -> (Vec<Value>, usize) {
+    let mut items = Vec::new();
+    let mut after: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut all = args.to_vec();
+        all.extend(["--json", "--limit", "1000"]);
+        if let Some(cursor) = &after {
+            all.extend(["--after", cursor.as_str()]);
+        }
+        let (ok, out, err) = mandate(data, url, &all);
+        assert!(ok, "{args:?} failed: {err}");
+        let page: Vec<Value> = serde_json::from_str(&out).unwrap();
+        assert!(page.len() <= 1000);
+        items.extend(page);
+        pages += 1;
+        match err.split("--after ").nth(1) {
+            Some(rest) => after = Some(rest.trim().to_owned()),
+            None => return (items, pages),
+        }
+    }
+}
+
 async fn token(http: &reqwest::Client, issuer: &str, form: &[(&str, &str)]) -> (u16, Value) {
     let r = http
         .post(format!("{issuer}/token"))
@@ -192,7 +217,8 @@ async fn loaded_grants_work_like_real_ones(data: &Path, url: Option<&str>) {
     assert_eq!(status, 400);
 
     // Counts: every grant is there (two were revoked by the reuse and the code replay).
-    let all = json(
+    // Listings come 1,000 at a time; following the cursor visits each grant once.
+    let (all, pages) = every_page(
         data,
         url,
         &[
@@ -205,17 +231,20 @@ async fn loaded_grants_work_like_real_ones(data: &Path, url: Option<&str>) {
             "--all",
         ],
     );
-    assert_eq!(all.as_array().unwrap().len() as u64, GRANTS);
-    let live = json(
+    assert_eq!(all.len() as u64, GRANTS);
+    assert_eq!(pages as u64, GRANTS.div_ceil(1000));
+    let mut ids: Vec<&str> = all.iter().map(|g| g["id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len() as u64, GRANTS, "no grant on two pages");
+    let (live, _) = every_page(
         data,
         url,
         &["grant", "list", "--tenant", "acme", "--agent", "cli-agent"],
     );
-    assert_eq!(live.as_array().unwrap().len() as u64, GRANTS - 2);
-    let users = json(data, url, &["user", "list", "--tenant", "acme"]);
+    assert_eq!(live.len() as u64, GRANTS - 2);
+    let (users, _) = every_page(data, url, &["user", "list", "--tenant", "acme"]);
     let load_users = users
-        .as_array()
-        .unwrap()
         .iter()
         .filter(|u| u["login"].as_str().unwrap().starts_with("load-acme-"))
         .count() as u64;
