@@ -73,7 +73,7 @@ pub(crate) async fn bulk_loaded_rows_read_back_like_single_inserts(store: Arc<dy
                 ..Default::default()
             },
             None,
-            1000,
+            ROWS as u32 + 1,
         )
         .await
         .unwrap();
