@@ -408,6 +408,14 @@ pub trait BulkLoad: Send + Sync {
     /// `Conflict` if an id or hash exists; then nothing is stored. Rows are stored exactly as [`GrantStore::create_grant`],
     /// [`RefreshStore::create_family`] and [`CodeStore::insert_code`] store them.
     async fn load_batch(&self, batch: &LoadBatch) -> StoreResult<()>;
+    /// Brings the planner's statistics up to date after loading (PostgreSQL: `ANALYZE` of the
+    /// loaded tables). Until autovacuum gets to it, a table that just grew by a million rows
+    /// looks as small as before, and the planner may sort every grant of a tenant to show one
+    /// page of them instead of reading its index in order (measured: 4.7 s instead of 25 ms
+    /// per page at 1 million grants; BENCHMARKS.md). SQLite keeps no statistics unless told
+    /// to, none are kept anywhere in Mandate, and its planner picks these indexes by their
+    /// shape, so there is nothing to refresh there.
+    async fn refresh_statistics(&self) -> StoreResult<()>;
 }
 
 /// Admin API roles ([`mandate_core::admin`]).

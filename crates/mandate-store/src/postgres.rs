@@ -216,6 +216,13 @@ impl crate::BulkLoad for PostgresStore {
         tx.commit().await?;
         Ok(())
     }
+
+    async fn refresh_statistics(&self) -> StoreResult<()> {
+        sqlx::query(&load::analyze_statement())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 }
 
 #[async_trait]

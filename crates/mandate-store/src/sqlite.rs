@@ -239,6 +239,11 @@ impl crate::BulkLoad for SqliteStore {
         tx.commit().await?;
         Ok(())
     }
+
+    async fn refresh_statistics(&self) -> StoreResult<()> {
+        // No statistics to refresh: see the trait's documentation.
+        Ok(())
+    }
 }
 
 #[async_trait]

@@ -140,6 +140,8 @@ pub async fn run(global: &Global, args: BulkLoadArgs) -> anyhow::Result<()> {
         0
     };
 
+    store.refresh_statistics().await?;
+
     let seconds = started.elapsed().as_secs_f64();
     let loaded = Loaded {
         grants: args.grants,

@@ -76,6 +76,28 @@ fn every_page(data: &Path, url: Option<&str>, args: &[&str]) -> (Vec<Value>, usi
     }
 }
 
+/// How many of the tables a load writes PostgreSQL has analyzed on request (`ANALYZE`, not
+/// autovacuum), waiting up to 5 s for the statistics views to show it.
+async fn analyzed_tables(url: &str) -> i64 {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let mut analyzed = 0;
+    for _ in 0..50 {
+        analyzed = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL AND relname \
+             IN ('users', 'grants', 'refresh_families', 'refresh_tokens', 'authorization_codes')",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if analyzed == 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    pool.close().await;
+    analyzed
+}
+
 async fn token(http: &reqwest::Client, issuer: &str, form: &[(&str, &str)]) -> (u16, Value) {
     let r = http
         .post(format!("{issuer}/token"))
@@ -135,6 +157,13 @@ async fn loaded_grants_work_like_real_ones(data: &Path, url: Option<&str>) {
         ],
     );
     assert!(ok, "bulk-load failed: {err}");
+    if let Some(url) = url {
+        assert_eq!(
+            analyzed_tables(url).await,
+            5,
+            "the load leaves PostgreSQL's statistics current for every table it wrote"
+        );
+    }
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "created 2500 users in tenant acme", "{out}");
     assert_eq!(

@@ -229,6 +229,15 @@ pub(crate) fn code_columns(codes: &[AuthorizationCode]) -> Vec<Column> {
     ]
 }
 
+/// `ANALYZE` of every table a load writes (PostgreSQL).
+pub(crate) fn analyze_statement() -> String {
+    let names: Vec<&str> = [&USERS, &GRANTS, &FAMILIES, &TOKENS, &CODES]
+        .iter()
+        .map(|t| t.name)
+        .collect();
+    format!("ANALYZE {}", names.join(", "))
+}
+
 /// Every table of a batch with its columns and row count, in insertion order (grants before
 /// the families that name them, families before their tokens).
 pub(crate) fn batch_tables(batch: &crate::LoadBatch) -> [(&'static Table, Vec<Column>, usize); 5] {
