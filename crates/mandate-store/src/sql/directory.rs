@@ -29,28 +29,6 @@ macro_rules! select_users {
 pub(crate) const USER_BY_ID: &str = select_users!("WHERE id = $1");
 pub(crate) const USER_BY_LOGIN: &str = select_users!("WHERE login = $1");
 
-/// One page of users, by login: the unique login index, or `users_tenant (tenant_id, login)`
-/// for one tenant, read from the cursor on.
-pub(crate) fn users_query<'a>(
-    tenant_id: Option<&'a str>,
-    after: Option<&'a str>,
-    limit: u32,
-) -> (String, Vec<super::Bind<'a>>) {
-    let mut c = super::Conditions::new(1);
-    c.eq("tenant_id", tenant_id);
-    c.after("login", after);
-    c.page(select_users!(""), "login", limit)
-}
-
-pub(crate) fn count_users_query(
-    tenant_id: Option<&str>,
-    cap: u32,
-) -> (String, Vec<super::Bind<'_>>) {
-    let mut c = super::Conditions::new(1);
-    c.eq("tenant_id", tenant_id);
-    c.capped_count("users", cap)
-}
-
 /// The users with these ids (`$1 ... $n`).
 pub(crate) fn users_by_ids_query(ids: &[String]) -> (String, Vec<super::Bind<'_>>) {
     let mut c = super::Conditions::new(1);
@@ -76,27 +54,53 @@ macro_rules! select_agents {
 }
 pub(crate) const AGENT: &str = select_agents!("WHERE client_id = $1");
 
-/// One page of agents by client id (the primary key; `agents_tenant` for one tenant's), from
-/// the cursor on.
-pub(crate) fn agents_query<'a>(
-    tenant_id: Option<&'a str>,
-    after: Option<&'a str>,
-    limit: u32,
-) -> (String, Vec<super::Bind<'a>>) {
-    let mut c = super::Conditions::new(1);
-    c.eq("tenant_id", tenant_id);
-    c.after("client_id", after);
-    c.page(select_agents!(""), "client_id", limit)
+/// A listing of one of the directory's tables, of one tenant or all, ordered by a unique key:
+/// users by login (the unique login index, or `users_tenant (tenant_id, login)`), agents by
+/// client id (the primary key, or `agents_tenant (tenant_id, client_id)`).
+pub(crate) struct Listing {
+    select: &'static str,
+    table: &'static str,
+    key: &'static str,
 }
 
-pub(crate) fn count_agents_query(
-    tenant_id: Option<&str>,
-    cap: u32,
-) -> (String, Vec<super::Bind<'_>>) {
-    let mut c = super::Conditions::new(1);
-    c.eq("tenant_id", tenant_id);
-    c.capped_count("agents", cap)
+pub(crate) const USER_LISTING: Listing = Listing {
+    select: select_users!(""),
+    table: "users",
+    key: "login",
+};
+
+pub(crate) const AGENT_LISTING: Listing = Listing {
+    select: select_agents!(""),
+    table: "agents",
+    key: "client_id",
+};
+
+impl Listing {
+    /// One page, read from the cursor (the previous page's last key) on.
+    pub(crate) fn page<'a>(
+        &self,
+        tenant_id: Option<&'a str>,
+        after: Option<&'a str>,
+        limit: u32,
+    ) -> (String, Vec<super::Bind<'a>>) {
+        let mut c = super::Conditions::new(1);
+        c.eq("tenant_id", tenant_id);
+        c.after(self.key, after);
+        c.page(self.select, self.key, limit)
+    }
+
+    /// How many rows there are, counting no further than `cap`.
+    pub(crate) fn count<'a>(
+        &self,
+        tenant_id: Option<&'a str>,
+        cap: u32,
+    ) -> (String, Vec<super::Bind<'a>>) {
+        let mut c = super::Conditions::new(1);
+        c.eq("tenant_id", tenant_id);
+        c.capped_count(self.table, cap)
+    }
 }
+
 pub(crate) const UPSERT_AGENT: &str = "INSERT INTO agents (client_id, name, kind, secret_hash, \
      redirect_uris, grant_types, max_scopes, tenant_id, access_token_ttl, refresh_token_ttl, \
      default_resource, allowed_resources, disabled) \
@@ -412,7 +416,8 @@ macro_rules! impl_directory {
                 after: Option<&str>,
                 limit: u32,
             ) -> $crate::StoreResult<Vec<::mandate_core::directory::User>> {
-                let (sql, binds) = $crate::sql::directory::users_query(tenant_id, after, limit);
+                let (sql, binds) =
+                    $crate::sql::directory::USER_LISTING.page(tenant_id, after, limit);
                 let query = $crate::sql::bind_all!(
                     ::sqlx::query_as::<_, $crate::sql::directory::UserRow>(&sql),
                     binds
@@ -442,7 +447,7 @@ macro_rules! impl_directory {
                 tenant_id: Option<&str>,
                 cap: u32,
             ) -> $crate::StoreResult<u32> {
-                let (sql, binds) = $crate::sql::directory::count_users_query(tenant_id, cap);
+                let (sql, binds) = $crate::sql::directory::USER_LISTING.count(tenant_id, cap);
                 $crate::sql::capped_count!(&self.pool, &sql, binds)
             }
         }
@@ -481,7 +486,8 @@ macro_rules! impl_directory {
                 after: Option<&str>,
                 limit: u32,
             ) -> $crate::StoreResult<Vec<::mandate_core::client::Agent>> {
-                let (sql, binds) = $crate::sql::directory::agents_query(tenant_id, after, limit);
+                let (sql, binds) =
+                    $crate::sql::directory::AGENT_LISTING.page(tenant_id, after, limit);
                 let query = $crate::sql::bind_all!(
                     ::sqlx::query_as::<_, $crate::sql::directory::AgentRow>(&sql),
                     binds
@@ -495,7 +501,7 @@ macro_rules! impl_directory {
                 tenant_id: Option<&str>,
                 cap: u32,
             ) -> $crate::StoreResult<u32> {
-                let (sql, binds) = $crate::sql::directory::count_agents_query(tenant_id, cap);
+                let (sql, binds) = $crate::sql::directory::AGENT_LISTING.count(tenant_id, cap);
                 $crate::sql::capped_count!(&self.pool, &sql, binds)
             }
         }
