@@ -2,6 +2,7 @@
 //! overlap window), revoke. The rules (format, lifetime limits, rotation) live in
 //! [`mandate_core::api_key`]; this is who may do it, and the audit trail.
 
+use super::api_address;
 use super::auth::{Admin, Body, Path, Query};
 use super::context::{Ctx, not_found};
 use super::model::{
@@ -12,8 +13,9 @@ use super::page::{self, Listed, Page};
 use crate::errors::{AdminError, ServerError};
 use crate::state::AppState;
 use axum::Json;
-use axum::extract::{OriginalUri, State};
+use axum::extract::State;
 use axum::http::StatusCode;
+use axum::http::Uri;
 use mandate_core::api_key::{self, ApiKeyError, KeyId};
 use mandate_core::event::Action;
 use mandate_core::scope::ScopeSet;
@@ -207,11 +209,11 @@ pub async fn revoke_key(
 pub async fn api_keys_get(
     State(app): State<AppState>,
     admin: Admin,
-    uri: OriginalUri,
+    uri: Uri,
     Query(q): Query<ApiKeyQuery>,
 ) -> Result<Listed<ApiKeyView>, ServerError> {
     let page = list_keys(&admin.ctx(&app), q).await?;
-    Ok(Listed { page, uri: uri.0 })
+    Ok(Listed::new(page, &api_address(&app), &uri))
 }
 
 /// Create a key; the answer holds it once (only its hash is stored).

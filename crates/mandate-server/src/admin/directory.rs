@@ -5,6 +5,7 @@
 //! valid. Unlike `--config`, which converges, creating something that exists is a conflict:
 //! otherwise "create user" with a taken login would move that user between tenants.
 
+use super::api_address;
 use super::auth::{Admin, Body, Path, Query};
 use super::context::{Ctx, apply_error, not_found};
 use super::model::{
@@ -19,8 +20,9 @@ use crate::config::{
 use crate::errors::{AdminError, ServerError};
 use crate::state::AppState;
 use axum::Json;
-use axum::extract::{OriginalUri, State};
+use axum::extract::State;
 use axum::http::StatusCode;
+use axum::http::Uri;
 use mandate_core::admin::Principal;
 use mandate_core::event::Action;
 use mandate_core::random;
@@ -229,11 +231,11 @@ pub async fn disable_user(ctx: &Ctx<'_>, id: &str) -> Result<UserView, ServerErr
 pub async fn users_get(
     State(app): State<AppState>,
     admin: Admin,
-    uri: OriginalUri,
+    uri: Uri,
     Query(q): Query<UserQuery>,
 ) -> Result<Listed<UserView>, ServerError> {
     let page = list_users(&admin.ctx(&app), q).await?;
-    Ok(Listed { page, uri: uri.0 })
+    Ok(Listed::new(page, &api_address(&app), &uri))
 }
 
 /// Create a user with a password (a tenant admin: in their tenant).
@@ -381,11 +383,11 @@ pub async fn disable_agent(ctx: &Ctx<'_>, client_id: &str) -> Result<AgentView, 
 pub async fn agents_get(
     State(app): State<AppState>,
     admin: Admin,
-    uri: OriginalUri,
+    uri: Uri,
     Query(q): Query<AgentQuery>,
 ) -> Result<Listed<AgentView>, ServerError> {
     let page = list_agents(&admin.ctx(&app), q).await?;
-    Ok(Listed { page, uri: uri.0 })
+    Ok(Listed::new(page, &api_address(&app), &uri))
 }
 
 /// Register an agent; a confidential agent's secret is in the answer, once.

@@ -2,6 +2,7 @@
 //! user, tenant, agent, or agent within a tenant. Every revocation takes effect at once at
 //! introspection and on the revocation feed; a tenant admin reaches only their tenant.
 
+use super::api_address;
 use super::auth::{Admin, Body, Path, Query};
 use super::context::{Ctx, not_found};
 use super::directory::{protect_operator, reachable_user};
@@ -12,8 +13,8 @@ use super::page::{self, Listed, Page};
 use crate::errors::{AdminError, ServerError};
 use crate::state::AppState;
 use axum::Json;
-use axum::extract::OriginalUri;
 use axum::extract::State;
+use axum::http::Uri;
 use mandate_core::admin::Principal;
 use mandate_core::event::Action;
 use mandate_store::{BulkTarget, GrantCursor, GrantFilter};
@@ -224,11 +225,11 @@ pub async fn revoke_in_bulk(
 pub async fn grants_get(
     State(app): State<AppState>,
     admin: Admin,
-    uri: OriginalUri,
+    uri: Uri,
     Query(q): Query<GrantQuery>,
 ) -> Result<Listed<GrantView>, ServerError> {
     let page = list_grants(&admin.ctx(&app), q).await?;
-    Ok(Listed { page, uri: uri.0 })
+    Ok(Listed::new(page, &api_address(&app), &uri))
 }
 
 /// One grant.

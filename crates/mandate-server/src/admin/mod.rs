@@ -153,6 +153,12 @@ pub fn openapi(issuer: &str) -> OpenApiDoc {
     doc
 }
 
+/// The admin API's public address: its resource identifier, the issuer's URL and
+/// [`ADMIN_PATH`].
+pub fn api_address(app: &AppState) -> String {
+    resource_identifier(&app.settings.issuer)
+}
+
 /// The routes, to be mounted at [`ADMIN_PATH`] below the issuer's path.
 pub fn router(issuer: &str) -> Router<AppState> {
     let (router, _) = api().split_for_parts();

@@ -116,17 +116,30 @@ pub(super) fn bad_cursor() -> ServerError {
 }
 
 /// A page answered over HTTP: the items as the JSON body and, when more follow, a `Link`
-/// header to the next page (this request's path and query with `after` set to the cursor).
+/// header to the next page: this request at the API's public address (the issuer's, so a
+/// proxy in front does not make it wrong), with `after` set to the cursor.
 pub struct Listed<T> {
-    pub page: Page<T>,
-    pub uri: Uri,
+    page: Page<T>,
+    next: Option<String>,
+}
+
+impl<T> Listed<T> {
+    /// `page` as the answer to `uri`, a request to the admin API's router (the path below
+    /// `/admin/v1`, as axum hands it to a nested router), whose public address is `api`.
+    pub fn new(mut page: Page<T>, api: &str, uri: &Uri) -> Self {
+        let next = page
+            .next
+            .take()
+            .map(|cursor| next_target(api, uri, &cursor));
+        Self { page, next }
+    }
 }
 
 impl<T: Serialize> IntoResponse for Listed<T> {
     fn into_response(self) -> Response {
         let mut response = (StatusCode::OK, Json(self.page.items)).into_response();
-        if let Some(next) = self.page.next {
-            let link = format!("<{}>; rel=\"next\"", next_target(&self.uri, &next));
+        if let Some(next) = self.next {
+            let link = format!("<{next}>; rel=\"next\"");
             if let Ok(value) = HeaderValue::from_str(&link) {
                 response.headers_mut().insert(LINK, value);
             }
@@ -135,15 +148,15 @@ impl<T: Serialize> IntoResponse for Listed<T> {
     }
 }
 
-/// `uri`'s path and query with `after` replaced by `cursor`.
-fn next_target(uri: &Uri, cursor: &str) -> String {
+/// `api` + `uri`'s path, and its query with `after` replaced by `cursor`.
+fn next_target(api: &str, uri: &Uri, cursor: &str) -> String {
     let mut query = form_urlencoded::Serializer::new(String::new());
     let pairs = form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes());
     for (k, v) in pairs.filter(|(k, _)| k != "after") {
         query.append_pair(&k, &v);
     }
     query.append_pair("after", cursor);
-    format!("{}?{}", uri.path(), query.finish())
+    format!("{api}{}?{}", uri.path(), query.finish())
 }
 
 #[cfg(test)]
@@ -179,12 +192,10 @@ mod tests {
 
     #[test]
     fn the_next_link_replaces_after_and_keeps_the_other_parameters() {
-        let uri: Uri = "/admin/v1/users?tenant_id=a%20b&after=old&limit=5"
-            .parse()
-            .unwrap();
+        let uri: Uri = "/users?tenant_id=a%20b&after=old&limit=5".parse().unwrap();
         assert_eq!(
-            next_target(&uri, "Y3Vy"),
-            "/admin/v1/users?tenant_id=a+b&limit=5&after=Y3Vy"
+            next_target("https://auth.example/t/admin/v1", &uri, "Y3Vy"),
+            "https://auth.example/t/admin/v1/users?tenant_id=a+b&limit=5&after=Y3Vy"
         );
     }
 }
