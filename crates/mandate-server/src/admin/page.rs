@@ -1,14 +1,15 @@
-//! Keyset pagination for the admin listings (users, grants, API keys).
+//! Keyset pagination for the admin listings (users, agents, grants, API keys).
 //!
-//! A database may hold millions of users and grants, so no listing ever returns them all: each
-//! answers one page of at most `limit` items (1-1000, default 100) and, when more follow, a
-//! cursor that continues after the page's last item. The cursor is opaque to callers (base64url
-//! of the last item's sort key), and the store reads a page as one index range scan from it,
-//! so page 10,000 costs what page 1 costs and rows added meanwhile never shift a page.
+//! A database may hold millions of users and grants (and self-registered agents), so no
+//! listing ever returns them all: each answers one page of at most `limit` items (1-1000,
+//! default 100) and, when more follow, a cursor that continues after the page's last item. The
+//! cursor is opaque to callers (base64url of the last item's sort key), and the store reads a
+//! page as one index range scan from it, so page 10,000 costs what page 1 costs and rows added
+//! meanwhile never shift a page.
 //!
 //! Over HTTP the body stays the array of items and the next page is a `Link` header with
-//! `rel="next"` (RFC 8288) whose target is the same request with `after` set; the CLI and the
-//! console take the cursor from [`Page::next`] directly.
+//! `rel="next"` (RFC 8288): the same request, at the API's public address, with `after` set.
+//! The CLI and the console take the cursor from [`Page::next`] directly.
 
 use crate::errors::{AdminError, ServerError};
 use axum::Json;
