@@ -163,10 +163,11 @@ pub async fn user(global: &Global, cmd: UserCmd) -> anyhow::Result<()> {
             };
             let found: Page<UserView> = either!(b, |ctx| directory::list_users(&ctx, q), |r| r
                 .list("/users", &q));
-            let items = found.items;
-            let rows = items
-                .iter()
-                .map(|u| {
+            output::print_page(
+                global.json,
+                &found,
+                &["login", "id", "tenant", "name", "disabled"],
+                |u| {
                     vec![
                         u.login.clone(),
                         u.id.clone(),
@@ -174,16 +175,8 @@ pub async fn user(global: &Global, cmd: UserCmd) -> anyhow::Result<()> {
                         u.display_name.clone(),
                         yes_no(u.disabled),
                     ]
-                })
-                .collect();
-            output::print(
-                global.json,
-                &items,
-                &["login", "id", "tenant", "name", "disabled"],
-                rows,
-            )?;
-            output::more(found.next.as_deref());
-            Ok(())
+                },
+            )
         }
         UserCmd::Disable { login } => {
             let id = user_id(&b, &login).await?;
@@ -312,23 +305,9 @@ pub async fn agent(global: &Global, cmd: AgentCmd) -> anyhow::Result<()> {
             };
             let found: Page<AgentView> = either!(b, |ctx| directory::list_agents(&ctx, q), |r| r
                 .list("/agents", &q));
-            let items = found.items;
-            let rows = items
-                .iter()
-                .map(|a| {
-                    vec![
-                        a.client_id.clone(),
-                        a.kind.clone(),
-                        a.grant_types.join(" "),
-                        a.max_scopes.join(" "),
-                        a.tenant_id.clone().unwrap_or_else(|| "(any)".into()),
-                        yes_no(a.disabled),
-                    ]
-                })
-                .collect();
-            output::print(
+            output::print_page(
                 global.json,
-                &items,
+                &found,
                 &[
                     "client_id",
                     "kind",
@@ -337,10 +316,17 @@ pub async fn agent(global: &Global, cmd: AgentCmd) -> anyhow::Result<()> {
                     "tenant",
                     "disabled",
                 ],
-                rows,
-            )?;
-            output::more(found.next.as_deref());
-            Ok(())
+                |a| {
+                    vec![
+                        a.client_id.clone(),
+                        a.kind.clone(),
+                        a.grant_types.join(" "),
+                        a.max_scopes.join(" "),
+                        a.tenant_id.clone().unwrap_or_else(|| "(any)".into()),
+                        yes_no(a.disabled),
+                    ]
+                },
+            )
         }
         AgentCmd::Disable { client_id } => {
             let a: AgentView = either!(b, |ctx| directory::disable_agent(&ctx, &client_id), |r| r
@@ -377,10 +363,13 @@ pub async fn grant(global: &Global, cmd: GrantCmd) -> anyhow::Result<()> {
             };
             let found: Page<GrantView> = either!(b, |ctx| grants::list_grants(&ctx, q), |r| r
                 .list("/grants", &q));
-            let items = found.items;
-            let rows = items
-                .iter()
-                .map(|g| {
+            output::print_page(
+                global.json,
+                &found,
+                &[
+                    "id", "tenant", "user", "agent", "scopes", "created", "revoked",
+                ],
+                |g| {
                     vec![
                         g.id.clone(),
                         g.tenant_id.clone(),
@@ -390,18 +379,8 @@ pub async fn grant(global: &Global, cmd: GrantCmd) -> anyhow::Result<()> {
                         output::time(Some(g.created_at)),
                         output::time(g.revoked_at),
                     ]
-                })
-                .collect();
-            output::print(
-                global.json,
-                &items,
-                &[
-                    "id", "tenant", "user", "agent", "scopes", "created", "revoked",
-                ],
-                rows,
-            )?;
-            output::more(found.next.as_deref());
-            Ok(())
+                },
+            )
         }
         GrantCmd::Revoke { id, reason } => {
             let req = RevokeRequest {
@@ -493,26 +472,9 @@ pub async fn api_key(global: &Global, cmd: ApiKeyCmd) -> anyhow::Result<()> {
             };
             let found: Page<ApiKeyView> = either!(b, |ctx| api_keys::list_keys(&ctx, q), |r| r
                 .list("/api-keys", &q));
-            let items = found.items;
-            let rows = items
-                .iter()
-                .map(|k| {
-                    vec![
-                        k.id.clone(),
-                        k.name.clone(),
-                        k.user_id.clone().unwrap_or_else(|| "(tenant)".into()),
-                        k.scopes.join(" "),
-                        output::time(Some(k.created_at)),
-                        output::time(Some(k.expires_at)),
-                        output::time(k.last_used_at),
-                        output::time(k.revoked_at),
-                        k.replaced_by.clone().unwrap_or_else(|| "-".into()),
-                    ]
-                })
-                .collect();
-            output::print(
+            output::print_page(
                 global.json,
-                &items,
+                &found,
                 &[
                     "id",
                     "name",
@@ -524,10 +486,20 @@ pub async fn api_key(global: &Global, cmd: ApiKeyCmd) -> anyhow::Result<()> {
                     "revoked",
                     "replaced by",
                 ],
-                rows,
-            )?;
-            output::more(found.next.as_deref());
-            Ok(())
+                |k| {
+                    vec![
+                        k.id.clone(),
+                        k.name.clone(),
+                        k.user_id.clone().unwrap_or_else(|| "(tenant)".into()),
+                        k.scopes.join(" "),
+                        output::time(Some(k.created_at)),
+                        output::time(Some(k.expires_at)),
+                        output::time(k.last_used_at),
+                        output::time(k.revoked_at),
+                        k.replaced_by.clone().unwrap_or_else(|| "-".into()),
+                    ]
+                },
+            )
         }
         ApiKeyCmd::Rotate { id, expires_in } => {
             let req = RotateRequest { expires_in };

@@ -1,6 +1,7 @@
 //! Printing results as a readable table or as JSON (`--json`).
 
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use mandate_server::admin::page::Page;
 use serde::Serialize;
 
 /// Prints rows as a table with `headers`, or the serialisable `items` as a JSON array.
@@ -29,11 +30,25 @@ pub fn print<T: Serialize>(
     Ok(())
 }
 
-/// Tells, on standard error, how to ask for the page after the one printed, if any.
-pub fn more(next: Option<&str>) {
-    if let Some(cursor) = next {
+/// Prints one page of a listing as [`print`] does, one table row per item from `row`, and
+/// tells on standard error how to ask for the next page when there is one (standard output
+/// keeps only the page, so `--json` stays the API's body).
+pub fn print_page<T: Serialize>(
+    json: bool,
+    page: &Page<T>,
+    headers: &[&str],
+    row: impl Fn(&T) -> Vec<String>,
+) -> anyhow::Result<()> {
+    print(
+        json,
+        &page.items,
+        headers,
+        page.items.iter().map(row).collect(),
+    )?;
+    if let Some(cursor) = &page.next {
         eprintln!("more follow: run again with --after {cursor}");
     }
+    Ok(())
 }
 
 /// Prints a single created object.

@@ -64,14 +64,11 @@ pub fn filter(ctx: &Ctx<'_>, q: &EventQuery) -> Result<Option<EventFilter>, Serv
     }
     let since = time("since", q.since.as_deref())?;
     let until = time("until", q.until.as_deref())?;
-    let own = ctx.authority.tenant_filter();
-    if let (Some(asked), Some(own)) = (&q.tenant_id, own)
-        && asked != own
-    {
+    let Ok(tenant) = ctx.listed_tenant(q.tenant_id.as_deref()) else {
         return Ok(None);
-    }
+    };
     Ok(Some(EventFilter {
-        tenant_id: q.tenant_id.clone().or_else(|| own.map(str::to_owned)),
+        tenant_id: tenant.map(str::to_owned),
         user_id: q.user_id.clone(),
         client_id: q.client_id.clone(),
         grant_id: q.grant_id.clone(),

@@ -96,6 +96,19 @@ impl<'a> Ctx<'a> {
         Ok(())
     }
 
+    /// The tenant a listing or search covers: the one asked for, else a tenant admin's own
+    /// (`None`: every tenant, for an operator who names none). `Err` when a tenant admin asks
+    /// for another tenant: the answer is empty, as if it held nothing.
+    pub fn listed_tenant<'s>(
+        &'s self,
+        asked: Option<&'s str>,
+    ) -> Result<Option<&'s str>, OtherTenant> {
+        match (asked, self.authority.tenant_filter()) {
+            (Some(asked), Some(own)) if asked != own => Err(OtherTenant),
+            (asked, own) => Ok(asked.or(own)),
+        }
+    }
+
     /// Counts a revocation this operation recorded.
     pub fn revoked(&self, action: Action) {
         if let Some(m) = self.metrics {
@@ -112,6 +125,10 @@ impl<'a> Ctx<'a> {
         event
     }
 }
+
+/// A tenant admin asked to list another tenant ([`Ctx::listed_tenant`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OtherTenant;
 
 /// Maps a failure of the declarative apply (used for creation, so the API and `--config`
 /// validate identically): storage failures stay internal, everything else is the caller's.

@@ -122,17 +122,13 @@ pub async fn reachable_tenant(ctx: &Ctx<'_>, id: &str) -> Result<TenantView, Ser
 /// `login`, that user alone.
 pub async fn list_users(ctx: &Ctx<'_>, q: UserQuery) -> Result<Page<UserView>, ServerError> {
     let limit = page::limit(q.limit)?;
-    if let (Some(asked), Some(own)) = (&q.tenant_id, ctx.authority.tenant_filter())
-        && asked != own
-    {
+    let Ok(tenant) = ctx.listed_tenant(q.tenant_id.as_deref()) else {
         return Ok(Page::empty());
-    }
-    let tenant = q.tenant_id.as_deref().or(ctx.authority.tenant_filter());
+    };
     if let Some(login) = &q.login {
         let found = ctx.store.user_by_login(login).await?;
         let items = found
             .filter(|u| tenant.is_none_or(|t| u.tenant_id == t))
-            .filter(|u| ctx.authority.can_reach_tenant(&u.tenant_id))
             .map(Into::into);
         return Ok(Page {
             items: items.into_iter().collect(),
@@ -144,10 +140,12 @@ pub async fn list_users(ctx: &Ctx<'_>, q: UserQuery) -> Result<Page<UserView>, S
         .store
         .users(tenant, after.as_deref(), page::fetch_limit(limit))
         .await?;
-    let mut page = Page::from_rows(rows, limit, |u| page::key_cursor(&u.login), UserView::from);
-    page.items
-        .retain(|u| ctx.authority.can_reach_tenant(&u.tenant_id));
-    Ok(page)
+    Ok(Page::from_rows(
+        rows,
+        limit,
+        |u| page::key_cursor(&u.login),
+        UserView::from,
+    ))
 }
 
 /// The user with this id, if the caller may see them.
@@ -280,26 +278,20 @@ pub async fn user_disable_post(
 /// tenant owns).
 pub async fn list_agents(ctx: &Ctx<'_>, q: AgentQuery) -> Result<Page<AgentView>, ServerError> {
     let limit = page::limit(q.limit)?;
-    if let (Some(asked), Some(own)) = (&q.tenant_id, ctx.authority.tenant_filter())
-        && asked != own
-    {
+    let Ok(tenant) = ctx.listed_tenant(q.tenant_id.as_deref()) else {
         return Ok(Page::empty());
-    }
-    let tenant = q.tenant_id.as_deref().or(ctx.authority.tenant_filter());
+    };
     let after = q.after.as_deref().map(page::parse_key_cursor).transpose()?;
     let rows = ctx
         .store
         .agents(tenant, after.as_deref(), page::fetch_limit(limit))
         .await?;
-    let mut page = Page::from_rows(
+    Ok(Page::from_rows(
         rows,
         limit,
         |a| page::key_cursor(&a.client_id),
         AgentView::from,
-    );
-    page.items
-        .retain(|a| ctx.authority.reach_agent(a.tenant_id.as_deref()).is_ok());
-    Ok(page)
+    ))
 }
 
 pub async fn reachable_agent(
