@@ -7,7 +7,9 @@
 # Shared machines drift by tens of percent within minutes, so one binary's runs followed by
 # the other's compare two different machines. Here each round runs both, in alternating order
 # (A B, then B A, ...), each on a fresh server and database, and the cost is the median over
-# rounds of each round's own ratio. Everything stays on 127.0.0.1; the script stops only the
+# rounds of each round's own ratio. It also prints the CPU time per token of the server (and, on
+# PostgreSQL, of the database's processes): steadier than throughput on a shared machine, but
+# blind to time spent waiting for the disk. Everything stays on 127.0.0.1; the script stops only the
 # servers it started and removes what it created.
 #
 # Settings (environment):
@@ -70,6 +72,17 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
+# cpu_ticks BACKEND: user+system clock ticks used so far by the server and, on PostgreSQL, by
+# every PostgreSQL process (the database does the event inserts' work in its own processes).
+cpu_ticks() {
+    local pids=("$SERVER_PID") total=0 pid
+    [[ "$1" == postgres ]] && mapfile -t -O 1 pids < <(pgrep -x postgres || true)
+    for pid in "${pids[@]}"; do
+        total=$(( total + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0) ))
+    done
+    echo "$total"
+}
+
 # run BACKEND BUILD: one fresh server, warm-up, one measured run; prints requests/s.
 run() {
     local backend=$1 build=$2 port data extra=()
@@ -99,7 +112,10 @@ PY
         -T application/x-www-form-urlencoded -d grant_type=client_credentials
         "http://127.0.0.1:$port/token")
     "${PIN_LOAD[@]}" oha -z "$WARMUP" "${load[@]}" >/dev/null
+    local before after
+    before=$(cpu_ticks "$backend")
     "${PIN_LOAD[@]}" oha -z "$DURATION" --output-format json "${load[@]}" >"$data/oha.json"
+    after=$(cpu_ticks "$backend")
     kill -TERM "$SERVER_PID"
     wait "$SERVER_PID" 2>/dev/null || true
     SERVER_PID=""
@@ -107,7 +123,14 @@ PY
         psql "$MANDATE_BENCH_POSTGRES_URL" -qAtc "DROP DATABASE \"$PG_DB\"" >/dev/null
         PG_DB=""
     fi
-    python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["summary"]["requestsPerSec"]))' "$data/oha.json"
+    # Requests/s, and CPU microseconds per request (server and database processes).
+    python3 -c '
+import json, os, sys
+s = json.load(open(sys.argv[1]))["summary"]
+ticks = int(sys.argv[3]) - int(sys.argv[2])
+requests = s["requestsPerSec"] * s["total"]
+print(round(s["requestsPerSec"]), round(ticks / os.sysconf("SC_CLK_TCK") * 1e6 / requests))
+' "$data/oha.json" "$before" "$after"
 }
 
 BACKENDS=(sqlite)
@@ -117,9 +140,10 @@ for backend in "${BACKENDS[@]}"; do
     for round in $(seq 1 "$ROUNDS"); do
         if (( round % 2 )); then order=(audited unaudited); else order=(unaudited audited); fi
         for build in "${order[@]}"; do
-            rps=$(run "$backend" "$build")
-            say "[$backend] round $round: $build $rps req/s"
-            printf '%s\t%s\t%s\t%s\n' "$backend" "$round" "$build" "$rps" >>"$RESULTS"
+            out=$(run "$backend" "$build")
+            read -r rps cpu <<<"$out"
+            say "[$backend] round $round: $build $rps req/s, $cpu CPU µs per token"
+            printf '%s\t%s\t%s\t%s\t%s\n' "$backend" "$round" "$build" "$rps" "$cpu" >>"$RESULTS"
         done
     done
 done
@@ -129,15 +153,20 @@ echo "Cost of auditing: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, oha -z 
 python3 - "$RESULTS" <<'PY'
 import collections, statistics, sys
 runs = collections.defaultdict(dict)
+cpu = collections.defaultdict(lambda: collections.defaultdict(list))
 for line in open(sys.argv[1]):
-    backend, rnd, build, rps = line.split()
+    backend, rnd, build, rps, us = line.split()
     runs[backend].setdefault(rnd, {})[build] = float(rps)
-print(f"{'backend':<9} {'audited req/s':>14} {'unaudited req/s':>16} {'cost (median of rounds)':>24}  per round")
+    cpu[backend][build].append(float(us))
+print(f"{'backend':<9} {'audited req/s':>14} {'unaudited req/s':>16} {'cost (median of rounds)':>24}"
+      f" {'CPU µs/token audited':>21} {'unaudited':>10}  per round")
 for backend, rounds in runs.items():
     a = [r["audited"] for r in rounds.values()]
     u = [r["unaudited"] for r in rounds.values()]
     costs = [1 - r["audited"] / r["unaudited"] for r in rounds.values()]
     each = " ".join(f"{c:+.0%}" for c in costs)
     print(f"{backend:<9} {statistics.median(a):>14.0f} {statistics.median(u):>16.0f}"
-          f" {statistics.median(costs):>24.1%}  {each}")
+          f" {statistics.median(costs):>24.1%}"
+          f" {statistics.median(cpu[backend]['audited']):>21.0f}"
+          f" {statistics.median(cpu[backend]['unaudited']):>10.0f}  {each}")
 PY

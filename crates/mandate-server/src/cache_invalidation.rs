@@ -12,7 +12,6 @@
 
 use crate::audit_export::{ExportContext, sleep_unless_shutdown, wait_for_events};
 use crate::cache::HotPathCache;
-use mandate_core::revocation::REVOCATION_ACTIONS;
 use mandate_store::{EventFilter, Store, StoreResult};
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,12 +44,8 @@ async fn run(cache: Arc<HotPathCache>, mut wake: ExportContext) {
             }
         }
     };
-    let actions: Vec<String> = REVOCATION_ACTIONS
-        .iter()
-        .map(|a| a.as_str().to_owned())
-        .collect();
     loop {
-        match step(store.as_ref(), &cache, &actions, position).await {
+        match step(store.as_ref(), &cache, position).await {
             Ok(next) if next > position => {
                 position = next;
                 continue;
@@ -74,19 +69,9 @@ async fn run(cache: Arc<HotPathCache>, mut wake: ExportContext) {
 }
 
 /// Applies the revocation events after `position`; returns the new position.
-async fn step(
-    store: &dyn Store,
-    cache: &HotPathCache,
-    actions: &[String],
-    position: i64,
-) -> StoreResult<i64> {
+async fn step(store: &dyn Store, cache: &HotPathCache, position: i64) -> StoreResult<i64> {
     let events = store
-        .events(&EventFilter {
-            actions: actions.to_vec(),
-            after_seq: position,
-            limit: PAGE,
-            ..EventFilter::default()
-        })
+        .events(&EventFilter::revocations_after(position, PAGE))
         .await?;
     let mut next = position;
     for e in &events {

@@ -136,8 +136,11 @@ pub struct EventFilter {
     pub client_id: Option<String>,
     pub grant_id: Option<String>,
     pub action: Option<String>,
-    /// Any of these actions (empty: no restriction), e.g. the revocation actions for the feed.
+    /// Any of these actions (empty: no restriction).
     pub actions: Vec<String>,
+    /// Only the revocation events (`mandate_core::revocation::REVOCATION_ACTIONS`), which
+    /// have an index of their own: what the revocation feed and cache invalidation follow.
+    pub revocations_only: bool,
     /// Only events at or after this time.
     pub since: Option<Timestamp>,
     /// Only events before this time.
@@ -161,12 +164,25 @@ impl Default for EventFilter {
             grant_id: None,
             action: None,
             actions: Vec::new(),
+            revocations_only: false,
             since: None,
             until: None,
             after_seq: 0,
             before_seq: None,
             newest_first: false,
             limit: 100,
+        }
+    }
+}
+
+impl EventFilter {
+    /// The revocation events after `after_seq`, oldest first, at most `limit` of them.
+    pub fn revocations_after(after_seq: i64, limit: u32) -> Self {
+        Self {
+            revocations_only: true,
+            after_seq,
+            limit,
+            ..Self::default()
         }
     }
 }

@@ -101,6 +101,10 @@ pub(crate) struct PostgresStore {
 }
 
 impl PostgresStore {
+    /// Where the revocation events are read from ([`crate::sql::events::events_query`]):
+    /// PostgreSQL picks their partial index by itself.
+    pub(crate) const REVOCATION_EVENTS: &str = "events";
+
     /// Connects to and migrates the database at `url` (`postgres://user@host:port/db`).
     pub(crate) async fn connect(url: &str) -> StoreResult<Self> {
         let pool = PgPoolOptions::new()

@@ -61,6 +61,13 @@ pub(crate) struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Where the revocation events are read from ([`crate::sql::events::events_query`]).
+    /// Without statistics, SQLite's planner prefers looking each revocation action up in the
+    /// action index and sorting what it finds over walking their own index in order; naming
+    /// the index keeps a feed that starts from the beginning from sorting every revocation
+    /// for each page (and fails loudly if the statement ever stops matching the index).
+    pub(crate) const REVOCATION_EVENTS: &str = "events INDEXED BY events_revocations";
+
     /// Opens (creating the file and its directory if needed) and migrates the database at
     /// `url` (`sqlite://relative/path.db`, `sqlite:///absolute/path.db`, `sqlite::memory:`).
     pub(crate) async fn connect(url: &str) -> StoreResult<Self> {
@@ -69,7 +76,11 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
+            .busy_timeout(BUSY_TIMEOUT)
+            // Temporary storage in memory: a multi-row insert inside a transaction keeps a
+            // statement journal, which SQLite spills to a new file in /var/tmp past 64 KiB, so
+            // large event batches each created, wrote and unlinked a file (`strace`).
+            .pragma("temp_store", "memory");
         ensure_parent_dir(options.get_filename())?;
         // Switching a new file to WAL takes an exclusive lock that the busy timeout does not
         // cover, so pool connections opening side by side can fail with "database is locked".

@@ -4,9 +4,10 @@
 //! `mandate_test_<16 random hex digits>`, so tests run in parallel without seeing each other's
 //! rows, and a leftover database is recognisable by its prefix. Not for production use.
 
-use crate::{StoreError, StoreResult};
-use sqlx::Connection;
+use crate::sql::Bind;
+use crate::{EventFilter, StoreError, StoreResult};
 use sqlx::postgres::PgConnection;
+use sqlx::{Connection, Row};
 
 /// The environment variable naming a PostgreSQL server tests may create databases on, e.g.
 /// `postgres://postgres@127.0.0.1:5432/test`.
@@ -53,6 +54,60 @@ pub async fn drop_postgres_database(admin_url: &str, database_url: &str) -> Stor
         .await?;
     admin.close().await?;
     Ok(())
+}
+
+/// How the database at `url` would read the events `filter` selects, one line per step:
+/// SQLite's `EXPLAIN QUERY PLAN`, or PostgreSQL's generic plan (the one a prepared statement
+/// settles on, chosen without its parameters' values, as the store's statements are). For
+/// tests that a statement is an index range scan and not a scan or a sort.
+pub async fn event_query_plan(url: &str, filter: &EventFilter) -> StoreResult<Vec<String>> {
+    let revocation_events = if url.starts_with("sqlite:") {
+        crate::sqlite::SqliteStore::REVOCATION_EVENTS
+    } else {
+        crate::postgres::PostgresStore::REVOCATION_EVENTS
+    };
+    let (sql, binds) = crate::sql::events::events_query(filter, revocation_events);
+    let position_and_limit = [
+        Bind::Int(filter.after_seq),
+        Bind::Int(i64::from(filter.limit)),
+    ];
+    let binds: Vec<Bind<'_>> = position_and_limit.into_iter().chain(binds).collect();
+    // One pooled connection rather than a bare one: the session state (the plan mode, the
+    // prepared statement) stays on it, and the future stays `Send` for spawned test cases.
+    if url.starts_with("sqlite:") {
+        let db = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect(url)
+            .await?;
+        let explain = format!("EXPLAIN QUERY PLAN {sql}");
+        let rows = crate::sql::bind_all!(sqlx::query(&explain), binds)
+            .fetch_all(&db)
+            .await?;
+        return rows
+            .iter()
+            .map(|row| Ok(row.try_get::<String, _>("detail")?))
+            .collect();
+    }
+    let db = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await?;
+    let types: Vec<&str> = binds
+        .iter()
+        .map(|b| match b {
+            Bind::Text(_) => "text",
+            Bind::Int(_) => "bigint",
+        })
+        .collect();
+    // A generic plan does not look at the values, and `EXECUTE` takes no bound parameters.
+    let arguments = vec!["NULL"; binds.len()];
+    sqlx::raw_sql("SET plan_cache_mode = force_generic_plan")
+        .execute(&db)
+        .await?;
+    let prepare = format!("PREPARE plan_probe({}) AS {sql}", types.join(", "));
+    sqlx::raw_sql(&prepare).execute(&db).await?;
+    let explain = format!("EXPLAIN EXECUTE plan_probe({})", arguments.join(", "));
+    Ok(sqlx::query_scalar(&explain).fetch_all(&db).await?)
 }
 
 /// 64 random bits as 16 lowercase hex digits.

@@ -73,13 +73,13 @@ pub fn filter(ctx: &Ctx<'_>, q: &EventQuery) -> Result<Option<EventFilter>, Serv
         client_id: q.client_id.clone(),
         grant_id: q.grant_id.clone(),
         action: q.action.clone(),
-        actions: Vec::new(),
         since,
         until,
         after_seq: q.after.unwrap_or(0),
         before_seq: q.before,
         newest_first,
         limit,
+        ..EventFilter::default()
     }))
 }
 

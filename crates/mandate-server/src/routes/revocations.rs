@@ -24,7 +24,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::Stream;
 use mandate_core::OAuthError;
 use mandate_core::params::Params;
-use mandate_core::revocation::{FeedEntry, REVOCATION_ACTIONS};
+use mandate_core::revocation::FeedEntry;
 use mandate_store::EventFilter;
 use std::collections::{BTreeSet, VecDeque};
 use std::convert::Infallible;
@@ -108,15 +108,7 @@ impl Reader {
         let mut cursor = self.settled;
         let mut fresh = false;
         loop {
-            let filter = EventFilter {
-                actions: REVOCATION_ACTIONS
-                    .iter()
-                    .map(|a| a.as_str().to_owned())
-                    .collect(),
-                after_seq: cursor,
-                limit: PAGE,
-                ..EventFilter::default()
-            };
+            let filter = EventFilter::revocations_after(cursor, PAGE);
             let events = self.app.store.events(&filter).await?;
             for e in &events {
                 if self.sent.insert(e.seq) {

@@ -33,7 +33,9 @@ use super::{Bind, Conditions, ts};
 use crate::model::EventFilter;
 use crate::{StoreError, StoreResult};
 use mandate_core::event::{Action, ActorKind, Event, NewEvent};
+use mandate_core::revocation::REVOCATION_ACTIONS;
 use serde_json::Value;
+use std::sync::LazyLock;
 
 /// An event's content columns, as read back.
 const COLUMNS: &str = "at, action, actor_kind, actor_id, tenant_id, user_id, client_id, \
@@ -53,6 +55,18 @@ pub(crate) const RESERVE: &str =
 pub(crate) const HASH_OF: &str = "SELECT hash FROM events WHERE seq = $1";
 pub(crate) const READ_HEAD: &str =
     "SELECT start_seq, seq, start_hash FROM event_chain WHERE id = 1";
+
+/// The revocation events ([`REVOCATION_ACTIONS`]), as the predicate of the partial index
+/// `events_revocations` (migration 0017) spells it. A database uses a partial index only for a
+/// statement whose condition implies the index's, which neither can prove for parameters, so
+/// readers of the feed put these values in the statement's text, word for word.
+static REVOCATIONS: LazyLock<String> = LazyLock::new(|| {
+    let actions: Vec<String> = REVOCATION_ACTIONS
+        .iter()
+        .map(|a| format!("'{}'", a.as_str()))
+        .collect();
+    format!("action IN ({})", actions.join(", "))
+});
 
 /// The last link (sequence number and hash) this process committed, if known.
 #[derive(Debug, Default)]
@@ -166,8 +180,12 @@ pub(crate) use bind_event;
 /// filters that are set. Each identifier filter has an index leading with that column and
 /// ending with `seq`, so a page is an index range scan in either direction; time bounds are
 /// checked on the rows that scan reaches (an event's time follows its sequence number to
-/// within the commit delay).
-pub(crate) fn events_query(filter: &EventFilter) -> (String, Vec<Bind<'_>>) {
+/// within the commit delay). The revocation events have an index of their own, which
+/// `revocation_events` (the table, with SQLite's `INDEXED BY`) may name.
+pub(crate) fn events_query<'a>(
+    filter: &'a EventFilter,
+    revocation_events: &str,
+) -> (String, Vec<Bind<'a>>) {
     let mut c = Conditions::new(3);
     c.raw("seq > $1");
     c.cmp("seq", "<", filter.before_seq);
@@ -177,12 +195,20 @@ pub(crate) fn events_query(filter: &EventFilter) -> (String, Vec<Bind<'_>>) {
     c.eq("grant_id", filter.grant_id.as_deref());
     c.eq("action", filter.action.as_deref());
     c.any_of("action", &filter.actions);
+    if filter.revocations_only {
+        c.raw(&REVOCATIONS);
+    }
     c.cmp("at", ">=", filter.since.map(|t| t.unix()));
     c.cmp("at", "<", filter.until.map(|t| t.unix()));
     let (clause, binds) = c.finish();
     let order = if filter.newest_first { "DESC" } else { "ASC" };
+    let table = if filter.revocations_only {
+        revocation_events
+    } else {
+        "events"
+    };
     (
-        format!("SELECT seq, {COLUMNS} FROM events{clause} ORDER BY seq {order} LIMIT $2"),
+        format!("SELECT seq, {COLUMNS} FROM {table}{clause} ORDER BY seq {order} LIMIT $2"),
         binds,
     )
 }
@@ -439,7 +465,8 @@ macro_rules! impl_events {
                 &self,
                 filter: &$crate::model::EventFilter,
             ) -> $crate::StoreResult<Vec<::mandate_core::event::Event>> {
-                let (sql, binds) = $crate::sql::events::events_query(filter);
+                let (sql, binds) =
+                    $crate::sql::events::events_query(filter, Self::REVOCATION_EVENTS);
                 let query = $crate::sql::bind_all!(
                     ::sqlx::query_as::<_, $crate::sql::events::EventRow>(&sql)
                         .bind(filter.after_seq)
@@ -479,6 +506,27 @@ mod tests {
         e.detail = serde_json::json!(["not", "an", "object"]);
         add_detail(&mut e, [("grants", Value::from(3))]);
         assert_eq!(e.detail, serde_json::json!(["not", "an", "object"]));
+    }
+
+    #[test]
+    fn revocation_reads_spell_the_predicate_of_their_index() {
+        let index = format!(
+            "events_revocations ON events (seq)\n    WHERE {};",
+            *REVOCATIONS
+        );
+        for migration in [
+            include_str!("../../migrations/sqlite/0017_revocation_events_index.sql"),
+            include_str!("../../migrations/postgres/0017_revocation_events_index.sql"),
+        ] {
+            assert!(migration.contains(&index), "{index}");
+        }
+        let filter = EventFilter::revocations_after(7, 500);
+        let (sql, binds) = events_query(&filter, "events");
+        assert!(
+            sql.contains(&format!("WHERE seq > $1 AND {}", *REVOCATIONS)),
+            "{sql}"
+        );
+        assert!(binds.is_empty());
     }
 
     #[test]

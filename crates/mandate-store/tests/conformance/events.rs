@@ -2,6 +2,7 @@
 
 use super::fixtures::*;
 use mandate_core::event::{Action, ActorKind, NewEvent};
+use mandate_core::revocation::REVOCATION_ACTIONS;
 use mandate_store::group_commit::EventWriter;
 use mandate_store::{EventFilter, Store};
 use std::sync::Arc;
@@ -273,5 +274,48 @@ pub(crate) async fn event_notifications_announce_commits(store: Arc<dyn Store>) 
                 .expect("a commit is announced")
                 .unwrap();
         }
+    }
+}
+
+/// Followers of the revocation feed read the revocation events only, in order, through an
+/// index of their own: the thousands of token events around them are not read, and the plan
+/// neither scans the log nor sorts (before migration 0017, PostgreSQL's generic plan walked
+/// every event after the reader's position).
+pub(crate) async fn revocations_are_read_through_their_own_index_raw(
+    store: Arc<dyn Store>,
+    url: String,
+) {
+    let mut revocations = Vec::new();
+    for (i, action) in REVOCATION_ACTIONS.iter().enumerate() {
+        let tokens: Vec<_> = (0..200)
+            .map(|_| event(100, Action::TokenIssued, Some("acme"), Some("g_1")))
+            .collect();
+        store.append_events(&tokens).await.unwrap();
+        let seq = store
+            .append_events(&[event(100 + i as i64, *action, Some("acme"), Some("g_1"))])
+            .await
+            .unwrap();
+        revocations.push(seq[0]);
+    }
+    store
+        .append_events(&[event(200, Action::AnomalyDetected, Some("acme"), None)])
+        .await
+        .unwrap();
+
+    let read = |after, limit| seqs_matching(&store, EventFilter::revocations_after(after, limit));
+    assert_eq!(read(0, 500).await, revocations);
+    assert_eq!(read(revocations[3], 2).await, revocations[4..6]);
+    assert_eq!(read(revocations[12], 500).await, Vec::<i64>::new());
+
+    let plan = mandate_store::testing::event_query_plan(
+        &url,
+        &EventFilter::revocations_after(revocations[3], 500),
+    )
+    .await
+    .unwrap()
+    .join("\n");
+    assert!(plan.contains("events_revocations"), "{plan}");
+    for other_way in ["SCAN", "TEMP B-TREE", "Sort", "Seq Scan", "events_pkey"] {
+        assert!(!plan.contains(other_way), "{other_way} in:\n{plan}");
     }
 }

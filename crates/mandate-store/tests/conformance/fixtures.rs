@@ -10,7 +10,7 @@ use mandate_core::pkce::CodeChallenge;
 use mandate_core::random::SeededEntropy;
 use mandate_core::redirect_uri::RedirectUri;
 use mandate_core::refresh::{RefreshFamily, RefreshTokenRecord};
-use mandate_core::revocation::{FeedEntry, REVOCATION_ACTIONS};
+use mandate_core::revocation::FeedEntry;
 use mandate_core::scope::ScopeSet;
 use mandate_core::time::Timestamp;
 
@@ -224,15 +224,9 @@ pub(crate) async fn all_events(store: &dyn mandate_store::Store) -> Vec<Event> {
 /// The revocation feed as a reader would see it after `after_seq`.
 pub(crate) async fn feed(store: &dyn mandate_store::Store, after_seq: i64) -> Vec<FeedEntry> {
     let events = store
-        .events(&mandate_store::EventFilter {
-            actions: REVOCATION_ACTIONS
-                .iter()
-                .map(|a| a.as_str().to_owned())
-                .collect(),
-            after_seq,
-            limit: 10_000,
-            ..mandate_store::EventFilter::default()
-        })
+        .events(&mandate_store::EventFilter::revocations_after(
+            after_seq, 10_000,
+        ))
         .await
         .unwrap();
     events.iter().filter_map(FeedEntry::from_event).collect()
