@@ -26,6 +26,7 @@ pub const ENV_KEYS: &[&str] = &[
     "key_encryption_key_file",
     "signing_algorithm",
     "refresh_grace_seconds",
+    "refresh_token_retention_seconds",
     "session_ttl_seconds",
     "cache_ttl_ms",
 ];
@@ -58,6 +59,11 @@ pub struct Config {
     /// counting as reuse. Env: `MANDATE_REFRESH_GRACE_SECONDS`.
     #[serde(default = "defaults::refresh_grace_seconds")]
     pub refresh_grace_seconds: u64,
+    /// How long a refresh token is kept after it expires: presenting a used one within this
+    /// time is still reuse (the grant is revoked); afterwards housekeeping deletes it and
+    /// presenting it is only an unknown token. Env: `MANDATE_REFRESH_TOKEN_RETENTION_SECONDS`.
+    #[serde(default = "defaults::refresh_token_retention_seconds")]
+    pub refresh_token_retention_seconds: u64,
     /// Lifetime of a login session. Env: `MANDATE_SESSION_TTL_SECONDS`.
     #[serde(default = "defaults::session_ttl_seconds")]
     pub session_ttl_seconds: u64,
@@ -126,6 +132,9 @@ mod defaults {
     pub fn refresh_grace_seconds() -> u64 {
         mandate_core::refresh::DEFAULT_GRACE_SECONDS
     }
+    pub fn refresh_token_retention_seconds() -> u64 {
+        30 * 24 * 60 * 60
+    }
     pub fn session_ttl_seconds() -> u64 {
         8 * 60 * 60
     }
@@ -157,6 +166,7 @@ impl Default for Config {
             key_encryption_key_file: None,
             signing_algorithm: defaults::signing_algorithm(),
             refresh_grace_seconds: defaults::refresh_grace_seconds(),
+            refresh_token_retention_seconds: defaults::refresh_token_retention_seconds(),
             session_ttl_seconds: defaults::session_ttl_seconds(),
             cache_ttl_ms: defaults::cache_ttl_ms(),
             tenants: vec![],
@@ -399,6 +409,7 @@ mod tests {
             assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
             assert_eq!(c.database_url(), "sqlite://mandate-data/mandate.db");
             assert_eq!(c.signing_algorithm, Algorithm::EdDSA);
+            assert_eq!(c.refresh_token_retention_seconds, 30 * 24 * 3600);
             Ok(())
         });
     }
@@ -411,6 +422,7 @@ mod tests {
                 "listen = \"127.0.0.1:9000\"\nrefresh_grace_seconds = 9\n",
             )?;
             jail.set_env("MANDATE_REFRESH_GRACE_SECONDS", "3");
+            jail.set_env("MANDATE_REFRESH_TOKEN_RETENTION_SECONDS", "86400");
             jail.set_env("MANDATE_TEST_POSTGRES_URL", "ignored: not a setting");
             let overrides = Overrides {
                 database_url: Some("postgres://x/y".into()),
@@ -419,6 +431,7 @@ mod tests {
             let c = load(Some(Path::new("m.toml")), &overrides).map_err(|e| e.to_string())?;
             assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
             assert_eq!(c.refresh_grace_seconds, 3);
+            assert_eq!(c.refresh_token_retention_seconds, 86400);
             assert_eq!(c.database_url(), "postgres://x/y");
             Ok(())
         });

@@ -146,6 +146,7 @@ impl Application {
                 issuer,
                 issuer_path,
                 refresh_grace_seconds: config.refresh_grace_seconds,
+                refresh_token_retention_seconds: config.refresh_token_retention_seconds,
                 session_ttl_seconds: config.session_ttl_seconds,
                 exchange: config.exchange.clone(),
                 registration,
@@ -315,10 +316,21 @@ async fn purge_expired_periodically(state: AppState) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match state.store.purge_expired(state.clock.now()).await {
+        let now = state.clock.now();
+        match state.store.purge_expired(now).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(rows = n, "purged expired records"),
             Err(e) => tracing::warn!(error = %e, "purging expired records failed"),
+        }
+        let retention = state.settings.refresh_token_retention_seconds;
+        let cutoff = mandate_core::time::Timestamp::from_unix(
+            now.unix()
+                .saturating_sub(i64::try_from(retention).unwrap_or(i64::MAX)),
+        );
+        match state.store.purge_refresh_tokens(cutoff).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(rows = n, "purged refresh tokens past their retention"),
+            Err(e) => tracing::warn!(error = %e, "purging refresh tokens failed"),
         }
     }
 }

@@ -45,6 +45,8 @@ pub struct Settings {
     /// Whether cookies get the `Secure` attribute (issuer is https).
     pub secure_cookies: bool,
     pub refresh_grace_seconds: u64,
+    /// How long after expiry refresh tokens are kept for reuse detection.
+    pub refresh_token_retention_seconds: u64,
     pub session_ttl_seconds: u64,
     /// Who may exchange tokens for which audiences (RFC 8693).
     pub exchange: mandate_core::exchange::ExchangePolicy,

@@ -255,6 +255,11 @@ pub trait Housekeeping: Send + Sync {
     /// many rows (registrations counted once each) went. None of them can matter after expiry
     /// (an expired code is refused anyway).
     async fn purge_expired(&self, before: Timestamp) -> StoreResult<u64>;
+
+    /// Deletes refresh tokens whose `expires_at` is before `expired_before`, used or not, a
+    /// page at a time; returns how many went. Their families stay. The server passes its
+    /// retention period before now: until then a used token presented again is still reuse.
+    async fn purge_refresh_tokens(&self, expired_before: Timestamp) -> StoreResult<u64>;
 }
 
 /// Scoped API keys (`mk_...`), stored by hash.

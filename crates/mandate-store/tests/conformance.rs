@@ -164,6 +164,7 @@ conformance!(
     access_token_usability_checks_jti_grant_agent_and_user,
     sessions_expire_and_can_be_deleted,
     housekeeping_purges_only_expired_short_lived_records,
+    expired_refresh_tokens_are_purged_in_pages,
     pending_requests_expire_and_are_taken_once,
     signing_keys_keep_their_bytes_newest_first,
     events_append_in_order_and_filter,

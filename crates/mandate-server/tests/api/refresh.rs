@@ -7,6 +7,7 @@ crate::backend_tests!(
     concurrent_refresh_within_grace_gets_the_same_successor,
     refresh_may_narrow_but_never_widen,
     refresh_token_is_bound_to_its_client_and_expires,
+    the_server_purges_refresh_tokens_past_their_retention_on_its_own,
 );
 
 async fn refresh_rotates_and_reuse_revokes_family_and_grant(backend: Backend) {
@@ -163,5 +164,67 @@ async fn refresh_token_is_bound_to_its_client_and_expires(backend: Backend) {
         (status, body["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_grant")),
         "expired after 7 days"
+    );
+}
+
+/// Housekeeping on a server's own database: a refresh token (used, so still reuse if presented)
+/// whose expiry lies further back than `refresh_token_retention_seconds` is deleted at start;
+/// one expired more recently stays, so presenting it still counts as reuse.
+async fn the_server_purges_refresh_tokens_past_their_retention_on_its_own(backend: Backend) {
+    use mandate_core::refresh::{RefreshFamily, RefreshTokenRecord};
+    use mandate_core::time::{Clock, Timestamp};
+    let dir = tempfile::tempdir().unwrap();
+    let url = match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.path().join("old.db").display()),
+        Backend::Postgres => {
+            let admin = mandate_store::testing::postgres_test_url().unwrap();
+            mandate_store::testing::fresh_postgres_database(&admin)
+                .await
+                .unwrap()
+        }
+    };
+    let now = mandate_server::system::SystemClock.now().unix();
+    let store = mandate_store::connect(&url).await.unwrap();
+    for (name, expired_ago) in [("old", 3 * 24 * 3600), ("recent", 3600)] {
+        let expires_at = Timestamp::from_unix(now - expired_ago);
+        let family = RefreshFamily {
+            id: format!("f_{name}"),
+            grant_id: format!("g_{name}"),
+            client_id: "cli-agent".into(),
+            tenant_id: "acme".into(),
+            user_id: None,
+            scopes: mandate_core::scope::ScopeSet::parse("contacts.read").unwrap(),
+            resource: "https://crm.example/api".into(),
+            created_at: Timestamp::from_unix(now - expired_ago - 7200),
+            revoked_at: None,
+        };
+        let token = RefreshTokenRecord {
+            token_hash: format!("r_{name}"),
+            family_id: family.id.clone(),
+            issued_at: family.created_at,
+            expires_at,
+            used_at: Some(family.created_at),
+        };
+        store.create_family(&family, &token).await.unwrap();
+    }
+
+    let server_url = url.clone();
+    let _app = spawn_with(backend, move |c| {
+        c.database_url = Some(mandate_server::config::Secret::new(server_url));
+        c.refresh_token_retention_seconds = 24 * 3600;
+    })
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while store.refresh_token("r_old").await.unwrap().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for housekeeping"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let kept = store.refresh_token("r_recent").await.unwrap();
+    assert!(
+        kept.is_some_and(|k| k.token.used_at.is_some()),
+        "kept within the retention"
     );
 }

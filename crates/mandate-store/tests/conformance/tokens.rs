@@ -248,6 +248,9 @@ pub(crate) async fn housekeeping_purges_only_expired_short_lived_records(store: 
         store.refresh_token("r_1").await.unwrap().is_some(),
         "refresh tokens are kept for reuse detection"
     );
+    assert_eq!(store.purge_refresh_tokens(t(4600)).await.unwrap(), 0);
+    assert_eq!(store.purge_refresh_tokens(t(4601)).await.unwrap(), 1);
+    assert_eq!(store.refresh_token("r_1").await.unwrap(), None);
 }
 
 pub(crate) async fn signing_keys_keep_their_bytes_newest_first(store: Arc<dyn Store>) {
@@ -382,4 +385,48 @@ pub(crate) async fn access_token_usability_checks_jti_grant_agent_and_user(store
     assert!(!usable("j_1", "g_missing", "cli", 1500).await);
     assert!(!usable("j_1", "mkid_0123456789abcdef", "cli", 1500).await);
     assert!(!usable("j_1", "", "cli", 1500).await);
+}
+
+/// Refresh tokens go once their expiry lies before the cutoff, used or live, a page at a time
+/// (more than one page here); later ones and the families stay.
+pub(crate) async fn expired_refresh_tokens_are_purged_in_pages(store: Arc<dyn Store>) {
+    const FAMILIES: usize = 1_050;
+    for i in 0..FAMILIES {
+        let id = format!("f_{i}");
+        store
+            .create_family(&family(&id, "g_1"), &token(&format!("r_{i}"), &id, 1000))
+            .await
+            .unwrap();
+    }
+    // Ten families rotated once: their first token is used (kept for reuse detection until
+    // purged), their successor expires an hour later.
+    for i in 0..10 {
+        let successor = token(&format!("r_{i}_next"), &format!("f_{i}"), 2000);
+        let rotated = store
+            .rotate_refresh_token(&format!("r_{i}"), &successor, t(2000))
+            .await
+            .unwrap();
+        assert!(rotated);
+    }
+
+    assert_eq!(
+        store.purge_refresh_tokens(t(4600)).await.unwrap(),
+        0,
+        "exclusive"
+    );
+    assert_eq!(
+        store.purge_refresh_tokens(t(4601)).await.unwrap(),
+        FAMILIES as u64
+    );
+    assert_eq!(
+        store.refresh_token("r_0").await.unwrap(),
+        None,
+        "used and expired"
+    );
+    assert_eq!(store.refresh_token("r_1049").await.unwrap(), None);
+    let kept = store.refresh_token("r_3_next").await.unwrap().unwrap();
+    assert_eq!(kept.family, family("f_3", "g_1"), "the family stays");
+    assert_eq!(store.purge_refresh_tokens(t(4601)).await.unwrap(), 0);
+    assert_eq!(store.purge_refresh_tokens(t(5601)).await.unwrap(), 10);
+    assert_eq!(store.refresh_token("r_3_next").await.unwrap(), None);
 }
