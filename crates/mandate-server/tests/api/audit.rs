@@ -241,15 +241,7 @@ async fn verify_with(
 async fn the_server_purges_events_past_its_retention_on_its_own(backend: Backend) {
     use mandate_core::event::{Action, ActorKind, NewEvent};
     let dir = tempfile::tempdir().unwrap();
-    let url = match backend {
-        Backend::Sqlite => format!("sqlite://{}", dir.path().join("old.db").display()),
-        Backend::Postgres => {
-            let admin = mandate_store::testing::postgres_test_url().unwrap();
-            mandate_store::testing::fresh_postgres_database(&admin)
-                .await
-                .unwrap()
-        }
-    };
+    let url = fresh_database_url(backend, &dir.path().join("old.db")).await;
     let three_days_ago = mandate_core::time::Timestamp::from_unix(
         mandate_core::time::Clock::now(&mandate_server::system::SystemClock).unix()
             - 3 * 24 * 60 * 60,

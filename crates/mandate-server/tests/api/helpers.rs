@@ -110,15 +110,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
     init_logs();
     let dir = tempfile::tempdir().unwrap();
-    let database_url = match backend {
-        Backend::Sqlite => format!("sqlite://{}", dir.path().join("mandate.db").display()),
-        Backend::Postgres => {
-            let admin = mandate_store::testing::postgres_test_url().unwrap();
-            mandate_store::testing::fresh_postgres_database(&admin)
-                .await
-                .unwrap()
-        }
-    };
+    let database_url = fresh_database_url(backend, &dir.path().join("mandate.db")).await;
     let overrides = Overrides {
         listen: Some("127.0.0.1:0".parse().unwrap()),
         data_dir: Some(dir.path().to_path_buf()),
@@ -151,6 +143,20 @@ pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> T
         _dir: dir,
         shutdown: Some(tx),
         server: Some(server),
+    }
+}
+
+/// A new, empty database of `backend`: a SQLite file at `sqlite_file`, or a fresh PostgreSQL
+/// test database.
+pub async fn fresh_database_url(backend: Backend, sqlite_file: &std::path::Path) -> String {
+    match backend {
+        Backend::Sqlite => format!("sqlite://{}", sqlite_file.display()),
+        Backend::Postgres => {
+            let admin = mandate_store::testing::postgres_test_url().unwrap();
+            mandate_store::testing::fresh_postgres_database(&admin)
+                .await
+                .unwrap()
+        }
     }
 }
 

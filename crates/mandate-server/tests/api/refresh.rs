@@ -174,15 +174,7 @@ async fn the_server_purges_refresh_tokens_past_their_retention_on_its_own(backen
     use mandate_core::refresh::{RefreshFamily, RefreshTokenRecord};
     use mandate_core::time::{Clock, Timestamp};
     let dir = tempfile::tempdir().unwrap();
-    let url = match backend {
-        Backend::Sqlite => format!("sqlite://{}", dir.path().join("old.db").display()),
-        Backend::Postgres => {
-            let admin = mandate_store::testing::postgres_test_url().unwrap();
-            mandate_store::testing::fresh_postgres_database(&admin)
-                .await
-                .unwrap()
-        }
-    };
+    let url = fresh_database_url(backend, &dir.path().join("old.db")).await;
     let now = mandate_server::system::SystemClock.now().unix();
     let store = mandate_store::connect(&url).await.unwrap();
     for (name, expired_ago) in [("old", 3 * 24 * 3600), ("recent", 3600)] {
