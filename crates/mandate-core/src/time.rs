@@ -24,12 +24,13 @@ impl Timestamp {
 
     /// This instant plus `seconds`, saturating rather than overflowing.
     pub const fn plus_seconds(self, seconds: u64) -> Self {
-        let delta = if seconds > i64::MAX as u64 {
-            i64::MAX
-        } else {
-            seconds as i64
-        };
-        Self(self.0.saturating_add(delta))
+        Self(self.0.saturating_add(clamped(seconds)))
+    }
+
+    /// This instant minus `seconds` (a cutoff such as "older than the retention"), saturating
+    /// rather than overflowing.
+    pub const fn minus_seconds(self, seconds: u64) -> Self {
+        Self(self.0.saturating_sub(clamped(seconds)))
     }
 
     /// RFC 3339 in UTC (`2026-11-22T21:07:08Z`), for people and log pipelines.
@@ -108,6 +109,15 @@ impl Clock for ManualClock {
     }
 }
 
+/// `seconds` as an `i64`, at most `i64::MAX`.
+const fn clamped(seconds: u64) -> i64 {
+    if seconds > i64::MAX as u64 {
+        i64::MAX
+    } else {
+        seconds as i64
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +131,15 @@ mod tests {
         assert_eq!(
             Timestamp::from_unix(0).plus_seconds(u64::MAX).unix(),
             i64::MAX
+        );
+        assert_eq!(Timestamp::from_unix(100).minus_seconds(30).unix(), 70);
+        assert_eq!(
+            Timestamp::from_unix(i64::MIN + 1).minus_seconds(10).unix(),
+            i64::MIN
+        );
+        assert_eq!(
+            Timestamp::from_unix(0).minus_seconds(u64::MAX).unix(),
+            -i64::MAX
         );
     }
 

@@ -147,10 +147,7 @@ pub async fn purge_periodically(state: AppState, retention: Duration, sinks: Vec
     loop {
         tick.tick().await;
         let now = state.clock.now();
-        let before = Timestamp::from_unix(
-            now.unix()
-                .saturating_sub(i64::try_from(retention.as_secs()).unwrap_or(i64::MAX)),
-        );
+        let before = now.minus_seconds(retention.as_secs());
         let keys = state.keys.current();
         let signer = Signer {
             key: keys.signer(now),

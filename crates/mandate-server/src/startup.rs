@@ -322,11 +322,7 @@ async fn purge_expired_periodically(state: AppState) {
             Ok(n) => tracing::debug!(rows = n, "purged expired records"),
             Err(e) => tracing::warn!(error = %e, "purging expired records failed"),
         }
-        let retention = state.settings.refresh_token_retention_seconds;
-        let cutoff = mandate_core::time::Timestamp::from_unix(
-            now.unix()
-                .saturating_sub(i64::try_from(retention).unwrap_or(i64::MAX)),
-        );
+        let cutoff = now.minus_seconds(state.settings.refresh_token_retention_seconds);
         match state.store.purge_refresh_tokens(cutoff).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(rows = n, "purged refresh tokens past their retention"),

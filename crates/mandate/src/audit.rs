@@ -434,10 +434,7 @@ async fn purge(global: &Global, before: &str) -> anyhow::Result<()> {
             let age = crate::cli::parse_duration(before).map_err(|e| {
                 anyhow::anyhow!("--before: {e}; or give a time (RFC 3339 or Unix seconds)")
             })?;
-            Timestamp::from_unix(
-                now.unix()
-                    .saturating_sub(i64::try_from(age).unwrap_or(i64::MAX)),
-            )
+            now.minus_seconds(age)
         }
     };
     let s = Signing::open(global).await?;
