@@ -1,15 +1,19 @@
 //! Short-lived read-through caches for the token endpoint's hot path.
 //!
-//! Issuing a client-credentials token needs the agent (to authenticate it) and the resource
-//! registry. Reading them from the database on every request costs more than the signature
-//! itself, so they are reused for `cache_ttl_ms` (1 s by default). Nothing here is
-//! authoritative: [`crate::cache_invalidation`] follows the log's revocation events (any
-//! node's, within milliseconds) and drops the agents they name, the TTL is the backstop, and
-//! introspection reads revocation state from the database every time. The agent's service
-//! grant is not cached: a revoked one must not be used for the next token on the node that
-//! revoked it, which a follower of the log cannot promise.
+//! Issuing a client-credentials token needs the agent (to authenticate it), the resource
+//! registry and the agent's service grant. Reading them from the database on every request
+//! costs more than the signature itself, so they are reused for `cache_ttl_ms` (1 s by
+//! default). Nothing here is authoritative: [`crate::cache_invalidation`] follows the log's
+//! revocation events (any node's, within milliseconds) and drops the agents they name and
+//! their service grants, the TTL is the backstop, and introspection reads revocation state
+//! from the database every time. A cached service grant is also checked where it matters: the
+//! event writer declines a token's event if its grant is no longer in force when the event's
+//! batch is written ([`mandate_store::group_commit::EventWriter::append_under_grant`]), so a
+//! revoked grant never has a token returned under it once its revocation has committed, on
+//! any node, whatever this cache holds.
 
 use mandate_core::client::Agent;
+use mandate_core::grant::Grant;
 use mandate_core::resource::ResourceServer;
 use mandate_store::{Store, StoreResult};
 use moka::sync::Cache;
@@ -23,6 +27,8 @@ pub struct HotPathCache {
     /// `None` remembers an unknown client id, so guessing ids does not reach the database.
     agents: Option<Cache<String, Option<Arc<Agent>>>>,
     resources: Option<Cache<(), Arc<Vec<ResourceServer>>>>,
+    /// Each agent's own grant in its owner tenant, by client id.
+    service_grants: Option<Cache<String, Arc<Grant>>>,
 }
 
 impl HotPathCache {
@@ -31,6 +37,7 @@ impl HotPathCache {
         Self {
             agents: build(ttl, CAPACITY),
             resources: build(ttl, 1),
+            service_grants: build(ttl, CAPACITY),
         }
     }
 
@@ -50,9 +57,28 @@ impl HotPathCache {
     }
 
     /// Drops what is cached about one client (after it registered, changed or was deleted
-    /// on this node; other nodes see the change within the TTL).
+    /// on this node; other nodes see the change within the TTL), its service grant included.
     pub fn forget_agent(&self, client_id: &str) {
         if let Some(c) = &self.agents {
+            c.invalidate(client_id);
+        }
+        self.forget_service_grant(client_id);
+    }
+
+    /// The agent's cached service grant, if there is one.
+    pub fn service_grant(&self, client_id: &str) -> Option<Arc<Grant>> {
+        self.service_grants.as_ref()?.get(client_id)
+    }
+
+    pub fn remember_service_grant(&self, grant: Arc<Grant>) {
+        if let Some(c) = &self.service_grants {
+            c.insert(grant.client_id.clone(), grant);
+        }
+    }
+
+    /// Drops the agent's cached service grant (when the writer found it no longer in force).
+    pub fn forget_service_grant(&self, client_id: &str) {
+        if let Some(c) = &self.service_grants {
             c.invalidate(client_id);
         }
     }
@@ -74,6 +100,9 @@ impl HotPathCache {
             c.invalidate_all();
         }
         if let Some(c) = &self.resources {
+            c.invalidate_all();
+        }
+        if let Some(c) = &self.service_grants {
             c.invalidate_all();
         }
     }

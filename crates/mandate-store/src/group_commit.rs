@@ -15,6 +15,13 @@
 //! with changes that fails is retried entry by entry, so one change that cannot apply (a
 //! constraint, a deadlock between nodes) fails only its own request.
 //!
+//! A token's event may name the grant the token was issued under
+//! ([`EventWriter::append_under_grant`]): the writer checks, once per batch for all such
+//! grants, that each is still in force before it writes, and declines the events of those
+//! that are not. A caller may then take its grant from a cache: a grant revoked since it was
+//! cached, by any node, never has a token returned under it once the revocation has
+//! committed. The check is one statement per batch, not one read per request.
+//!
 //! The writer reports how long each event waited for durability to a [`WriterObserver`] (the
 //! server's metrics), and [`EventWriter::pending`] says how many events are waiting, without
 //! adding a lock or a shared counter to [`EventWriter::append`].
@@ -46,8 +53,16 @@ type Ack = oneshot::Sender<StoreResult<Outcome>>;
 /// An entry on its way to the writer, with when it was handed over.
 struct Queued {
     entry: Entry,
+    /// The grant that must still be in force for the entry to be written.
+    grant: Option<GrantInForce>,
     ack: Ack,
     at: Instant,
+}
+
+/// A grant an event's token was issued under, and when it was issued.
+struct GrantInForce {
+    id: String,
+    at: Timestamp,
 }
 
 /// Told about every event the writer makes durable (the server's metrics).
@@ -191,14 +206,70 @@ impl EventWriter {
             .ok_or(StoreError::Corrupt("a code consumption reported nothing"))
     }
 
+    /// Appends the event of a token issued under grant `grant_id` at `now`, and waits until
+    /// it is durable, unless that grant is no longer in force (revoked, or expired at `now`)
+    /// when the writer takes up the event's batch: then nothing is written and the answer is
+    /// [`Written::Declined`]. See the module documentation.
+    #[cfg(not(feature = "bench-unaudited"))]
+    pub async fn append_under_grant(
+        &self,
+        grant_id: &str,
+        now: Timestamp,
+        event: NewEvent,
+    ) -> StoreResult<Written> {
+        let grant = GrantInForce {
+            id: grant_id.to_owned(),
+            at: now,
+        };
+        let outcome = self.submit_checked(None, Some(event), Some(grant)).await?;
+        match outcome.seq {
+            Some(seq) => Ok(Written::Durable(seq)),
+            None if outcome.declined => Ok(Written::Declined),
+            None => Err(StoreError::Corrupt("an event in force was not written")),
+        }
+    }
+
+    /// Benchmark builds only: drops the event but still has the writer check the grant with
+    /// its batch, so that what `bench/run.sh` charges to auditing is the event alone (see
+    /// [`Self::append`]).
+    #[cfg(feature = "bench-unaudited")]
+    pub async fn append_under_grant(
+        &self,
+        grant_id: &str,
+        now: Timestamp,
+        event: NewEvent,
+    ) -> StoreResult<Written> {
+        drop(event);
+        let grant = GrantInForce {
+            id: grant_id.to_owned(),
+            at: now,
+        };
+        let outcome = self.submit_checked(None, None, Some(grant)).await?;
+        Ok(if outcome.declined {
+            Written::Declined
+        } else {
+            Written::Durable(0)
+        })
+    }
+
     async fn submit(
         &self,
         change: Option<Change>,
         event: Option<NewEvent>,
     ) -> StoreResult<Outcome> {
+        self.submit_checked(change, event, None).await
+    }
+
+    async fn submit_checked(
+        &self,
+        change: Option<Change>,
+        event: Option<NewEvent>,
+        grant: Option<GrantInForce>,
+    ) -> StoreResult<Outcome> {
         let (ack, done) = oneshot::channel();
         let queued = Queued {
             entry: Entry { change, event },
+            grant,
             ack,
             at: Instant::now(),
         };
@@ -225,13 +296,20 @@ struct Batch {
     acks: Vec<(Ack, Instant)>,
     /// Whether any entry carries a change; without one, the events take the plain path.
     changes: bool,
+    /// The grants that must be in force, by entry; only until [`Writer::screen`] checks them.
+    grants: Vec<Option<GrantInForce>>,
 }
 
 impl Batch {
     fn push(&mut self, queued: Queued) {
-        self.changes |= queued.entry.change.is_some();
-        self.entries.push(queued.entry);
-        self.acks.push((queued.ack, queued.at));
+        self.add(queued.entry, queued.grant, (queued.ack, queued.at));
+    }
+
+    fn add(&mut self, entry: Entry, grant: Option<GrantInForce>, ack: (Ack, Instant)) {
+        self.changes |= entry.change.is_some();
+        self.entries.push(entry);
+        self.grants.push(grant);
+        self.acks.push(ack);
     }
 
     fn len(&self) -> usize {
@@ -266,19 +344,64 @@ impl Writer {
         }
     }
 
+    /// Takes out of the batch the entries whose grant is no longer in force, with their
+    /// answer (declined), in one read for the whole batch. If that read fails, the entries
+    /// that needed it fail, and the others are still written.
+    async fn screen(&self, batch: Batch) -> (Batch, Vec<(Ack, StoreResult<Outcome>)>) {
+        let mut ids: Vec<String> = batch
+            .grants
+            .iter()
+            .flatten()
+            .map(|g| g.id.clone())
+            .collect();
+        let Some(latest) = batch.grants.iter().flatten().map(|g| g.at).max() else {
+            return (batch, Vec::new());
+        };
+        ids.sort_unstable();
+        ids.dedup();
+        let in_force = self.store.grants_in_force(&ids, latest).await;
+        if let Err(error) = &in_force {
+            tracing::error!(error = ?error, "cannot check the grants of an event batch");
+        }
+        let mut kept = Batch::default();
+        let mut answered = Vec::new();
+        for ((entry, grant), ack) in batch.entries.into_iter().zip(batch.grants).zip(batch.acks) {
+            let Some(grant) = grant else {
+                kept.add(entry, None, ack);
+                continue;
+            };
+            match &in_force {
+                Ok(live) if live.contains(&grant.id) => kept.add(entry, None, ack),
+                Ok(_) => {
+                    let declined = Outcome {
+                        declined: true,
+                        ..Outcome::default()
+                    };
+                    answered.push((ack.0, Ok(declined)));
+                }
+                Err(_) => answered.push((ack.0, Err(StoreError::EventBatchFailed))),
+            }
+        }
+        (kept, answered)
+    }
+
     /// Commits a batch and answers everyone in it. A failed batch with changes is retried
     /// entry by entry, so only the entries that fail alone are told so.
-    async fn commit(&self, mut batch: Batch) {
+    async fn commit(&self, batch: Batch) {
+        self.in_flight.store(batch.len(), Ordering::Relaxed);
+        let (mut batch, answered) = self.screen(batch).await;
         let size = batch.len();
         self.in_flight.store(size, Ordering::Relaxed);
+        for (ack, answer) in answered {
+            let _ = ack.send(answer);
+        }
+        if size == 0 {
+            return;
+        }
         let outcome = if batch.changes {
             self.store.commit_batch(&batch.entries).await
         } else {
-            let events = std::mem::take(&mut batch.entries)
-                .into_iter()
-                .filter_map(|e| e.event)
-                .collect();
-            self.append_plain(events).await
+            self.append_plain(std::mem::take(&mut batch.entries)).await
         };
         // Before any acknowledgement: an appender that has its answer sees none pending.
         self.in_flight.store(0, Ordering::Relaxed);
@@ -311,13 +434,16 @@ impl Writer {
         }
     }
 
-    /// Events without changes: the store's plain append (its fastest path).
-    async fn append_plain(&self, events: Vec<NewEvent>) -> StoreResult<Vec<Outcome>> {
-        let seqs = self.store.append_events(&events).await?;
-        Ok(seqs
+    /// Entries without changes: their events through the store's plain append (its fastest
+    /// path). An entry without an event was only a grant check ([`Writer::screen`]).
+    async fn append_plain(&self, entries: Vec<Entry>) -> StoreResult<Vec<Outcome>> {
+        let with_event: Vec<bool> = entries.iter().map(|e| e.event.is_some()).collect();
+        let events: Vec<NewEvent> = entries.into_iter().filter_map(|e| e.event).collect();
+        let mut seqs = self.store.append_events(&events).await?.into_iter();
+        Ok(with_event
             .into_iter()
-            .map(|seq| Outcome {
-                seq: Some(seq),
+            .map(|event| Outcome {
+                seq: if event { seqs.next() } else { None },
                 ..Outcome::default()
             })
             .collect())

@@ -140,6 +140,10 @@ pub trait GrantStore: Send + Sync {
         client_id: &str,
         now: Timestamp,
     ) -> StoreResult<Option<Grant>>;
+    /// Which of `ids` are unrevoked and unexpired at `now`, in no particular order (the
+    /// group-commit writer's check before it writes a batch of tokens' events:
+    /// [`group_commit::EventWriter::append_under_grant`]).
+    async fn grants_in_force(&self, ids: &[String], now: Timestamp) -> StoreResult<Vec<String>>;
     /// Replaces the scopes of an unrevoked grant if they are still `from` (compare and set, so
     /// two consents at once cannot lose one's answer). `false`: the grant is missing, revoked,
     /// or its scopes changed since they were read; read it again.

@@ -11,6 +11,7 @@ crate::backend_tests!(
     bad_requests_get_rfc_6749_errors,
     issuance_is_recorded_as_an_event,
     a_disabled_agent_is_refused_once_the_cache_ttl_has_passed,
+    a_service_grant_revoked_behind_the_cache_is_not_used_again,
 );
 
 fn oauth2_client(
@@ -368,4 +369,53 @@ async fn a_disabled_agent_is_refused_once_the_cache_ttl_has_passed(backend: Back
             "ttl {ttl_ms} ms"
         );
     }
+}
+
+/// The service grant is cached, and here revoked straight in the database, where neither the
+/// TTL (a minute) nor the log follower (no revocation event) can tell the server: the event
+/// writer's check is all that stands between the cached grant and the next token.
+async fn a_service_grant_revoked_behind_the_cache_is_not_used_again(backend: Backend) {
+    let app = spawn_with(backend, |c| c.cache_ttl_ms = 60_000).await;
+    let first = app.client_credentials(None).await;
+    let first_gid = app.verify(s(&first["access_token"])).await.gid;
+    assert!(
+        app.store
+            .revoke_grant(&first_gid, app.now(), "revoked in the database")
+            .await
+            .unwrap()
+    );
+    let second = app.client_credentials(None).await;
+    let second_gid = app.verify(s(&second["access_token"])).await.gid;
+    assert_ne!(
+        second_gid, first_gid,
+        "a new service grant, not the revoked one"
+    );
+    assert_eq!(
+        app.introspect(s(&second["access_token"])).await["active"],
+        true
+    );
+    assert_eq!(
+        app.introspect(s(&first["access_token"])).await["active"],
+        false
+    );
+    let third = app.client_credentials(None).await;
+    assert_eq!(
+        app.verify(s(&third["access_token"])).await.gid,
+        second_gid,
+        "the new grant is reused"
+    );
+    let issued_under_first = app
+        .store
+        .events(&EventFilter {
+            grant_id: Some(first_gid.clone()),
+            action: Some("token.issued".into()),
+            ..EventFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        issued_under_first.len(),
+        1,
+        "nothing issued after the revocation"
+    );
 }

@@ -83,6 +83,17 @@ pub(crate) fn count_grants_query(filter: &GrantFilter, cap: u32) -> (String, Vec
     grant_conditions(filter).capped_count("grants", cap)
 }
 
+/// `SELECT` for [`crate::GrantStore::grants_in_force`]: which of `ids` are unrevoked and
+/// unexpired at `$1`, one statement however many (each is a primary-key lookup).
+pub(crate) fn grants_in_force_query(ids: &[String]) -> (String, Vec<super::Bind<'_>>) {
+    let mut c = Conditions::new(2);
+    c.any_of("id", ids);
+    c.raw("revoked_at IS NULL");
+    c.raw("(expires_at IS NULL OR expires_at > $1)");
+    let (clause, binds) = c.finish();
+    (format!("SELECT id FROM grants{clause}"), binds)
+}
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct GrantRow {
     id: String,
@@ -360,6 +371,21 @@ macro_rules! impl_grants {
                     .execute(&self.pool)
                     .await?;
                 Ok(done.rows_affected() == 1)
+            }
+
+            async fn grants_in_force(
+                &self,
+                ids: &[String],
+                now: ::mandate_core::time::Timestamp,
+            ) -> $crate::StoreResult<Vec<String>> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let (sql, binds) = $crate::sql::grants::grants_in_force_query(ids);
+                let query = ::sqlx::query_scalar::<_, String>(&sql).bind(now.unix());
+                Ok($crate::sql::bind_all!(query, binds)
+                    .fetch_all(&self.pool)
+                    .await?)
             }
 
             async fn grants(

@@ -324,3 +324,94 @@ pub(crate) async fn codes_consumed_through_the_writer_have_one_owner(store: Arc<
         "consuming writes no event"
     );
 }
+
+/// `append_under_grant`: in the same batches as plain appends, the events of grants that are
+/// revoked, expired or unknown when the writer takes the batch up are declined and written
+/// nowhere; the others and the plain ones are durable, and the chain stays whole.
+pub(crate) async fn the_writer_declines_events_whose_grant_is_no_longer_in_force(
+    store: Arc<dyn Store>,
+) {
+    let now = t(1100);
+    store
+        .create_grant(&grant("g_live", None, 1000))
+        .await
+        .unwrap();
+    store
+        .create_grant(&grant("g_revoked", Some("u_1"), 1000))
+        .await
+        .unwrap();
+    let expiring = mandate_core::grant::Grant {
+        expires_at: Some(now),
+        ..grant("g_expired", Some("u_2"), 1000)
+    };
+    store.create_grant(&expiring).await.unwrap();
+    store
+        .revoke_grant("g_revoked", t(1050), "test")
+        .await
+        .unwrap();
+    let (writer, task) = EventWriter::spawn(store.clone());
+    let cases = [
+        ("g_live", true),
+        ("g_revoked", false),
+        ("g_expired", false),
+        ("g_unknown", false),
+    ];
+    for round in 0..5 {
+        let checked: Vec<_> = cases
+            .iter()
+            .map(|&(grant_id, in_force)| {
+                let writer = writer.clone();
+                let event = tagged(&format!("{grant_id} {round}"));
+                let task =
+                    tokio::spawn(
+                        async move { writer.append_under_grant(grant_id, now, event).await },
+                    );
+                (grant_id, in_force, task)
+            })
+            .collect();
+        let plain: Vec<_> = (0..4)
+            .map(|i| {
+                let writer = writer.clone();
+                tokio::spawn(
+                    async move { writer.append(tagged(&format!("plain {round}.{i}"))).await },
+                )
+            })
+            .collect();
+        for (grant_id, in_force, task) in checked {
+            let written = task.await.unwrap().unwrap();
+            assert_eq!(
+                matches!(written, Written::Durable(_)),
+                in_force,
+                "round {round}, {grant_id}: {written:?}"
+            );
+        }
+        for p in plain {
+            p.await.unwrap().unwrap();
+        }
+    }
+    // Revoked after it was used: the next event under it is declined.
+    store.revoke_grant("g_live", t(1090), "test").await.unwrap();
+    let after = writer
+        .append_under_grant("g_live", now, tagged("g_live after"))
+        .await
+        .unwrap();
+    assert_eq!(after, Written::Declined);
+    drop(writer);
+    task.await.unwrap();
+    let reasons = stored_reasons(&store).await;
+    assert_eq!(
+        reasons.iter().filter(|r| r.starts_with("plain")).count(),
+        20
+    );
+    assert_eq!(
+        reasons.iter().filter(|r| r.starts_with("g_live ")).count(),
+        5
+    );
+    for declined in ["g_revoked", "g_expired", "g_unknown", "g_live after"] {
+        assert!(
+            !reasons.iter().any(|r| r.starts_with(declined)),
+            "{declined}: {reasons:?}"
+        );
+    }
+    chain_is_intact(&store).await;
+}

@@ -481,3 +481,49 @@ fn reopen(url: &str) -> Arc<dyn Store> {
             .unwrap()
     })
 }
+
+pub(crate) async fn grants_in_force_are_the_unrevoked_unexpired_ones(store: Arc<dyn Store>) {
+    let now = t(1000);
+    let grants = [
+        grant("g_live", Some("u_1"), 10),
+        grant("g_service", None, 20),
+        Grant {
+            expires_at: Some(t(1001)),
+            ..grant("g_expires_later", Some("u_2"), 30)
+        },
+        Grant {
+            expires_at: Some(now),
+            ..grant("g_expires_now", Some("u_3"), 40)
+        },
+        grant("g_revoked", Some("u_4"), 50),
+    ];
+    for g in &grants {
+        store.create_grant(g).await.unwrap();
+    }
+    store
+        .revoke_grant("g_revoked", t(60), "test")
+        .await
+        .unwrap();
+    let asked: Vec<String> = [
+        "g_live",
+        "g_service",
+        "g_expires_later",
+        "g_expires_now",
+        "g_revoked",
+        "g_unknown",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut in_force = store.grants_in_force(&asked, now).await.unwrap();
+    in_force.sort();
+    assert_eq!(in_force, ["g_expires_later", "g_live", "g_service"]);
+    assert_eq!(
+        store.grants_in_force(&asked[..1], t(5000)).await.unwrap(),
+        ["g_live"],
+        "a grant without an expiry stays in force"
+    );
+    assert!(store.grants_in_force(&[], now).await.unwrap().is_empty());
+    // A whole batch's worth of ids in one statement.
+    let many: Vec<String> = (0..1024).map(|i| format!("g_{i}")).chain(asked).collect();
+    assert_eq!(store.grants_in_force(&many, now).await.unwrap().len(), 3);
+}
