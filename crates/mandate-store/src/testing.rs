@@ -5,7 +5,7 @@
 //! rows, and a leftover database is recognisable by its prefix. Not for production use.
 
 use crate::sql::Bind;
-use crate::{EventFilter, StoreError, StoreResult};
+use crate::{EventFilter, GrantFilter, StoreError, StoreResult};
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Row};
 
@@ -72,6 +72,17 @@ pub async fn event_query_plan(url: &str, filter: &EventFilter) -> StoreResult<Ve
         Bind::Int(i64::from(filter.limit)),
     ];
     let binds: Vec<Bind<'_>> = position_and_limit.into_iter().chain(binds).collect();
+    query_plan(url, &sql, binds).await
+}
+
+/// [`event_query_plan`] for the first page (100) of the grants `filter` selects
+/// ([`crate::GrantStore::grants`]).
+pub async fn grant_query_plan(url: &str, filter: &GrantFilter) -> StoreResult<Vec<String>> {
+    let (sql, binds) = crate::sql::grants::grants_query(filter, None, 100);
+    query_plan(url, &sql, binds).await
+}
+
+async fn query_plan(url: &str, sql: &str, binds: Vec<Bind<'_>>) -> StoreResult<Vec<String>> {
     // One pooled connection rather than a bare one: the session state (the plan mode, the
     // prepared statement) stays on it, and the future stays `Send` for spawned test cases.
     if url.starts_with("sqlite:") {
