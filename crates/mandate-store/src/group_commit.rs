@@ -210,46 +210,28 @@ impl EventWriter {
     /// it is durable, unless that grant is no longer in force (revoked, or expired at `now`)
     /// when the writer takes up the event's batch: then nothing is written and the answer is
     /// [`Written::Declined`]. See the module documentation.
-    #[cfg(not(feature = "bench-unaudited"))]
+    ///
+    /// Benchmark builds (`bench-unaudited`) drop the event but keep the check, so that what
+    /// `bench/audit-cost.sh` charges to auditing is the event alone (see [`Self::append`]).
     pub async fn append_under_grant(
         &self,
         grant_id: &str,
         now: Timestamp,
         event: NewEvent,
     ) -> StoreResult<Written> {
+        let unaudited = cfg!(feature = "bench-unaudited");
+        let event = (!unaudited).then_some(event);
         let grant = GrantInForce {
             id: grant_id.to_owned(),
             at: now,
         };
-        let outcome = self.submit_checked(None, Some(event), Some(grant)).await?;
+        let outcome = self.submit_checked(None, event, Some(grant)).await?;
         match outcome.seq {
+            _ if outcome.declined => Ok(Written::Declined),
             Some(seq) => Ok(Written::Durable(seq)),
-            None if outcome.declined => Ok(Written::Declined),
+            None if unaudited => Ok(Written::Durable(0)),
             None => Err(StoreError::Corrupt("an event in force was not written")),
         }
-    }
-
-    /// Benchmark builds only: drops the event but still has the writer check the grant with
-    /// its batch, so that what `bench/run.sh` charges to auditing is the event alone (see
-    /// [`Self::append`]).
-    #[cfg(feature = "bench-unaudited")]
-    pub async fn append_under_grant(
-        &self,
-        grant_id: &str,
-        now: Timestamp,
-        event: NewEvent,
-    ) -> StoreResult<Written> {
-        drop(event);
-        let grant = GrantInForce {
-            id: grant_id.to_owned(),
-            at: now,
-        };
-        let outcome = self.submit_checked(None, None, Some(grant)).await?;
-        Ok(if outcome.declined {
-            Written::Declined
-        } else {
-            Written::Durable(0)
-        })
     }
 
     async fn submit(
