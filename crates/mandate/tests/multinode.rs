@@ -485,6 +485,43 @@ async fn issue_on_one_node_refresh_on_another_revoke_on_a_third_and_the_guard_re
     assert_eq!(cluster.jwks_kids(1).await, published);
     assert_eq!(cluster.jwks_kids(2).await, published);
 
+    // Every node now holds the agent's service grant in its cache. Revoked through node 3's
+    // admin API, it has no further token issued under it by any node, at once: each node's
+    // next token carries a new grant, active everywhere.
+    let service = cluster.client_credentials(0).await.unwrap();
+    let service_gid = jwt_claim(service["access_token"].as_str().unwrap(), "gid");
+    let admin = cluster.admin_token(2).await;
+    let status = cluster
+        .http
+        .post(format!(
+            "{}/admin/v1/grants/{}/revoke",
+            cluster.base(2),
+            service_gid.as_str().unwrap()
+        ))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"reason": "multinode test"}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    for node in 0..3 {
+        let token = cluster.client_credentials(node).await.unwrap();
+        let token = token["access_token"].as_str().unwrap();
+        assert_ne!(
+            jwt_claim(token, "gid"),
+            service_gid,
+            "issued by node {node}"
+        );
+        for at in 0..3 {
+            let answer = cluster.introspect(at, token).await;
+            assert_eq!(
+                answer["active"], true,
+                "issued by node {node}, at node {at}"
+            );
+        }
+    }
+
     // Issue on node 1 (the code is redeemed there too), refresh on node 2.
     let (first_access, first_refresh) = user_tokens(&cluster, "alice", "contacts.read", 0, 0).await;
     let (access, refresh) = refresh_on(&cluster, 1, &first_refresh).await.unwrap();
