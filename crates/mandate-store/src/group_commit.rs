@@ -31,6 +31,7 @@ use crate::model::CodeConsumption;
 use crate::{Store, StoreError, StoreResult};
 use mandate_core::event::NewEvent;
 use mandate_core::time::Timestamp;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -330,18 +331,21 @@ impl Writer {
     /// answer (declined), in one read for the whole batch. If that read fails, the entries
     /// that needed it fail, and the others are still written.
     async fn screen(&self, batch: Batch) -> (Batch, Vec<(Ack, StoreResult<Outcome>)>) {
-        let mut ids: Vec<String> = batch
-            .grants
-            .iter()
-            .flatten()
-            .map(|g| g.id.clone())
-            .collect();
         let Some(latest) = batch.grants.iter().flatten().map(|g| g.at).max() else {
             return (batch, Vec::new());
         };
-        ids.sort_unstable();
-        ids.dedup();
-        let in_force = self.store.grants_in_force(&ids, latest).await;
+        let ids: HashSet<&str> = batch
+            .grants
+            .iter()
+            .flatten()
+            .map(|g| g.id.as_str())
+            .collect();
+        let ids: Vec<String> = ids.into_iter().map(str::to_owned).collect();
+        let in_force: StoreResult<HashSet<String>> = self
+            .store
+            .grants_in_force(&ids, latest)
+            .await
+            .map(|live| live.into_iter().collect());
         if let Err(error) = &in_force {
             tracing::error!(error = ?error, "cannot check the grants of an event batch");
         }
