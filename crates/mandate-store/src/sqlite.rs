@@ -2,7 +2,8 @@
 //!
 //! This module owns only what is SQLite-specific: opening the file durably (WAL journal with
 //! `synchronous = FULL`, so a commit that returned survives a power cut; SQLite is built to sync
-//! with `fdatasync`, see `.cargo/config.toml`), foreign keys on, a busy timeout so concurrent
+//! with `fdatasync`, see `.cargo/config.toml`), checkpointing the WAL beside the writer rather
+//! than in its commits ([`checkpoint_wal`]), foreign keys on, a busy timeout so concurrent
 //! writers queue instead of failing, the SQLite migrations, announcing this process's event
 //! commits (SQLite has no LISTEN/NOTIFY), and binding event batches cheaply
 //! ([`SqliteStore::insert_events`]). Every other query comes from [`crate::sql`], shared with
@@ -19,13 +20,26 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::LazyLock;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 /// Connections in the pool. SQLite has one writer at a time; the others serve reads, which WAL
 /// lets run alongside the writer.
 const MAX_CONNECTIONS: u32 = 8;
 /// How long a writer waits for the write lock before the statement fails.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often a connection of the store's own copies the WAL back into the database file
+/// ([`checkpoint_wal`]). Committing connections no longer do it every 1,000 pages (SQLite's
+/// default), which stalled the group-commit writer, and with it every request waiting for a
+/// commit, for each checkpoint; and a page written by many commits in an interval is copied
+/// once. Measured under refresh load (BENCHMARKS.md, "Checkpoints off the writer's path").
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
+/// How often it looks while the WAL stays as it was: an idle server wakes once a second.
+const CHECKPOINT_IDLE: Duration = Duration::from_secs(1);
+/// Pages the WAL may reach before a committing connection checkpoints it itself: the
+/// backstop for when no server's checkpointer runs (the CLI alone) or it falls behind.
+/// 40 MiB of WAL at the default page size.
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
 
 /// Events in one `INSERT` at most (15 parameters each). The writer's batches are larger only
 /// under extreme load, and then take several statements in the same transaction.
@@ -58,6 +72,8 @@ pub(crate) struct SqliteStore {
     events: watch::Sender<u64>,
     /// The last audit chain link this process committed (see `sql::events`).
     last_link: crate::sql::events::LastLink,
+    /// Dropped with the store, which ends its [`checkpoint_wal`] task.
+    _stop_checkpoints: oneshot::Sender<()>,
 }
 
 impl SqliteStore {
@@ -80,7 +96,8 @@ impl SqliteStore {
             // Temporary storage in memory: a multi-row insert inside a transaction keeps a
             // statement journal, which SQLite spills to a new file in /var/tmp past 64 KiB, so
             // large event batches each created, wrote and unlinked a file (`strace`).
-            .pragma("temp_store", "memory");
+            .pragma("temp_store", "memory")
+            .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string());
         ensure_parent_dir(options.get_filename())?;
         // Switching a new file to WAL takes an exclusive lock that the busy timeout does not
         // cover, so pool connections opening side by side can fail with "database is locked".
@@ -96,6 +113,7 @@ impl SqliteStore {
         // and the ping is one more hand-off to the connection's worker thread for every query
         // and every event batch.
         let event_writer = SqliteConnection::connect_with(&options).await?;
+        let checkpointer = SqliteConnection::connect_with(&options).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .test_before_acquire(false)
@@ -105,11 +123,14 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         first.close().await?;
+        let (stop_checkpoints, stop) = oneshot::channel();
+        tokio::spawn(checkpoint_wal(checkpointer, stop));
         Ok(Self {
             pool,
             event_writer: tokio::sync::Mutex::new(event_writer),
             events: watch::Sender::new(0),
             last_link: Default::default(),
+            _stop_checkpoints: stop_checkpoints,
         })
     }
 
@@ -167,6 +188,52 @@ impl SqliteStore {
     fn events_committed(&self) {
         self.events.send_modify(|n| *n = n.wrapping_add(1));
     }
+}
+
+/// Checkpoints the WAL every [`CHECKPOINT_EVERY`] on `conn`, a connection of its own, until
+/// `stop` resolves (its sender, held by the store, is dropped); every [`CHECKPOINT_IDLE`] while
+/// the WAL does not change.
+///
+/// `PASSIVE`: it copies what no reader still needs and never waits for a lock, so it runs
+/// beside the writer and the readers instead of in a committing transaction's path. With
+/// nothing new in the WAL it returns at once without a sync.
+async fn checkpoint_wal(mut conn: SqliteConnection, mut stop: oneshot::Receiver<()>) {
+    let mut last = None;
+    let mut failing = false;
+    let mut wait = Duration::ZERO;
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            () = tokio::time::sleep(wait) => {}
+        }
+        // (busy, pages in the WAL, pages copied): unchanged means nothing was committed.
+        let result: Result<(i64, i64, i64), _> = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&mut conn)
+            .await;
+        wait = match result {
+            Ok(state) => {
+                failing = false;
+                let idle = last == Some(state);
+                last = Some(state);
+                if idle {
+                    CHECKPOINT_IDLE
+                } else {
+                    CHECKPOINT_EVERY
+                }
+            }
+            Err(error) => {
+                if !failing {
+                    tracing::warn!(
+                        error = %error,
+                        "WAL checkpoint failed; commits will checkpoint past {WAL_AUTOCHECKPOINT_PAGES} pages"
+                    );
+                }
+                failing = true;
+                CHECKPOINT_IDLE
+            }
+        };
+    }
+    let _ = conn.close().await;
 }
 
 /// Creates the directory the database file goes in, so a fresh data directory works; reports
@@ -313,6 +380,68 @@ mod tests {
             "{relative} should resolve to {}",
             target.display()
         );
+    }
+
+    /// Commits leave their pages in the WAL; the store's own connection copies them into the
+    /// database file, with far fewer pages written than the commits' backstop.
+    #[tokio::test]
+    async fn the_wal_is_checkpointed_beside_the_writer() {
+        use crate::EventStore;
+        use mandate_core::event::{Action, ActorKind};
+        use mandate_core::time::Timestamp;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mandate.db");
+        let store = SqliteStore::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let events: Vec<NewEvent> = (0..2_000)
+            .map(|i| {
+                let mut e = NewEvent::new(
+                    Timestamp::from_unix(1_000 + i),
+                    Action::TokenIssued,
+                    ActorKind::Agent,
+                );
+                e.tenant_id = Some("acme".into());
+                e.grant_id = Some(format!("g_{i:032x}"));
+                e
+            })
+            .collect();
+        store.append_events(&events).await.unwrap();
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert!(
+            pages < i64::from(WAL_AUTOCHECKPOINT_PAGES) / 10,
+            "{pages} pages"
+        );
+        let wanted = u64::try_from(pages * page_size).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let len = std::fs::metadata(&path).unwrap().len();
+            if len >= wanted {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the database file holds {len} of the {wanted} bytes committed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The events are read back from the file as written.
+        let read = store
+            .events(&crate::EventFilter {
+                limit: 5_000,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(read.len(), events.len());
     }
 
     #[tokio::test]
