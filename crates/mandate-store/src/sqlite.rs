@@ -37,8 +37,8 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 /// How often it looks while the WAL stays as it was: an idle server wakes once a second.
 const CHECKPOINT_IDLE: Duration = Duration::from_secs(1);
 /// Pages the WAL may reach before a committing connection checkpoints it itself: the
-/// backstop for when no server's checkpointer runs (the CLI alone) or it falls behind.
-/// 40 MiB of WAL at the default page size.
+/// backstop for when the checkpointer falls behind or fails. 40 MiB of WAL at the default
+/// page size.
 const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
 
 /// Events in one `INSERT` at most (15 parameters each). The writer's batches are larger only
