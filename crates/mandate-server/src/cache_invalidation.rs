@@ -7,10 +7,10 @@
 //! revocation event to the log: the same events the revocation feed serves to guards. This
 //! task follows those events and forgets the agent each one names, and its service grant (a
 //! revoked service grant is also caught by the event writer's check, so this only spares the
-//! next token a retry). It wakes on this node's
-//! commits and, on PostgreSQL, on every node's (LISTEN/NOTIFY), and polls as a fallback (the
-//! CLI writing SQLite). It queries at most once per [`MIN_GAP`], so a busy writer does not
-//! turn it into a query per batch. The TTL stays as the backstop.
+//! next token a retry). It wakes on this node's commits and, on PostgreSQL, on every node's
+//! (LISTEN/NOTIFY), and polls as a fallback (the CLI writing SQLite). It queries at most once
+//! per [`MIN_GAP`], so a busy writer does not turn it into a query per batch. The TTL stays as
+//! the backstop.
 
 use crate::audit_export::{ExportContext, sleep_unless_shutdown, wait_for_events};
 use crate::cache::HotPathCache;
