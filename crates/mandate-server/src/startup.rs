@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::config::RegistrationMode;
 use crate::keys::{Kek, KeyRing};
 use crate::routes;
-use crate::state::{AppState, RegistrationSettings, Settings};
+use crate::state::{AppState, RegistrationSettings, Settings, Shared};
 use crate::system::{OsEntropy, SystemClock};
 use anyhow::{Context, bail};
 use axum::Router;
@@ -123,7 +123,7 @@ impl Application {
             crate::client_documents::FetchSettings::from_config(&config.client_metadata_documents)?,
             registration.policy.clone(),
         );
-        let state = AppState {
+        let state = AppState::new(Shared {
             throttles: Arc::default(),
             metrics,
             client_documents: Arc::new(client_documents),
@@ -158,7 +158,7 @@ impl Application {
                     .as_ref()
                     .map(|t| mandate_core::secret::hash_secret(t.expose())),
             }),
-        };
+        });
         let router = routes::router(state.clone());
         Ok(Self {
             listener,

@@ -8,8 +8,26 @@ use mandate_store::Store;
 use mandate_store::group_commit::EventWriter;
 use std::sync::Arc;
 
+/// Cloned for every request (axum's `State`), so a clone is one reference count: the parts
+/// live once, in [`Shared`], and are reached through `Deref`.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub store: Arc<dyn Store>,
     /// Group-committed event appends; a token is returned only after its event is durable.
     pub events: EventWriter,

@@ -25,6 +25,8 @@
 //! - [`model`]: records that exist only in storage (scope catalog entries, sessions, keys).
 //! - [`error`]: [`StoreError`], the only error the store returns.
 //! - `sql`: the shared SQL implementation, instantiated by `sqlite` and `postgres`.
+//! - `sqlite_inline_reads`: SQLite point reads on the asking thread (introspection, and the
+//!   refresh and code lookups).
 //! - `sqlite` and `postgres` also bind bulk loads ([`BulkLoad`]) their own fastest way.
 //! - [`group_commit`]: batches event appends so durability does not cost throughput.
 //! - [`batch`]: the state changes (refresh rotation, new refresh family) that ride a batch.
@@ -38,6 +40,7 @@ pub mod model;
 mod postgres;
 mod sql;
 mod sqlite;
+mod sqlite_inline_reads;
 pub mod testing;
 
 use async_trait::async_trait;

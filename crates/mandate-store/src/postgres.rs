@@ -105,6 +105,12 @@ impl PostgresStore {
     /// PostgreSQL picks their partial index by itself.
     pub(crate) const REVOCATION_EVENTS: &str = "events";
 
+    /// None: a PostgreSQL statement is a round trip to the server either way; there is no
+    /// hand-off to another thread to save.
+    pub(crate) const fn inline_reads(&self) -> Option<&crate::sqlite_inline_reads::InlineReads> {
+        None
+    }
+
     /// Connects to and migrates the database at `url` (`postgres://user@host:port/db`).
     pub(crate) async fn connect(url: &str) -> StoreResult<Self> {
         let pool = PgPoolOptions::new()

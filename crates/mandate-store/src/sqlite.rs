@@ -5,11 +5,13 @@
 //! with `fdatasync`, see `.cargo/config.toml`), checkpointing the WAL beside the writer rather
 //! than in its commits ([`checkpoint_wal`]), foreign keys on, a busy timeout so concurrent
 //! writers queue instead of failing, the SQLite migrations, announcing this process's event
-//! commits (SQLite has no LISTEN/NOTIFY), and binding event batches cheaply
-//! ([`SqliteStore::insert_events`]). Every other query comes from [`crate::sql`], shared with
+//! commits (SQLite has no LISTEN/NOTIFY), binding event batches cheaply
+//! ([`SqliteStore::insert_events`]), and the connections the hottest reads run on inline
+//! ([`crate::sqlite_inline_reads`]). Every query comes from [`crate::sql`], shared with
 //! PostgreSQL.
 
 use crate::sql::load;
+use crate::sqlite_inline_reads::InlineReads;
 use crate::{Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use mandate_core::event::NewEvent;
@@ -74,6 +76,8 @@ pub(crate) struct SqliteStore {
     last_link: crate::sql::events::LastLink,
     /// Dropped with the store, which ends its [`checkpoint_wal`] task.
     _stop_checkpoints: oneshot::Sender<()>,
+    /// Point reads without a hand-off to sqlx's threads (a file database only).
+    inline: Option<InlineReads>,
 }
 
 impl SqliteStore {
@@ -99,6 +103,7 @@ impl SqliteStore {
             .pragma("temp_store", "memory")
             .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string());
         ensure_parent_dir(options.get_filename())?;
+        let inline = InlineReads::for_file(options.get_filename());
         // Switching a new file to WAL takes an exclusive lock that the busy timeout does not
         // cover, so pool connections opening side by side can fail with "database is locked".
         // Do the switch and the migrations on one connection before the pool opens any. It
@@ -131,6 +136,7 @@ impl SqliteStore {
             events: watch::Sender::new(0),
             last_link: Default::default(),
             _stop_checkpoints: stop_checkpoints,
+            inline,
         })
     }
 
@@ -182,6 +188,11 @@ impl SqliteStore {
     /// Appends a group-commit batch (see [`crate::group_commit`]).
     async fn append_batch(&self, events: &[NewEvent], details: &[String]) -> StoreResult<Vec<i64>> {
         self.append_in_transaction(events, details).await
+    }
+
+    /// Where the hottest point reads are tried first (`None` for an in-memory database).
+    pub(crate) fn inline_reads(&self) -> Option<&InlineReads> {
+        self.inline.as_ref()
     }
 
     /// Announces a commit that wrote events to this process's readers.
@@ -349,6 +360,7 @@ mod tests {
     use super::*;
     use crate::TenantStore;
     use mandate_core::directory::Tenant;
+    use mandate_core::time::Timestamp;
 
     #[tokio::test]
     async fn relative_and_absolute_urls_open_files_and_create_directories() {
@@ -388,7 +400,6 @@ mod tests {
     async fn the_wal_is_checkpointed_beside_the_writer() {
         use crate::EventStore;
         use mandate_core::event::{Action, ActorKind};
-        use mandate_core::time::Timestamp;
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("mandate.db");
@@ -455,6 +466,263 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.tenants().await.unwrap().len(), 1);
+    }
+
+    /// A service grant of agent `cli` in tenant `acme`, for the inline-read tests.
+    async fn usable_service_grant(store: &SqliteStore) {
+        use crate::{AgentStore, GrantStore};
+        use mandate_core::client::{Agent, ClientKind};
+        use mandate_core::grant::Grant;
+        use mandate_core::scope::ScopeSet;
+        store
+            .upsert_tenant(&Tenant {
+                id: "acme".into(),
+                name: "Acme".into(),
+            })
+            .await
+            .unwrap();
+        store
+            .upsert_agent(&Agent {
+                client_id: "cli".into(),
+                name: "CLI".into(),
+                kind: ClientKind::Public,
+                secret_hash: None,
+                redirect_uris: vec![],
+                grant_types: vec![],
+                max_scopes: ScopeSet::new(),
+                tenant_id: None,
+                access_token_ttl: 60,
+                refresh_token_ttl: 0,
+                default_resource: None,
+                allowed_resources: vec![],
+                disabled: false,
+            })
+            .await
+            .unwrap();
+        store
+            .create_grant(&Grant {
+                id: "g_1".into(),
+                tenant_id: "acme".into(),
+                user_id: None,
+                client_id: "cli".into(),
+                scopes: ScopeSet::new(),
+                purpose: None,
+                created_at: Timestamp::from_unix(1000),
+                expires_at: None,
+                revoked_at: None,
+                revoked_reason: None,
+            })
+            .await
+            .unwrap();
+    }
+
+    fn usable_inline(store: &SqliteStore, jti: &str) -> Option<bool> {
+        let now = Timestamp::from_unix(1500);
+        store.inline_reads()?.read(|conn| {
+            crate::sql::token_state::access_token_usable_inline(conn, jti, "g_1", "cli", now)
+        })
+    }
+
+    /// Introspection's read runs on the asking thread, and sees what the pool's connections
+    /// committed the moment the commit returned (the conformance suite checks every answer).
+    #[tokio::test]
+    async fn token_state_is_read_inline_and_sees_every_commit() {
+        use crate::{RevokedTokenStore, TokenStateStore};
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("mandate.db").display());
+        let store = SqliteStore::connect(&url).await.unwrap();
+        usable_service_grant(&store).await;
+        let now = Timestamp::from_unix(1500);
+        assert_eq!(usable_inline(&store, "j_1"), Some(true));
+        store
+            .revoke_jti("j_1", Timestamp::from_unix(5000))
+            .await
+            .unwrap();
+        assert_eq!(usable_inline(&store, "j_1"), Some(false));
+        assert_eq!(usable_inline(&store, "j_2"), Some(true));
+        // A read that fails gives no answer (the caller asks the pool) and spoils nothing.
+        let inline = store.inline_reads().unwrap();
+        assert_eq!(
+            inline
+                .read(|conn| conn
+                    .query_row("SELECT * FROM no_such_table", [], |r| r.get::<_, i64>(0))),
+            None
+        );
+        assert_eq!(usable_inline(&store, "j_2"), Some(true));
+        // The inline connections only read, and never sleep on a lock (a busy database is
+        // left to the pool's connections, which wait on threads of their own).
+        assert_eq!(
+            inline.read(|conn| conn.execute("DELETE FROM grants", [])),
+            None
+        );
+        assert_eq!(
+            inline.read(|conn| conn.query_row("PRAGMA busy_timeout", [], |r| r.get::<_, i64>(0))),
+            Some(0)
+        );
+        assert!(
+            store
+                .access_token_usable("j_2", "g_1", "cli", now)
+                .await
+                .unwrap()
+        );
+    }
+
+    /// The refresh and code lookups map every column inline as sqlx does: a mapping error
+    /// would only fall back to the pool, which the conformance suite could not tell apart.
+    #[tokio::test]
+    async fn redemption_lookups_read_inline_what_the_pool_reads() {
+        use crate::model::{CodeLookup, RefreshLookup};
+        use crate::sql::grants::{CODE_LOOKUP, CodeLookupRow, code_lookup_inline};
+        use crate::sql::refresh::{LOOKUP, LookupRow, lookup_inline};
+        use crate::{CodeStore, GrantStore, RefreshStore};
+        use mandate_core::code::AuthorizationCode;
+        use mandate_core::grant::Grant;
+        use mandate_core::pkce::CodeChallenge;
+        use mandate_core::refresh::{RefreshFamily, RefreshTokenRecord};
+        use mandate_core::scope::ScopeSet;
+
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("mandate.db").display());
+        let store = SqliteStore::connect(&url).await.unwrap();
+        usable_service_grant(&store).await;
+        let scopes = ScopeSet::parse("contacts.read contacts.write").unwrap();
+        // Every optional grant column set: a user, a purpose, an expiry, a revocation.
+        store
+            .create_grant(&Grant {
+                id: "g_full".into(),
+                tenant_id: "acme".into(),
+                user_id: Some("u_1".into()),
+                client_id: "cli".into(),
+                scopes: scopes.clone(),
+                purpose: Some("sync contacts".into()),
+                created_at: Timestamp::from_unix(1000),
+                expires_at: Some(Timestamp::from_unix(9000)),
+                revoked_at: None,
+                revoked_reason: None,
+            })
+            .await
+            .unwrap();
+        let family = |id: &str, grant_id: &str| RefreshFamily {
+            id: id.into(),
+            grant_id: grant_id.into(),
+            client_id: "cli".into(),
+            tenant_id: "acme".into(),
+            user_id: Some("u_1".into()),
+            scopes: scopes.clone(),
+            resource: "https://crm.example/api".into(),
+            created_at: Timestamp::from_unix(1000),
+            revoked_at: None,
+        };
+        let token = |hash: &str, family_id: &str| RefreshTokenRecord {
+            token_hash: hash.into(),
+            family_id: family_id.into(),
+            issued_at: Timestamp::from_unix(1000),
+            expires_at: Timestamp::from_unix(4600),
+            used_at: None,
+        };
+        store
+            .create_family(&family("f_1", "g_full"), &token("r_1", "f_1"))
+            .await
+            .unwrap();
+        store
+            .create_family(&family("f_2", "g_gone"), &token("r_2", "f_2"))
+            .await
+            .unwrap();
+        let rotated = store
+            .rotate_refresh_token("r_1", &token("r_1b", "f_1"), Timestamp::from_unix(2000))
+            .await
+            .unwrap();
+        assert!(rotated);
+        for (hash, grant_id) in [("c_1", "g_full"), ("c_2", "g_gone")] {
+            store
+                .insert_code(&AuthorizationCode {
+                    code_hash: hash.into(),
+                    client_id: "cli".into(),
+                    grant_id: grant_id.into(),
+                    user_id: "u_1".into(),
+                    tenant_id: "acme".into(),
+                    redirect_uri: "http://127.0.0.1:5000/cb".into(),
+                    redirect_uri_explicit: true,
+                    code_challenge: CodeChallenge::from_stored(
+                        "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+                    )
+                    .unwrap(),
+                    resource: "https://crm.example/api".into(),
+                    scopes: scopes.clone(),
+                    created_at: Timestamp::from_unix(1000),
+                    expires_at: Timestamp::from_unix(1060),
+                    family_id: Some("f_1".into()),
+                })
+                .await
+                .unwrap();
+        }
+        assert!(
+            store
+                .revoke_grant("g_full", Timestamp::from_unix(3000), "test")
+                .await
+                .unwrap()
+        );
+        let inline = store.inline_reads().unwrap();
+
+        for hash in ["r_1", "r_1b", "r_2", "r_missing"] {
+            let read = inline
+                .read(|conn| lookup_inline(conn, hash))
+                .expect("answered inline")
+                .map(RefreshLookup::try_from)
+                .transpose()
+                .unwrap();
+            let pooled = sqlx::query_as::<_, LookupRow>(LOOKUP)
+                .bind(hash)
+                .fetch_optional(&store.pool)
+                .await
+                .unwrap()
+                .map(RefreshLookup::try_from)
+                .transpose()
+                .unwrap();
+            assert_eq!(read, pooled, "{hash}");
+            assert_eq!(read.is_some(), hash != "r_missing");
+        }
+        let full = store.refresh_token("r_1").await.unwrap().unwrap();
+        assert!(full.successor_live && full.token.used_at.is_some());
+        assert_eq!(
+            full.grant.and_then(|g| g.revoked_reason).as_deref(),
+            Some("test")
+        );
+
+        for hash in ["c_1", "c_2", "c_missing"] {
+            let read = inline
+                .read(|conn| code_lookup_inline(conn, hash))
+                .expect("answered inline")
+                .map(CodeLookup::try_from)
+                .transpose()
+                .unwrap();
+            let pooled = sqlx::query_as::<_, CodeLookupRow>(CODE_LOOKUP)
+                .bind(hash)
+                .fetch_optional(&store.pool)
+                .await
+                .unwrap()
+                .map(CodeLookup::try_from)
+                .transpose()
+                .unwrap();
+            assert_eq!(read, pooled, "{hash}");
+        }
+        let c_2 = store.authorization_code("c_2").await.unwrap().unwrap();
+        assert!(c_2.grant.is_none() && !c_2.consumed);
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_database_has_no_inline_reads() {
+        use crate::TokenStateStore;
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        assert!(store.inline.is_none());
+        usable_service_grant(&store).await;
+        let now = Timestamp::from_unix(1500);
+        assert!(
+            store
+                .access_token_usable("j_1", "g_1", "cli", now)
+                .await
+                .unwrap()
+        );
     }
 
     #[tokio::test]

@@ -178,6 +178,22 @@ pub(crate) struct JoinedGrantRow {
 }
 
 impl JoinedGrantRow {
+    /// The columns of [`joined_grant_columns`] from an inline read.
+    pub(crate) fn from_inline(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            g_id: row.get("g_id")?,
+            g_tenant_id: row.get("g_tenant_id")?,
+            g_user_id: row.get("g_user_id")?,
+            g_client_id: row.get("g_client_id")?,
+            g_scopes: row.get("g_scopes")?,
+            g_purpose: row.get("g_purpose")?,
+            g_created_at: row.get("g_created_at")?,
+            g_expires_at: row.get("g_expires_at")?,
+            g_revoked_at: row.get("g_revoked_at")?,
+            g_revoked_reason: row.get("g_revoked_reason")?,
+        })
+    }
+
     /// The grant, or `None` when the join found none.
     pub(crate) fn into_grant(self) -> StoreResult<Option<Grant>> {
         let Some(id) = self.g_id else {
@@ -210,6 +226,35 @@ pub(crate) struct CodeLookupRow {
     #[sqlx(flatten)]
     grant: JoinedGrantRow,
     user_active: bool,
+}
+
+/// [`CODE_LOOKUP`] on an inline connection ([`crate::sqlite_inline_reads`]).
+pub(crate) fn code_lookup_inline(
+    conn: &rusqlite::Connection,
+    code_hash: &str,
+) -> rusqlite::Result<Option<CodeLookupRow>> {
+    crate::sqlite_inline_reads::row_by_key(conn, CODE_LOOKUP, code_hash, |row| {
+        Ok(CodeLookupRow {
+            code: CodeRow {
+                code_hash: row.get("code_hash")?,
+                client_id: row.get("client_id")?,
+                grant_id: row.get("grant_id")?,
+                user_id: row.get("user_id")?,
+                tenant_id: row.get("tenant_id")?,
+                redirect_uri: row.get("redirect_uri")?,
+                redirect_uri_explicit: row.get("redirect_uri_explicit")?,
+                code_challenge: row.get("code_challenge")?,
+                resource: row.get("resource")?,
+                scopes: row.get("scopes")?,
+                created_at: row.get("created_at")?,
+                expires_at: row.get("expires_at")?,
+                family_id: row.get("family_id")?,
+            },
+            consumed: row.get("consumed")?,
+            grant: JoinedGrantRow::from_inline(row)?,
+            user_active: row.get("user_active")?,
+        })
+    })
 }
 
 impl TryFrom<CodeLookupRow> for CodeLookup {
@@ -478,6 +523,12 @@ macro_rules! impl_grants {
                 &self,
                 code_hash: &str,
             ) -> $crate::StoreResult<Option<$crate::model::CodeLookup>> {
+                let inline = self.inline_reads().and_then(|reads| {
+                    reads.read(|conn| $crate::sql::grants::code_lookup_inline(conn, code_hash))
+                });
+                if let Some(row) = inline {
+                    return row.map(TryInto::try_into).transpose();
+                }
                 let row = ::sqlx::query_as::<_, $crate::sql::grants::CodeLookupRow>(
                     $crate::sql::grants::CODE_LOOKUP,
                 )

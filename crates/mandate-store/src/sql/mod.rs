@@ -57,7 +57,8 @@ use mandate_core::scope::ScopeSet;
 use mandate_core::time::Timestamp;
 
 /// Implements every store trait except `Store` itself for `$store`, a type with a
-/// `pool: sqlx::Pool<$db>` field.
+/// `pool: sqlx::Pool<$db>` field and a method `inline_reads(&self) -> Option<&InlineReads>`
+/// (the hottest point reads are tried there first: [`crate::sqlite_inline_reads`]).
 macro_rules! impl_store_traits {
     ($store:ty, $db:ty) => {
         $crate::sql::directory::impl_directory!($store);

@@ -68,6 +68,33 @@ pub(crate) struct LookupRow {
     grant: JoinedGrantRow,
 }
 
+/// [`LOOKUP`] on an inline connection ([`crate::sqlite_inline_reads`]).
+pub(crate) fn lookup_inline(
+    conn: &rusqlite::Connection,
+    token_hash: &str,
+) -> rusqlite::Result<Option<LookupRow>> {
+    crate::sqlite_inline_reads::row_by_key(conn, LOOKUP, token_hash, |row| {
+        Ok(LookupRow {
+            token_hash: row.get("token_hash")?,
+            family_id: row.get("family_id")?,
+            issued_at: row.get("issued_at")?,
+            expires_at: row.get("expires_at")?,
+            used_at: row.get("used_at")?,
+            grant_id: row.get("grant_id")?,
+            client_id: row.get("client_id")?,
+            tenant_id: row.get("tenant_id")?,
+            user_id: row.get("user_id")?,
+            scopes: row.get("scopes")?,
+            resource: row.get("resource")?,
+            family_created_at: row.get("family_created_at")?,
+            family_revoked_at: row.get("family_revoked_at")?,
+            successor_live: row.get("successor_live")?,
+            user_active: row.get("user_active")?,
+            grant: JoinedGrantRow::from_inline(row)?,
+        })
+    })
+}
+
 impl TryFrom<LookupRow> for RefreshLookup {
     type Error = StoreError;
     fn try_from(r: LookupRow) -> StoreResult<Self> {
@@ -216,6 +243,12 @@ macro_rules! impl_refresh {
                 &self,
                 token_hash: &str,
             ) -> $crate::StoreResult<Option<$crate::model::RefreshLookup>> {
+                let inline = self.inline_reads().and_then(|reads| {
+                    reads.read(|conn| $crate::sql::refresh::lookup_inline(conn, token_hash))
+                });
+                if let Some(row) = inline {
+                    return row.map(TryInto::try_into).transpose();
+                }
                 let row = ::sqlx::query_as::<_, $crate::sql::refresh::LookupRow>(
                     $crate::sql::refresh::LOOKUP,
                 )

@@ -5,7 +5,8 @@
 //! [`mandate_core::grant::Grant::is_active`]), the agent exists and is enabled, and the grant's
 //! user, if it has one, exists and is enabled. Asked as four point reads, each is a round trip
 //! (on SQLite, a hand-off to sqlx's worker thread and back, which costs more than the SQL), so
-//! it is asked here as one statement of four primary-key lookups.
+//! it is asked here as one statement of four primary-key lookups. On SQLite that statement runs
+//! on the asking thread ([`crate::sqlite_inline_reads`]), without the hand-off at all.
 
 /// `$1` jti, `$2` grant id, `$3` client id, `$4` now (Unix seconds).
 pub(crate) const ACCESS_TOKEN_USABLE: &str = "SELECT \
@@ -15,6 +16,20 @@ pub(crate) const ACCESS_TOKEN_USABLE: &str = "SELECT \
          AND (g.expires_at IS NULL OR g.expires_at > $4) \
          AND (g.user_id IS NULL \
              OR EXISTS (SELECT 1 FROM users u WHERE u.id = g.user_id AND NOT u.disabled)))";
+
+/// [`ACCESS_TOKEN_USABLE`] on an inline connection (rusqlite binds `$N` by name).
+pub(crate) fn access_token_usable_inline(
+    conn: &rusqlite::Connection,
+    jti: &str,
+    grant_id: &str,
+    client_id: &str,
+    now: mandate_core::time::Timestamp,
+) -> rusqlite::Result<bool> {
+    conn.prepare_cached(ACCESS_TOKEN_USABLE)?.query_row(
+        rusqlite::named_params! {"$1": jti, "$2": grant_id, "$3": client_id, "$4": now.unix()},
+        |row| row.get(0),
+    )
+}
 
 macro_rules! impl_token_state {
     ($store:ty) => {
@@ -27,6 +42,16 @@ macro_rules! impl_token_state {
                 client_id: &str,
                 now: ::mandate_core::time::Timestamp,
             ) -> $crate::StoreResult<bool> {
+                let inline = self.inline_reads().and_then(|reads| {
+                    reads.read(|conn| {
+                        $crate::sql::token_state::access_token_usable_inline(
+                            conn, jti, grant_id, client_id, now,
+                        )
+                    })
+                });
+                if let Some(usable) = inline {
+                    return Ok(usable);
+                }
                 let usable =
                     ::sqlx::query_scalar::<_, bool>($crate::sql::token_state::ACCESS_TOKEN_USABLE)
                         .bind(jti)
