@@ -468,6 +468,14 @@ mod tests {
         assert_eq!(store.tenants().await.unwrap().len(), 1);
     }
 
+    /// A store on a new file in `dir` with [`usable_service_grant`].
+    async fn file_store_with_service_grant(dir: &tempfile::TempDir) -> SqliteStore {
+        let url = format!("sqlite://{}", dir.path().join("mandate.db").display());
+        let store = SqliteStore::connect(&url).await.unwrap();
+        usable_service_grant(&store).await;
+        store
+    }
+
     /// A service grant of agent `cli` in tenant `acme`, for the inline-read tests.
     async fn usable_service_grant(store: &SqliteStore) {
         use crate::{AgentStore, GrantStore};
@@ -529,9 +537,7 @@ mod tests {
     async fn token_state_is_read_inline_and_sees_every_commit() {
         use crate::{RevokedTokenStore, TokenStateStore};
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("mandate.db").display());
-        let store = SqliteStore::connect(&url).await.unwrap();
-        usable_service_grant(&store).await;
+        let store = file_store_with_service_grant(&dir).await;
         let now = Timestamp::from_unix(1500);
         assert_eq!(usable_inline(&store, "j_1"), Some(true));
         store
@@ -567,13 +573,39 @@ mod tests {
         );
     }
 
+    /// What `inline` reads for `key` on an inline connection and what `sql` reads through the
+    /// pool, both turned into the store's record; fails if the inline read gave no answer.
+    async fn inline_and_pooled<R, T>(
+        store: &SqliteStore,
+        sql: &'static str,
+        key: &str,
+        inline: impl FnOnce(&rusqlite::Connection, &str) -> rusqlite::Result<Option<R>>,
+    ) -> (Option<T>, Option<T>)
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
+        T: TryFrom<R, Error = StoreError>,
+    {
+        let read = store
+            .inline_reads()
+            .unwrap()
+            .read(|conn| inline(conn, key))
+            .expect("answered inline");
+        let pooled = sqlx::query_as::<_, R>(sql)
+            .bind(key)
+            .fetch_optional(&store.pool)
+            .await
+            .unwrap();
+        let record = |row: Option<R>| row.map(T::try_from).transpose().unwrap();
+        (record(read), record(pooled))
+    }
+
     /// The refresh and code lookups map every column inline as sqlx does: a mapping error
     /// would only fall back to the pool, which the conformance suite could not tell apart.
     #[tokio::test]
     async fn redemption_lookups_read_inline_what_the_pool_reads() {
         use crate::model::{CodeLookup, RefreshLookup};
-        use crate::sql::grants::{CODE_LOOKUP, CodeLookupRow, code_lookup_inline};
-        use crate::sql::refresh::{LOOKUP, LookupRow, lookup_inline};
+        use crate::sql::grants::{CODE_LOOKUP, code_lookup_inline};
+        use crate::sql::refresh::{LOOKUP, lookup_inline};
         use crate::{CodeStore, GrantStore, RefreshStore};
         use mandate_core::code::AuthorizationCode;
         use mandate_core::grant::Grant;
@@ -582,9 +614,7 @@ mod tests {
         use mandate_core::scope::ScopeSet;
 
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("mandate.db").display());
-        let store = SqliteStore::connect(&url).await.unwrap();
-        usable_service_grant(&store).await;
+        let store = file_store_with_service_grant(&dir).await;
         let scopes = ScopeSet::parse("contacts.read contacts.write").unwrap();
         // Every optional grant column set: a user, a purpose, an expiry, a revocation.
         store
@@ -662,23 +692,9 @@ mod tests {
                 .await
                 .unwrap()
         );
-        let inline = store.inline_reads().unwrap();
-
         for hash in ["r_1", "r_1b", "r_2", "r_missing"] {
-            let read = inline
-                .read(|conn| lookup_inline(conn, hash))
-                .expect("answered inline")
-                .map(RefreshLookup::try_from)
-                .transpose()
-                .unwrap();
-            let pooled = sqlx::query_as::<_, LookupRow>(LOOKUP)
-                .bind(hash)
-                .fetch_optional(&store.pool)
-                .await
-                .unwrap()
-                .map(RefreshLookup::try_from)
-                .transpose()
-                .unwrap();
+            let (read, pooled): (Option<RefreshLookup>, _) =
+                inline_and_pooled(&store, LOOKUP, hash, lookup_inline).await;
             assert_eq!(read, pooled, "{hash}");
             assert_eq!(read.is_some(), hash != "r_missing");
         }
@@ -690,21 +706,10 @@ mod tests {
         );
 
         for hash in ["c_1", "c_2", "c_missing"] {
-            let read = inline
-                .read(|conn| code_lookup_inline(conn, hash))
-                .expect("answered inline")
-                .map(CodeLookup::try_from)
-                .transpose()
-                .unwrap();
-            let pooled = sqlx::query_as::<_, CodeLookupRow>(CODE_LOOKUP)
-                .bind(hash)
-                .fetch_optional(&store.pool)
-                .await
-                .unwrap()
-                .map(CodeLookup::try_from)
-                .transpose()
-                .unwrap();
+            let (read, pooled): (Option<CodeLookup>, _) =
+                inline_and_pooled(&store, CODE_LOOKUP, hash, code_lookup_inline).await;
             assert_eq!(read, pooled, "{hash}");
+            assert_eq!(read.is_some(), hash != "c_missing");
         }
         let c_2 = store.authorization_code("c_2").await.unwrap().unwrap();
         assert!(c_2.grant.is_none() && !c_2.consumed);

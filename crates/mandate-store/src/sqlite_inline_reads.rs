@@ -66,7 +66,9 @@ impl InlineReads {
             },
         };
         let result = read(&conn);
-        {
+        // A connection that failed other than by finding the database busy is closed: the
+        // next read opens a fresh one.
+        if result.as_ref().map_or_else(is_busy, |_| true) {
             let mut idle = self.lock_idle();
             if idle.len() < MAX_IDLE {
                 idle.push(conn);
