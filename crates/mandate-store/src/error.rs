@@ -12,6 +12,10 @@ pub enum StoreError {
     Corrupt(&'static str),
     #[error("database error")]
     Database(#[source] sqlx::Error),
+    /// From the connections SQLite's hottest paths use outside sqlx
+    /// ([`crate::sqlite_batch_writer`]).
+    #[error("database error")]
+    Sqlite(#[source] rusqlite::Error),
     #[error("database migration failed")]
     Migration(#[source] sqlx::migrate::MigrateError),
     #[error("the event writer has stopped")]
@@ -25,6 +29,12 @@ pub type StoreResult<T> = Result<T, StoreError>;
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         StoreError::Database(e)
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sqlite(e)
     }
 }
 

@@ -40,6 +40,7 @@ pub mod model;
 mod postgres;
 mod sql;
 mod sqlite;
+mod sqlite_batch_writer;
 mod sqlite_inline_reads;
 pub mod testing;
 

@@ -185,6 +185,16 @@ impl PostgresStore {
         }
     }
 
+    /// A group-commit batch with changes: on the event connection, through sqlx. (The
+    /// writer does not send PostgreSQL such batches, [`Store::groups_changes`], but the
+    /// trait's callers may.)
+    async fn commit_entries(
+        &self,
+        entries: &[crate::batch::Entry],
+    ) -> StoreResult<Vec<crate::batch::Outcome>> {
+        self.commit_batch_pooled(entries).await
+    }
+
     /// Nothing to do: the `events_notify` trigger announces every commit that wrote events,
     /// to every node.
     fn events_committed(&self) {}

@@ -7,10 +7,13 @@
 //! writers queue instead of failing, the SQLite migrations, announcing this process's event
 //! commits (SQLite has no LISTEN/NOTIFY), binding event batches cheaply
 //! ([`SqliteStore::insert_events`]), and the connections the hottest reads run on inline
-//! ([`crate::sqlite_inline_reads`]). Every query comes from [`crate::sql`], shared with
+//! ([`crate::sqlite_inline_reads`]) and the group-commit writer's batches are written on
+//! ([`crate::sqlite_batch_writer`]). Every query comes from [`crate::sql`], shared with
 //! PostgreSQL.
 
+use crate::batch::{Entry, Outcome};
 use crate::sql::load;
+use crate::sqlite_batch_writer::BatchConnection;
 use crate::sqlite_inline_reads::InlineReads;
 use crate::{Store, StoreError, StoreResult};
 use async_trait::async_trait;
@@ -45,7 +48,7 @@ const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
 
 /// Events in one `INSERT` at most (15 parameters each). The writer's batches are larger only
 /// under extreme load, and then take several statements in the same transaction.
-const MAX_INSERT_ROWS: usize = 256;
+pub(crate) const MAX_INSERT_ROWS: usize = 256;
 
 /// `INSERT` statements of 1, 2, 4, ... [`MAX_INSERT_ROWS`] rows of `?` parameters, in
 /// [`crate::sql::events::INSERT_COLUMNS`] order; rows whose `seq` is NULL are padding and are
@@ -66,10 +69,29 @@ static PADDED_INSERTS: LazyLock<Vec<String>> = LazyLock::new(|| {
         .collect()
 });
 
+/// The padded `INSERT` for `rows` events (a power of two up to [`MAX_INSERT_ROWS`]).
+pub(crate) fn padded_insert(rows: usize) -> StoreResult<&'static str> {
+    PADDED_INSERTS
+        .get(rows.trailing_zeros() as usize)
+        .filter(|_| rows.is_power_of_two())
+        .map(String::as_str)
+        .ok_or(StoreError::Corrupt("event batch size"))
+}
+
+/// Where the group-commit writer's batches are written: always on one connection of their own
+/// (see [`SqliteStore::event_connection`]).
+enum Batches {
+    /// A file database: one call per batch on a blocking thread, with rusqlite
+    /// ([`crate::sqlite_batch_writer`]).
+    Inline(BatchConnection),
+    /// An in-memory database, which only sqlx's connections share: through sqlx.
+    Pooled(tokio::sync::Mutex<SqliteConnection>),
+}
+
 pub(crate) struct SqliteStore {
     pool: SqlitePool,
-    /// The group-commit writer's own connection (see [`SqliteStore::event_connection`]).
-    event_writer: tokio::sync::Mutex<SqliteConnection>,
+    /// The group-commit writer's own connection.
+    batches: Batches,
     /// Bumped after every commit that wrote events, for [`Store::event_notifications`].
     events: watch::Sender<u64>,
     /// The last audit chain link this process committed (see `sql::events`).
@@ -117,7 +139,17 @@ impl SqliteStore {
         // No ping before handing out a connection: a local file's connection does not go stale,
         // and the ping is one more hand-off to the connection's worker thread for every query
         // and every event batch.
-        let event_writer = SqliteConnection::connect_with(&options).await?;
+        let batches = if in_memory(options.get_filename()) {
+            Batches::Pooled(tokio::sync::Mutex::new(
+                SqliteConnection::connect_with(&options).await?,
+            ))
+        } else {
+            let settings = crate::sqlite_batch_writer::Settings {
+                busy_timeout: BUSY_TIMEOUT,
+                wal_autocheckpoint_pages: WAL_AUTOCHECKPOINT_PAGES,
+            };
+            Batches::Inline(BatchConnection::open(options.get_filename(), &settings)?)
+        };
         let checkpointer = SqliteConnection::connect_with(&options).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
@@ -132,7 +164,7 @@ impl SqliteStore {
         tokio::spawn(checkpoint_wal(checkpointer, stop));
         Ok(Self {
             pool,
-            event_writer: tokio::sync::Mutex::new(event_writer),
+            batches,
             events: watch::Sender::new(0),
             last_link: Default::default(),
             _stop_checkpoints: stop_checkpoints,
@@ -145,8 +177,14 @@ impl SqliteStore {
     /// written since its last transaction; batches spread over the pool would therefore
     /// re-read the event table's and its indexes' pages on nearly every commit. On its own
     /// connection the writer finds them cached.
+    ///
+    /// Only an in-memory database's batches go through sqlx; a file database's have no sqlx
+    /// connection to ask for.
     async fn event_connection(&self) -> StoreResult<tokio::sync::MutexGuard<'_, SqliteConnection>> {
-        Ok(self.event_writer.lock().await)
+        match &self.batches {
+            Batches::Pooled(conn) => Ok(conn.lock().await),
+            Batches::Inline(_) => Err(StoreError::Corrupt("event connection of a file database")),
+        }
     }
 
     /// Inserts events already numbered and chained (`links`, in input order) inside the
@@ -170,10 +208,7 @@ impl SqliteStore {
             .zip(links.chunks(MAX_INSERT_ROWS));
         for ((events, details), links) in chunks {
             let rows = events.len().next_power_of_two();
-            let sql = PADDED_INSERTS
-                .get(rows.trailing_zeros() as usize)
-                .ok_or(StoreError::Corrupt("event batch size"))?;
-            let mut query = sqlx::query(sql);
+            let mut query = sqlx::query(padded_insert(rows)?);
             for ((event, detail), (seq, hash)) in events.iter().zip(details).zip(links) {
                 query = crate::sql::events::bind_event!(query, seq, event, detail, hash);
             }
@@ -187,7 +222,36 @@ impl SqliteStore {
 
     /// Appends a group-commit batch (see [`crate::group_commit`]).
     async fn append_batch(&self, events: &[NewEvent], details: &[String]) -> StoreResult<Vec<i64>> {
-        self.append_in_transaction(events, details).await
+        let Batches::Inline(batches) = &self.batches else {
+            return self.append_in_transaction(events, details).await;
+        };
+        let links = batches
+            .append(events.to_vec(), details.to_vec(), self.last_link.last())
+            .await?;
+        let seqs = links.iter().map(|(seq, _)| *seq).collect();
+        self.batch_committed(links);
+        Ok(seqs)
+    }
+
+    /// A group-commit batch with changes (see [`crate::batch`]).
+    async fn commit_entries(&self, entries: &[Entry]) -> StoreResult<Vec<Outcome>> {
+        let Batches::Inline(batches) = &self.batches else {
+            return self.commit_batch_pooled(entries).await;
+        };
+        let (outcomes, links) = batches
+            .commit(entries.to_vec(), self.last_link.last())
+            .await?;
+        self.batch_committed(links);
+        Ok(outcomes)
+    }
+
+    /// After a batch committed on the batch connection: announces its events, if any, and
+    /// remembers its last link.
+    fn batch_committed(&self, links: Vec<crate::sqlite_batch_writer::Link>) {
+        if let Some(last) = links.into_iter().last() {
+            self.events_committed();
+            self.last_link.committed(last);
+        }
     }
 
     /// Where the hottest point reads are tried first (`None` for an in-memory database).
@@ -250,8 +314,7 @@ async fn checkpoint_wal(mut conn: SqliteConnection, mut stop: oneshot::Receiver<
 /// Creates the directory the database file goes in, so a fresh data directory works; reports
 /// the path if that fails (SQLite would only say "unable to open database file").
 fn ensure_parent_dir(filename: &Path) -> StoreResult<()> {
-    let name = filename.to_string_lossy();
-    if name == ":memory:" || name.starts_with("file:") {
+    if in_memory(filename) {
         return Ok(());
     }
     let Some(parent) = filename.parent().filter(|p| !p.as_os_str().is_empty()) else {
@@ -263,6 +326,13 @@ fn ensure_parent_dir(filename: &Path) -> StoreResult<()> {
             source,
         })))
     })
+}
+
+/// Whether sqlx's filename for a database names an in-memory one (sqlx turns
+/// `sqlite::memory:` into a shared-cache `file:` URI only its own connections open).
+pub(crate) fn in_memory(filename: &Path) -> bool {
+    let name = filename.to_string_lossy();
+    name == ":memory:" || name.starts_with("file:")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -728,6 +798,187 @@ mod tests {
                 .await
                 .unwrap()
         );
+    }
+
+    /// One code with [`usable_service_grant`]'s grant, for the batch tests.
+    fn code(hash: &str) -> mandate_core::code::AuthorizationCode {
+        mandate_core::code::AuthorizationCode {
+            code_hash: hash.into(),
+            client_id: "cli".into(),
+            grant_id: "g_1".into(),
+            user_id: "u_1".into(),
+            tenant_id: "acme".into(),
+            redirect_uri: "http://127.0.0.1:5000/cb".into(),
+            redirect_uri_explicit: false,
+            code_challenge: mandate_core::pkce::CodeChallenge::from_stored(
+                "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            )
+            .unwrap(),
+            resource: "https://crm.example/api".into(),
+            scopes: mandate_core::scope::ScopeSet::parse("contacts.read").unwrap(),
+            created_at: Timestamp::from_unix(1000),
+            expires_at: Timestamp::from_unix(1060),
+            family_id: None,
+        }
+    }
+
+    /// What each of a series of batches came to: its outcomes, or its error's name.
+    async fn batch_results(store: &SqliteStore) -> Vec<Result<Vec<Outcome>, String>> {
+        use crate::batch::{Change, NewFamily};
+        use crate::{CodeStore, EventStore, RefreshStore};
+        use mandate_core::event::{Action, ActorKind, NewEvent};
+        use mandate_core::refresh::{RefreshFamily, RefreshTokenRecord};
+        let now = Timestamp::from_unix(1010);
+        let token = |hash: &str, family_id: &str| RefreshTokenRecord {
+            token_hash: hash.into(),
+            family_id: family_id.into(),
+            issued_at: now,
+            expires_at: Timestamp::from_unix(4600),
+            used_at: None,
+        };
+        let family = RefreshFamily {
+            id: "f_1".into(),
+            grant_id: "g_1".into(),
+            client_id: "cli".into(),
+            tenant_id: "acme".into(),
+            user_id: Some("u_1".into()),
+            scopes: mandate_core::scope::ScopeSet::parse("contacts.read").unwrap(),
+            resource: "https://crm.example/api".into(),
+            created_at: now,
+            revoked_at: None,
+        };
+        store.insert_code(&code("c_1")).await.unwrap();
+        store
+            .create_family(
+                &RefreshFamily {
+                    id: "f_0".into(),
+                    ..family.clone()
+                },
+                &token("r_0", "f_0"),
+            )
+            .await
+            .unwrap();
+        let event = |reason: &str| NewEvent {
+            reason: Some(reason.into()),
+            ..NewEvent::new(now, Action::TokenIssued, ActorKind::Agent)
+        };
+        let entry = |change: Option<Change>, reason: &str| Entry {
+            change,
+            event: Some(event(reason)),
+        };
+        let redeem = |hash: &str, family: Option<RefreshFamily>| Change::RedeemCode {
+            code_hash: hash.into(),
+            now,
+            family: family.map(|family| {
+                Box::new(NewFamily {
+                    first: token("r_1", &family.id),
+                    family,
+                })
+            }),
+        };
+        let rotate = |old: &str, new: &str| Change::RotateRefresh {
+            old_hash: old.into(),
+            successor: token(new, "f_1"),
+            now,
+        };
+        let batches = vec![
+            vec![
+                entry(None, "plain"),
+                entry(Some(redeem("c_1", Some(family.clone()))), "redeemed"),
+                entry(Some(redeem("c_missing", None)), "unknown"),
+            ],
+            vec![
+                entry(Some(redeem("c_1", Some(family))), "replayed"),
+                entry(Some(rotate("r_1", "r_2")), "rotated"),
+                Entry {
+                    change: None,
+                    event: None,
+                },
+            ],
+            // A successor whose hash is taken: the whole batch fails, writing nothing.
+            vec![
+                entry(None, "lost"),
+                entry(Some(rotate("r_2", "r_0")), "duplicate"),
+            ],
+            vec![
+                entry(Some(rotate("r_2", "r_4")), "rotated again"),
+                entry(Some(rotate("r_1", "r_3")), "rotated twice"),
+            ],
+        ];
+        let mut results = Vec::new();
+        for batch in batches {
+            let result = store.commit_batch(&batch).await;
+            results.push(result.map_err(|e| {
+                format!("{e:?}")
+                    .split('(')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            }));
+        }
+        let events = store
+            .events(&crate::EventFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let reasons: Vec<_> = events
+            .iter()
+            .filter_map(|e| e.event.reason.as_deref())
+            .collect();
+        assert_eq!(reasons, ["plain", "redeemed", "rotated", "rotated again"]);
+        results
+    }
+
+    /// A file database writes the writer's batches on its batch connection (rusqlite), an
+    /// in-memory one through sqlx: the same batches come to the same outcomes, errors and
+    /// events on both, and the batch connection is opened as the pool's are.
+    #[tokio::test]
+    async fn batches_come_to_the_same_on_the_batch_connection_and_through_sqlx() {
+        use crate::model::CodeConsumption;
+        let dir = tempfile::tempdir().unwrap();
+        let file = file_store_with_service_grant(&dir).await;
+        assert!(matches!(file.batches, Batches::Inline(_)));
+        let memory = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        usable_service_grant(&memory).await;
+        assert!(matches!(memory.batches, Batches::Pooled(_)));
+
+        let inline = batch_results(&file).await;
+        assert_eq!(inline, batch_results(&memory).await);
+        let [first, second, third, fourth] = &inline[..] else {
+            panic!("{inline:?}");
+        };
+        let first = first.as_ref().unwrap();
+        assert!(matches!(first[1].consumed, Some(CodeConsumption::Fresh(_))));
+        assert_eq!(first[2].consumed, Some(CodeConsumption::Unknown));
+        assert!(first[2].declined && first[2].seq.is_none());
+        let second = second.as_ref().unwrap();
+        assert!(matches!(
+            second[0].consumed,
+            Some(CodeConsumption::Replayed(_))
+        ));
+        assert!(second[0].declined && !second[1].declined);
+        assert_eq!(third.as_ref().unwrap_err(), "Conflict");
+        let fourth = fourth.as_ref().unwrap();
+        assert_eq!(fourth[0].seq, Some(4));
+        assert!(fourth[1].declined && fourth[1].seq.is_none());
+
+        let Batches::Inline(batches) = &file.batches else {
+            unreachable!()
+        };
+        let pragmas = batches
+            .run(|conn| {
+                let read = |name: &str| conn.pragma_query_value(None, name, |r| r.get::<_, i64>(0));
+                Ok((
+                    read("foreign_keys")?,
+                    read("synchronous")?,
+                    read("busy_timeout")?,
+                ))
+            })
+            .await
+            .unwrap();
+        assert_eq!(pragmas, (1, 2, 5000));
     }
 
     #[tokio::test]

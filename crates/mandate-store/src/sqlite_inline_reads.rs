@@ -37,8 +37,7 @@ pub(crate) struct InlineReads {
 impl InlineReads {
     /// Inline reads of the database file at `path`; `None` for an in-memory database.
     pub(crate) fn for_file(path: &Path) -> Option<Self> {
-        let name = path.to_string_lossy();
-        if name == ":memory:" || name.starts_with("file:") {
+        if crate::sqlite::in_memory(path) {
             return None;
         }
         Some(Self {

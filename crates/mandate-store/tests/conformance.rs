@@ -95,6 +95,20 @@ macro_rules! conformance {
             )*
         }
 
+        /// An in-memory database: its group-commit batches go through sqlx, not the file
+        /// database's batch connection, so both paths run the same cases. (The raw cases
+        /// open the database by URL, which a second in-memory database would not share.)
+        mod sqlite_memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let store = mandate_store::connect("sqlite::memory:").await.unwrap();
+                    assert_eq!(store.backend(), "sqlite");
+                    super::$name(store).await;
+                }
+            )*
+        }
+
         mod postgres {
             use mandate_store::testing;
             $(

@@ -360,22 +360,10 @@ macro_rules! impl_events {
                 }
                 Ok(seqs)
             }
-        }
 
-        #[::async_trait::async_trait]
-        impl $crate::EventStore for $store {
-            async fn append_events(
-                &self,
-                events: &[::mandate_core::event::NewEvent],
-            ) -> $crate::StoreResult<Vec<i64>> {
-                if events.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let details = $crate::sql::events::details(events);
-                self.append_batch(events, &details).await
-            }
-
-            async fn commit_batch(
+            /// Applies a batch's changes and appends its events in one transaction on the
+            /// event connection (the backend's `commit_entries` decides whether to).
+            pub(crate) async fn commit_batch_pooled(
                 &self,
                 entries: &[$crate::batch::Entry],
             ) -> $crate::StoreResult<Vec<$crate::batch::Outcome>> {
@@ -418,6 +406,27 @@ macro_rules! impl_events {
                     }
                 }
                 Ok(outcomes)
+            }
+        }
+
+        #[::async_trait::async_trait]
+        impl $crate::EventStore for $store {
+            async fn append_events(
+                &self,
+                events: &[::mandate_core::event::NewEvent],
+            ) -> $crate::StoreResult<Vec<i64>> {
+                if events.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let details = $crate::sql::events::details(events);
+                self.append_batch(events, &details).await
+            }
+
+            async fn commit_batch(
+                &self,
+                entries: &[$crate::batch::Entry],
+            ) -> $crate::StoreResult<Vec<$crate::batch::Outcome>> {
+                self.commit_entries(entries).await
             }
 
             async fn apply_change_alone(

@@ -235,21 +235,7 @@ pub(crate) fn code_lookup_inline(
 ) -> rusqlite::Result<Option<CodeLookupRow>> {
     crate::sqlite_inline_reads::row_by_key(conn, CODE_LOOKUP, code_hash, |row| {
         Ok(CodeLookupRow {
-            code: CodeRow {
-                code_hash: row.get("code_hash")?,
-                client_id: row.get("client_id")?,
-                grant_id: row.get("grant_id")?,
-                user_id: row.get("user_id")?,
-                tenant_id: row.get("tenant_id")?,
-                redirect_uri: row.get("redirect_uri")?,
-                redirect_uri_explicit: row.get("redirect_uri_explicit")?,
-                code_challenge: row.get("code_challenge")?,
-                resource: row.get("resource")?,
-                scopes: row.get("scopes")?,
-                created_at: row.get("created_at")?,
-                expires_at: row.get("expires_at")?,
-                family_id: row.get("family_id")?,
-            },
+            code: CodeRow::from_inline(row)?,
             consumed: row.get("consumed")?,
             grant: JoinedGrantRow::from_inline(row)?,
             user_active: row.get("user_active")?,
@@ -284,6 +270,28 @@ pub(crate) struct CodeRow {
     created_at: i64,
     expires_at: i64,
     family_id: Option<String>,
+}
+
+impl CodeRow {
+    /// The columns of [`code_columns`] from a row read with rusqlite (inline reads, and the
+    /// SQLite group-commit writer).
+    pub(crate) fn from_inline(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            code_hash: row.get("code_hash")?,
+            client_id: row.get("client_id")?,
+            grant_id: row.get("grant_id")?,
+            user_id: row.get("user_id")?,
+            tenant_id: row.get("tenant_id")?,
+            redirect_uri: row.get("redirect_uri")?,
+            redirect_uri_explicit: row.get("redirect_uri_explicit")?,
+            code_challenge: row.get("code_challenge")?,
+            resource: row.get("resource")?,
+            scopes: row.get("scopes")?,
+            created_at: row.get("created_at")?,
+            expires_at: row.get("expires_at")?,
+            family_id: row.get("family_id")?,
+        })
+    }
 }
 
 impl TryFrom<CodeRow> for AuthorizationCode {

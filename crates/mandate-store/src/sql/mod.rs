@@ -30,7 +30,10 @@
 //! - [`token_state`]: whether an access token's jti, grant, agent and user let it be used.
 //!
 //! Each backend type also has an inherent `events_committed(&self)`, called after every commit
-//! that wrote events (SQLite announces it in-process; PostgreSQL's trigger already did).
+//! that wrote events (SQLite announces it in-process; PostgreSQL's trigger already did), and
+//! `commit_entries(&self, entries)`, which writes a group-commit batch with changes: through
+//! the shared `commit_batch_pooled`, or on a SQLite file database's batch connection
+//! ([`crate::sqlite_batch_writer`]).
 //!
 //! Transactions that write start with a write statement: a SQLite transaction that reads first
 //! and writes later can fail to upgrade its lock under concurrency, which the busy timeout
