@@ -643,6 +643,61 @@ mod tests {
         );
     }
 
+    /// The group-commit writer's check of a batch's grants runs inline and finds what the
+    /// pool finds: a live grant, not a revoked or an expired one, nor an unknown one.
+    #[tokio::test]
+    async fn grants_in_force_are_read_inline() {
+        use crate::GrantStore;
+        use crate::sql::grants::{grants_in_force_inline, grants_in_force_query};
+        use mandate_core::grant::Grant;
+        let dir = tempfile::tempdir().unwrap();
+        let store = file_store_with_service_grant(&dir).await;
+        let grant = |id: &str, expires_at: Option<i64>| Grant {
+            id: id.into(),
+            tenant_id: "acme".into(),
+            user_id: Some(format!("u_{id}")),
+            client_id: "cli".into(),
+            scopes: mandate_core::scope::ScopeSet::new(),
+            purpose: None,
+            created_at: Timestamp::from_unix(1000),
+            expires_at: expires_at.map(Timestamp::from_unix),
+            revoked_at: None,
+            revoked_reason: None,
+        };
+        store
+            .create_grant(&grant("g_expired", Some(1200)))
+            .await
+            .unwrap();
+        store
+            .create_grant(&grant("g_later", Some(9000)))
+            .await
+            .unwrap();
+        store.create_grant(&grant("g_revoked", None)).await.unwrap();
+        let revoked = store
+            .revoke_grant("g_revoked", Timestamp::from_unix(1100), "test")
+            .await
+            .unwrap();
+        assert!(revoked);
+        let ids: Vec<String> = ["g_1", "g_expired", "g_later", "g_revoked", "g_unknown"]
+            .map(String::from)
+            .into();
+        let (sql, binds) = grants_in_force_query(&ids);
+        let mut inline = store
+            .inline_reads()
+            .unwrap()
+            .read(|conn| grants_in_force_inline(conn, &sql, 1500, &binds))
+            .expect("answered inline");
+        inline.sort();
+        assert_eq!(inline, ["g_1", "g_later"]);
+        let query = sqlx::query_scalar::<_, String>(&sql).bind(1500_i64);
+        let mut pooled = crate::sql::bind_all!(query, binds)
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+        pooled.sort();
+        assert_eq!(inline, pooled);
+    }
+
     /// What `inline` reads for `key` on an inline connection and what `sql` reads through the
     /// pool, both turned into the store's record; fails if the inline read gave no answer.
     async fn inline_and_pooled<R, T>(

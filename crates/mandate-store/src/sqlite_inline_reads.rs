@@ -1,6 +1,7 @@
 //! SQLite point reads run on the asking thread, for the reads every request of a hot path
-//! makes: whether an access token may still be used (introspection), and the lookup of a
-//! refresh token or an authorization code before it is redeemed.
+//! makes: whether an access token may still be used (introspection), the lookup of a refresh
+//! token or an authorization code before it is redeemed, and which grants of a group-commit
+//! batch are still in force (once per batch of client-credentials tokens).
 //!
 //! sqlx runs each SQLite connection on a thread of its own: a query is sent to that thread,
 //! which wakes, runs it, and wakes the asking task. For a read of a few primary keys, whose SQL

@@ -94,6 +94,33 @@ pub(crate) fn grants_in_force_query(ids: &[String]) -> (String, Vec<super::Bind<
     (format!("SELECT id FROM grants{clause}"), binds)
 }
 
+/// [`grants_in_force_query`]'s statement on an inline connection
+/// ([`crate::sqlite_inline_reads`]): `$1` is `now`, the ids are `$2` onwards.
+pub(crate) fn grants_in_force_inline(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    now: i64,
+    ids: &[super::Bind<'_>],
+) -> rusqlite::Result<Vec<String>> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let values = std::iter::once(super::Bind::Int(now)).chain(ids.iter().copied());
+    for (number, value) in (1..).zip(values) {
+        let index = statement
+            .parameter_index(&format!("${number}"))?
+            .ok_or(rusqlite::Error::InvalidParameterName(format!("${number}")))?;
+        match value {
+            super::Bind::Text(v) => statement.raw_bind_parameter(index, v)?,
+            super::Bind::Int(v) => statement.raw_bind_parameter(index, v)?,
+        }
+    }
+    let mut rows = statement.raw_query();
+    let mut live = Vec::new();
+    while let Some(row) = rows.next()? {
+        live.push(row.get(0)?);
+    }
+    Ok(live)
+}
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct GrantRow {
     id: String,
@@ -435,6 +462,14 @@ macro_rules! impl_grants {
                     return Ok(Vec::new());
                 }
                 let (sql, binds) = $crate::sql::grants::grants_in_force_query(ids);
+                let inline = self.inline_reads().and_then(|reads| {
+                    reads.read(|conn| {
+                        $crate::sql::grants::grants_in_force_inline(conn, &sql, now.unix(), &binds)
+                    })
+                });
+                if let Some(live) = inline {
+                    return Ok(live);
+                }
                 let query = ::sqlx::query_scalar::<_, String>(&sql).bind(now.unix());
                 Ok($crate::sql::bind_all!(query, binds)
                     .fetch_all(&self.pool)
