@@ -203,22 +203,23 @@ fn apply(tx: &Transaction<'_>, change: &Change, outcome: &mut Outcome) -> StoreR
 fn consume_code(tx: &Transaction<'_>, code_hash: &str, now: i64) -> StoreResult<CodeConsumption> {
     let fresh = tx
         .prepare_cached(CONSUME_CODE)?
-        .query_row(
-            named_params! {"$1": code_hash, "$2": now},
-            CodeRow::from_inline,
-        )
+        .query_row(named_params! {"$1": code_hash, "$2": now}, code_row)
         .optional()?;
     if let Some(row) = fresh {
         return Ok(CodeConsumption::Fresh(row.try_into()?));
     }
     let used = tx
         .prepare_cached(CODE)?
-        .query_row(named_params! {"$1": code_hash}, CodeRow::from_inline)
+        .query_row(named_params! {"$1": code_hash}, code_row)
         .optional()?;
     Ok(match used {
         Some(row) => CodeConsumption::Replayed(row.try_into()?),
         None => CodeConsumption::Unknown,
     })
+}
+
+fn code_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<CodeRow> {
+    CodeRow::from_inline(&mut crate::sqlite_inline_reads::Columns::new(row))
 }
 
 fn insert_family(

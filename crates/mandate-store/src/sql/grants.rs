@@ -206,18 +206,20 @@ pub(crate) struct JoinedGrantRow {
 
 impl JoinedGrantRow {
     /// The columns of [`joined_grant_columns`] from an inline read.
-    pub(crate) fn from_inline(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+    pub(crate) fn from_inline(
+        cols: &mut crate::sqlite_inline_reads::Columns<'_, '_>,
+    ) -> rusqlite::Result<Self> {
         Ok(Self {
-            g_id: row.get("g_id")?,
-            g_tenant_id: row.get("g_tenant_id")?,
-            g_user_id: row.get("g_user_id")?,
-            g_client_id: row.get("g_client_id")?,
-            g_scopes: row.get("g_scopes")?,
-            g_purpose: row.get("g_purpose")?,
-            g_created_at: row.get("g_created_at")?,
-            g_expires_at: row.get("g_expires_at")?,
-            g_revoked_at: row.get("g_revoked_at")?,
-            g_revoked_reason: row.get("g_revoked_reason")?,
+            g_id: cols.get("g_id")?,
+            g_tenant_id: cols.get("g_tenant_id")?,
+            g_user_id: cols.get("g_user_id")?,
+            g_client_id: cols.get("g_client_id")?,
+            g_scopes: cols.get("g_scopes")?,
+            g_purpose: cols.get("g_purpose")?,
+            g_created_at: cols.get("g_created_at")?,
+            g_expires_at: cols.get("g_expires_at")?,
+            g_revoked_at: cols.get("g_revoked_at")?,
+            g_revoked_reason: cols.get("g_revoked_reason")?,
         })
     }
 
@@ -260,12 +262,12 @@ pub(crate) fn code_lookup_inline(
     conn: &rusqlite::Connection,
     code_hash: &str,
 ) -> rusqlite::Result<Option<CodeLookupRow>> {
-    crate::sqlite_inline_reads::row_by_key(conn, CODE_LOOKUP, code_hash, |row| {
+    crate::sqlite_inline_reads::row_by_key(conn, CODE_LOOKUP, code_hash, |cols| {
         Ok(CodeLookupRow {
-            code: CodeRow::from_inline(row)?,
-            consumed: row.get("consumed")?,
-            grant: JoinedGrantRow::from_inline(row)?,
-            user_active: row.get("user_active")?,
+            code: CodeRow::from_inline(cols)?,
+            consumed: cols.get("consumed")?,
+            grant: JoinedGrantRow::from_inline(cols)?,
+            user_active: cols.get("user_active")?,
         })
     })
 }
@@ -302,21 +304,23 @@ pub(crate) struct CodeRow {
 impl CodeRow {
     /// The columns of [`code_columns`] from a row read with rusqlite (inline reads, and the
     /// SQLite group-commit writer).
-    pub(crate) fn from_inline(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+    pub(crate) fn from_inline(
+        cols: &mut crate::sqlite_inline_reads::Columns<'_, '_>,
+    ) -> rusqlite::Result<Self> {
         Ok(Self {
-            code_hash: row.get("code_hash")?,
-            client_id: row.get("client_id")?,
-            grant_id: row.get("grant_id")?,
-            user_id: row.get("user_id")?,
-            tenant_id: row.get("tenant_id")?,
-            redirect_uri: row.get("redirect_uri")?,
-            redirect_uri_explicit: row.get("redirect_uri_explicit")?,
-            code_challenge: row.get("code_challenge")?,
-            resource: row.get("resource")?,
-            scopes: row.get("scopes")?,
-            created_at: row.get("created_at")?,
-            expires_at: row.get("expires_at")?,
-            family_id: row.get("family_id")?,
+            code_hash: cols.get("code_hash")?,
+            client_id: cols.get("client_id")?,
+            grant_id: cols.get("grant_id")?,
+            user_id: cols.get("user_id")?,
+            tenant_id: cols.get("tenant_id")?,
+            redirect_uri: cols.get("redirect_uri")?,
+            redirect_uri_explicit: cols.get("redirect_uri_explicit")?,
+            code_challenge: cols.get("code_challenge")?,
+            resource: cols.get("resource")?,
+            scopes: cols.get("scopes")?,
+            created_at: cols.get("created_at")?,
+            expires_at: cols.get("expires_at")?,
+            family_id: cols.get("family_id")?,
         })
     }
 }

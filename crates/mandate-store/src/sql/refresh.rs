@@ -73,24 +73,24 @@ pub(crate) fn lookup_inline(
     conn: &rusqlite::Connection,
     token_hash: &str,
 ) -> rusqlite::Result<Option<LookupRow>> {
-    crate::sqlite_inline_reads::row_by_key(conn, LOOKUP, token_hash, |row| {
+    crate::sqlite_inline_reads::row_by_key(conn, LOOKUP, token_hash, |cols| {
         Ok(LookupRow {
-            token_hash: row.get("token_hash")?,
-            family_id: row.get("family_id")?,
-            issued_at: row.get("issued_at")?,
-            expires_at: row.get("expires_at")?,
-            used_at: row.get("used_at")?,
-            grant_id: row.get("grant_id")?,
-            client_id: row.get("client_id")?,
-            tenant_id: row.get("tenant_id")?,
-            user_id: row.get("user_id")?,
-            scopes: row.get("scopes")?,
-            resource: row.get("resource")?,
-            family_created_at: row.get("family_created_at")?,
-            family_revoked_at: row.get("family_revoked_at")?,
-            successor_live: row.get("successor_live")?,
-            user_active: row.get("user_active")?,
-            grant: JoinedGrantRow::from_inline(row)?,
+            token_hash: cols.get("token_hash")?,
+            family_id: cols.get("family_id")?,
+            issued_at: cols.get("issued_at")?,
+            expires_at: cols.get("expires_at")?,
+            used_at: cols.get("used_at")?,
+            grant_id: cols.get("grant_id")?,
+            client_id: cols.get("client_id")?,
+            tenant_id: cols.get("tenant_id")?,
+            user_id: cols.get("user_id")?,
+            scopes: cols.get("scopes")?,
+            resource: cols.get("resource")?,
+            family_created_at: cols.get("family_created_at")?,
+            family_revoked_at: cols.get("family_revoked_at")?,
+            successor_live: cols.get("successor_live")?,
+            user_active: cols.get("user_active")?,
+            grant: JoinedGrantRow::from_inline(cols)?,
         })
     })
 }
