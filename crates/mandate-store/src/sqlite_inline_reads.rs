@@ -124,8 +124,8 @@ pub(crate) fn row_by_key<T>(
 /// selects them.
 ///
 /// rusqlite finds a column by name by comparing it with every column's name from the first,
-/// so reading the thirty columns of a refresh lookup by name made about 450 comparisons, 3 %
-/// of a refresh's CPU (BENCHMARKS.md, "Column names"). Here each name is first compared with
+/// so reading the 25 columns of a refresh lookup by name made about 300 comparisons, 3 %
+/// of a refresh's CPU (BENCHMARKS.md, "A quiet machine"). Here each name is first compared with
 /// the column after the one read last, and looked up the slow way only when it is not that
 /// one: reading in another order is slower, never wrong.
 pub(crate) struct Columns<'a, 'stmt> {
