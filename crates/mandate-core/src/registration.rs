@@ -623,11 +623,11 @@ impl fmt::Debug for IssuedCredentials {
 }
 
 impl IssuedCredentials {
-    /// A fresh client id (`dyn_` + 32 hex digits), secret when the method uses one, and
-    /// registration access token, all from `entropy`.
-    pub fn generate(method: AuthMethod, entropy: &dyn Entropy) -> Self {
+    /// A fresh client id (`dyn_` + 32 hex digits, made at `now`), secret when the method
+    /// uses one, and registration access token, all from `entropy`.
+    pub fn generate(method: AuthMethod, entropy: &dyn Entropy, now: Timestamp) -> Self {
         Self {
-            client_id: random::identifier(entropy, CLIENT_ID_PREFIX),
+            client_id: random::identifier(entropy, now, CLIENT_ID_PREFIX),
             client_secret: method.uses_secret().then(|| random::opaque_secret(entropy)),
             registration_access_token: random::opaque_secret(entropy),
         }
@@ -1123,7 +1123,11 @@ mod tests {
             "token_endpoint_auth_method": "client_secret_post",
         }))
         .unwrap();
-        let creds = IssuedCredentials::generate(m.token_endpoint_auth_method, &e);
+        let creds = IssuedCredentials::generate(
+            m.token_endpoint_auth_method,
+            &e,
+            Timestamp::from_unix(100),
+        );
         assert!(creds.client_id.starts_with(CLIENT_ID_PREFIX));
         assert!(crate::client::is_valid_client_id(&creds.client_id));
         let secret = creds.client_secret.clone().unwrap();
@@ -1152,7 +1156,7 @@ mod tests {
         let back: RegistrationResponse = serde_json::from_value(v).unwrap();
         assert_eq!(back, resp);
 
-        let public = IssuedCredentials::generate(AuthMethod::None, &e);
+        let public = IssuedCredentials::generate(AuthMethod::None, &e, Timestamp::from_unix(100));
         assert!(public.client_secret.is_none());
         let resp = RegistrationResponse::new(
             &public,

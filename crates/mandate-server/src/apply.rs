@@ -83,7 +83,7 @@ pub async fn apply_as(
         store.upsert_agent(a).await?;
     }
     for (i, u) in plan.users.iter().enumerate() {
-        apply_user(store, u, entropy)
+        apply_user(store, u, entropy, now)
             .await
             .with_context(|| format!("users[{i}] ({})", u.login))?;
     }
@@ -423,10 +423,11 @@ async fn apply_user(
     store: &dyn Store,
     u: &UserConfig,
     entropy: &dyn Entropy,
+    now: Timestamp,
 ) -> anyhow::Result<()> {
-    match apply_user_once(store, u, entropy).await {
+    match apply_user_once(store, u, entropy, now).await {
         Err(e) if matches!(e.downcast_ref(), Some(StoreError::Conflict(_))) => {
-            apply_user_once(store, u, entropy).await
+            apply_user_once(store, u, entropy, now).await
         }
         other => other,
     }
@@ -436,6 +437,7 @@ async fn apply_user_once(
     store: &dyn Store,
     u: &UserConfig,
     entropy: &dyn Entropy,
+    now: Timestamp,
 ) -> anyhow::Result<()> {
     let existing = store.user_by_login(&u.login).await?;
     let display_name = u.display_name.clone().unwrap_or_else(|| u.login.clone());
@@ -467,7 +469,7 @@ async fn apply_user_once(
         None => {
             store
                 .create_user(&User {
-                    id: random::identifier(entropy, "u_"),
+                    id: random::identifier(entropy, now, "u_"),
                     tenant_id: u.tenant.clone(),
                     login: u.login.clone(),
                     display_name,

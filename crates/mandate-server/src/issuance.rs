@@ -48,7 +48,7 @@ pub fn access_token(
         aud: subject.audience.to_owned(),
         exp: now.plus_seconds(ttl).unix(),
         iat: now.unix(),
-        jti: random::identifier(app.entropy.as_ref(), "at_"),
+        jti: random::identifier(app.entropy.as_ref(), now, "at_"),
         client_id: subject.agent.client_id.clone(),
         scope: subject.scopes.clone(),
         tenant: subject.tenant_id.to_owned(),
@@ -72,7 +72,7 @@ pub fn refresh_family(
 ) -> (String, RefreshFamily, RefreshTokenRecord) {
     let token = random::opaque_secret(entropy);
     let family = RefreshFamily {
-        id: random::identifier(entropy, "rf_"),
+        id: random::identifier(entropy, now, "rf_"),
         grant_id: subject.grant_id.to_owned(),
         client_id: subject.agent.client_id.clone(),
         tenant_id: subject.tenant_id.to_owned(),

@@ -28,7 +28,7 @@ use mandate_core::grant::Grant;
 use mandate_core::pkce::{CodeChallenge, CodeVerifier};
 use mandate_core::random::{self, Entropy};
 use mandate_core::scope::ScopeSet;
-use mandate_core::time::{Clock, Timestamp};
+use mandate_core::time::Clock;
 use mandate_server::admin::context::Ctx;
 use mandate_server::issuance::{self, CodeBinding, TokenSubject};
 use mandate_server::system::{OsEntropy, SystemClock};
@@ -60,7 +60,6 @@ struct Plan {
     password_hash: String,
     scopes: ScopeSet,
     resource: String,
-    now: Timestamp,
 }
 
 /// A grant whose code or refresh token the operator asked to keep.
@@ -86,7 +85,6 @@ pub async fn run(global: &Global, args: BulkLoadArgs) -> anyhow::Result<()> {
     let (config, store) = open_local(global).await?;
     let entropy = OsEntropy::default();
     let started = Instant::now();
-    let now = SystemClock.now();
 
     let agent = store
         .agent(&args.agent)
@@ -122,7 +120,6 @@ pub async fn run(global: &Global, args: BulkLoadArgs) -> anyhow::Result<()> {
         tenant_id: args.tenant.clone(),
         password_hash,
         resource,
-        now,
     });
 
     let bar = progress_bar(args.grants);
@@ -232,6 +229,10 @@ async fn load_grants(
         let mut n = 0u64;
         while n < total {
             let size = batch_size.min(total - n);
+            // Each batch is made at the time it is made, not when the load started: ids begin
+            // with their creation time, so rows made later sort after earlier ones and land at
+            // the right edge of their indexes (`random::identifier`), as real sign-ups do.
+            let made = SystemClock.now();
             let mut batch = LoadBatch {
                 users: Vec::with_capacity(size as usize),
                 grants: Vec::with_capacity(size as usize),
@@ -239,7 +240,7 @@ async fn load_grants(
                 codes: Vec::new(),
             };
             for _ in 0..size {
-                let id = random::identifier(&entropy, "u_");
+                let id = random::identifier(&entropy, made, "u_");
                 let user = User {
                     login: format!("load-{}-{id}", plan.tenant_id),
                     id,
@@ -250,13 +251,13 @@ async fn load_grants(
                 };
                 let user_id = user.id.clone();
                 let grant = Grant {
-                    id: random::identifier(&entropy, "g_"),
+                    id: random::identifier(&entropy, made, "g_"),
                     tenant_id: plan.tenant_id.clone(),
                     user_id: Some(user_id.clone()),
                     client_id: plan.agent.client_id.clone(),
                     scopes: plan.scopes.clone(),
                     purpose: None,
-                    created_at: plan.now,
+                    created_at: made,
                     expires_at: None,
                     revoked_at: None,
                     revoked_reason: None,
@@ -269,7 +270,7 @@ async fn load_grants(
                     audience: &plan.resource,
                     scopes: &plan.scopes,
                 };
-                let (token, family, first) = issuance::refresh_family(&entropy, &subject, plan.now);
+                let (token, family, first) = issuance::refresh_family(&entropy, &subject, made);
                 let middle = n % token_stride == token_stride / 2;
                 if middle && (sample.len() as u64) < sample_max {
                     sample.push(token);

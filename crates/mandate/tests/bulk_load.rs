@@ -14,6 +14,7 @@
 
 mod common;
 
+use mandate_core::time::{Clock, SystemClock};
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -137,6 +138,7 @@ async fn loaded_grants_work_like_real_ones(data: &Path, url: Option<&str>) {
     let tokens_file = dir.join("refresh-tokens.txt");
     let codes_file = dir.join("codes.tsv");
     let grants = GRANTS.to_string();
+    let load_started = SystemClock.now().unix();
     let (ok, out, err) = mandate(
         data,
         url,
@@ -157,6 +159,7 @@ async fn loaded_grants_work_like_real_ones(data: &Path, url: Option<&str>) {
         ],
     );
     assert!(ok, "bulk-load failed: {err}");
+    let load_ended = SystemClock.now().unix();
     if let Some(url) = url {
         assert_eq!(
             analyzed_tables(url).await,
@@ -266,6 +269,20 @@ async fn loaded_grants_work_like_real_ones(data: &Path, url: Option<&str>) {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len() as u64, GRANTS, "no grant on two pages");
+    // Ids are UUIDv7 made while the load ran (so they sort in creation order and land at the
+    // right edge of their indexes), and a grant's id holds the second it was created.
+    for grant in &all {
+        let id = grant["id"].as_str().unwrap();
+        let hex = id.strip_prefix("g_").unwrap();
+        assert_eq!(hex.len(), 32, "{id}");
+        assert_eq!(&hex[12..13], "7", "a UUIDv7: {id}");
+        let made = i64::try_from(u64::from_str_radix(&hex[..12], 16).unwrap() / 1000).unwrap();
+        assert!(
+            (load_started..=load_ended).contains(&made),
+            "{id} was made at {made}, outside the load ({load_started}..={load_ended})"
+        );
+        assert_eq!(grant["created_at"], made, "{grant}");
+    }
     let (live, _) = every_page(
         data,
         url,

@@ -177,7 +177,7 @@ async fn live_or_new_service_grant(
         return Ok(g);
     }
     let grant = Grant {
-        id: random::identifier(app.entropy.as_ref(), "g_"),
+        id: random::identifier(app.entropy.as_ref(), now, "g_"),
         tenant_id: tenant_id.to_owned(),
         user_id: None,
         client_id: agent.client_id.clone(),

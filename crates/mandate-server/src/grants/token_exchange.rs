@@ -89,7 +89,7 @@ pub async fn exchange(
     }
     let claims = exchanged.claims(
         &app.settings.issuer,
-        random::identifier(app.entropy.as_ref(), "at_"),
+        random::identifier(app.entropy.as_ref(), now, "at_"),
         now,
     );
     let token = app
@@ -155,7 +155,7 @@ pub async fn exchange_api_key(
     )?;
     let claims = exchanged.claims(
         &app.settings.issuer,
-        random::identifier(app.entropy.as_ref(), "at_"),
+        random::identifier(app.entropy.as_ref(), now, "at_"),
         now,
     );
     let token = app

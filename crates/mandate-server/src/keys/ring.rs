@@ -440,7 +440,7 @@ async fn insert_new_key(
     now: Timestamp,
     activates_at: Timestamp,
 ) -> anyhow::Result<StoredSigningKey> {
-    let kid = random::identifier(entropy, "k_");
+    let kid = random::identifier(entropy, now, "k_");
     let (key, der) = SigningKey::generate(alg, kid.clone())
         .map_err(|e| anyhow::anyhow!("generating a signing key: {e}"))?;
     let stored = StoredSigningKey {

@@ -145,7 +145,7 @@ async fn record_consent(
             }
             None => {
                 let g = Grant {
-                    id: random::identifier(app.entropy.as_ref(), "g_"),
+                    id: random::identifier(app.entropy.as_ref(), now, "g_"),
                     tenant_id: user.tenant_id.clone(),
                     user_id: Some(user.id.clone()),
                     client_id: agent.client_id.clone(),

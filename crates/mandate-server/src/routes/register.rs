@@ -67,8 +67,11 @@ pub async fn register_post(
         Ok(m) => m,
         Err(e) => return Ok(registration_error(&e)),
     };
-    let credentials =
-        IssuedCredentials::generate(metadata.token_endpoint_auth_method, app.entropy.as_ref());
+    let credentials = IssuedCredentials::generate(
+        metadata.token_endpoint_auth_method,
+        app.entropy.as_ref(),
+        now,
+    );
     let agent = metadata.to_agent(credentials.client_id.clone(), credentials.secret_hash());
     let record = ClientRegistration {
         client_id: credentials.client_id.clone(),
