@@ -250,11 +250,9 @@ impl Application {
             throttles: state.throttles.clone(),
             poll_interval: poll_anomalies,
         };
-        exporters.extend(crate::anomaly::spawn(
-            anomaly_rules,
-            anomaly_context,
-            export_context.clone(),
-        ));
+        exporters.extend(
+            crate::anomaly::spawn(anomaly_rules, anomaly_context, export_context.clone()).await,
+        );
         drop(export_context);
         let retention = retention.map(|(keep, sinks)| {
             tokio::spawn(crate::audit_retention::purge_periodically(

@@ -93,26 +93,35 @@ pub struct Context {
     pub poll_interval: Duration,
 }
 
-/// Starts the rules task (none without rules).
-pub fn spawn(rules: Vec<Rule>, ctx: Context, wake: ExportContext) -> Option<JoinHandle<()>> {
+/// Starts the rules task (none without rules). Called before the server answers its first
+/// request: where the rules start is read here, so that on a first start every event a
+/// request writes comes after it and is judged. (Read by the task instead, it raced the first
+/// requests: under load a burst of failed authentications could be written before the head
+/// was read, and never counted.) If the database cannot say yet, the task keeps asking.
+pub async fn spawn(rules: Vec<Rule>, ctx: Context, wake: ExportContext) -> Option<JoinHandle<()>> {
     if rules.is_empty() {
         return None;
     }
-    Some(tokio::spawn(run(Detector::new(rules), ctx, wake)))
+    let position = start(&ctx)
+        .await
+        .inspect_err(|e| tracing::warn!(error = %e, "anomaly rules cannot start yet; retrying"))
+        .ok();
+    Some(tokio::spawn(run(Detector::new(rules), ctx, wake, position)))
 }
 
-async fn run(mut detector: Detector, ctx: Context, mut wake: ExportContext) {
+async fn run(mut detector: Detector, ctx: Context, mut wake: ExportContext, position: Option<i64>) {
     let mut saved = std::time::Instant::now();
-    let mut position = loop {
-        match start(&ctx).await {
-            Ok(p) => break p,
-            Err(e) => {
-                tracing::warn!(error = %e, "anomaly rules cannot start yet; retrying");
-                if !sleep_unless_shutdown(&mut wake.shutdown, RETRY).await {
-                    return;
-                }
+    let mut position = match position {
+        Some(p) => p,
+        None => loop {
+            if !sleep_unless_shutdown(&mut wake.shutdown, RETRY).await {
+                return;
             }
-        }
+            match start(&ctx).await {
+                Ok(p) => break p,
+                Err(e) => tracing::warn!(error = %e, "anomaly rules cannot start yet; retrying"),
+            }
+        },
     };
     while !*wake.shutdown.borrow() {
         match step(&mut detector, &ctx, position, &mut wake, &mut saved).await {
