@@ -28,23 +28,39 @@ const PAGE: u32 = 500;
 /// Wait after a database error before trying again.
 const RETRY: Duration = Duration::from_secs(1);
 
-/// Starts following the log from its current head.
-pub fn spawn(cache: Arc<HotPathCache>, wake: ExportContext) -> JoinHandle<()> {
-    tokio::spawn(run(cache, wake))
+/// Starts following the log from its current head, read before the server answers its first
+/// request: an agent cached by any request is then dropped by every revocation written after
+/// it was read. (Read by the task instead, a revocation written while the task was starting
+/// could be skipped, and the agent kept until its TTL.) If the database cannot say yet, the
+/// task keeps asking.
+pub async fn spawn(cache: Arc<HotPathCache>, wake: ExportContext) -> JoinHandle<()> {
+    let head = wake
+        .store
+        .chain_head()
+        .await
+        .inspect_err(
+            |e| tracing::warn!(error = %e, "cache invalidation cannot start yet; retrying"),
+        )
+        .ok()
+        .map(|head| head.seq);
+    tokio::spawn(run(cache, wake, head))
 }
 
-async fn run(cache: Arc<HotPathCache>, mut wake: ExportContext) {
+async fn run(cache: Arc<HotPathCache>, mut wake: ExportContext, head: Option<i64>) {
     let store = wake.store.clone();
-    let mut position = loop {
-        match store.chain_head().await {
-            Ok(head) => break head.seq,
-            Err(e) => {
-                tracing::warn!(error = %e, "cache invalidation cannot start yet; retrying");
-                if !sleep_unless_shutdown(&mut wake.shutdown, RETRY).await {
-                    return;
+    let mut position = match head {
+        Some(seq) => seq,
+        None => loop {
+            if !sleep_unless_shutdown(&mut wake.shutdown, RETRY).await {
+                return;
+            }
+            match store.chain_head().await {
+                Ok(head) => break head.seq,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cache invalidation cannot start yet; retrying");
                 }
             }
-        }
+        },
     };
     loop {
         match step(store.as_ref(), &cache, position).await {

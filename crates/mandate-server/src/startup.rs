@@ -235,10 +235,9 @@ impl Application {
         };
         let mut exporters = crate::audit_export::spawn(exports, &export_context);
         if state.cache.enabled() {
-            exporters.push(crate::cache_invalidation::spawn(
-                state.cache.clone(),
-                export_context.clone(),
-            ));
+            exporters.push(
+                crate::cache_invalidation::spawn(state.cache.clone(), export_context.clone()).await,
+            );
         }
         let anomaly_context = crate::anomaly::Context {
             store: state.store.clone(),
