@@ -93,6 +93,8 @@ pub struct RefreshLookup {
     pub grant: Option<Grant>,
     /// `true` for a service family (no user), else whether the user exists and is enabled.
     pub user_active: bool,
+    /// Whether the family's agent exists and is enabled.
+    pub agent_active: bool,
     /// Whether the token that replaced this one exists and is still unused (`false` for a live
     /// token, which has no successor). The successor's expiry is not checked (the lookup has no
     /// clock): `refresh::classify` only uses this flag within seconds of the rotation that

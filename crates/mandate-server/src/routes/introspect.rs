@@ -123,10 +123,13 @@ async fn introspect_refresh(
         return Ok(IntrospectionResponse::inactive());
     };
     let (t, f) = (&found.token, &found.family);
-    if t.used_at.is_some() || f.revoked_at.is_some() || now >= t.expires_at {
-        return Ok(IntrospectionResponse::inactive());
-    }
-    if !token_state::grant_and_parties_active(app, &f.grant_id, &f.client_id, now).await? {
+    // The grant, the user's and the agent's standing came with the token, in the same
+    // statement: nothing else is read.
+    let live = t.used_at.is_none() && f.revoked_at.is_none() && now < t.expires_at;
+    let parties = found.grant.as_ref().is_some_and(|g| g.is_active(now))
+        && found.user_active
+        && found.agent_active;
+    if !(live && parties) {
         return Ok(IntrospectionResponse::inactive());
     }
     Ok(IntrospectionResponse {

@@ -93,22 +93,28 @@ async fn disabling_user_or_agent_deactivates_tokens(backend: Backend) {
     let mut user = app.store.user_by_login("bob").await.unwrap().unwrap();
     user.disabled = true;
     app.store.update_user(&user).await.unwrap();
-    assert_eq!(
-        app.introspect(s(&bob["access_token"])).await["active"],
-        false
-    );
-    assert_eq!(
-        app.introspect(s(&alice["access_token"])).await["active"],
-        true,
-        "only bob is affected"
-    );
+    for kind in ["access_token", "refresh_token"] {
+        assert_eq!(
+            app.introspect(s(&bob[kind])).await["active"],
+            false,
+            "bob's {kind}"
+        );
+        assert_eq!(
+            app.introspect(s(&alice[kind])).await["active"],
+            true,
+            "only bob is affected: alice's {kind}"
+        );
+    }
     let mut agent = app.store.agent("cli-agent").await.unwrap().unwrap();
     agent.disabled = true;
     app.store.upsert_agent(&agent).await.unwrap();
-    assert_eq!(
-        app.introspect(s(&alice["access_token"])).await["active"],
-        false
-    );
+    for kind in ["access_token", "refresh_token"] {
+        assert_eq!(
+            app.introspect(s(&alice[kind])).await["active"],
+            false,
+            "alice's {kind} once the agent is disabled"
+        );
+    }
 }
 
 /// The second introspection of a token is answered from the verified-signature cache; what

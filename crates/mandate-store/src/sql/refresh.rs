@@ -19,8 +19,9 @@ pub(crate) const INSERT_FAMILY: &str = "INSERT INTO refresh_families (id, grant_
 pub(crate) const INSERT_TOKEN: &str = "INSERT INTO refresh_tokens \
      (token_hash, family_id, issued_at, expires_at, used_at) VALUES ($1, $2, $3, $4, $5)";
 /// The token, its family, whether its successor (if any) is still unused, the family's grant
-/// (if the row exists), and whether its user (if any) is still active: everything a refresh checks, in one
-/// statement (point reads by primary key) instead of one query per fact.
+/// (if the row exists), whether its user (if any) is still active and whether its agent is
+/// enabled: everything a refresh or an introspection checks, in one statement (point reads by
+/// primary key) instead of one query per fact.
 pub(crate) const LOOKUP: &str = concat!(
     "SELECT t.token_hash, t.family_id, t.issued_at, t.expires_at, t.used_at, f.grant_id, \
      f.client_id, f.tenant_id, f.user_id, f.scopes, f.resource, f.created_at AS family_created_at, \
@@ -28,7 +29,9 @@ pub(crate) const LOOKUP: &str = concat!(
      EXISTS (SELECT 1 FROM refresh_tokens s \
              WHERE s.token_hash = t.successor_hash AND s.used_at IS NULL) AS successor_live, \
      (f.user_id IS NULL OR EXISTS (SELECT 1 FROM users u \
-             WHERE u.id = f.user_id AND NOT u.disabled)) AS user_active, ",
+             WHERE u.id = f.user_id AND NOT u.disabled)) AS user_active, \
+     EXISTS (SELECT 1 FROM agents a \
+             WHERE a.client_id = f.client_id AND NOT a.disabled) AS agent_active, ",
     super::grants::joined_grant_columns!(),
     " FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id \
      LEFT JOIN grants g ON g.id = f.grant_id WHERE t.token_hash = $1"
@@ -64,6 +67,7 @@ pub(crate) struct LookupRow {
     family_revoked_at: Option<i64>,
     successor_live: bool,
     user_active: bool,
+    agent_active: bool,
     #[sqlx(flatten)]
     grant: JoinedGrantRow,
 }
@@ -90,6 +94,7 @@ pub(crate) fn lookup_inline(
             family_revoked_at: cols.get("family_revoked_at")?,
             successor_live: cols.get("successor_live")?,
             user_active: cols.get("user_active")?,
+            agent_active: cols.get("agent_active")?,
             grant: JoinedGrantRow::from_inline(cols)?,
         })
     })
@@ -101,6 +106,7 @@ impl TryFrom<LookupRow> for RefreshLookup {
         Ok(RefreshLookup {
             grant: r.grant.into_grant()?,
             user_active: r.user_active,
+            agent_active: r.agent_active,
             family: RefreshFamily {
                 id: r.family_id.clone(),
                 grant_id: r.grant_id,
