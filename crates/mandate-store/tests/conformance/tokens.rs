@@ -28,28 +28,18 @@ pub(crate) async fn refresh_rotation_and_successor_liveness(store: Arc<dyn Store
     assert_eq!(look.token, first);
     assert_eq!(look.family, f);
     assert!(!look.successor_live);
-    assert!(!look.agent_active, "agent cli does not exist yet");
+    // The lookup also says whether the family's agent exists and is enabled.
+    let agent_active = async || {
+        let look = store.refresh_token("r_1").await.unwrap().unwrap();
+        look.agent_active
+    };
+    assert!(!agent_active().await, "agent cli does not exist yet");
     let mut agent = bare_agent("cli");
     store.upsert_agent(&agent).await.unwrap();
-    assert!(
-        store
-            .refresh_token("r_1")
-            .await
-            .unwrap()
-            .unwrap()
-            .agent_active
-    );
+    assert!(agent_active().await);
     agent.disabled = true;
     store.upsert_agent(&agent).await.unwrap();
-    assert!(
-        !store
-            .refresh_token("r_1")
-            .await
-            .unwrap()
-            .unwrap()
-            .agent_active,
-        "disabled"
-    );
+    assert!(!agent_active().await, "disabled");
     assert_eq!(store.refresh_token("r_missing").await.unwrap(), None);
 
     assert!(
