@@ -16,6 +16,11 @@
 //! - `secret/hash+verify`: `hash_secret` then `verify_secret` of a 43-character secret (the
 //!   shape of every opaque credential): two SHA-256 digests and a constant-time compare.
 //! - `scope/parse`: `ScopeSet::parse("contacts.read contacts.write tickets.read")`.
+//! - `refresh/standing/{live,behind-1,behind-max}`: recognising a presented refresh token
+//!   against its family's live token (`refresh::standing`): the live token itself (one
+//!   digest), the one just rotated (one derivation), and one the most generations back that is
+//!   still recognised (`MAX_GENERATIONS_BEHIND` derivations: the most a forged old generation
+//!   can make the server compute).
 
 // Benchmarks are test code: failing loudly on a broken fixture is the right behaviour.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -133,6 +138,48 @@ fn scope_benches(c: &mut Criterion) {
     });
 }
 
+fn refresh_benches(c: &mut Criterion) {
+    use mandate_core::random::SeededEntropy;
+    use mandate_core::refresh::{self, LiveToken, MAX_GENERATIONS_BEHIND};
+    use mandate_core::time::Timestamp;
+    let key = [7u8; 32];
+    let (first, _) = refresh::first_token(
+        &SeededEntropy::new(1),
+        "rf_0190abcdef0123456789abcdef012345",
+        Timestamp::from_unix(0),
+        Timestamp::from_unix(3600),
+    );
+    let mut chain = vec![first];
+    for _ in 0..MAX_GENERATIONS_BEHIND {
+        let last = chain.last().expect("a first token");
+        let next = refresh::successor(&key, last, refresh::name(last).expect("named"));
+        chain.push(next);
+    }
+    let live_token = chain.last().expect("a live token");
+    let live = LiveToken {
+        generation: MAX_GENERATIONS_BEHIND,
+        token_hash: hash_secret(live_token),
+        issued_at: Timestamp::from_unix(0),
+        expires_at: Timestamp::from_unix(3600),
+    };
+    let behind = |n: u64| {
+        let back = usize::try_from(n).expect("small");
+        chain.iter().rev().nth(back).expect("in the chain")
+    };
+    for (case, presented) in [
+        ("live", behind(0)),
+        ("behind-1", behind(1)),
+        ("behind-max", behind(MAX_GENERATIONS_BEHIND)),
+    ] {
+        c.bench_function(&format!("refresh/standing/{case}"), |b| {
+            b.iter(|| {
+                let name = refresh::name(black_box(presented)).expect("named");
+                refresh::standing(&key, presented, name, &live).expect("recognised")
+            });
+        });
+    }
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -142,6 +189,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = jwt_benches, ed25519_benches, secret_benches, scope_benches
+    targets = jwt_benches, ed25519_benches, secret_benches, scope_benches, refresh_benches
 }
 criterion_main!(benches);

@@ -10,7 +10,7 @@ use mandate_core::code::{AuthorizationCode, CODE_TTL_SECONDS};
 use mandate_core::jwt::AccessTokenClaims;
 use mandate_core::pkce::CodeChallenge;
 use mandate_core::random::{self, Entropy};
-use mandate_core::refresh::{RefreshFamily, RefreshTokenRecord};
+use mandate_core::refresh::{self, RefreshFamily};
 use mandate_core::scope::ScopeSet;
 use mandate_core::secret;
 use mandate_core::time::Timestamp;
@@ -62,17 +62,20 @@ pub fn access_token(
     Ok(MintedAccessToken { token, claims })
 }
 
-/// A new refresh-token family for a grant and its first token: the token in plaintext (for
-/// the client, never stored) and the records to store, which hold only its hash. Shared by
-/// the authorization-code exchange and the bulk loader, so loaded families are the real thing.
+/// A new refresh-token family for a grant, holding its first token as its live token: the
+/// token in plaintext (for the client, never stored) and the family to store, which holds only
+/// its hash. Shared by the authorization-code exchange and the bulk loader, so loaded families
+/// are the real thing.
 pub fn refresh_family(
     entropy: &dyn Entropy,
     subject: &TokenSubject<'_>,
     now: Timestamp,
-) -> (String, RefreshFamily, RefreshTokenRecord) {
-    let token = random::opaque_secret(entropy);
+) -> (String, RefreshFamily) {
+    let id = random::identifier(entropy, now, "rf_");
+    let expires_at = now.plus_seconds(subject.agent.refresh_token_ttl);
+    let (token, live) = refresh::first_token(entropy, &id, now, expires_at);
     let family = RefreshFamily {
-        id: random::identifier(entropy, now, "rf_"),
+        id,
         grant_id: subject.grant_id.to_owned(),
         client_id: subject.agent.client_id.clone(),
         tenant_id: subject.tenant_id.to_owned(),
@@ -81,15 +84,9 @@ pub fn refresh_family(
         resource: subject.audience.to_owned(),
         created_at: now,
         revoked_at: None,
+        live: Some(live),
     };
-    let first = RefreshTokenRecord {
-        token_hash: secret::hash_secret(&token),
-        family_id: family.id.clone(),
-        issued_at: now,
-        expires_at: now.plus_seconds(subject.agent.refresh_token_ttl),
-        used_at: None,
-    };
-    (token, family, first)
+    (token, family)
 }
 
 /// Everything an authorization code is bound to (see [`mandate_core::code`]).

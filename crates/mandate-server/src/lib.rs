@@ -42,6 +42,7 @@ pub mod metrics;
 pub mod pages;
 pub mod password;
 pub mod rate_limit;
+pub mod refresh_state;
 pub mod request_meta;
 pub mod routes;
 pub mod startup;

@@ -24,35 +24,40 @@
 
 use crate::model::CodeConsumption;
 use mandate_core::event::NewEvent;
-use mandate_core::refresh::{RefreshFamily, RefreshTokenRecord};
+use mandate_core::refresh::{LiveToken, RefreshFamily};
 use mandate_core::time::Timestamp;
 
 /// A change applied in a group-commit batch, before its event.
 #[derive(Debug, Clone)]
 pub enum Change {
-    /// Retires `old_hash` if it is still unused, naming `successor` as its successor, and
-    /// stores the successor. Declined if the token was already used.
+    /// Retires the family's token `retiring` if it is still live and makes `successor` the
+    /// family's live token. Declined, writing nothing, if the token was already retired.
     RotateRefresh {
-        old_hash: String,
-        successor: RefreshTokenRecord,
+        family_id: String,
+        retiring: Retiring,
+        successor: LiveToken,
         now: Timestamp,
     },
     /// Consumes an authorization code if nobody has, and with `family`, creates that refresh
-    /// family and records on the code that its redemption created it (so a replay of the code
+    /// family (with its live token) and records on the code that its redemption created it (so a replay of the code
     /// can revoke it). Declined, writing nothing, when the code was already consumed or does
     /// not exist; [`Outcome::consumed`] says which.
     RedeemCode {
         code_hash: String,
         now: Timestamp,
-        family: Option<Box<NewFamily>>,
+        family: Option<Box<RefreshFamily>>,
     },
 }
 
-/// A refresh family with its first token.
-#[derive(Debug, Clone)]
-pub struct NewFamily {
-    pub family: RefreshFamily,
-    pub first: RefreshTokenRecord,
+/// The token a rotation retires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retiring {
+    /// The family's live token, of this generation and hash: the row is changed only if it
+    /// still holds them.
+    Live { generation: u64, token_hash: String },
+    /// A token stored as a row of its own (minted before families held their live token):
+    /// marked used, with `successor` named as its successor, only if it is still unused.
+    Legacy { token_hash: String },
 }
 
 impl Change {
@@ -60,7 +65,7 @@ impl Change {
     /// nodes' batches touching the same rows lock them in the same order and cannot deadlock.
     pub(crate) fn lock_key(&self) -> &str {
         match self {
-            Self::RotateRefresh { old_hash, .. } => old_hash,
+            Self::RotateRefresh { family_id, .. } => family_id,
             Self::RedeemCode { code_hash, .. } => code_hash,
         }
     }

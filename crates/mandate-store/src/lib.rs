@@ -52,7 +52,7 @@ use mandate_core::code::AuthorizationCode;
 use mandate_core::directory::{Tenant, User};
 use mandate_core::event::{Event, NewEvent};
 use mandate_core::grant::Grant;
-use mandate_core::refresh::{RefreshFamily, RefreshTokenRecord};
+use mandate_core::refresh::{LiveToken, RefreshFamily, RefreshTokenRecord};
 use mandate_core::registration::ClientMetadata;
 use mandate_core::resource::ResourceServer;
 use mandate_core::scope::ScopeSet;
@@ -62,8 +62,8 @@ use std::sync::Arc;
 pub use error::{StoreError, StoreResult};
 pub use model::{
     ApiKeyCursor, ApiKeyRotation, AuditCheckpoint, BulkRevoked, BulkTarget, ChainRow,
-    ClientRegistration, CodeConsumption, CodeLookup, EventFilter, GrantCursor, GrantFilter,
-    LoadBatch, PendingAuthorization, PurgedEvents, RefreshLookup, RegisteredClient,
+    ClientRegistration, CodeConsumption, CodeLookup, EventFilter, FamilyLookup, GrantCursor,
+    GrantFilter, LoadBatch, PendingAuthorization, PurgedEvents, RefreshLookup, RegisteredClient,
     RegistrationOrigin, ScopeDef, Session, StoredApiKey, StoredSigningKey,
 };
 
@@ -186,24 +186,35 @@ pub trait CodeStore: Send + Sync {
 
 #[async_trait]
 pub trait RefreshStore: Send + Sync {
-    /// Creates a family with its first token, in one transaction.
-    async fn create_family(
-        &self,
-        family: &RefreshFamily,
-        first: &RefreshTokenRecord,
-    ) -> StoreResult<()>;
-    /// The token with this hash, its family, and whether its successor is still live.
+    /// Creates a family with its live (first) token, `family.live`.
+    async fn create_family(&self, family: &RefreshFamily) -> StoreResult<()>;
+    /// The family with this id, its grant and its parties' standing.
+    async fn refresh_family(&self, family_id: &str) -> StoreResult<Option<FamilyLookup>>;
+    /// The token stored as a row of its own with this hash (minted before families held their
+    /// live token), its family, and whether its successor is still live.
     async fn refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshLookup>>;
-    /// Retires `old_hash` and inserts `successor` in one transaction, only if `old_hash` is
-    /// still live. Returns `false` (and changes nothing) if another request rotated it first.
+    /// Retires `retiring` and makes `successor` the live token of `family_id`, in one
+    /// transaction, only if `retiring` is still live. Returns `false` (and changes nothing) if
+    /// another request rotated it first.
     async fn rotate_refresh_token(
         &self,
-        old_hash: &str,
-        successor: &RefreshTokenRecord,
+        family_id: &str,
+        retiring: &batch::Retiring,
+        successor: &LiveToken,
         now: Timestamp,
     ) -> StoreResult<bool>;
     /// Revokes one family (not its grant). Returns whether it was active before.
     async fn revoke_family(&self, family_id: &str, now: Timestamp) -> StoreResult<bool>;
+    /// Stores a token as a row of its own, the form before families held their live token,
+    /// with the hash of the successor a rotation named (`successor_hash`, for a used token).
+    /// Nothing mints these any more; this lets the handling of the ones that exist (lookup,
+    /// reuse, the rotation that moves their family to a live token, purging) be tested on
+    /// every backend.
+    async fn insert_legacy_refresh_token(
+        &self,
+        token: &RefreshTokenRecord,
+        successor_hash: Option<&str>,
+    ) -> StoreResult<()>;
 }
 
 #[async_trait]
@@ -417,7 +428,7 @@ pub trait BulkRevocation: Send + Sync {
 #[async_trait]
 pub trait BulkLoad: Send + Sync {
     /// Inserts every row of `batch` in one transaction, with multi-row statements (a few per
-    /// table, not one per row): grants first, then families, their first tokens, and codes.
+    /// table, not one per row): grants first, then families (with their first tokens), and codes.
     /// `Conflict` if an id or hash exists; then nothing is stored. Rows are stored exactly as [`GrantStore::create_grant`],
     /// [`RefreshStore::create_family`] and [`CodeStore::insert_code`] store them.
     async fn load_batch(&self, batch: &LoadBatch) -> StoreResult<()>;

@@ -82,11 +82,11 @@ pub struct CodeLookup {
     pub user_active: bool,
 }
 
-/// A refresh token with its family, the family's grant and its user's standing: what a refresh
-/// checks, read together.
+/// A refresh family with its grant and its parties' standing: what a refresh or an
+/// introspection of a token naming this family checks, read together.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RefreshLookup {
-    pub token: RefreshTokenRecord,
+pub struct FamilyLookup {
+    /// The family, with its live token (if it has one yet).
     pub family: RefreshFamily,
     /// The family's grant as stored (revoked or expired included: the caller decides); `None`
     /// if its row is gone.
@@ -95,10 +95,24 @@ pub struct RefreshLookup {
     pub user_active: bool,
     /// Whether the family's agent exists and is enabled.
     pub agent_active: bool,
-    /// Whether the token that replaced this one exists and is still unused (`false` for a live
-    /// token, which has no successor). The successor's expiry is not checked (the lookup has no
-    /// clock): `refresh::classify` only uses this flag within seconds of the rotation that
-    /// issued the successor.
+}
+
+/// A refresh token stored as a row of its own (minted before families held their live token)
+/// with everything [`FamilyLookup`] reads for its family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshLookup {
+    pub token: RefreshTokenRecord,
+    pub family: RefreshFamily,
+    /// As [`FamilyLookup::grant`].
+    pub grant: Option<Grant>,
+    /// As [`FamilyLookup::user_active`].
+    pub user_active: bool,
+    /// As [`FamilyLookup::agent_active`].
+    pub agent_active: bool,
+    /// Whether the token that replaced this one is still unused: a row of its own still
+    /// unused, or the family's live token (`false` for a live token, which has no successor).
+    /// The successor's expiry is not checked (the lookup has no clock): the server only uses
+    /// this flag within seconds of the rotation that issued the successor.
     pub successor_live: bool,
 }
 
@@ -374,8 +388,8 @@ pub struct PurgedEvents {
     pub event_seq: i64,
 }
 
-/// One transaction's worth of bulk-loaded rows ([`crate::BulkLoad`]): users, grants, each
-/// family with its first refresh token, and authorization codes, built by the caller exactly as
+/// One transaction's worth of bulk-loaded rows ([`crate::BulkLoad`]): users, grants, families
+/// (each with its first refresh token as its live token), and authorization codes, built by the caller exactly as
 /// the protocol code builds them (only hashes of tokens and codes). A user holds one live grant
 /// per agent ([`crate::GrantStore::create_grant`]), so a load of many grants to one agent
 /// brings as many users.
@@ -383,6 +397,6 @@ pub struct PurgedEvents {
 pub struct LoadBatch {
     pub users: Vec<User>,
     pub grants: Vec<Grant>,
-    pub families: Vec<(RefreshFamily, RefreshTokenRecord)>,
+    pub families: Vec<RefreshFamily>,
     pub codes: Vec<AuthorizationCode>,
 }

@@ -230,7 +230,7 @@ async fn load_table(
 impl crate::BulkLoad for PostgresStore {
     async fn load_batch(&self, batch: &crate::LoadBatch) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        for (table, columns, rows) in load::batch_tables(batch) {
+        for (table, columns, rows) in load::batch_tables(batch)? {
             load_table(&mut tx, table, &columns, rows).await?;
         }
         tx.commit().await?;

@@ -392,7 +392,7 @@ impl crate::BulkLoad for SqliteStore {
         // gets a large cache on its connection (allocated only as it fills).
         sqlx::query(LOAD_CACHE_PRAGMA).execute(&mut *conn).await?;
         let mut tx = conn.begin().await?;
-        for (table, columns, rows) in load::batch_tables(batch) {
+        for (table, columns, rows) in load::batch_tables(batch)? {
             load_table(&mut tx, table, &columns, rows).await?;
         }
         tx.commit().await?;
@@ -728,14 +728,15 @@ mod tests {
     /// would only fall back to the pool, which the conformance suite could not tell apart.
     #[tokio::test]
     async fn redemption_lookups_read_inline_what_the_pool_reads() {
-        use crate::model::{CodeLookup, RefreshLookup};
+        use crate::batch::Retiring;
+        use crate::model::{CodeLookup, FamilyLookup, RefreshLookup};
         use crate::sql::grants::{CODE_LOOKUP, code_lookup_inline};
-        use crate::sql::refresh::{LOOKUP, lookup_inline};
+        use crate::sql::refresh::{FAMILY_LOOKUP, LOOKUP, family_lookup_inline, lookup_inline};
         use crate::{CodeStore, GrantStore, RefreshStore};
         use mandate_core::code::AuthorizationCode;
         use mandate_core::grant::Grant;
         use mandate_core::pkce::CodeChallenge;
-        use mandate_core::refresh::{RefreshFamily, RefreshTokenRecord};
+        use mandate_core::refresh::{LiveToken, RefreshFamily, RefreshTokenRecord};
         use mandate_core::scope::ScopeSet;
 
         let dir = tempfile::tempdir().unwrap();
@@ -757,7 +758,13 @@ mod tests {
             })
             .await
             .unwrap();
-        let family = |id: &str, grant_id: &str| RefreshFamily {
+        let live = |generation: u64, hash: &str, issued_at: i64| LiveToken {
+            generation,
+            token_hash: hash.into(),
+            issued_at: Timestamp::from_unix(issued_at),
+            expires_at: Timestamp::from_unix(issued_at + 3600),
+        };
+        let family = |id: &str, grant_id: &str, live: Option<LiveToken>| RefreshFamily {
             id: id.into(),
             grant_id: grant_id.into(),
             client_id: "cli".into(),
@@ -767,6 +774,7 @@ mod tests {
             resource: "https://crm.example/api".into(),
             created_at: Timestamp::from_unix(1000),
             revoked_at: None,
+            live,
         };
         let token = |hash: &str, family_id: &str| RefreshTokenRecord {
             token_hash: hash.into(),
@@ -775,19 +783,32 @@ mod tests {
             expires_at: Timestamp::from_unix(4600),
             used_at: None,
         };
-        store
-            .create_family(&family("f_1", "g_full"), &token("r_1", "f_1"))
-            .await
-            .unwrap();
-        store
-            .create_family(&family("f_2", "g_gone"), &token("r_2", "f_2"))
-            .await
-            .unwrap();
+        // Two families whose tokens are rows of their own (one of them then rotated, which
+        // gives it a live token) and one holding its live token from the start.
+        for (f, g, r) in [("f_1", "g_full", "r_1"), ("f_2", "g_gone", "r_2")] {
+            store.create_family(&family(f, g, None)).await.unwrap();
+            store
+                .insert_legacy_refresh_token(&token(r, f), None)
+                .await
+                .unwrap();
+        }
+        let legacy = Retiring::Legacy {
+            token_hash: "r_1".into(),
+        };
         let rotated = store
-            .rotate_refresh_token("r_1", &token("r_1b", "f_1"), Timestamp::from_unix(2000))
+            .rotate_refresh_token(
+                "f_1",
+                &legacy,
+                &live(1, "r_1b", 2000),
+                Timestamp::from_unix(2000),
+            )
             .await
             .unwrap();
         assert!(rotated);
+        store
+            .create_family(&family("f_3", "g_full", Some(live(0, "r_3", 1000))))
+            .await
+            .unwrap();
         for (hash, grant_id) in [("c_1", "g_full"), ("c_2", "g_gone")] {
             store
                 .insert_code(&AuthorizationCode {
@@ -821,14 +842,24 @@ mod tests {
             let (read, pooled): (Option<RefreshLookup>, _) =
                 inline_and_pooled(&store, LOOKUP, hash, lookup_inline).await;
             assert_eq!(read, pooled, "{hash}");
-            assert_eq!(read.is_some(), hash != "r_missing");
+            assert_eq!(read.is_some(), ["r_1", "r_2"].contains(&hash), "{hash}");
         }
         let full = store.refresh_token("r_1").await.unwrap().unwrap();
         assert!(full.successor_live && full.token.used_at.is_some());
+        assert_eq!(full.family.live, Some(live(1, "r_1b", 2000)));
         assert_eq!(
             full.grant.and_then(|g| g.revoked_reason).as_deref(),
             Some("test")
         );
+        for id in ["f_1", "f_2", "f_3", "f_missing"] {
+            let (read, pooled): (Option<FamilyLookup>, _) =
+                inline_and_pooled(&store, FAMILY_LOOKUP, id, family_lookup_inline).await;
+            assert_eq!(read, pooled, "{id}");
+            assert_eq!(read.is_some(), id != "f_missing", "{id}");
+        }
+        let f_3 = store.refresh_family("f_3").await.unwrap().unwrap();
+        assert_eq!(f_3.family.live, Some(live(0, "r_3", 1000)));
+        assert_eq!(f_3.grant.map(|g| g.id).as_deref(), Some("g_full"));
 
         for hash in ["c_1", "c_2", "c_missing"] {
             let (read, pooled): (Option<CodeLookup>, _) =
@@ -879,17 +910,16 @@ mod tests {
 
     /// What each of a series of batches came to: its outcomes, or its error's name.
     async fn batch_results(store: &SqliteStore) -> Vec<Result<Vec<Outcome>, String>> {
-        use crate::batch::{Change, NewFamily};
+        use crate::batch::{Change, Retiring};
         use crate::{CodeStore, EventStore, RefreshStore};
         use mandate_core::event::{Action, ActorKind, NewEvent};
-        use mandate_core::refresh::{RefreshFamily, RefreshTokenRecord};
+        use mandate_core::refresh::{LiveToken, RefreshFamily};
         let now = Timestamp::from_unix(1010);
-        let token = |hash: &str, family_id: &str| RefreshTokenRecord {
+        let live = |generation: u64, hash: &str| LiveToken {
+            generation,
             token_hash: hash.into(),
-            family_id: family_id.into(),
             issued_at: now,
             expires_at: Timestamp::from_unix(4600),
-            used_at: None,
         };
         let family = RefreshFamily {
             id: "f_1".into(),
@@ -901,18 +931,16 @@ mod tests {
             resource: "https://crm.example/api".into(),
             created_at: now,
             revoked_at: None,
+            live: Some(live(0, "h_1")),
         };
         store.insert_code(&code("c_1")).await.unwrap();
-        store
-            .create_family(
-                &RefreshFamily {
-                    id: "f_0".into(),
-                    ..family.clone()
-                },
-                &token("r_0", "f_0"),
-            )
-            .await
-            .unwrap();
+        store.insert_code(&code("c_2")).await.unwrap();
+        let taken = RefreshFamily {
+            id: "f_0".into(),
+            live: Some(live(0, "h_0")),
+            ..family.clone()
+        };
+        store.create_family(&taken).await.unwrap();
         let event = |reason: &str| NewEvent {
             reason: Some(reason.into()),
             ..NewEvent::new(now, Action::TokenIssued, ActorKind::Agent)
@@ -924,16 +952,15 @@ mod tests {
         let redeem = |hash: &str, family: Option<RefreshFamily>| Change::RedeemCode {
             code_hash: hash.into(),
             now,
-            family: family.map(|family| {
-                Box::new(NewFamily {
-                    first: token("r_1", &family.id),
-                    family,
-                })
-            }),
+            family: family.map(Box::new),
         };
-        let rotate = |old: &str, new: &str| Change::RotateRefresh {
-            old_hash: old.into(),
-            successor: token(new, "f_1"),
+        let rotate = |generation: u64, old: &str, new: &str| Change::RotateRefresh {
+            family_id: "f_1".into(),
+            retiring: Retiring::Live {
+                generation,
+                token_hash: old.into(),
+            },
+            successor: live(generation + 1, new),
             now,
         };
         let batches = vec![
@@ -944,20 +971,20 @@ mod tests {
             ],
             vec![
                 entry(Some(redeem("c_1", Some(family))), "replayed"),
-                entry(Some(rotate("r_1", "r_2")), "rotated"),
+                entry(Some(rotate(0, "h_1", "h_2")), "rotated"),
                 Entry {
                     change: None,
                     event: None,
                 },
             ],
-            // A successor whose hash is taken: the whole batch fails, writing nothing.
+            // A new family whose id is taken: the whole batch fails, writing nothing.
             vec![
                 entry(None, "lost"),
-                entry(Some(rotate("r_2", "r_0")), "duplicate"),
+                entry(Some(redeem("c_2", Some(taken))), "duplicate"),
             ],
             vec![
-                entry(Some(rotate("r_2", "r_4")), "rotated again"),
-                entry(Some(rotate("r_1", "r_3")), "rotated twice"),
+                entry(Some(rotate(1, "h_2", "h_4")), "rotated again"),
+                entry(Some(rotate(0, "h_1", "h_3")), "rotated twice"),
             ],
         ];
         let mut results = Vec::new();

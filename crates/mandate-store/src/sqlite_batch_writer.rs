@@ -4,8 +4,8 @@
 //! sqlx runs every SQLite statement on its connection's worker thread: the statement is sent
 //! there, that thread wakes, runs it and wakes the caller. A batch is a transaction of many
 //! statements (open, reserve sequence numbers, insert events, commit) and every refresh or code
-//! redemption in it adds its own (two for a rotation; four for a code: consume, family, first
-//! token, link), so a batch of 32 code redemptions made about 130 such round trips between the
+//! redemption in it adds its own (then two for a rotation; four for a code: consume, family,
+//! first token, link), so a batch of 32 code redemptions made about 130 such round trips between the
 //! writer task and sqlx's thread, each costing more than the statement it carried (BENCHMARKS.md,
 //! "The writer's batches in one call"). Here the whole transaction runs in one call on tokio's
 //! blocking pool with rusqlite, which links the same SQLite library as sqlx (one library, one
@@ -19,14 +19,14 @@
 //! chained, exactly as in `sql::events`. An in-memory database has no file to open a second
 //! connection on, and keeps the sqlx path.
 
-use crate::batch::{Change, Entry, Outcome};
+use crate::batch::{Change, Entry, Outcome, Retiring};
 use crate::model::CodeConsumption;
 use crate::sql::events::{HASH_OF, RESERVE, chain};
 use crate::sql::grants::{CODE, CONSUME_CODE, CodeRow, SET_CODE_FAMILY};
-use crate::sql::refresh::{INSERT_FAMILY, INSERT_TOKEN, RETIRE_TOKEN};
+use crate::sql::refresh::{ADVANCE_LIVE, INSERT_FAMILY, RETIRE_TOKEN, START_LIVE, generation};
 use crate::{StoreError, StoreResult};
 use mandate_core::event::NewEvent;
-use mandate_core::refresh::{RefreshFamily, RefreshTokenRecord};
+use mandate_core::refresh::{LiveToken, RefreshFamily};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 use rusqlite::{named_params, types::Null};
 use std::path::Path;
@@ -166,19 +166,12 @@ fn commit_entries(
 fn apply(tx: &Transaction<'_>, change: &Change, outcome: &mut Outcome) -> StoreResult<()> {
     match change {
         Change::RotateRefresh {
-            old_hash,
+            family_id,
+            retiring,
             successor,
             now,
         } => {
-            let retired = tx.prepare_cached(RETIRE_TOKEN)?.execute(named_params! {
-                "$1": old_hash,
-                "$2": now.unix(),
-                "$3": successor.token_hash,
-            })?;
-            outcome.declined = retired == 0;
-            if retired > 0 {
-                insert_token(tx, successor)?;
-            }
+            outcome.declined = !retire_and_succeed(tx, family_id, retiring, successor, *now)?;
         }
         Change::RedeemCode {
             code_hash,
@@ -188,11 +181,11 @@ fn apply(tx: &Transaction<'_>, change: &Change, outcome: &mut Outcome) -> StoreR
             let consumed = consume_code(tx, code_hash, now.unix())?;
             outcome.declined = !matches!(consumed, CodeConsumption::Fresh(_));
             outcome.consumed = Some(consumed);
-            if let (false, Some(new)) = (outcome.declined, family) {
-                insert_family(tx, &new.family, &new.first)?;
+            if let (false, Some(family)) = (outcome.declined, family) {
+                insert_family(tx, family)?;
                 tx.prepare_cached(SET_CODE_FAMILY)?.execute(named_params! {
                     "$1": code_hash,
-                    "$2": new.family.id,
+                    "$2": family.id,
                 })?;
             }
         }
@@ -222,11 +215,49 @@ fn code_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<CodeRow> {
     CodeRow::from_inline(&mut crate::sqlite_inline_reads::Columns::new(row))
 }
 
-fn insert_family(
+/// As `retire_and_succeed` in `sql::refresh`.
+fn retire_and_succeed(
     tx: &Transaction<'_>,
-    family: &RefreshFamily,
-    first: &RefreshTokenRecord,
-) -> StoreResult<()> {
+    family_id: &str,
+    retiring: &Retiring,
+    successor: &LiveToken,
+    now: mandate_core::time::Timestamp,
+) -> StoreResult<bool> {
+    let next = named_params! {
+        "$1": family_id,
+        "$2": generation(successor.generation)?,
+        "$3": successor.token_hash,
+        "$4": successor.issued_at.unix(),
+        "$5": successor.expires_at.unix(),
+    };
+    let changed = match retiring {
+        Retiring::Live {
+            generation: from,
+            token_hash,
+        } => {
+            let mut params = next.to_vec();
+            let from = generation(*from)?;
+            params.extend(named_params! {"$6": from, "$7": token_hash});
+            tx.prepare_cached(ADVANCE_LIVE)?
+                .execute(params.as_slice())?
+        }
+        Retiring::Legacy { token_hash } => {
+            let retired = tx.prepare_cached(RETIRE_TOKEN)?.execute(named_params! {
+                "$1": token_hash,
+                "$2": now.unix(),
+                "$3": successor.token_hash,
+            })?;
+            if retired > 0 {
+                tx.prepare_cached(START_LIVE)?.execute(next)?;
+            }
+            retired
+        }
+    };
+    Ok(changed > 0)
+}
+
+fn insert_family(tx: &Transaction<'_>, family: &RefreshFamily) -> StoreResult<()> {
+    let live = family.live.as_ref();
     tx.prepare_cached(INSERT_FAMILY)?
         .execute(named_params! {
             "$1": family.id,
@@ -238,21 +269,12 @@ fn insert_family(
             "$7": family.resource,
             "$8": family.created_at.unix(),
             "$9": family.revoked_at.map(|t| t.unix()),
+            "$10": live.map(|l| generation(l.generation)).transpose()?,
+            "$11": live.map(|l| &l.token_hash),
+            "$12": live.map(|l| l.issued_at.unix()),
+            "$13": live.map(|l| l.expires_at.unix()),
         })
         .map_err(write_error("refresh family", "grant"))?;
-    insert_token(tx, first)
-}
-
-fn insert_token(tx: &Transaction<'_>, token: &RefreshTokenRecord) -> StoreResult<()> {
-    tx.prepare_cached(INSERT_TOKEN)?
-        .execute(named_params! {
-            "$1": token.token_hash,
-            "$2": token.family_id,
-            "$3": token.issued_at.unix(),
-            "$4": token.expires_at.unix(),
-            "$5": token.used_at.map(|t| t.unix()),
-        })
-        .map_err(write_error("refresh token", "refresh family"))?;
     Ok(())
 }
 

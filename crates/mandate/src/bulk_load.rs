@@ -270,7 +270,7 @@ async fn load_grants(
                     audience: &plan.resource,
                     scopes: &plan.scopes,
                 };
-                let (token, family, first) = issuance::refresh_family(&entropy, &subject, made);
+                let (token, family) = issuance::refresh_family(&entropy, &subject, made);
                 let middle = n % token_stride == token_stride / 2;
                 if middle && (sample.len() as u64) < sample_max {
                     sample.push(token);
@@ -283,7 +283,7 @@ async fn load_grants(
                 }
                 batch.users.push(user);
                 batch.grants.push(grant);
-                batch.families.push((family, first));
+                batch.families.push(family);
                 n += 1;
             }
             if tx.blocking_send(batch).is_err() {

@@ -24,7 +24,7 @@ use mandate_core::scope::ScopeSet;
 use mandate_core::secret;
 use mandate_core::time::Timestamp;
 use mandate_core::token_response::TokenResponse;
-use mandate_store::batch::{Change, NewFamily, Written};
+use mandate_store::batch::{Change, Written};
 use mandate_store::{CodeConsumption, CodeLookup};
 
 pub struct CodeRedemption<'a> {
@@ -78,8 +78,8 @@ pub async fn exchange(
         now,
     ));
     let (refresh, family) = if agent.allows(GrantType::RefreshToken) {
-        let (token, family, first) = issuance::refresh_family(app.entropy.as_ref(), &subject, now);
-        (Some(token), Some(Box::new(NewFamily { family, first })))
+        let (token, family) = issuance::refresh_family(app.entropy.as_ref(), &subject, now);
+        (Some(token), Some(Box::new(family)))
     } else {
         (None, None)
     };

@@ -10,19 +10,18 @@ use super::{issuance_event, revoke_for_incident};
 use crate::errors::ServerError;
 use crate::issuance::{self, TokenSubject};
 use crate::metrics::IssuedBy;
+use crate::refresh_state::{self, PresentedRefresh};
 use crate::request_meta::RequestMeta;
 use crate::state::AppState;
 use mandate_core::OAuthError;
 use mandate_core::client::Agent;
 use mandate_core::event::Action;
 use mandate_core::grant;
-use mandate_core::refresh::{self, Presentation, RefreshTokenRecord};
+use mandate_core::refresh::{self, Presentation};
 use mandate_core::scope::ScopeSet;
-use mandate_core::secret;
 use mandate_core::time::Timestamp;
 use mandate_core::token_response::TokenResponse;
-use mandate_store::RefreshLookup;
-use mandate_store::batch::{Change, Written};
+use mandate_store::batch::Written;
 
 pub async fn exchange(
     app: &AppState,
@@ -33,8 +32,7 @@ pub async fn exchange(
     meta: &RequestMeta,
     now: Timestamp,
 ) -> Result<TokenResponse, ServerError> {
-    let hash = secret::hash_secret(presented);
-    let lookup = load(app, &hash).await?;
+    let lookup = load(app, presented).await?;
     let presentation = classify(app, agent, &lookup, meta, now).await?;
     let family = &lookup.family;
 
@@ -71,7 +69,7 @@ pub async fn exchange(
         return Err(invalid("no granted scope remains"));
     }
 
-    let successor = refresh::successor(app.kek.refresh_key(), presented);
+    let mut successor = lookup.successor(app.kek.refresh_key(), presented);
     let subject = TokenSubject {
         agent,
         tenant_id: &family.tenant_id,
@@ -93,24 +91,15 @@ pub async fn exchange(
     };
     if presentation == Presentation::Rotate {
         // The rotation and its event ride one group commit: durable together, or neither.
-        let rotation = Change::RotateRefresh {
-            old_hash: hash.clone(),
-            successor: RefreshTokenRecord {
-                token_hash: secret::hash_secret(&successor),
-                family_id: family.id.clone(),
-                issued_at: now,
-                expires_at: now.plus_seconds(agent.refresh_token_ttl),
-                used_at: None,
-            },
-            now,
-        };
+        let rotation = lookup.rotation(&successor, agent.refresh_token_ttl, now);
         if app.events.append_with(rotation, event()).await? == Written::Declined {
             // A concurrent request rotated it first: that is fine inside the grace window
             // (same successor), and reuse otherwise.
-            let again = load(app, &hash).await?;
+            let again = load(app, presented).await?;
             if classify(app, agent, &again, meta, now).await? != Presentation::ReturnSuccessor {
                 return Err(invalid("the refresh token has already been used"));
             }
+            successor = again.successor(app.kek.refresh_key(), presented);
             app.events.append(event()).await?;
         }
     } else {
@@ -134,7 +123,7 @@ fn invalid(why: &'static str) -> ServerError {
 async fn classify(
     app: &AppState,
     agent: &Agent,
-    lookup: &RefreshLookup,
+    lookup: &PresentedRefresh,
     meta: &RequestMeta,
     now: Timestamp,
 ) -> Result<Presentation, ServerError> {
@@ -145,12 +134,7 @@ async fn classify(
     if family.revoked_at.is_some() {
         return Err(invalid("the refresh token has been revoked"));
     }
-    match refresh::classify(
-        &lookup.token,
-        lookup.successor_live,
-        now,
-        app.settings.refresh_grace_seconds,
-    ) {
+    match refresh::classify(lookup.standing, now, app.settings.refresh_grace_seconds) {
         Presentation::Expired => Err(invalid("the refresh token has expired")),
         Presentation::Reuse => {
             // Revoking the grant revokes this family (and any other) in the same transaction.
@@ -169,9 +153,8 @@ async fn classify(
     }
 }
 
-async fn load(app: &AppState, hash: &str) -> Result<RefreshLookup, ServerError> {
-    app.store
-        .refresh_token(hash)
+async fn load(app: &AppState, presented: &str) -> Result<PresentedRefresh, ServerError> {
+    refresh_state::find(app, presented)
         .await?
         .ok_or_else(|| invalid("unknown refresh token"))
 }

@@ -35,8 +35,9 @@ use mandate_core::client::ClientKind;
 use mandate_core::event::{Action, ActorKind, NewEvent};
 use mandate_core::exchange::{self, Exchanged};
 use mandate_core::introspection::IntrospectionResponse;
+use mandate_core::refresh;
+use mandate_core::refresh::Standing;
 use mandate_core::resource::ResourceServer;
-use mandate_core::secret;
 use mandate_core::time::Timestamp;
 
 /// `token_type` of an API key's introspection answer; also the `token_type_hint` a caller may
@@ -64,7 +65,11 @@ pub async fn introspect_post(
         });
     }
     let token = form.params.require("token")?;
-    let mut answer = if token.matches('.').count() == 2 {
+    // A refresh token that names its family also has two dots; a JWT's parts never parse as
+    // one (its header is base64url of `{"`, not a lowercase id).
+    let mut answer = if refresh::name(token).is_some() {
+        introspect_refresh(&app, token, now).await?
+    } else if token.matches('.').count() == 2 {
         introspect_jwt(&app, token, now).await?
     } else if ApiKey::looks_like(token) {
         introspect_api_key(&app, &caller, token, &meta, now).await?
@@ -119,13 +124,20 @@ async fn introspect_refresh(
     token: &str,
     now: Timestamp,
 ) -> Result<IntrospectionResponse, ServerError> {
-    let Some(found) = app.store.refresh_token(&secret::hash_secret(token)).await? else {
+    let Some(found) = crate::refresh_state::find(app, token).await? else {
         return Ok(IntrospectionResponse::inactive());
     };
-    let (t, f) = (&found.token, &found.family);
-    // The grant, the user's and the agent's standing came with the token, in the same
+    let f = &found.family;
+    let Standing::Live {
+        issued_at,
+        expires_at,
+    } = found.standing
+    else {
+        return Ok(IntrospectionResponse::inactive());
+    };
+    // The grant, the user's and the agent's standing came with the family, in the same
     // statement: nothing else is read.
-    let live = t.used_at.is_none() && f.revoked_at.is_none() && now < t.expires_at;
+    let live = f.revoked_at.is_none() && now < expires_at;
     let parties = found.grant.as_ref().is_some_and(|g| g.is_active(now))
         && found.user_active
         && found.agent_active;
@@ -137,8 +149,8 @@ async fn introspect_refresh(
         scope: Some(f.scopes.to_string()),
         client_id: Some(f.client_id.clone()),
         token_type: Some("refresh_token".into()),
-        exp: Some(t.expires_at.unix()),
-        iat: Some(t.issued_at.unix()),
+        exp: Some(expires_at.unix()),
+        iat: Some(issued_at.unix()),
         sub: Some(f.user_id.clone().unwrap_or_else(|| f.client_id.clone())),
         aud: Some(f.resource.clone()),
         iss: Some(app.settings.issuer.clone()),

@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use mandate_core::event::{Action, ActorKind, NewEvent};
-use mandate_core::secret;
+use mandate_core::refresh;
 use mandate_core::time::Timestamp;
 
 pub async fn revoke_post(
@@ -33,7 +33,8 @@ pub async fn revoke_post(
     .await?;
     let token = form.params.require("token")?;
     // `token_type_hint` is only a hint (RFC 7009 §2.1): the token's shape decides.
-    let event = if token.matches('.').count() == 2 {
+    // A refresh token that names its family has two dots too (see introspection).
+    let event = if token.matches('.').count() == 2 && refresh::name(token).is_none() {
         revoke_access_token(&app, &agent.client_id, token, now).await?
     } else {
         revoke_refresh_token(&app, &agent.client_id, token, now).await?
@@ -81,7 +82,7 @@ async fn revoke_refresh_token(
     token: &str,
     now: Timestamp,
 ) -> Result<Option<NewEvent>, ServerError> {
-    let Some(found) = app.store.refresh_token(&secret::hash_secret(token)).await? else {
+    let Some(found) = crate::refresh_state::find(app, token).await? else {
         return Ok(None);
     };
     let family = found.family;

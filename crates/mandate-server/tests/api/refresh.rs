@@ -8,6 +8,8 @@ crate::backend_tests!(
     refresh_may_narrow_but_never_widen,
     refresh_token_is_bound_to_its_client_and_expires,
     the_server_purges_refresh_tokens_past_their_retention_on_its_own,
+    tokens_name_their_family_and_forgeries_revoke_nothing,
+    tokens_minted_before_families_held_their_live_token_keep_working,
 );
 
 async fn refresh_rotates_and_reuse_revokes_family_and_grant(backend: Backend) {
@@ -167,7 +169,8 @@ async fn refresh_token_is_bound_to_its_client_and_expires(backend: Backend) {
     );
 }
 
-/// Housekeeping on a server's own database: a refresh token (used, so still reuse if presented)
+/// Housekeeping on a server's own database: a refresh token stored as a row of its own (minted
+/// before families held their live token; used, so still reuse if presented)
 /// whose expiry lies further back than `refresh_token_retention_seconds` is deleted at start;
 /// one expired more recently stays, so presenting it still counts as reuse.
 async fn the_server_purges_refresh_tokens_past_their_retention_on_its_own(backend: Backend) {
@@ -189,6 +192,7 @@ async fn the_server_purges_refresh_tokens_past_their_retention_on_its_own(backen
             resource: "https://crm.example/api".into(),
             created_at: Timestamp::from_unix(now - expired_ago - 7200),
             revoked_at: None,
+            live: None,
         };
         let token = RefreshTokenRecord {
             token_hash: format!("r_{name}"),
@@ -197,7 +201,11 @@ async fn the_server_purges_refresh_tokens_past_their_retention_on_its_own(backen
             expires_at,
             used_at: Some(family.created_at),
         };
-        store.create_family(&family, &token).await.unwrap();
+        store.create_family(&family).await.unwrap();
+        store
+            .insert_legacy_refresh_token(&token, None)
+            .await
+            .unwrap();
     }
 
     let server_url = url.clone();
@@ -218,5 +226,197 @@ async fn the_server_purges_refresh_tokens_past_their_retention_on_its_own(backen
     assert!(
         kept.is_some_and(|k| k.token.used_at.is_some()),
         "kept within the retention"
+    );
+}
+
+/// A refresh token names its family and generation; one with the right name and a wrong
+/// secret, or a generation the family has not reached, is refused as unknown without touching
+/// the family, so knowing a family's id is not enough to log its user out.
+async fn tokens_name_their_family_and_forgeries_revoke_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let first = user_tokens(&app, "alice", "contacts.read").await;
+    let rt1 = s(&first["refresh_token"]).to_owned();
+    let parts: Vec<&str> = rt1.split('.').collect();
+    assert_eq!(parts.len(), 3, "{rt1}");
+    assert!(parts[0].starts_with("rf_") && parts[1] == "0" && parts[2].len() == 43);
+    let family = parts[0].to_owned();
+    let introspected = app.introspect(&rt1).await;
+    assert_eq!(introspected["active"], true, "{introspected}");
+    assert_eq!(introspected["token_type"], "refresh_token");
+
+    let forgeries = [
+        format!("{family}.0.{}", "A".repeat(43)),
+        format!("{family}.1.{}", parts[2]),
+        format!("{family}.7.{}", "B".repeat(43)),
+        format!("rf_0000000000000000000000000000000.0.{}", parts[2]),
+        "a.b.c".to_owned(),
+    ];
+    for forged in &forgeries {
+        let (status, body) = refresh(&app, forged).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+            "{forged}"
+        );
+        assert_eq!(app.introspect(forged).await["active"], false, "{forged}");
+        let (status, _, _) = app
+            .post_form(
+                "/revoke",
+                None,
+                &[("client_id", "cli-agent"), ("token", forged)],
+            )
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "RFC 7009: an unknown token is no error"
+        );
+    }
+    let (status, second) = refresh(&app, &rt1).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the family survived the forgeries: {second}"
+    );
+    let rt2 = s(&second["refresh_token"]).to_owned();
+    assert!(rt2.starts_with(&format!("{family}.1.")), "{rt2}");
+    assert_eq!(app.introspect(&rt1).await["active"], false, "retired");
+    assert_eq!(app.introspect(&rt2).await["active"], true);
+    let claims = app.verify(s(&second["access_token"])).await;
+    assert!(
+        app.store
+            .grant(&claims.gid)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none()
+    );
+
+    // Revoking the live token by its name revokes the family and its grant.
+    let (status, _, _) = app
+        .post_form(
+            "/revoke",
+            None,
+            &[("client_id", "cli-agent"), ("token", &rt2)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(app.introspect(&rt2).await["active"], false);
+    let (status, _) = refresh(&app, &rt2).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        app.store
+            .grant(&claims.gid)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+}
+
+/// Refresh tokens stored as rows of their own, as servers before families held their live
+/// token minted them: they refresh, their first rotation moves the family to a named token,
+/// a retry inside the grace window gets that same token, and a replay later is reuse. A row
+/// rotated by such a server is answered, inside its window, with the successor it was given.
+async fn tokens_minted_before_families_held_their_live_token_keep_working(backend: Backend) {
+    use mandate_core::refresh::{self, RefreshFamily, RefreshTokenRecord};
+    use mandate_core::secret::hash_secret;
+    let app = spawn_app(backend).await;
+    let first = user_tokens(&app, "alice", "contacts.read tickets.read").await;
+    let claims = app.verify(s(&first["access_token"])).await;
+    let entropy = mandate_server::system::OsEntropy::default();
+    let kek =
+        mandate_server::keys::Kek::load_or_create(&app.data_dir.join("kek"), &entropy).unwrap();
+    let now = app.now();
+    let family = |id: &str| RefreshFamily {
+        id: id.into(),
+        grant_id: claims.gid.clone(),
+        client_id: "cli-agent".into(),
+        tenant_id: claims.tenant.clone(),
+        user_id: Some(claims.sub.clone()),
+        scopes: claims.scope.clone(),
+        resource: claims.aud.clone(),
+        created_at: now,
+        revoked_at: None,
+        live: None,
+    };
+    let row = |token: &str, family_id: &str, used: bool| RefreshTokenRecord {
+        token_hash: hash_secret(token),
+        family_id: family_id.into(),
+        issued_at: now,
+        expires_at: now.plus_seconds(3600),
+        used_at: used.then_some(now),
+    };
+    // A row rotated by an older server, with the successor row it was given.
+    let rotated_old = "b".repeat(43);
+    let given = refresh::legacy_successor(kek.refresh_key(), &rotated_old);
+    app.store.create_family(&family("rf_older")).await.unwrap();
+    let used = row(&rotated_old, "rf_older", true);
+    app.store
+        .insert_legacy_refresh_token(&used, Some(&hash_secret(&given)))
+        .await
+        .unwrap();
+    app.store
+        .insert_legacy_refresh_token(&row(&given, "rf_older", false), None)
+        .await
+        .unwrap();
+    let (status, retry) = refresh(&app, &rotated_old).await;
+    assert_eq!(status, StatusCode::OK, "{retry}");
+    assert_eq!(
+        s(&retry["refresh_token"]),
+        given,
+        "the successor it was given"
+    );
+    let (status, moved) = refresh(&app, &given).await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    assert!(s(&moved["refresh_token"]).starts_with("rf_older.1."));
+
+    // A live row: its rotation names the family.
+    let legacy = "a".repeat(43);
+    app.store.create_family(&family("rf_legacy")).await.unwrap();
+    app.store
+        .insert_legacy_refresh_token(&row(&legacy, "rf_legacy", false), None)
+        .await
+        .unwrap();
+    assert_eq!(app.introspect(&legacy).await["active"], true);
+    let (status, second) = refresh(&app, &legacy).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    let named = s(&second["refresh_token"]).to_owned();
+    assert!(named.starts_with("rf_legacy.1."), "{named}");
+    assert_eq!(second["scope"], "contacts.read tickets.read");
+    app.advance(2);
+    let (status, again) = refresh(&app, &legacy).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a retry in the grace window: {again}"
+    );
+    assert_eq!(s(&again["refresh_token"]), named);
+    assert_eq!(app.introspect(&legacy).await["active"], false);
+    assert_eq!(app.introspect(&named).await["active"], true);
+    let (status, third) = refresh(&app, &named).await;
+    assert_eq!(status, StatusCode::OK, "{third}");
+    let latest = s(&third["refresh_token"]).to_owned();
+    assert!(latest.starts_with("rf_legacy.2."), "{latest}");
+
+    app.advance(30);
+    let (status, body) = refresh(&app, &legacy).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+        "replayed long after: reuse"
+    );
+    let (status, _) = refresh(&app, &latest).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "the family and its grant are revoked"
+    );
+    let grant = app.store.grant(&claims.gid).await.unwrap().unwrap();
+    assert_eq!(
+        grant.revoked_reason.as_deref(),
+        Some("refresh token reuse detected")
     );
 }

@@ -1,16 +1,15 @@
-//! Bulk loading ([`crate::BulkLoad`]): many users, grants, refresh families, first refresh
-//! tokens and authorization codes in one transaction.
+//! Bulk loading ([`crate::BulkLoad`]): many users, grants, refresh families (each holding its
+//! first token) and authorization codes in one transaction.
 //!
 //! Why a path of its own: `mandate bulk-load` creates millions of grants to show that the cost
 //! of a request does not grow with the data. Through the per-row methods that would be one
-//! statement (and on PostgreSQL one round trip) per row, four rows per grant (its user, the
-//! grant, its family and their first token); a load of ten million would take hours. Here each
+//! statement (and on PostgreSQL one round trip) per row, three rows per grant (its user, the
+//! grant and its family, which holds its first token); a load of ten million would take hours. Here each
 //! table of a batch takes a handful of statements.
 //!
 //! What is shared with the per-row path is what decides the stored format: the tables, their
 //! columns, and how each record becomes column values ([`grant_columns`] and friends, in the
-//! same order and encoding as `INSERT_USER`, `INSERT_GRANT`, `INSERT_FAMILY`, `INSERT_TOKEN` and
-//! `INSERT_CODE`; the conformance suite reads loaded rows back through the ordinary getters).
+//! same order and encoding as `INSERT_USER`, `INSERT_GRANT`, `INSERT_FAMILY` and `INSERT_CODE`; the conformance suite reads loaded rows back through the ordinary getters).
 //! How the values are bound is the backend's own: SQLite takes multi-row `VALUES` with `?`
 //! parameters ([`Table::values_insert`]; `$N` names would cost O(n²) to bind, see
 //! `SqliteStore::insert_events`), PostgreSQL one `UNNEST` of arrays per table
@@ -19,7 +18,7 @@
 use mandate_core::code::AuthorizationCode;
 use mandate_core::directory::User;
 use mandate_core::grant::Grant;
-use mandate_core::refresh::{RefreshFamily, RefreshTokenRecord};
+use mandate_core::refresh::RefreshFamily;
 
 /// Rows per SQLite `INSERT`: far below SQLite's 32,766 parameters even for the widest table.
 pub(crate) const SQLITE_ROWS_PER_INSERT: usize = 500;
@@ -71,17 +70,10 @@ pub(crate) const FAMILIES: Table = Table {
         ("resource", "text"),
         ("created_at", "bigint"),
         ("revoked_at", "bigint"),
-    ],
-};
-
-pub(crate) const TOKENS: Table = Table {
-    name: "refresh_tokens",
-    columns: &[
-        ("token_hash", "text"),
-        ("family_id", "text"),
-        ("issued_at", "bigint"),
-        ("expires_at", "bigint"),
-        ("used_at", "bigint"),
+        ("live_generation", "bigint"),
+        ("live_hash", "text"),
+        ("live_issued_at", "bigint"),
+        ("live_expires_at", "bigint"),
     ],
 };
 
@@ -185,29 +177,31 @@ pub(crate) fn grant_columns(grants: &[Grant]) -> Vec<Column> {
 }
 
 /// [`FAMILIES`]' columns, encoded as `INSERT_FAMILY` binds them.
-pub(crate) fn family_columns(families: &[(RefreshFamily, RefreshTokenRecord)]) -> Vec<Column> {
-    vec![
-        text(families, |(f, _)| Some(f.id.clone())),
-        text(families, |(f, _)| Some(f.grant_id.clone())),
-        text(families, |(f, _)| Some(f.client_id.clone())),
-        text(families, |(f, _)| Some(f.tenant_id.clone())),
-        text(families, |(f, _)| f.user_id.clone()),
-        text(families, |(f, _)| Some(f.scopes.to_string())),
-        text(families, |(f, _)| Some(f.resource.clone())),
-        int(families, |(f, _)| Some(f.created_at.unix())),
-        int(families, |(f, _)| f.revoked_at.map(|t| t.unix())),
-    ]
-}
-
-/// [`TOKENS`]' columns (each family's first token), encoded as `INSERT_TOKEN` binds them.
-pub(crate) fn token_columns(families: &[(RefreshFamily, RefreshTokenRecord)]) -> Vec<Column> {
-    vec![
-        text(families, |(_, t)| Some(t.token_hash.clone())),
-        text(families, |(_, t)| Some(t.family_id.clone())),
-        int(families, |(_, t)| Some(t.issued_at.unix())),
-        int(families, |(_, t)| Some(t.expires_at.unix())),
-        int(families, |(_, t)| t.used_at.map(|t| t.unix())),
-    ]
+pub(crate) fn family_columns(families: &[RefreshFamily]) -> crate::StoreResult<Vec<Column>> {
+    let generations = families
+        .iter()
+        .map(|f| {
+            f.live
+                .as_ref()
+                .map(|l| super::refresh::generation(l.generation))
+                .transpose()
+        })
+        .collect::<crate::StoreResult<Vec<_>>>()?;
+    Ok(vec![
+        text(families, |f| Some(f.id.clone())),
+        text(families, |f| Some(f.grant_id.clone())),
+        text(families, |f| Some(f.client_id.clone())),
+        text(families, |f| Some(f.tenant_id.clone())),
+        text(families, |f| f.user_id.clone()),
+        text(families, |f| Some(f.scopes.to_string())),
+        text(families, |f| Some(f.resource.clone())),
+        int(families, |f| Some(f.created_at.unix())),
+        int(families, |f| f.revoked_at.map(|t| t.unix())),
+        Column::Int(generations),
+        text(families, |f| f.live.as_ref().map(|l| l.token_hash.clone())),
+        int(families, |f| f.live.as_ref().map(|l| l.issued_at.unix())),
+        int(families, |f| f.live.as_ref().map(|l| l.expires_at.unix())),
+    ])
 }
 
 /// [`CODES`]' columns, encoded as `INSERT_CODE` binds them.
@@ -231,7 +225,7 @@ pub(crate) fn code_columns(codes: &[AuthorizationCode]) -> Vec<Column> {
 
 /// `ANALYZE` of every table a load writes (PostgreSQL).
 pub(crate) fn analyze_statement() -> String {
-    let names: Vec<&str> = [&USERS, &GRANTS, &FAMILIES, &TOKENS, &CODES]
+    let names: Vec<&str> = [&USERS, &GRANTS, &FAMILIES, &CODES]
         .iter()
         .map(|t| t.name)
         .collect();
@@ -239,16 +233,17 @@ pub(crate) fn analyze_statement() -> String {
 }
 
 /// Every table of a batch with its columns and row count, in insertion order (grants before
-/// the families that name them, families before their tokens).
-pub(crate) fn batch_tables(batch: &crate::LoadBatch) -> [(&'static Table, Vec<Column>, usize); 5] {
+/// the families that name them).
+pub(crate) fn batch_tables(
+    batch: &crate::LoadBatch,
+) -> crate::StoreResult<[(&'static Table, Vec<Column>, usize); 4]> {
     let families = &batch.families;
-    [
+    Ok([
         (&USERS, user_columns(&batch.users), batch.users.len()),
         (&GRANTS, grant_columns(&batch.grants), batch.grants.len()),
-        (&FAMILIES, family_columns(families), families.len()),
-        (&TOKENS, token_columns(families), families.len()),
+        (&FAMILIES, family_columns(families)?, families.len()),
         (&CODES, code_columns(&batch.codes), batch.codes.len()),
-    ]
+    ])
 }
 
 /// What a failed load reports: a duplicate (a user's second live grant to the agent too) is a
@@ -263,18 +258,16 @@ mod tests {
 
     #[test]
     fn statements_list_every_column_once_per_row() {
+        let two_users = "INSERT INTO users (id, tenant_id, login, display_name, password_hash, \
+             disabled) VALUES (?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?)";
+        assert_eq!(USERS.values_insert(2), two_users);
         assert_eq!(
-            TOKENS.values_insert(2),
-            "INSERT INTO refresh_tokens (token_hash, family_id, issued_at, expires_at, used_at) \
-             VALUES (?, ?, ?, ?, ?), (?, ?, ?, ?, ?)"
+            USERS.unnest_insert(),
+            "INSERT INTO users (id, tenant_id, login, display_name, password_hash, disabled) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+             $6::boolean[])"
         );
-        assert_eq!(
-            TOKENS.unnest_insert(),
-            "INSERT INTO refresh_tokens (token_hash, family_id, issued_at, expires_at, used_at) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], \
-             $5::bigint[])"
-        );
-        for table in [&USERS, &GRANTS, &FAMILIES, &TOKENS, &CODES] {
+        for table in [&USERS, &GRANTS, &FAMILIES, &CODES] {
             assert!(table.columns.len() * SQLITE_ROWS_PER_INSERT < 32_766);
         }
     }

@@ -1,42 +1,74 @@
-//! Refresh families, their rotating tokens, and revoked access-token ids.
+//! Refresh families, their live tokens, the rows of tokens minted before families held their
+//! live token, and revoked access-token ids.
 //!
-//! Rotation is the race that matters: two requests presenting the same live token must not
-//! both get a successor. Retiring is one `UPDATE ... WHERE used_at IS NULL`, so the database's
-//! row lock (PostgreSQL re-checks the condition once the lock is free) or single writer
-//! (SQLite) lets exactly one of them change the row; the loser sees zero rows, writes nothing
-//! and reports `false`. The server rotates through a group-commit batch ([`crate::batch`],
-//! `apply_change`); `rotate_refresh_token` does the same in a transaction of its own.
+//! A family's row holds its live token's generation and hash (`live_*` columns,
+//! [`mandate_core::refresh`]): a rotation is one `UPDATE ... WHERE live_generation = $old AND
+//! live_hash = $old_hash`, so the database's row lock (PostgreSQL re-checks the condition once
+//! the lock is free) or single writer (SQLite) lets exactly one of two requests presenting the
+//! same token change the row; the loser sees zero rows, writes nothing and reports `false`.
+//! Tokens minted before that are rows of `refresh_tokens`, retired the same way (`... WHERE
+//! used_at IS NULL`); the first rotation of one gives its family a live token. The server
+//! rotates through a group-commit batch ([`crate::batch`], `apply_change`);
+//! `rotate_refresh_token` does the same in a transaction of its own.
 
 use super::grants::JoinedGrantRow;
 use super::{opt_ts, scopes, ts};
-use crate::model::RefreshLookup;
+use crate::model::{FamilyLookup, RefreshLookup};
 use crate::{StoreError, StoreResult};
-use mandate_core::refresh::{RefreshFamily, RefreshTokenRecord};
+use mandate_core::refresh::{LiveToken, RefreshFamily, RefreshTokenRecord};
 
 pub(crate) const INSERT_FAMILY: &str = "INSERT INTO refresh_families (id, grant_id, client_id, \
-     tenant_id, user_id, scopes, resource, created_at, revoked_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+     tenant_id, user_id, scopes, resource, created_at, revoked_at, live_generation, live_hash, \
+     live_issued_at, live_expires_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+/// Only for [`crate::RefreshStore::insert_legacy_refresh_token`]: nothing mints such rows.
 pub(crate) const INSERT_TOKEN: &str = "INSERT INTO refresh_tokens \
-     (token_hash, family_id, issued_at, expires_at, used_at) VALUES ($1, $2, $3, $4, $5)";
-/// The token, its family, whether its successor (if any) is still unused, the family's grant
-/// (if the row exists), whether its user (if any) is still active and whether its agent is
-/// enabled: everything a refresh or an introspection checks, in one statement (point reads by
-/// primary key) instead of one query per fact.
+     (token_hash, family_id, issued_at, expires_at, used_at, successor_hash) \
+     VALUES ($1, $2, $3, $4, $5, $6)";
+/// A family's columns, aliased as [`FamilyRow`] reads them.
+macro_rules! family_columns {
+    () => {
+        "f.id AS family_id, f.grant_id, f.client_id, f.tenant_id, f.user_id, f.scopes, \
+         f.resource, f.created_at AS family_created_at, f.revoked_at AS family_revoked_at, \
+         f.live_generation, f.live_hash, f.live_issued_at, f.live_expires_at, \
+         (f.user_id IS NULL OR EXISTS (SELECT 1 FROM users u \
+                 WHERE u.id = f.user_id AND NOT u.disabled)) AS user_active, \
+         EXISTS (SELECT 1 FROM agents a \
+                 WHERE a.client_id = f.client_id AND NOT a.disabled) AS agent_active, "
+    };
+}
+/// A family by its id, with its grant (if the row exists), whether its user (if any) is still
+/// active and whether its agent is enabled: everything a refresh or an introspection of a
+/// token naming this family checks, in one statement of point reads by primary key.
+pub(crate) const FAMILY_LOOKUP: &str = concat!(
+    "SELECT ",
+    family_columns!(),
+    super::grants::joined_grant_columns!(),
+    " FROM refresh_families f LEFT JOIN grants g ON g.id = f.grant_id WHERE f.id = $1"
+);
+/// A token stored as a row of its own, with all of [`FAMILY_LOOKUP`] for its family, and
+/// whether its successor (if any) is still unused: a row of its own (a rotation before families
+/// held their live token) or the family's live token.
 pub(crate) const LOOKUP: &str = concat!(
-    "SELECT t.token_hash, t.family_id, t.issued_at, t.expires_at, t.used_at, f.grant_id, \
-     f.client_id, f.tenant_id, f.user_id, f.scopes, f.resource, f.created_at AS family_created_at, \
-     f.revoked_at AS family_revoked_at, \
-     EXISTS (SELECT 1 FROM refresh_tokens s \
-             WHERE s.token_hash = t.successor_hash AND s.used_at IS NULL) AS successor_live, \
-     (f.user_id IS NULL OR EXISTS (SELECT 1 FROM users u \
-             WHERE u.id = f.user_id AND NOT u.disabled)) AS user_active, \
-     EXISTS (SELECT 1 FROM agents a \
-             WHERE a.client_id = f.client_id AND NOT a.disabled) AS agent_active, ",
+    "SELECT t.token_hash, t.issued_at, t.expires_at, t.used_at, \
+     (EXISTS (SELECT 1 FROM refresh_tokens s \
+             WHERE s.token_hash = t.successor_hash AND s.used_at IS NULL) \
+      OR (t.successor_hash IS NOT NULL AND f.live_hash = t.successor_hash)) AS successor_live, ",
+    family_columns!(),
     super::grants::joined_grant_columns!(),
     " FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id \
      LEFT JOIN grants g ON g.id = f.grant_id WHERE t.token_hash = $1"
 );
-/// Retires the token only if it is still live; zero rows means someone else rotated it.
+/// Makes `$2..$5` the family's live token if its live token is still generation `$6` with hash
+/// `$7`; zero rows means someone else rotated it.
+pub(crate) const ADVANCE_LIVE: &str = "UPDATE refresh_families SET live_generation = $2, \
+     live_hash = $3, live_issued_at = $4, live_expires_at = $5 \
+     WHERE id = $1 AND live_generation = $6 AND live_hash = $7";
+/// Gives a family whose tokens were rows of their own its first live token (after
+/// [`RETIRE_TOKEN`] retired the last such row, in the same transaction).
+pub(crate) const START_LIVE: &str = "UPDATE refresh_families SET live_generation = $2, \
+     live_hash = $3, live_issued_at = $4, live_expires_at = $5 WHERE id = $1";
+/// Retires a token row only if it is still live; zero rows means someone else rotated it.
 pub(crate) const RETIRE_TOKEN: &str = "UPDATE refresh_tokens SET used_at = $2, \
      successor_hash = $3 WHERE token_hash = $1 AND used_at IS NULL";
 pub(crate) const REVOKE_FAMILY: &str =
@@ -50,13 +82,10 @@ pub(crate) const REVOKE_JTI: &str = "INSERT INTO revoked_tokens (jti, expires_at
 pub(crate) const IS_JTI_REVOKED: &str =
     "SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = $1)";
 
+/// A family's columns ([`family_columns!`]) with its grant's.
 #[derive(sqlx::FromRow)]
-pub(crate) struct LookupRow {
-    token_hash: String,
+pub(crate) struct FamilyRow {
     family_id: String,
-    issued_at: i64,
-    expires_at: i64,
-    used_at: Option<i64>,
     grant_id: String,
     client_id: String,
     tenant_id: String,
@@ -65,11 +94,58 @@ pub(crate) struct LookupRow {
     resource: String,
     family_created_at: i64,
     family_revoked_at: Option<i64>,
-    successor_live: bool,
+    live_generation: Option<i64>,
+    live_hash: Option<String>,
+    live_issued_at: Option<i64>,
+    live_expires_at: Option<i64>,
     user_active: bool,
     agent_active: bool,
     #[sqlx(flatten)]
     grant: JoinedGrantRow,
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct LookupRow {
+    token_hash: String,
+    issued_at: i64,
+    expires_at: i64,
+    used_at: Option<i64>,
+    successor_live: bool,
+    #[sqlx(flatten)]
+    family: FamilyRow,
+}
+
+impl FamilyRow {
+    fn from_inline(
+        cols: &mut crate::sqlite_inline_reads::Columns<'_, '_>,
+    ) -> rusqlite::Result<Self> {
+        Ok(Self {
+            family_id: cols.get("family_id")?,
+            grant_id: cols.get("grant_id")?,
+            client_id: cols.get("client_id")?,
+            tenant_id: cols.get("tenant_id")?,
+            user_id: cols.get("user_id")?,
+            scopes: cols.get("scopes")?,
+            resource: cols.get("resource")?,
+            family_created_at: cols.get("family_created_at")?,
+            family_revoked_at: cols.get("family_revoked_at")?,
+            live_generation: cols.get("live_generation")?,
+            live_hash: cols.get("live_hash")?,
+            live_issued_at: cols.get("live_issued_at")?,
+            live_expires_at: cols.get("live_expires_at")?,
+            user_active: cols.get("user_active")?,
+            agent_active: cols.get("agent_active")?,
+            grant: JoinedGrantRow::from_inline(cols)?,
+        })
+    }
+}
+
+/// [`FAMILY_LOOKUP`] on an inline connection ([`crate::sqlite_inline_reads`]).
+pub(crate) fn family_lookup_inline(
+    conn: &rusqlite::Connection,
+    family_id: &str,
+) -> rusqlite::Result<Option<FamilyRow>> {
+    crate::sqlite_inline_reads::row_by_key(conn, FAMILY_LOOKUP, family_id, FamilyRow::from_inline)
 }
 
 /// [`LOOKUP`] on an inline connection ([`crate::sqlite_inline_reads`]).
@@ -80,35 +156,47 @@ pub(crate) fn lookup_inline(
     crate::sqlite_inline_reads::row_by_key(conn, LOOKUP, token_hash, |cols| {
         Ok(LookupRow {
             token_hash: cols.get("token_hash")?,
-            family_id: cols.get("family_id")?,
             issued_at: cols.get("issued_at")?,
             expires_at: cols.get("expires_at")?,
             used_at: cols.get("used_at")?,
-            grant_id: cols.get("grant_id")?,
-            client_id: cols.get("client_id")?,
-            tenant_id: cols.get("tenant_id")?,
-            user_id: cols.get("user_id")?,
-            scopes: cols.get("scopes")?,
-            resource: cols.get("resource")?,
-            family_created_at: cols.get("family_created_at")?,
-            family_revoked_at: cols.get("family_revoked_at")?,
             successor_live: cols.get("successor_live")?,
-            user_active: cols.get("user_active")?,
-            agent_active: cols.get("agent_active")?,
-            grant: JoinedGrantRow::from_inline(cols)?,
+            family: FamilyRow::from_inline(cols)?,
         })
     })
 }
 
-impl TryFrom<LookupRow> for RefreshLookup {
+/// A generation as the databases store it (a signed 64-bit integer).
+pub(crate) fn generation(generation: u64) -> StoreResult<i64> {
+    i64::try_from(generation).map_err(|_| StoreError::Corrupt("refresh family live generation"))
+}
+
+/// The live columns, all set or all null.
+fn live_token(r: &FamilyRow) -> StoreResult<Option<LiveToken>> {
+    match (
+        &r.live_generation,
+        &r.live_hash,
+        r.live_issued_at,
+        r.live_expires_at,
+    ) {
+        (None, None, None, None) => Ok(None),
+        (Some(generation), Some(hash), Some(issued), Some(expires)) => Ok(Some(LiveToken {
+            generation: u64::try_from(*generation)
+                .map_err(|_| StoreError::Corrupt("refresh family live generation"))?,
+            token_hash: hash.clone(),
+            issued_at: ts(issued),
+            expires_at: ts(expires),
+        })),
+        _ => Err(StoreError::Corrupt("refresh family live token")),
+    }
+}
+
+impl TryFrom<FamilyRow> for FamilyLookup {
     type Error = StoreError;
-    fn try_from(r: LookupRow) -> StoreResult<Self> {
-        Ok(RefreshLookup {
-            grant: r.grant.into_grant()?,
-            user_active: r.user_active,
-            agent_active: r.agent_active,
+    fn try_from(r: FamilyRow) -> StoreResult<Self> {
+        let live = live_token(&r)?;
+        Ok(FamilyLookup {
             family: RefreshFamily {
-                id: r.family_id.clone(),
+                id: r.family_id,
                 grant_id: r.grant_id,
                 client_id: r.client_id,
                 tenant_id: r.tenant_id,
@@ -117,14 +205,31 @@ impl TryFrom<LookupRow> for RefreshLookup {
                 resource: r.resource,
                 created_at: ts(r.family_created_at),
                 revoked_at: opt_ts(r.family_revoked_at),
+                live,
             },
+            grant: r.grant.into_grant()?,
+            user_active: r.user_active,
+            agent_active: r.agent_active,
+        })
+    }
+}
+
+impl TryFrom<LookupRow> for RefreshLookup {
+    type Error = StoreError;
+    fn try_from(r: LookupRow) -> StoreResult<Self> {
+        let found = FamilyLookup::try_from(r.family)?;
+        Ok(RefreshLookup {
             token: RefreshTokenRecord {
                 token_hash: r.token_hash,
-                family_id: r.family_id,
+                family_id: found.family.id.clone(),
                 issued_at: ts(r.issued_at),
                 expires_at: ts(r.expires_at),
                 used_at: opt_ts(r.used_at),
             },
+            family: found.family,
+            grant: found.grant,
+            user_active: found.user_active,
+            agent_active: found.agent_active,
             successor_live: r.successor_live,
         })
     }
@@ -133,29 +238,12 @@ impl TryFrom<LookupRow> for RefreshLookup {
 macro_rules! impl_refresh {
     ($store:ty, $db:ty) => {
         impl $store {
-            /// Inserts one refresh token inside `tx`.
-            async fn insert_refresh_token(
-                tx: &mut ::sqlx::Transaction<'_, $db>,
-                token: &::mandate_core::refresh::RefreshTokenRecord,
-            ) -> $crate::StoreResult<()> {
-                ::sqlx::query($crate::sql::refresh::INSERT_TOKEN)
-                    .bind(&token.token_hash)
-                    .bind(&token.family_id)
-                    .bind(token.issued_at.unix())
-                    .bind(token.expires_at.unix())
-                    .bind(token.used_at.map(|t| t.unix()))
-                    .execute(&mut **tx)
-                    .await
-                    .map_err($crate::sql::write_error("refresh token", "refresh family"))?;
-                Ok(())
-            }
-
-            /// Inserts a family and its first token inside `tx`.
+            /// Inserts a family with its live token inside `tx`.
             async fn insert_family(
                 tx: &mut ::sqlx::Transaction<'_, $db>,
                 family: &::mandate_core::refresh::RefreshFamily,
-                first: &::mandate_core::refresh::RefreshTokenRecord,
             ) -> $crate::StoreResult<()> {
+                let live = family.live.as_ref();
                 ::sqlx::query($crate::sql::refresh::INSERT_FAMILY)
                     .bind(&family.id)
                     .bind(&family.grant_id)
@@ -166,31 +254,65 @@ macro_rules! impl_refresh {
                     .bind(&family.resource)
                     .bind(family.created_at.unix())
                     .bind(family.revoked_at.map(|t| t.unix()))
+                    .bind(
+                        live.map(|l| $crate::sql::refresh::generation(l.generation))
+                            .transpose()?,
+                    )
+                    .bind(live.map(|l| &l.token_hash))
+                    .bind(live.map(|l| l.issued_at.unix()))
+                    .bind(live.map(|l| l.expires_at.unix()))
                     .execute(&mut **tx)
                     .await
                     .map_err($crate::sql::write_error("refresh family", "grant"))?;
-                Self::insert_refresh_token(tx, first).await
+                Ok(())
             }
 
-            /// Retires `old_hash` if it is still live and inserts `successor`, inside `tx`.
-            /// `false` when another request retired it first; then nothing was written.
+            /// Retires `retiring` if it is still live and makes `successor` the family's live
+            /// token, inside `tx`. `false` when another request retired it first; then nothing
+            /// was written.
             async fn retire_and_succeed(
                 tx: &mut ::sqlx::Transaction<'_, $db>,
-                old_hash: &str,
-                successor: &::mandate_core::refresh::RefreshTokenRecord,
+                family_id: &str,
+                retiring: &$crate::batch::Retiring,
+                successor: &::mandate_core::refresh::LiveToken,
                 now: ::mandate_core::time::Timestamp,
             ) -> $crate::StoreResult<bool> {
-                let retired = ::sqlx::query($crate::sql::refresh::RETIRE_TOKEN)
-                    .bind(old_hash)
-                    .bind(now.unix())
-                    .bind(&successor.token_hash)
-                    .execute(&mut **tx)
-                    .await?;
-                if retired.rows_affected() == 0 {
-                    return Ok(false);
-                }
-                Self::insert_refresh_token(tx, successor).await?;
-                Ok(true)
+                let next = $crate::sql::refresh::generation(successor.generation)?;
+                let live = |sql: &'static str| {
+                    ::sqlx::query(sql)
+                        .bind(family_id)
+                        .bind(next)
+                        .bind(&successor.token_hash)
+                        .bind(successor.issued_at.unix())
+                        .bind(successor.expires_at.unix())
+                };
+                let changed = match retiring {
+                    $crate::batch::Retiring::Live {
+                        generation,
+                        token_hash,
+                    } => live($crate::sql::refresh::ADVANCE_LIVE)
+                        .bind($crate::sql::refresh::generation(*generation)?)
+                        .bind(token_hash)
+                        .execute(&mut **tx)
+                        .await?
+                        .rows_affected(),
+                    $crate::batch::Retiring::Legacy { token_hash } => {
+                        let retired = ::sqlx::query($crate::sql::refresh::RETIRE_TOKEN)
+                            .bind(token_hash)
+                            .bind(now.unix())
+                            .bind(&successor.token_hash)
+                            .execute(&mut **tx)
+                            .await?
+                            .rows_affected();
+                        if retired > 0 {
+                            live($crate::sql::refresh::START_LIVE)
+                                .execute(&mut **tx)
+                                .await?;
+                        }
+                        retired
+                    }
+                };
+                Ok(changed > 0)
             }
 
             /// Applies one group-commit change inside the batch's transaction
@@ -202,12 +324,14 @@ macro_rules! impl_refresh {
             ) -> $crate::StoreResult<()> {
                 match change {
                     $crate::batch::Change::RotateRefresh {
-                        old_hash,
+                        family_id,
+                        retiring,
                         successor,
                         now,
                     } => {
                         outcome.declined =
-                            !Self::retire_and_succeed(tx, old_hash, successor, *now).await?;
+                            !Self::retire_and_succeed(tx, family_id, retiring, successor, *now)
+                                .await?;
                     }
                     $crate::batch::Change::RedeemCode {
                         code_hash,
@@ -218,11 +342,11 @@ macro_rules! impl_refresh {
                         outcome.declined =
                             !matches!(consumed, $crate::model::CodeConsumption::Fresh(_));
                         outcome.consumed = Some(consumed);
-                        if let (false, Some(new)) = (outcome.declined, family) {
-                            Self::insert_family(tx, &new.family, &new.first).await?;
+                        if let (false, Some(family)) = (outcome.declined, family) {
+                            Self::insert_family(tx, family).await?;
                             ::sqlx::query($crate::sql::grants::SET_CODE_FAMILY)
                                 .bind(code_hash)
-                                .bind(&new.family.id)
+                                .bind(&family.id)
                                 .execute(&mut **tx)
                                 .await?;
                         }
@@ -237,12 +361,30 @@ macro_rules! impl_refresh {
             async fn create_family(
                 &self,
                 family: &::mandate_core::refresh::RefreshFamily,
-                first: &::mandate_core::refresh::RefreshTokenRecord,
             ) -> $crate::StoreResult<()> {
                 let mut tx = self.pool.begin().await?;
-                Self::insert_family(&mut tx, family, first).await?;
+                Self::insert_family(&mut tx, family).await?;
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn refresh_family(
+                &self,
+                family_id: &str,
+            ) -> $crate::StoreResult<Option<$crate::model::FamilyLookup>> {
+                let inline = self.inline_reads().and_then(|reads| {
+                    reads.read(|conn| $crate::sql::refresh::family_lookup_inline(conn, family_id))
+                });
+                if let Some(row) = inline {
+                    return row.map(TryInto::try_into).transpose();
+                }
+                let row = ::sqlx::query_as::<_, $crate::sql::refresh::FamilyRow>(
+                    $crate::sql::refresh::FAMILY_LOOKUP,
+                )
+                .bind(family_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(TryInto::try_into).transpose()
             }
 
             async fn refresh_token(
@@ -266,12 +408,13 @@ macro_rules! impl_refresh {
 
             async fn rotate_refresh_token(
                 &self,
-                old_hash: &str,
-                successor: &::mandate_core::refresh::RefreshTokenRecord,
+                family_id: &str,
+                retiring: &$crate::batch::Retiring,
+                successor: &::mandate_core::refresh::LiveToken,
                 now: ::mandate_core::time::Timestamp,
             ) -> $crate::StoreResult<bool> {
                 let mut tx = self.pool.begin().await?;
-                if !Self::retire_and_succeed(&mut tx, old_hash, successor, now).await? {
+                if !Self::retire_and_succeed(&mut tx, family_id, retiring, successor, now).await? {
                     tx.rollback().await?;
                     return Ok(false);
                 }
@@ -290,6 +433,24 @@ macro_rules! impl_refresh {
                     .execute(&self.pool)
                     .await?;
                 Ok(done.rows_affected() > 0)
+            }
+
+            async fn insert_legacy_refresh_token(
+                &self,
+                token: &::mandate_core::refresh::RefreshTokenRecord,
+                successor_hash: Option<&str>,
+            ) -> $crate::StoreResult<()> {
+                ::sqlx::query($crate::sql::refresh::INSERT_TOKEN)
+                    .bind(&token.token_hash)
+                    .bind(&token.family_id)
+                    .bind(token.issued_at.unix())
+                    .bind(token.expires_at.unix())
+                    .bind(token.used_at.map(|t| t.unix()))
+                    .bind(successor_hash)
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::sql::write_error("refresh token", "refresh family"))?;
+                Ok(())
             }
         }
 

@@ -4,17 +4,31 @@
 
 use super::fixtures::*;
 use mandate_core::event::{Action, NewEvent};
-use mandate_store::batch::{Change, Entry, NewFamily, Outcome, Written};
+use mandate_store::batch::{Change, Entry, Outcome, Retiring, Written};
 use mandate_store::group_commit::EventWriter;
 use mandate_store::{CodeConsumption, EventFilter, Store, StoreError};
 use std::sync::Arc;
 
-fn rotation(old: &str, new: &str) -> Change {
+/// Rotates family `f_1`'s live token `old`, of generation `generation`, to `new`.
+fn rotation(generation: u64, old: &str, new: &str) -> Change {
     Change::RotateRefresh {
-        old_hash: old.into(),
-        successor: token(new, "f_1", 1100),
+        family_id: "f_1".into(),
+        retiring: Retiring::Live {
+            generation,
+            token_hash: old.into(),
+        },
+        successor: live(generation + 1, new, 1100),
         now: t(1100),
     }
+}
+
+/// The live token of family `id`.
+async fn live_token(store: &Arc<dyn Store>, id: &str) -> Option<mandate_core::refresh::LiveToken> {
+    store
+        .refresh_family(id)
+        .await
+        .unwrap()
+        .and_then(|f| f.family.live)
 }
 
 /// Redeems `code_hash`, creating family `(id, first token)` when given.
@@ -22,12 +36,8 @@ fn redemption(code_hash: &str, family_and_first: Option<(&str, &str)>) -> Change
     Change::RedeemCode {
         code_hash: code_hash.into(),
         now: t(1100),
-        family: family_and_first.map(|(id, first)| {
-            Box::new(NewFamily {
-                family: family(id, "g_1"),
-                first: token(first, id, 1100),
-            })
-        }),
+        family: family_and_first
+            .map(|(id, first)| Box::new(live_family(id, "g_1", 0, first, 1100))),
     }
 }
 
@@ -68,16 +78,14 @@ async fn chain_is_intact(store: &Arc<dyn Store>) {
 pub(crate) async fn batched_rotations_have_one_winner_and_losers_write_nothing(
     store: Arc<dyn Store>,
 ) {
-    store
-        .create_family(&family("f_1", "g_1"), &token("r_live", "f_1", 1000))
-        .await
-        .unwrap();
+    let first = live_family("f_1", "g_1", 0, "r_live", 1000);
+    store.create_family(&first).await.unwrap();
     let (writer, task) = EventWriter::spawn(store.clone());
     let racers: Vec<_> = (0..RACERS)
         .map(|i| {
             let writer = writer.clone();
             tokio::spawn(async move {
-                let change = rotation("r_live", &format!("r_next_{i}"));
+                let change = rotation(0, "r_live", &format!("r_next_{i}"));
                 (
                     i,
                     writer
@@ -113,13 +121,11 @@ pub(crate) async fn batched_rotations_have_one_winner_and_losers_write_nothing(
         "exactly one rotation applies: {winners:?}"
     );
     let winner = winners[0];
-    for i in 0..RACERS {
-        let stored = store.refresh_token(&format!("r_next_{i}")).await.unwrap();
-        assert_eq!(stored.is_some(), i == winner, "successor {i}");
-    }
-    let retired = store.refresh_token("r_live").await.unwrap().unwrap();
-    assert_eq!(retired.token.used_at, Some(t(1100)));
-    assert!(retired.successor_live);
+    assert_eq!(
+        live_token(&store, "f_1").await,
+        Some(live(1, &format!("r_next_{winner}"), 1100)),
+        "only the winner's successor is live"
+    );
     let mut reasons = stored_reasons(&store).await;
     reasons.sort();
     let mut expected: Vec<String> = (0..5).map(|i| format!("plain {i}")).collect();
@@ -130,41 +136,46 @@ pub(crate) async fn batched_rotations_have_one_winner_and_losers_write_nothing(
 }
 
 pub(crate) async fn a_batch_applies_its_changes_and_events_atomically(store: Arc<dyn Store>) {
-    store
-        .create_family(&family("f_1", "g_1"), &token("r_1", "f_1", 1000))
-        .await
-        .unwrap();
-    store
-        .create_family(&family("f_x", "g_1"), &token("r_x", "f_x", 1000))
-        .await
-        .unwrap();
+    for (id, first) in [("f_1", "r_1"), ("f_x", "r_x")] {
+        store
+            .create_family(&live_family(id, "g_1", 0, first, 1000))
+            .await
+            .unwrap();
+    }
     store.insert_code(&code("h_1")).await.unwrap();
+    store.insert_code(&code("h_2")).await.unwrap();
 
-    // A change that cannot apply (its successor's hash is taken) fails the whole batch:
+    // A change that cannot apply (a new family whose id is taken) fails the whole batch:
     // nothing is written, not even the changes applied before it.
     let failed = store
         .commit_batch(&[
-            entry(Some(rotation("r_1", "r_2")), "rotation"),
+            entry(Some(rotation(0, "r_1", "r_2")), "rotation"),
             entry(Some(redemption("h_1", Some(("f_2", "r_f2")))), "redeemed"),
-            entry(Some(rotation("r_x", "r_1")), "bad rotation"),
+            entry(
+                Some(redemption("h_2", Some(("f_x", "r_x2")))),
+                "bad redemption",
+            ),
             entry(None, "plain"),
         ])
         .await;
     assert!(matches!(failed, Err(StoreError::Conflict(_))), "{failed:?}");
-    assert_eq!(store.refresh_token("r_2").await.unwrap(), None);
-    assert_eq!(store.refresh_token("r_f2").await.unwrap(), None);
-    for live in ["r_1", "r_x"] {
-        let untouched = store.refresh_token(live).await.unwrap().unwrap();
-        assert_eq!(untouched.token.used_at, None, "{live} was rolled back");
+    assert_eq!(
+        live_token(&store, "f_1").await,
+        Some(live(0, "r_1", 1000)),
+        "rolled back"
+    );
+    assert_eq!(live_token(&store, "f_x").await, Some(live(0, "r_x", 1000)));
+    assert_eq!(store.refresh_family("f_2").await.unwrap(), None);
+    for code in ["h_1", "h_2"] {
+        let unused = store.authorization_code(code).await.unwrap().unwrap();
+        assert!(!unused.consumed, "{code}: the redemption was rolled back");
     }
-    let unused = store.authorization_code("h_1").await.unwrap().unwrap();
-    assert!(!unused.consumed, "the redemption was rolled back");
     assert!(stored_reasons(&store).await.is_empty());
 
     // The same batch without the bad change: everything lands, in input order.
     let outcomes = store
         .commit_batch(&[
-            entry(Some(rotation("r_1", "r_2")), "rotation"),
+            entry(Some(rotation(0, "r_1", "r_2")), "rotation"),
             entry(Some(redemption("h_1", Some(("f_2", "r_f2")))), "redeemed"),
             entry(None, "plain"),
         ])
@@ -178,13 +189,10 @@ pub(crate) async fn a_batch_applies_its_changes_and_events_atomically(store: Arc
         outcomes[1].consumed,
         Some(CodeConsumption::Fresh(_))
     ));
+    assert_eq!(live_token(&store, "f_1").await, Some(live(1, "r_2", 1100)));
     assert_eq!(
-        store.refresh_token("r_2").await.unwrap().unwrap().token,
-        token("r_2", "f_1", 1100)
-    );
-    assert_eq!(
-        store.refresh_token("r_f2").await.unwrap().unwrap().family,
-        family("f_2", "g_1")
+        store.refresh_family("f_2").await.unwrap().unwrap().family,
+        live_family("f_2", "g_1", 0, "r_f2", 1100)
     );
     let used = store.authorization_code("h_1").await.unwrap().unwrap();
     assert!(used.consumed);
@@ -209,12 +217,12 @@ pub(crate) async fn a_batch_applies_its_changes_and_events_atomically(store: Arc
         other => panic!("a used code is a replay: {other:?}"),
     }
     assert_eq!(outcomes[1].consumed, Some(CodeConsumption::Unknown));
-    assert_eq!(store.refresh_token("r_f3").await.unwrap(), None);
+    assert_eq!(store.refresh_family("f_3").await.unwrap(), None);
 
     // Rotating the same token again is declined; the batch's other event still lands.
     let outcomes = store
         .commit_batch(&[
-            entry(Some(rotation("r_1", "r_3")), "again"),
+            entry(Some(rotation(0, "r_1", "r_3")), "again"),
             entry(None, "after"),
         ])
         .await
@@ -228,28 +236,28 @@ pub(crate) async fn a_batch_applies_its_changes_and_events_atomically(store: Arc
         }
     );
     assert!(outcomes[1].seq.is_some());
-    assert_eq!(store.refresh_token("r_3").await.unwrap(), None);
+    assert_eq!(live_token(&store, "f_1").await, Some(live(1, "r_2", 1100)));
     assert!(!stored_reasons(&store).await.contains(&"again".to_owned()));
     chain_is_intact(&store).await;
 }
 
 pub(crate) async fn the_writer_fails_only_the_change_that_cannot_apply(store: Arc<dyn Store>) {
-    store
-        .create_family(&family("f_1", "g_1"), &token("r_1", "f_1", 1000))
-        .await
-        .unwrap();
-    store
-        .create_family(&family("f_x", "g_1"), &token("r_x", "f_x", 1000))
-        .await
-        .unwrap();
+    for (id, first) in [("f_1", "r_1"), ("f_x", "r_x")] {
+        store
+            .create_family(&live_family(id, "g_1", 0, first, 1000))
+            .await
+            .unwrap();
+    }
     let (writer, task) = EventWriter::spawn(store.clone());
     // Many rounds, so at least some batches mix the bad change with good entries.
-    for round in 0..10 {
+    for round in 0..10u64 {
+        let code_hash = format!("h_bad_{round}");
+        store.insert_code(&code(&code_hash)).await.unwrap();
         let bad = {
             let writer = writer.clone();
             tokio::spawn(async move {
-                // r_1 exists (retired in round 0): its hash cannot be a successor's.
-                let change = rotation("r_x", "r_1");
+                // f_x exists: a redemption cannot create it again.
+                let change = redemption(&code_hash, Some(("f_x", "r_x2")));
                 writer.append_with(change, tagged("bad")).await
             })
         };
@@ -266,7 +274,7 @@ pub(crate) async fn the_writer_fails_only_the_change_that_cannot_apply(store: Ar
             tokio::spawn(async move {
                 let (old, new) = (format!("r_{}", round + 1), format!("r_{}", round + 2));
                 writer
-                    .append_with(rotation(&old, &new), tagged("rotated"))
+                    .append_with(rotation(round, &old, &new), tagged("rotated"))
                     .await
             })
         };
@@ -286,9 +294,17 @@ pub(crate) async fn the_writer_fails_only_the_change_that_cannot_apply(store: Ar
     assert_eq!(reasons.iter().filter(|r| r.starts_with("good")).count(), 80);
     assert_eq!(reasons.iter().filter(|r| *r == "rotated").count(), 10);
     assert!(!reasons.iter().any(|r| r == "bad"));
-    assert!(store.refresh_token("r_11").await.unwrap().is_some());
-    let bad = store.refresh_token("r_x").await.unwrap().unwrap();
-    assert_eq!(bad.token.used_at, None, "the failed rotation left nothing");
+    assert_eq!(
+        live_token(&store, "f_1").await.map(|l| l.token_hash),
+        Some("r_11".into())
+    );
+    assert_eq!(
+        live_token(&store, "f_x").await,
+        Some(live(0, "r_x", 1000)),
+        "the failed redemption left nothing"
+    );
+    let unused = store.authorization_code("h_bad_0").await.unwrap().unwrap();
+    assert!(!unused.consumed, "nor consumed its code");
     chain_is_intact(&store).await;
 }
 

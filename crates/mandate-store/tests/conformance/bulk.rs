@@ -58,10 +58,7 @@ async fn world(store: &dyn Store) -> World {
             user_id: user_id.map(Into::into),
             ..family(&family_id, id)
         };
-        store
-            .create_family(&f, &token(&format!("r_{id}"), &family_id, 1000))
-            .await
-            .unwrap();
+        legacy_family(store, &f, &token(&format!("r_{id}"), &family_id, 1000)).await;
     }
     let keys = vec![
         ("k_bob", api_key(1, "acme", Some("u_bob"), 1000)),

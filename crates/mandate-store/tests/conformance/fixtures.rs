@@ -9,10 +9,11 @@ use mandate_core::grant::Grant;
 use mandate_core::pkce::CodeChallenge;
 use mandate_core::random::SeededEntropy;
 use mandate_core::redirect_uri::RedirectUri;
-use mandate_core::refresh::{RefreshFamily, RefreshTokenRecord};
+use mandate_core::refresh::{LiveToken, RefreshFamily, RefreshTokenRecord};
 use mandate_core::revocation::FeedEntry;
 use mandate_core::scope::ScopeSet;
 use mandate_core::time::Timestamp;
+use mandate_store::Store;
 
 pub(crate) const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 /// Concurrent callers racing for one code or one refresh token.
@@ -135,7 +136,46 @@ pub(crate) fn family(id: &str, grant_id: &str) -> RefreshFamily {
         resource: "https://crm.example/api".into(),
         created_at: t(1000),
         revoked_at: None,
+        live: None,
     }
+}
+
+/// A family holding its live token: generation `generation`, hash `hash`, issued at
+/// `issued_at` and valid an hour.
+pub(crate) fn live_family(
+    id: &str,
+    grant_id: &str,
+    generation: u64,
+    hash: &str,
+    issued_at: i64,
+) -> RefreshFamily {
+    RefreshFamily {
+        live: Some(live(generation, hash, issued_at)),
+        ..family(id, grant_id)
+    }
+}
+
+pub(crate) fn live(generation: u64, hash: &str, issued_at: i64) -> LiveToken {
+    LiveToken {
+        generation,
+        token_hash: hash.into(),
+        issued_at: t(issued_at),
+        expires_at: t(issued_at + 3600),
+    }
+}
+
+/// Stores `family` (as given: no live token, for the form before families held one) and
+/// `first` as a row of its own.
+pub(crate) async fn legacy_family(
+    store: &dyn Store,
+    family: &RefreshFamily,
+    first: &RefreshTokenRecord,
+) {
+    store.create_family(family).await.unwrap();
+    store
+        .insert_legacy_refresh_token(first, None)
+        .await
+        .unwrap();
 }
 
 pub(crate) fn token(hash: &str, family_id: &str, issued_at: i64) -> RefreshTokenRecord {

@@ -209,18 +209,9 @@ pub(crate) async fn revoke_grant_revokes_its_families_once(store: Arc<dyn Store>
         .create_grant(&grant("g_2", Some("u_2"), 100))
         .await
         .unwrap();
-    store
-        .create_family(&family("f_1", "g_1"), &token("r_1", "f_1", 1000))
-        .await
-        .unwrap();
-    store
-        .create_family(&family("f_2", "g_1"), &token("r_2", "f_2", 1000))
-        .await
-        .unwrap();
-    store
-        .create_family(&family("f_3", "g_2"), &token("r_3", "f_3", 1000))
-        .await
-        .unwrap();
+    legacy_family(&*store, &family("f_1", "g_1"), &token("r_1", "f_1", 1000)).await;
+    legacy_family(&*store, &family("f_2", "g_1"), &token("r_2", "f_2", 1000)).await;
+    legacy_family(&*store, &family("f_3", "g_2"), &token("r_3", "f_3", 1000)).await;
     assert!(store.revoke_family("f_2", t(1500)).await.unwrap());
 
     assert!(
@@ -358,18 +349,12 @@ pub(crate) async fn redemption_lookups_carry_the_grant_and_the_users_standing(
         user_id: Some("u_alice".into()),
         ..family("f_1", "g_1")
     };
-    store
-        .create_family(&alices, &token("r_1", "f_1", 1000))
-        .await
-        .unwrap();
+    legacy_family(&*store, &alices, &token("r_1", "f_1", 1000)).await;
     let service = RefreshFamily {
         user_id: None,
         ..family("f_service", "g_missing")
     };
-    store
-        .create_family(&service, &token("r_service", "f_service", 1000))
-        .await
-        .unwrap();
+    legacy_family(&*store, &service, &token("r_service", "f_service", 1000)).await;
 
     let found = store.authorization_code("h_1").await.unwrap().unwrap();
     assert_eq!(found.code, c);
@@ -436,10 +421,7 @@ pub(crate) async fn migration_revokes_all_but_the_newest_duplicate_user_grant_ra
         ("f_b", "g_b", "r_b"),
         ("f_c", "g_c", "r_c"),
     ] {
-        store
-            .create_family(&family(f, g), &token(r, f, 1000))
-            .await
-            .unwrap();
+        legacy_family(&*store, &family(f, g), &token(r, f, 1000)).await;
     }
     drop(store);
     super::retention::raw(

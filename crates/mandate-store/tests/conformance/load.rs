@@ -1,13 +1,14 @@
 //! Cases for bulk loading: rows loaded in batches read back exactly as rows stored one by one.
 
 use super::fixtures::*;
+use mandate_store::batch::Retiring;
 use mandate_store::{CodeConsumption, LoadBatch, Store, StoreError};
 use std::sync::Arc;
 
 /// More rows than one SQLite statement takes (500), so full and partial statements both run.
 const ROWS: usize = 1_234;
 
-/// `rows` users, each with one grant, its family and first token; and three codes.
+/// `rows` users, each with one grant and its family (holding its first token); and three codes.
 fn batch(prefix: &str, rows: usize) -> LoadBatch {
     let mut b = LoadBatch::default();
     for i in 0..rows {
@@ -18,11 +19,14 @@ fn batch(prefix: &str, rows: usize) -> LoadBatch {
         );
         let g = grant(&format!("{prefix}g_{i}"), Some(&u.id), 1000 + i as i64);
         b.users.push(u);
-        let f = family(&format!("{prefix}f_{i}"), &g.id);
-        b.families.push((
-            f,
-            token(&format!("{prefix}r_{i}"), &format!("{prefix}f_{i}"), 1000),
-        ));
+        let f = live_family(
+            &format!("{prefix}f_{i}"),
+            &g.id,
+            0,
+            &format!("{prefix}r_{i}"),
+            1000,
+        );
+        b.families.push(f);
         b.grants.push(g);
     }
     b.codes = (0..3)
@@ -44,21 +48,19 @@ pub(crate) async fn bulk_loaded_rows_read_back_like_single_inserts(store: Arc<dy
         assert_eq!(store.user(&u.id).await.unwrap().as_ref(), Some(u));
         let g = &b.grants[i];
         assert_eq!(store.grant(&g.id).await.unwrap().as_ref(), Some(g));
-        let (f, first) = &b.families[i];
-        let look = store
-            .refresh_token(&first.token_hash)
-            .await
-            .unwrap()
-            .unwrap();
+        let f = &b.families[i];
+        let look = store.refresh_family(&f.id).await.unwrap().unwrap();
         assert_eq!(&look.family, f);
-        assert_eq!(&look.token, first);
-        assert!(!look.successor_live);
+        assert!(look.grant.is_some() && look.user_active);
     }
     // A loaded token rotates like any other.
-    let (_, first) = &b.families[7];
+    let first = Retiring::Live {
+        generation: 0,
+        token_hash: "r_7".into(),
+    };
     assert!(
         store
-            .rotate_refresh_token(&first.token_hash, &token("r_next", "f_7", 1100), t(1100))
+            .rotate_refresh_token("f_7", &first, &live(1, "r_next", 1100), t(1100))
             .await
             .unwrap()
     );
@@ -84,14 +86,14 @@ pub(crate) async fn a_bulk_load_with_a_duplicate_stores_nothing(store: Arc<dyn S
     store.upsert_tenant(&tenant("acme")).await.unwrap();
     store.load_batch(&batch("a", 10)).await.unwrap();
     let mut second = batch("b", 600);
-    // The last family's first token collides with one already loaded.
-    if let Some((_, t)) = second.families.last_mut() {
-        t.token_hash = "ar_3".into();
+    // The last family's id collides with one already loaded.
+    if let Some(f) = second.families.last_mut() {
+        f.id = "af_3".into();
     }
     let err = store.load_batch(&second).await;
     assert!(matches!(err, Err(StoreError::Conflict(_))), "{err:?}");
     assert_eq!(store.grant("bg_0").await.unwrap(), None, "rolled back");
-    assert_eq!(store.refresh_token("br_0").await.unwrap(), None);
+    assert_eq!(store.refresh_family("bf_0").await.unwrap(), None);
     // Nor does a load that gives a user a second live grant to the same agent.
     let mut again = batch("c", 3);
     again.users.pop();

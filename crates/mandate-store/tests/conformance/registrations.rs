@@ -246,14 +246,18 @@ pub(crate) async fn deleting_a_registration_revokes_only_its_grants(store: Arc<d
     ] {
         store.create_grant(&g).await.unwrap();
     }
-    store
-        .create_family(&family("f_1", "g_dyn1_acme"), &token("r_1", "f_1", 1000))
-        .await
-        .unwrap();
-    store
-        .create_family(&family("f_2", "g_dyn2"), &token("r_2", "f_2", 1000))
-        .await
-        .unwrap();
+    legacy_family(
+        &*store,
+        &family("f_1", "g_dyn1_acme"),
+        &token("r_1", "f_1", 1000),
+    )
+    .await;
+    legacy_family(
+        &*store,
+        &family("f_2", "g_dyn2"),
+        &token("r_2", "f_2", 1000),
+    )
+    .await;
     let before = all_events(&*store).await.last().unwrap().seq;
 
     assert!(

@@ -7,31 +7,31 @@ use mandate_core::client::Agent;
 use mandate_core::directory::User;
 use mandate_core::grant::{Grant, Prompt};
 use mandate_core::pkce::CodeChallenge;
+use mandate_core::refresh::{LiveToken, RefreshTokenRecord};
+use mandate_store::batch::Retiring;
 use mandate_store::{PendingAuthorization, Session, Store, StoreError, StoredSigningKey};
 use std::sync::Arc;
 
-pub(crate) async fn refresh_rotation_and_successor_liveness(store: Arc<dyn Store>) {
-    let f = family("f_1", "g_1");
-    let first = token("r_1", "f_1", 1000);
-    store.create_family(&f, &first).await.unwrap();
+/// Rotation of a family's live token: only from the generation and hash it holds, once.
+pub(crate) async fn refresh_families_hold_their_live_token(store: Arc<dyn Store>) {
+    let f = live_family("f_1", "g_1", 0, "h_0", 1000);
+    store.create_family(&f).await.unwrap();
     let dup = store
-        .create_family(&f, &token("r_other", "f_1", 1000))
+        .create_family(&live_family("f_1", "g_1", 0, "h_other", 1000))
         .await;
     assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
-    assert_eq!(
-        store.refresh_token("r_other").await.unwrap(),
-        None,
-        "rolled back"
-    );
 
-    let look = store.refresh_token("r_1").await.unwrap().unwrap();
-    assert_eq!(look.token, first);
-    assert_eq!(look.family, f);
-    assert!(!look.successor_live);
+    let look = store.refresh_family("f_1").await.unwrap().unwrap();
+    assert_eq!(look.family, f, "the first stays");
+    assert!(!look.user_active, "its user u_1 does not exist");
     // The lookup also says whether the family's agent exists and is enabled.
     let agent_active = async || {
-        let look = store.refresh_token("r_1").await.unwrap().unwrap();
-        look.agent_active
+        store
+            .refresh_family("f_1")
+            .await
+            .unwrap()
+            .unwrap()
+            .agent_active
     };
     assert!(!agent_active().await, "agent cli does not exist yet");
     let mut agent = bare_agent("cli");
@@ -40,47 +40,95 @@ pub(crate) async fn refresh_rotation_and_successor_liveness(store: Arc<dyn Store
     agent.disabled = true;
     store.upsert_agent(&agent).await.unwrap();
     assert!(!agent_active().await, "disabled");
+    assert_eq!(store.refresh_family("f_missing").await.unwrap(), None);
+
+    let from = |generation: u64, hash: &str| Retiring::Live {
+        generation,
+        token_hash: hash.into(),
+    };
+    let live_now = async || {
+        store
+            .refresh_family("f_1")
+            .await
+            .unwrap()
+            .unwrap()
+            .family
+            .live
+    };
+    let rotate = async |retiring: Retiring, next: LiveToken| {
+        store
+            .rotate_refresh_token("f_1", &retiring, &next, next.issued_at)
+            .await
+            .unwrap()
+    };
+    assert!(rotate(from(0, "h_0"), live(1, "h_1", 1100)).await);
+    assert_eq!(live_now().await, Some(live(1, "h_1", 1100)));
+    for (stale, why) in [
+        (from(0, "h_0"), "the generation moved on"),
+        (from(1, "h_0"), "the right generation with another hash"),
+        (from(2, "h_1"), "a generation not reached"),
+    ] {
+        assert!(!rotate(stale, live(9, "h_9", 1101)).await, "{why}");
+        assert_eq!(
+            live_now().await,
+            Some(live(1, "h_1", 1100)),
+            "{why}: unchanged"
+        );
+    }
+    assert!(rotate(from(1, "h_1"), live(2, "h_2", 1200)).await);
+    assert_eq!(live_now().await, Some(live(2, "h_2", 1200)));
+    let missing = store
+        .rotate_refresh_token("f_missing", &from(0, "h_0"), &live(1, "h_x", 1200), t(1200))
+        .await
+        .unwrap();
+    assert!(!missing);
+
+    assert!(store.revoke_family("f_1", t(1300)).await.unwrap());
+    let revoked = store.refresh_family("f_1").await.unwrap().unwrap().family;
+    assert_eq!(revoked.revoked_at, Some(t(1300)));
+}
+
+/// Tokens stored as rows of their own (minted before families held their live token): found by
+/// hash, and their first rotation gives the family its live token, after which the old row's
+/// successor is live exactly while that live token is.
+pub(crate) async fn legacy_tokens_rotate_into_a_live_token(store: Arc<dyn Store>) {
+    let first = token("r_1", "f_1", 1000);
+    legacy_family(&*store, &family("f_1", "g_1"), &first).await;
+    let look = store.refresh_token("r_1").await.unwrap().unwrap();
+    assert_eq!((&look.token, &look.family), (&first, &family("f_1", "g_1")));
+    assert!(!look.successor_live);
     assert_eq!(store.refresh_token("r_missing").await.unwrap(), None);
 
+    let legacy = |hash: &str| Retiring::Legacy {
+        token_hash: hash.into(),
+    };
     assert!(
         store
-            .rotate_refresh_token("r_1", &token("r_2", "f_1", 1100), t(1100))
+            .rotate_refresh_token("f_1", &legacy("r_1"), &live(1, "h_1", 1100), t(1100))
             .await
             .unwrap()
     );
     let old = store.refresh_token("r_1").await.unwrap().unwrap();
     assert_eq!(old.token.used_at, Some(t(1100)));
-    assert!(old.successor_live, "r_2 is unused");
-    let new = store.refresh_token("r_2").await.unwrap().unwrap();
-    assert_eq!(new.token, token("r_2", "f_1", 1100));
-    assert!(!new.successor_live);
-
+    assert_eq!(old.family.live, Some(live(1, "h_1", 1100)));
+    assert!(old.successor_live, "its successor is the live token");
     assert!(
         !store
-            .rotate_refresh_token("r_1", &token("r_2b", "f_1", 1101), t(1101))
+            .rotate_refresh_token("f_1", &legacy("r_1"), &live(1, "h_other", 1101), t(1101))
             .await
-            .unwrap()
+            .unwrap(),
+        "used"
     );
-    assert_eq!(
-        store.refresh_token("r_2b").await.unwrap(),
-        None,
-        "loser inserts nothing"
-    );
-    assert_eq!(
-        store
-            .refresh_token("r_1")
-            .await
-            .unwrap()
-            .unwrap()
-            .token
-            .used_at,
-        Some(t(1100)),
-        "loser changes nothing"
-    );
+    let unchanged = store.refresh_token("r_1").await.unwrap().unwrap();
+    assert_eq!(unchanged, old, "the loser changes nothing");
 
+    let next = Retiring::Live {
+        generation: 1,
+        token_hash: "h_1".into(),
+    };
     assert!(
         store
-            .rotate_refresh_token("r_2", &token("r_3", "f_1", 1200), t(1200))
+            .rotate_refresh_token("f_1", &next, &live(2, "h_2", 1200), t(1200))
             .await
             .unwrap()
     );
@@ -92,67 +140,100 @@ pub(crate) async fn refresh_rotation_and_successor_liveness(store: Arc<dyn Store
             .unwrap()
             .successor_live
     );
+
+    // A pair of rows as a rotation by a server from before left them: the successor row
+    // decides while it is unused.
+    legacy_family(&*store, &family("f_2", "g_1"), &token("r_a", "f_2", 1000)).await;
+    let used = RefreshTokenRecord {
+        used_at: Some(t(1050)),
+        ..token("r_old", "f_2", 1000)
+    };
+    store
+        .insert_legacy_refresh_token(&used, Some("r_a"))
+        .await
+        .unwrap();
     assert!(
         store
-            .refresh_token("r_2")
+            .refresh_token("r_old")
             .await
             .unwrap()
             .unwrap()
             .successor_live
     );
-
-    let clash = store
-        .rotate_refresh_token("r_3", &token("r_1", "f_1", 1300), t(1300))
-        .await;
-    assert!(matches!(clash, Err(StoreError::Conflict(_))), "{clash:?}");
-    assert_eq!(
+    assert!(
         store
-            .refresh_token("r_3")
+            .rotate_refresh_token("f_2", &legacy("r_a"), &live(1, "h_b", 1100), t(1100))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .refresh_token("r_old")
             .await
             .unwrap()
             .unwrap()
-            .token
-            .used_at,
-        None,
-        "a failed rotation rolls back the retirement"
+            .successor_live
     );
 }
 
 pub(crate) async fn concurrent_rotations_yield_exactly_one_winner(store: Arc<dyn Store>) {
     store
-        .create_family(&family("f_1", "g_1"), &token("r_live", "f_1", 1000))
+        .create_family(&live_family("f_1", "g_1", 0, "h_0", 1000))
         .await
         .unwrap();
-    let tasks: Vec<_> = (0..RACERS)
-        .map(|i| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                let successor = token(&format!("r_next_{i}"), "f_1", 1100);
-                store
-                    .rotate_refresh_token("r_live", &successor, t(1100))
-                    .await
+    legacy_family(
+        &*store,
+        &family("f_2", "g_1"),
+        &token("r_live", "f_2", 1000),
+    )
+    .await;
+    let cases = [
+        (
+            "f_1",
+            Retiring::Live {
+                generation: 0,
+                token_hash: "h_0".into(),
+            },
+        ),
+        (
+            "f_2",
+            Retiring::Legacy {
+                token_hash: "r_live".into(),
+            },
+        ),
+    ];
+    for (family_id, retiring) in cases {
+        let tasks: Vec<_> = (0..RACERS)
+            .map(|i| {
+                let (store, retiring) = (store.clone(), retiring.clone());
+                tokio::spawn(async move {
+                    let successor = live(1, &format!("h_next_{i}"), 1100);
+                    let won = store
+                        .rotate_refresh_token(family_id, &retiring, &successor, t(1100))
+                        .await
+                        .unwrap();
+                    won.then_some(successor)
+                })
             })
-        })
-        .collect();
-    let mut winners = 0;
-    for task in tasks {
-        if task.await.unwrap().unwrap() {
-            winners += 1;
+            .collect();
+        let mut winners = Vec::new();
+        for task in tasks {
+            winners.extend(task.await.unwrap());
         }
-    }
-    assert_eq!(winners, 1);
-    let mut successors = 0;
-    for i in 0..RACERS {
-        if store
-            .refresh_token(&format!("r_next_{i}"))
+        assert_eq!(winners.len(), 1, "{family_id}");
+        let live_now = store
+            .refresh_family(family_id)
             .await
             .unwrap()
-            .is_some()
-        {
-            successors += 1;
-        }
+            .unwrap()
+            .family
+            .live;
+        assert_eq!(
+            live_now.as_ref(),
+            winners.first(),
+            "only the winner's successor is live"
+        );
     }
-    assert_eq!(successors, 1, "only the winner's successor exists");
 }
 
 pub(crate) async fn revoked_jtis_are_remembered(store: Arc<dyn Store>) {
@@ -239,10 +320,7 @@ pub(crate) async fn housekeeping_purges_only_expired_short_lived_records(store: 
     store.revoke_jti("jti_old", t(1500)).await.unwrap();
     store.revoke_jti("jti_new", t(3000)).await.unwrap();
     let f = family("f_1", "g_1");
-    store
-        .create_family(&f, &token("r_1", "f_1", 1000))
-        .await
-        .unwrap();
+    legacy_family(&*store, &f, &token("r_1", "f_1", 1000)).await;
 
     assert_eq!(
         store.purge_expired(t(1500)).await.unwrap(),
@@ -405,20 +483,22 @@ pub(crate) async fn expired_refresh_tokens_are_purged_in_pages(store: Arc<dyn St
     const FAMILIES: usize = 1_050;
     for i in 0..FAMILIES {
         let id = format!("f_{i}");
-        store
-            .create_family(&family(&id, "g_1"), &token(&format!("r_{i}"), &id, 1000))
-            .await
-            .unwrap();
+        legacy_family(
+            &*store,
+            &family(&id, "g_1"),
+            &token(&format!("r_{i}"), &id, 1000),
+        )
+        .await;
     }
-    // Ten families rotated once: their first token is used (kept for reuse detection until
-    // purged), their successor expires an hour later.
+    // Ten families with a second row expiring an hour later, as a rotation by a server from
+    // before families held their live token left them (the first row used, kept for reuse
+    // detection until purged).
     for i in 0..10 {
         let successor = token(&format!("r_{i}_next"), &format!("f_{i}"), 2000);
-        let rotated = store
-            .rotate_refresh_token(&format!("r_{i}"), &successor, t(2000))
+        store
+            .insert_legacy_refresh_token(&successor, None)
             .await
             .unwrap();
-        assert!(rotated);
     }
 
     assert_eq!(
@@ -430,11 +510,7 @@ pub(crate) async fn expired_refresh_tokens_are_purged_in_pages(store: Arc<dyn St
         store.purge_refresh_tokens(t(4601)).await.unwrap(),
         FAMILIES as u64
     );
-    assert_eq!(
-        store.refresh_token("r_0").await.unwrap(),
-        None,
-        "used and expired"
-    );
+    assert_eq!(store.refresh_token("r_0").await.unwrap(), None, "expired");
     assert_eq!(store.refresh_token("r_1049").await.unwrap(), None);
     let kept = store.refresh_token("r_3_next").await.unwrap().unwrap();
     assert_eq!(kept.family, family("f_3", "g_1"), "the family stays");
