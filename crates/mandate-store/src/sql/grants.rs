@@ -570,19 +570,13 @@ macro_rules! impl_grants {
                 &self,
                 code_hash: &str,
             ) -> $crate::StoreResult<Option<$crate::model::CodeLookup>> {
-                let inline = self.inline_reads().and_then(|reads| {
-                    reads.read(|conn| $crate::sql::grants::code_lookup_inline(conn, code_hash))
-                });
-                if let Some(row) = inline {
-                    return row.map(TryInto::try_into).transpose();
-                }
-                let row = ::sqlx::query_as::<_, $crate::sql::grants::CodeLookupRow>(
+                $crate::sql::lookup_by_key!(
+                    self,
                     $crate::sql::grants::CODE_LOOKUP,
+                    $crate::sql::grants::code_lookup_inline,
+                    $crate::sql::grants::CodeLookupRow,
+                    code_hash
                 )
-                .bind(code_hash)
-                .fetch_optional(&self.pool)
-                .await?;
-                row.map(TryInto::try_into).transpose()
             }
 
             async fn set_code_family(

@@ -149,6 +149,28 @@ macro_rules! bind_all {
 }
 pub(crate) use bind_all;
 
+/// The row whose key is `$key` as a core type, through `$sql`: read on an inline connection
+/// (`$inline`, [`crate::sqlite_inline_reads`]) where `$store` has them, else through its pool
+/// as `$row`. For the point reads of the hot paths (a code, a refresh token, a family).
+macro_rules! lookup_by_key {
+    ($store:expr, $sql:expr, $inline:path, $row:ty, $key:expr) => {{
+        let inline = $store
+            .inline_reads()
+            .and_then(|reads| reads.read(|conn| $inline(conn, $key)));
+        let row: Option<$row> = match inline {
+            Some(row) => row,
+            None => {
+                ::sqlx::query_as::<_, $row>($sql)
+                    .bind($key)
+                    .fetch_optional(&$store.pool)
+                    .await?
+            }
+        };
+        row.map(TryInto::try_into).transpose()
+    }};
+}
+pub(crate) use lookup_by_key;
+
 /// Runs a [`Conditions::capped_count`] statement and yields its count as `u32`.
 macro_rules! capped_count {
     ($pool:expr, $sql:expr, $binds:expr) => {{

@@ -372,38 +372,26 @@ macro_rules! impl_refresh {
                 &self,
                 family_id: &str,
             ) -> $crate::StoreResult<Option<$crate::model::FamilyLookup>> {
-                let inline = self.inline_reads().and_then(|reads| {
-                    reads.read(|conn| $crate::sql::refresh::family_lookup_inline(conn, family_id))
-                });
-                if let Some(row) = inline {
-                    return row.map(TryInto::try_into).transpose();
-                }
-                let row = ::sqlx::query_as::<_, $crate::sql::refresh::FamilyRow>(
+                $crate::sql::lookup_by_key!(
+                    self,
                     $crate::sql::refresh::FAMILY_LOOKUP,
+                    $crate::sql::refresh::family_lookup_inline,
+                    $crate::sql::refresh::FamilyRow,
+                    family_id
                 )
-                .bind(family_id)
-                .fetch_optional(&self.pool)
-                .await?;
-                row.map(TryInto::try_into).transpose()
             }
 
             async fn refresh_token(
                 &self,
                 token_hash: &str,
             ) -> $crate::StoreResult<Option<$crate::model::RefreshLookup>> {
-                let inline = self.inline_reads().and_then(|reads| {
-                    reads.read(|conn| $crate::sql::refresh::lookup_inline(conn, token_hash))
-                });
-                if let Some(row) = inline {
-                    return row.map(TryInto::try_into).transpose();
-                }
-                let row = ::sqlx::query_as::<_, $crate::sql::refresh::LookupRow>(
+                $crate::sql::lookup_by_key!(
+                    self,
                     $crate::sql::refresh::LOOKUP,
+                    $crate::sql::refresh::lookup_inline,
+                    $crate::sql::refresh::LookupRow,
+                    token_hash
                 )
-                .bind(token_hash)
-                .fetch_optional(&self.pool)
-                .await?;
-                row.map(TryInto::try_into).transpose()
             }
 
             async fn rotate_refresh_token(
