@@ -224,9 +224,10 @@ pub fn standing(
     if behind > MAX_GENERATIONS_BEHIND {
         return None;
     }
-    let mut token = presented.to_owned();
+    // The live token, the common case, is hashed as presented, without a copy.
+    let mut token = std::borrow::Cow::Borrowed(presented);
     for generation in name.generation + 1..=live.generation {
-        token = next(refresh_key, &token, name.family_id, generation);
+        token = next(refresh_key, &token, name.family_id, generation).into();
     }
     if !secret::verify_secret(&token, &live.token_hash) {
         return None;

@@ -53,21 +53,26 @@ pub async fn find(
     let Some(found) = app.store.refresh_family(name.family_id).await? else {
         return Ok(None);
     };
-    let standing = found
-        .family
-        .live
-        .as_ref()
-        .and_then(|live| refresh::standing(app.kek.refresh_key(), presented, name, live));
-    Ok(standing.map(|standing| PresentedRefresh {
+    let Some(live) = found.family.live.as_ref() else {
+        return Ok(None);
+    };
+    let Some(standing) = refresh::standing(app.kek.refresh_key(), presented, name, live) else {
+        return Ok(None);
+    };
+    // Only a live token is ever rotated, and its hash is the one `standing` just matched:
+    // the row's, not hashed again. (For a retired token this names the live token at another
+    // generation, which no rotation can match.)
+    let retiring = Retiring::Live {
+        generation: name.generation,
+        token_hash: live.token_hash.clone(),
+    };
+    Ok(Some(PresentedRefresh {
         family: found.family,
         grant: found.grant,
         user_active: found.user_active,
         agent_active: found.agent_active,
         standing,
-        retiring: Retiring::Live {
-            generation: name.generation,
-            token_hash: secret::hash_secret(presented),
-        },
+        retiring,
     }))
 }
 
