@@ -5,13 +5,14 @@
 //! query comes from [`crate::sql`], shared with SQLite. Durability is the server's default
 //! (`synchronous_commit = on`): a commit that returned is on disk.
 
+use crate::postgres_point_reads::{PointReads, ReadConnection};
 use crate::sql::load;
 use crate::{Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use mandate_core::event::NewEvent;
-use sqlx::Postgres;
 use sqlx::postgres::{PgArguments, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::query::Query;
+use sqlx::{Connection as _, Postgres};
 use std::sync::LazyLock;
 use std::time::Duration;
 use tokio::sync::{OnceCell, watch};
@@ -92,12 +93,42 @@ fn bind_columns<'q>(
 /// modest; many nodes share one database's `max_connections`.
 const MAX_CONNECTIONS: u32 = 16;
 
+/// A pooled connection idle at least this long is tested (a round trip) before it is handed
+/// out; one used more recently is not ([`connection_worth_testing`]).
+pub(crate) const TEST_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// Whether a connection leaving the pool should be tested first. sqlx tests every connection
+/// as it returns to the pool (a `Sync` round trip), and by default tests it again as it leaves
+/// (`test_before_acquire`): two round trips besides the statement for every query, which cost
+/// more of a point read's CPU than the read. A connection that came back a moment ago passed
+/// the first test then; one that sat idle may have been closed since (a restarted server, an
+/// idle timeout in a proxy) and is still tested, so a dead connection is replaced before a
+/// request can see it fail.
+fn connection_worth_testing(meta: &sqlx::pool::PoolConnectionMetadata) -> bool {
+    meta.idle_for >= TEST_AFTER_IDLE
+}
+
+/// The pool's settings: [`MAX_CONNECTIONS`], and a test only for a connection that sat idle.
+pub(crate) fn pool_options() -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(MAX_CONNECTIONS)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                // A failed test closes the connection and the pool opens another.
+                Ok(!connection_worth_testing(&meta) || conn.ping().await.is_ok())
+            })
+        })
+}
+
 pub(crate) struct PostgresStore {
     pool: PgPool,
     /// Started on first use: one LISTEN connection per node, shared by every feed reader.
     notifications: OnceCell<watch::Receiver<u64>>,
     /// The last audit chain link this process committed (see `sql::events`).
     last_link: crate::sql::events::LastLink,
+    /// Connections lent for the hot paths' point reads, outside the pool.
+    point_reads: PointReads,
 }
 
 impl PostgresStore {
@@ -111,14 +142,17 @@ impl PostgresStore {
         None
     }
 
+    /// A connection for one of the hot paths' point reads ([`crate::postgres_point_reads`]).
+    pub(crate) async fn read_connection(&self) -> StoreResult<ReadConnection<'_>> {
+        self.point_reads.connection().await
+    }
+
     /// Connects to and migrates the database at `url` (`postgres://user@host:port/db`).
     pub(crate) async fn connect(url: &str) -> StoreResult<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .connect(url)
-            .await?;
+        let pool = pool_options().connect(url).await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         Ok(Self {
+            point_reads: PointReads::new(pool.clone()),
             pool,
             notifications: OnceCell::new(),
             last_link: Default::default(),

@@ -18,9 +18,10 @@ use crate::sqlite_inline_reads::InlineReads;
 use crate::{Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use mandate_core::event::NewEvent;
-use sqlx::Connection;
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::sqlite::{SqliteConnection, SqliteSynchronous};
+use sqlx::{Connection, Sqlite};
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::LazyLock;
@@ -252,6 +253,11 @@ impl SqliteStore {
             self.events_committed();
             self.last_link.committed(last);
         }
+    }
+
+    /// A connection for one of the hot paths' point reads that could not be answered inline.
+    pub(crate) async fn read_connection(&self) -> StoreResult<PoolConnection<Sqlite>> {
+        Ok(self.pool.acquire().await?)
     }
 
     /// Where the hottest point reads are tried first (`None` for an in-memory database).

@@ -475,9 +475,12 @@ macro_rules! impl_grants {
                     return Ok(live);
                 }
                 let query = ::sqlx::query_scalar::<_, String>(&sql).bind(now.unix());
-                Ok($crate::sql::bind_all!(query, binds)
-                    .fetch_all(&self.pool)
-                    .await?)
+                let mut conn = self.read_connection().await?;
+                let live = $crate::sql::bind_all!(query, binds)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                $crate::postgres_point_reads::Lent::finished(conn);
+                Ok(live)
             }
 
             async fn grants(

@@ -150,8 +150,8 @@ macro_rules! bind_all {
 pub(crate) use bind_all;
 
 /// The row whose key is `$key` as a core type, through `$sql`: read on an inline connection
-/// (`$inline`, [`crate::sqlite_inline_reads`]) where `$store` has them, else through its pool
-/// as `$row`. For the point reads of the hot paths (a code, a refresh token, a family).
+/// (`$inline`, [`crate::sqlite_inline_reads`]) where `$store` has them, else on a connection
+/// lent for point reads ([`crate::postgres_point_reads`]) as `$row`. For the point reads of the hot paths (a code, a refresh token, a family).
 macro_rules! lookup_by_key {
     ($store:expr, $sql:expr, $inline:path, $row:ty, $key:expr) => {{
         let inline = $store
@@ -160,10 +160,13 @@ macro_rules! lookup_by_key {
         let row: Option<$row> = match inline {
             Some(row) => row,
             None => {
-                ::sqlx::query_as::<_, $row>($sql)
+                let mut conn = $store.read_connection().await?;
+                let row = ::sqlx::query_as::<_, $row>($sql)
                     .bind($key)
-                    .fetch_optional(&$store.pool)
-                    .await?
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                $crate::postgres_point_reads::Lent::finished(conn);
+                row
             }
         };
         row.map(TryInto::try_into).transpose()

@@ -52,14 +52,16 @@ macro_rules! impl_token_state {
                 if let Some(usable) = inline {
                     return Ok(usable);
                 }
+                let mut conn = self.read_connection().await?;
                 let usable =
                     ::sqlx::query_scalar::<_, bool>($crate::sql::token_state::ACCESS_TOKEN_USABLE)
                         .bind(jti)
                         .bind(grant_id)
                         .bind(client_id)
                         .bind(now.unix())
-                        .fetch_one(&self.pool)
+                        .fetch_one(&mut *conn)
                         .await?;
+                $crate::postgres_point_reads::Lent::finished(conn);
                 Ok(usable)
             }
         }

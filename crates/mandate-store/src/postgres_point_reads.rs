@@ -1,0 +1,284 @@
+//! PostgreSQL point reads on connections kept outside sqlx's pool, for the reads every request
+//! of a hot path makes: whether an access token may still be used (introspection), the lookup
+//! of a refresh token, its family or an authorization code before it is redeemed, and which
+//! grants of a group-commit batch are still in force. SQLite answers the same reads on the
+//! asking thread ([`crate::sqlite_inline_reads`]).
+//!
+//! sqlx's pool tests every connection returned to it with a round trip (a `Sync` message,
+//! answered by `ReadyForQuery`, in a task spawned for it), and that test cannot be turned off.
+//! For a one-statement read it is a second round trip to the database for every request, which
+//! wakes the server process and this one again: under introspection load half of the socket
+//! writes to PostgreSQL were these tests (BENCHMARKS.md, "PostgreSQL statements without the
+//! pool's tests"). The connections here are lent for one statement and taken back untested
+//! when the statement succeeded. One idle for [`crate::postgres::TEST_AFTER_IDLE`] or longer
+//! is tested before it is lent (the server may have restarted or a proxy closed it meanwhile);
+//! one whose statement failed or was abandoned (its request went away mid-statement) is
+//! closed, since it may be left mid-protocol. When all [`MAX_HELD`] are lent, a read takes a
+//! pooled connection as any other query does.
+
+use crate::StoreResult;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnection, PgPool};
+use sqlx::{Connection as _, Database, Postgres};
+use std::ops::{Deref, DerefMut};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+/// Connections held for point reads per node, besides the pool's.
+pub(crate) const MAX_HELD: usize = 8;
+
+/// A connection lent for one statement: [`Lent::finished`] once the statement succeeded lets
+/// it be reused as it is; dropped unfinished, it is not reused.
+pub(crate) trait Lent: DerefMut {
+    fn finished(self);
+}
+
+/// A pooled connection (SQLite's reads that could not be answered inline, and PostgreSQL's
+/// when every held connection is lent) goes back to its pool either way.
+impl<DB: Database> Lent for PoolConnection<DB> {
+    fn finished(self) {}
+}
+
+pub(crate) struct PointReads {
+    pool: PgPool,
+    /// Held connections not lent right now, with when each came back.
+    idle: Mutex<Vec<(PgConnection, Instant)>>,
+    /// Held connections, idle or lent.
+    held: AtomicUsize,
+}
+
+impl PointReads {
+    pub(crate) fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            idle: Mutex::new(Vec::new()),
+            held: AtomicUsize::new(0),
+        }
+    }
+
+    /// A connection for one statement: an idle held one, a new held one while fewer than
+    /// [`MAX_HELD`] are open, else one from the pool.
+    pub(crate) async fn connection(&self) -> StoreResult<ReadConnection<'_>> {
+        loop {
+            let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let Some((conn, since)) = idle else { break };
+            // Lent before the test, so that a failed or abandoned test frees its place.
+            let mut lent = ReadConnection::Held {
+                conn,
+                slot: Slot(self),
+            };
+            if since.elapsed() < crate::postgres::TEST_AFTER_IDLE || lent.ping().await.is_ok() {
+                return Ok(lent);
+            }
+        }
+        let Some(slot) = self.reserve_slot() else {
+            return Ok(ReadConnection::Pooled(self.pool.acquire().await?));
+        };
+        let conn = PgConnection::connect_with(&self.pool.connect_options()).await?;
+        Ok(ReadConnection::Held { conn, slot })
+    }
+
+    /// A place for one more held connection, if there is room.
+    fn reserve_slot(&self) -> Option<Slot<'_>> {
+        self.held
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < MAX_HELD).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(self))
+    }
+}
+
+/// The place of one held connection while it is lent (or being opened): dropped, it frees
+/// the place, so a connection that is not given back (and so closed) is not counted.
+pub(crate) struct Slot<'a>(&'a PointReads);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.held.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A connection lent by [`PointReads::connection`].
+pub(crate) enum ReadConnection<'a> {
+    Held { conn: PgConnection, slot: Slot<'a> },
+    Pooled(PoolConnection<Postgres>),
+}
+
+impl Deref for ReadConnection<'_> {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        match self {
+            Self::Held { conn, .. } => conn,
+            Self::Pooled(conn) => conn,
+        }
+    }
+}
+
+impl DerefMut for ReadConnection<'_> {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        match self {
+            Self::Held { conn, .. } => conn,
+            Self::Pooled(conn) => conn,
+        }
+    }
+}
+
+impl Lent for ReadConnection<'_> {
+    /// A held connection goes back to the idle ones, keeping its place. (Dropped instead,
+    /// its socket closes: PostgreSQL ends the session quietly, or logs that it could not send
+    /// a statement's result when the request went away in the middle of one.)
+    fn finished(self) {
+        if let Self::Held { conn, slot } = self {
+            let reads = slot.0;
+            std::mem::forget(slot);
+            let mut idle = reads.idle.lock().unwrap_or_else(|e| e.into_inner());
+            idle.push((conn, Instant::now()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::postgres::{TEST_AFTER_IDLE, pool_options};
+    use crate::testing::postgres_test_url;
+
+    /// Point reads on the test server's admin database (they need no schema), or `None`
+    /// (and a note) without one.
+    async fn point_reads(test: &str) -> Option<PointReads> {
+        let Some(url) = postgres_test_url() else {
+            eprintln!("SKIPPED {test}: MANDATE_TEST_POSTGRES_URL not set");
+            return None;
+        };
+        Some(PointReads::new(pool_options().connect(&url).await.unwrap()))
+    }
+
+    async fn backend_of(conn: &mut ReadConnection<'_>) -> i32 {
+        sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut **conn)
+            .await
+            .unwrap()
+    }
+
+    fn held(conn: &ReadConnection<'_>) -> bool {
+        matches!(conn, ReadConnection::Held { .. })
+    }
+
+    /// Ends a backend from another connection, as a restarted server or a proxy would.
+    async fn terminate(reads: &PointReads, backend: i32) {
+        let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(backend)
+            .fetch_one(&reads.pool)
+            .await
+            .unwrap();
+        assert!(ended);
+    }
+
+    /// Makes every idle held connection look idle for [`TEST_AFTER_IDLE`] already.
+    fn age_idle(reads: &PointReads) {
+        for (_, since) in reads.idle.lock().unwrap().iter_mut() {
+            *since = Instant::now().checked_sub(TEST_AFTER_IDLE).unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_finished_connection_is_lent_again() {
+        let Some(reads) = point_reads("a_finished_connection_is_lent_again").await else {
+            return;
+        };
+        let mut first = reads.connection().await.unwrap();
+        assert!(held(&first));
+        let backend = backend_of(&mut first).await;
+        first.finished();
+        let mut again = reads.connection().await.unwrap();
+        assert!(held(&again));
+        assert_eq!(backend_of(&mut again).await, backend);
+        again.finished();
+        assert_eq!(reads.held.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unfinished_connection_is_closed_and_not_lent_again() {
+        let Some(reads) = point_reads("an_unfinished_connection_is_closed").await else {
+            return;
+        };
+        let mut first = reads.connection().await.unwrap();
+        let backend = backend_of(&mut first).await;
+        drop(first); // as when a request goes away mid-statement
+        assert_eq!(reads.held.load(Ordering::Relaxed), 0);
+        let mut next = reads.connection().await.unwrap();
+        assert!(held(&next));
+        assert_ne!(backend_of(&mut next).await, backend);
+        next.finished();
+    }
+
+    #[tokio::test]
+    async fn a_connection_idle_for_a_while_is_tested_and_a_dead_one_replaced() {
+        let Some(reads) = point_reads("a_connection_idle_for_a_while_is_tested").await else {
+            return;
+        };
+        let mut first = reads.connection().await.unwrap();
+        let backend = backend_of(&mut first).await;
+        first.finished();
+        terminate(&reads, backend).await;
+        age_idle(&reads);
+        let mut next = reads.connection().await.unwrap();
+        assert!(held(&next));
+        assert_ne!(backend_of(&mut next).await, backend);
+        next.finished();
+        assert_eq!(reads.held.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn beyond_the_held_connections_reads_use_the_pool() {
+        let Some(reads) = point_reads("beyond_the_held_connections").await else {
+            return;
+        };
+        let mut lent = Vec::new();
+        for _ in 0..MAX_HELD {
+            lent.push(reads.connection().await.unwrap());
+        }
+        assert!(lent.iter().all(held));
+        let mut pooled = reads.connection().await.unwrap();
+        assert!(!held(&pooled));
+        backend_of(&mut pooled).await;
+        pooled.finished();
+        lent.into_iter().for_each(Lent::finished);
+        assert_eq!(reads.idle.lock().unwrap().len(), MAX_HELD);
+        assert!(held(&reads.connection().await.unwrap()));
+    }
+
+    /// The pool's own connections: tested only after sitting idle, so one whose server went
+    /// away meanwhile is replaced before a statement meets it.
+    #[tokio::test]
+    async fn a_pooled_connection_idle_for_a_while_is_tested_and_a_dead_one_replaced() {
+        let Some(url) = postgres_test_url() else {
+            eprintln!("SKIPPED a_pooled_connection_idle_for_a_while: no MANDATE_TEST_POSTGRES_URL");
+            return;
+        };
+        let pool = pool_options()
+            .max_connections(2)
+            .connect(&url)
+            .await
+            .unwrap();
+        let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let mut other = PgConnection::connect(&url).await.unwrap();
+        sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(backend)
+            .execute(&mut other)
+            .await
+            .unwrap();
+        tokio::time::sleep(TEST_AFTER_IDLE + std::time::Duration::from_millis(100)).await;
+        let next: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_ne!(next, backend);
+    }
+}
