@@ -11,22 +11,18 @@
 
 use crate::errors::ServerError;
 use crate::state::AppState;
-use mandate_core::grant::Grant;
-use mandate_core::refresh::{self, LiveToken, RefreshFamily, Standing, TokenName};
+use mandate_core::refresh::{self, LiveToken, Standing, TokenName};
 use mandate_core::secret;
 use mandate_core::time::Timestamp;
+use mandate_store::FamilyLookup;
 use mandate_store::batch::{Change, Retiring};
 
 /// A presented refresh token that this server issued, with everything decided from it.
 #[derive(Debug, Clone)]
 pub struct PresentedRefresh {
-    pub family: RefreshFamily,
-    /// The family's grant as stored (revoked or expired included); `None` if its row is gone.
-    pub grant: Option<Grant>,
-    /// `true` for a service family, else whether its user exists and is enabled.
-    pub user_active: bool,
-    /// Whether the family's agent exists and is enabled.
-    pub agent_active: bool,
+    /// The token's family, its grant as stored (revoked or expired included) and its parties'
+    /// standing.
+    pub found: FamilyLookup,
     pub standing: Standing,
     retiring: Retiring,
 }
@@ -43,10 +39,7 @@ pub async fn find(
         };
         return Ok(Some(PresentedRefresh {
             standing: Standing::of_record(&row.token, row.successor_live),
-            family: row.family,
-            grant: row.grant,
-            user_active: row.user_active,
-            agent_active: row.agent_active,
+            found: row.found,
             retiring: Retiring::Legacy { token_hash },
         }));
     };
@@ -67,10 +60,7 @@ pub async fn find(
         token_hash: live.token_hash.clone(),
     };
     Ok(Some(PresentedRefresh {
-        family: found.family,
-        grant: found.grant,
-        user_active: found.user_active,
-        agent_active: found.agent_active,
+        found,
         standing,
         retiring,
     }))
@@ -83,16 +73,18 @@ impl PresentedRefresh {
         match &self.retiring {
             Retiring::Live { generation, .. } => {
                 let name = TokenName {
-                    family_id: &self.family.id,
+                    family_id: &self.found.family.id,
                     generation: *generation,
                 };
                 refresh::successor(refresh_key, presented, name)
             }
             Retiring::Legacy { .. } => {
-                let next = refresh::successor_of_legacy(refresh_key, presented, &self.family.id);
+                let next =
+                    refresh::successor_of_legacy(refresh_key, presented, &self.found.family.id);
                 // A row rotated by a server from before families held their live token was
                 // given a row of its own as successor; inside its grace window, that one again.
                 let given_next = self
+                    .found
                     .family
                     .live
                     .as_ref()
@@ -116,7 +108,7 @@ impl PresentedRefresh {
             Retiring::Legacy { .. } => 1,
         };
         Change::RotateRefresh {
-            family_id: self.family.id.clone(),
+            family_id: self.found.family.id.clone(),
             retiring: self.retiring.clone(),
             successor: LiveToken {
                 generation,

@@ -102,13 +102,8 @@ pub struct FamilyLookup {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshLookup {
     pub token: RefreshTokenRecord,
-    pub family: RefreshFamily,
-    /// As [`FamilyLookup::grant`].
-    pub grant: Option<Grant>,
-    /// As [`FamilyLookup::user_active`].
-    pub user_active: bool,
-    /// As [`FamilyLookup::agent_active`].
-    pub agent_active: bool,
+    /// The token's family, its grant and its parties' standing.
+    pub found: FamilyLookup,
     /// Whether the token that replaced this one is still unused: a row of its own still
     /// unused, or the family's live token (`false` for a live token, which has no successor).
     /// The successor's expiry is not checked (the lookup has no clock): the server only uses

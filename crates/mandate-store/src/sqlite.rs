@@ -852,9 +852,9 @@ mod tests {
         }
         let full = store.refresh_token("r_1").await.unwrap().unwrap();
         assert!(full.successor_live && full.token.used_at.is_some());
-        assert_eq!(full.family.live, Some(live(1, "r_1b", 2000)));
+        assert_eq!(full.found.family.live, Some(live(1, "r_1b", 2000)));
         assert_eq!(
-            full.grant.and_then(|g| g.revoked_reason).as_deref(),
+            full.found.grant.and_then(|g| g.revoked_reason).as_deref(),
             Some("test")
         );
         for id in ["f_1", "f_2", "f_3", "f_missing"] {

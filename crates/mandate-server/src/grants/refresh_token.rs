@@ -34,18 +34,19 @@ pub async fn exchange(
 ) -> Result<TokenResponse, ServerError> {
     let lookup = load(app, presented).await?;
     let presentation = classify(app, agent, &lookup, meta, now).await?;
-    let family = &lookup.family;
+    let family = &lookup.found.family;
 
     // Validate everything before rotating, so a rejected request leaves the token usable. The
     // grant and the user's standing came with the token, read in the same statement.
     let grant = lookup
+        .found
         .grant
         .as_ref()
         .filter(|g| g.is_active(now))
         .ok_or_else(|| invalid("the grant has been revoked"))?;
     app.throttles
         .check(mandate_core::anomaly::Per::Grant, &grant.id, now)?;
-    if !lookup.user_active {
+    if !lookup.found.user_active {
         return Err(invalid("the user is no longer active"));
     }
     if resource.is_some_and(|r| r != family.resource) {
@@ -127,7 +128,7 @@ async fn classify(
     meta: &RequestMeta,
     now: Timestamp,
 ) -> Result<Presentation, ServerError> {
-    let family = &lookup.family;
+    let family = &lookup.found.family;
     if family.client_id != agent.client_id {
         return Err(invalid("the refresh token was issued to another client"));
     }

@@ -124,14 +124,15 @@ async fn introspect_refresh(
     token: &str,
     now: Timestamp,
 ) -> Result<IntrospectionResponse, ServerError> {
-    let Some(found) = crate::refresh_state::find(app, token).await? else {
+    let Some(presented) = crate::refresh_state::find(app, token).await? else {
         return Ok(IntrospectionResponse::inactive());
     };
+    let found = &presented.found;
     let f = &found.family;
     let Standing::Live {
         issued_at,
         expires_at,
-    } = found.standing
+    } = presented.standing
     else {
         return Ok(IntrospectionResponse::inactive());
     };

@@ -82,10 +82,10 @@ async fn revoke_refresh_token(
     token: &str,
     now: Timestamp,
 ) -> Result<Option<NewEvent>, ServerError> {
-    let Some(found) = crate::refresh_state::find(app, token).await? else {
+    let Some(presented) = crate::refresh_state::find(app, token).await? else {
         return Ok(None);
     };
-    let family = found.family;
+    let family = presented.found.family;
     if family.client_id != client_id {
         return Ok(None);
     }

@@ -226,10 +226,7 @@ impl TryFrom<LookupRow> for RefreshLookup {
                 expires_at: ts(r.expires_at),
                 used_at: opt_ts(r.used_at),
             },
-            family: found.family,
-            grant: found.grant,
-            user_active: found.user_active,
-            agent_active: found.agent_active,
+            found,
             successor_live: r.successor_live,
         })
     }

@@ -88,7 +88,7 @@ async fn revoked(store: &dyn Store, world: &World) -> BTreeSet<String> {
             .await
             .unwrap()
             .unwrap();
-        if lookup.family.revoked_at.is_some() {
+        if lookup.found.family.revoked_at.is_some() {
             out.insert(format!("f_{id}"));
         }
     }

@@ -231,6 +231,7 @@ pub(crate) async fn revoke_grant_revokes_its_families_once(store: Arc<dyn Store>
                 .await
                 .unwrap()
                 .unwrap()
+                .found
                 .family
                 .revoked_at
         }
@@ -367,11 +368,14 @@ pub(crate) async fn redemption_lookups_carry_the_grant_and_the_users_standing(
     assert_eq!(store.authorization_code("h_unknown").await.unwrap(), None);
 
     let refresh = store.refresh_token("r_1").await.unwrap().unwrap();
-    assert_eq!(refresh.grant, Some(alice(grant("g_1", None, 100))));
-    assert!(refresh.user_active);
+    assert_eq!(refresh.found.grant, Some(alice(grant("g_1", None, 100))));
+    assert!(refresh.found.user_active);
     let service = store.refresh_token("r_service").await.unwrap().unwrap();
-    assert_eq!(service.grant, None);
-    assert!(service.user_active, "a family without a user needs none");
+    assert_eq!(service.found.grant, None);
+    assert!(
+        service.found.user_active,
+        "a family without a user needs none"
+    );
 
     // Consuming, revoking and disabling show through.
     assert!(matches!(
@@ -387,9 +391,9 @@ pub(crate) async fn redemption_lookups_carry_the_grant_and_the_users_standing(
     assert_eq!(found.grant.unwrap().revoked_at, Some(t(1020)));
     assert!(!found.user_active);
     let refresh = store.refresh_token("r_1").await.unwrap().unwrap();
-    assert_eq!(refresh.grant.unwrap().revoked_at, Some(t(1020)));
-    assert_eq!(refresh.family.revoked_at, Some(t(1020)));
-    assert!(!refresh.user_active);
+    assert_eq!(refresh.found.grant.unwrap().revoked_at, Some(t(1020)));
+    assert_eq!(refresh.found.family.revoked_at, Some(t(1020)));
+    assert!(!refresh.found.user_active);
 }
 
 /// Migration 0014 on a database that already holds duplicate live grants of one user to one
@@ -448,7 +452,7 @@ pub(crate) async fn migration_revokes_all_but_the_newest_duplicate_user_grant_ra
     }
     for (r, revoked) in [("r_a", true), ("r_b", true), ("r_c", false)] {
         let look = store.refresh_token(r).await.unwrap().unwrap();
-        assert_eq!(look.family.revoked_at.is_some(), revoked, "{r}");
+        assert_eq!(look.found.family.revoked_at.is_some(), revoked, "{r}");
     }
     let again = store.create_grant(&grant("g_d", Some("u_1"), 300)).await;
     assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");

@@ -80,6 +80,7 @@ async fn family_revoked_at(store: &dyn Store, token_hash: &str) -> Option<Timest
         .await
         .unwrap()
         .unwrap()
+        .found
         .family
         .revoked_at
 }

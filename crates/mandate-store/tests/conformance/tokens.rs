@@ -95,7 +95,10 @@ pub(crate) async fn legacy_tokens_rotate_into_a_live_token(store: Arc<dyn Store>
     let first = token("r_1", "f_1", 1000);
     legacy_family(&*store, &family("f_1", "g_1"), &first).await;
     let look = store.refresh_token("r_1").await.unwrap().unwrap();
-    assert_eq!((&look.token, &look.family), (&first, &family("f_1", "g_1")));
+    assert_eq!(
+        (&look.token, &look.found.family),
+        (&first, &family("f_1", "g_1"))
+    );
     assert!(!look.successor_live);
     assert_eq!(store.refresh_token("r_missing").await.unwrap(), None);
 
@@ -110,7 +113,7 @@ pub(crate) async fn legacy_tokens_rotate_into_a_live_token(store: Arc<dyn Store>
     );
     let old = store.refresh_token("r_1").await.unwrap().unwrap();
     assert_eq!(old.token.used_at, Some(t(1100)));
-    assert_eq!(old.family.live, Some(live(1, "h_1", 1100)));
+    assert_eq!(old.found.family.live, Some(live(1, "h_1", 1100)));
     assert!(old.successor_live, "its successor is the live token");
     assert!(
         !store
@@ -513,7 +516,7 @@ pub(crate) async fn expired_refresh_tokens_are_purged_in_pages(store: Arc<dyn St
     assert_eq!(store.refresh_token("r_0").await.unwrap(), None, "expired");
     assert_eq!(store.refresh_token("r_1049").await.unwrap(), None);
     let kept = store.refresh_token("r_3_next").await.unwrap().unwrap();
-    assert_eq!(kept.family, family("f_3", "g_1"), "the family stays");
+    assert_eq!(kept.found.family, family("f_3", "g_1"), "the family stays");
     assert_eq!(store.purge_refresh_tokens(t(4601)).await.unwrap(), 0);
     assert_eq!(store.purge_refresh_tokens(t(5601)).await.unwrap(), 10);
     assert_eq!(store.refresh_token("r_3_next").await.unwrap(), None);
