@@ -14,7 +14,8 @@
 //! is tested before it is lent (the server may have restarted or a proxy closed it meanwhile);
 //! one whose statement failed or was abandoned (its request went away mid-statement) is
 //! closed, since it may be left mid-protocol. When all [`MAX_HELD`] are lent, a read takes a
-//! pooled connection as any other query does.
+//! pooled connection as any other query does. One idle for [`CLOSE_AFTER_IDLE`] is closed
+//! when another is given back, as the pool closes its own.
 
 use crate::StoreResult;
 use sqlx::pool::PoolConnection;
@@ -23,10 +24,14 @@ use sqlx::{Connection as _, Database, Postgres};
 use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Connections held for point reads per node, besides the pool's.
 pub(crate) const MAX_HELD: usize = 8;
+
+/// A held connection idle this long is closed (sqlx's pool closes its own after the same
+/// time): what a burst opened does not keep a backend process of the database for good.
+const CLOSE_AFTER_IDLE: Duration = Duration::from_secs(600);
 
 /// A connection lent for one statement: [`Lent::finished`] once the statement succeeded lets
 /// it be reused as it is; dropped unfinished, it is not reused.
@@ -46,6 +51,8 @@ pub(crate) struct PointReads {
     idle: Mutex<Vec<(PgConnection, Instant)>>,
     /// Held connections, idle or lent.
     held: AtomicUsize,
+    /// [`CLOSE_AFTER_IDLE`] (shorter in tests).
+    close_after_idle: Duration,
 }
 
 impl PointReads {
@@ -54,6 +61,7 @@ impl PointReads {
             pool,
             idle: Mutex::new(Vec::new()),
             held: AtomicUsize::new(0),
+            close_after_idle: CLOSE_AFTER_IDLE,
         }
     }
 
@@ -77,6 +85,23 @@ impl PointReads {
         };
         let conn = PgConnection::connect_with(&self.pool.connect_options()).await?;
         Ok(ReadConnection::Held { conn, slot })
+    }
+
+    /// Puts a connection back with the idle ones. The one idle longest (at the bottom: the
+    /// most recently returned is lent first) comes out if it has been idle for
+    /// `close_after_idle`, for the caller to close outside the lock.
+    fn give_back(&self, conn: PgConnection) -> Option<PgConnection> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.push((conn, Instant::now()));
+        let stale = idle
+            .first()
+            .is_some_and(|(_, since)| since.elapsed() >= self.close_after_idle);
+        if !stale {
+            return None;
+        }
+        let (oldest, _) = idle.remove(0);
+        self.held.fetch_sub(1, Ordering::Relaxed);
+        Some(oldest)
     }
 
     /// A place for one more held connection, if there is room.
@@ -134,8 +159,7 @@ impl Lent for ReadConnection<'_> {
         if let Self::Held { conn, slot } = self {
             let reads = slot.0;
             std::mem::forget(slot);
-            let mut idle = reads.idle.lock().unwrap_or_else(|e| e.into_inner());
-            idle.push((conn, Instant::now()));
+            drop(reads.give_back(conn));
         }
     }
 }
@@ -249,6 +273,29 @@ mod tests {
         lent.into_iter().for_each(Lent::finished);
         assert_eq!(reads.idle.lock().unwrap().len(), MAX_HELD);
         assert!(held(&reads.connection().await.unwrap()));
+    }
+
+    #[tokio::test]
+    async fn the_connection_idle_longest_is_closed_once_idle_too_long() {
+        let Some(mut reads) = point_reads("the_connection_idle_longest_is_closed").await else {
+            return;
+        };
+        reads.close_after_idle = std::time::Duration::from_millis(100);
+        let mut first = reads.connection().await.unwrap();
+        let mut second = reads.connection().await.unwrap();
+        let first_backend = backend_of(&mut first).await;
+        let second_backend = backend_of(&mut second).await;
+        first.finished();
+        second.finished();
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        // Lends `second` (the last back) and gives it back: `first` has sat too long.
+        reads.connection().await.unwrap().finished();
+        assert_eq!(reads.held.load(Ordering::Relaxed), 1);
+        assert_eq!(reads.idle.lock().unwrap().len(), 1);
+        let mut kept = reads.connection().await.unwrap();
+        assert_eq!(backend_of(&mut kept).await, second_backend);
+        assert_ne!(second_backend, first_backend);
+        kept.finished();
     }
 
     /// The pool's own connections: tested only after sitting idle, so one whose server went
