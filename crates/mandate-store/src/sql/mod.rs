@@ -151,7 +151,8 @@ pub(crate) use bind_all;
 
 /// The row whose key is `$key` as a core type, through `$sql`: read on an inline connection
 /// (`$inline`, [`crate::sqlite_inline_reads`]) where `$store` has them, else on a connection
-/// lent for point reads ([`crate::postgres_point_reads`]) as `$row`. For the point reads of the hot paths (a code, a refresh token, a family).
+/// lent for point reads ([`crate::postgres_point_reads`]) as `$row`. For the point reads of
+/// the hot paths (a code, a refresh token, a family).
 macro_rules! lookup_by_key {
     ($store:expr, $sql:expr, $inline:path, $row:ty, $key:expr) => {{
         let inline = $store
