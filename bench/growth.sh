@@ -30,10 +30,13 @@
 #                   refreshed); a run ends early when they run out   [100000]
 #   GROWTH_BATCH    grants per bulk-load transaction  [50000]
 #   GROWTH_BACKENDS which backends: "sqlite", "postgres" or both  [both when the URL is set]
-#   GROWTH_WARM     1: before measuring a SQLite step, read its database file once, as the
-#                   operating system has it cached on a server that has run a while (right
-#                   after a load of 10 million grants only about half of it is, and every
-#                   other read goes to the disk); 0: measure right after the load    [1]
+#   GROWTH_WARM     1: before measuring a step, read its database once, as a server that
+#                   has run a while has it cached (right after a load of 10 million grants
+#                   only about half of it is, and every other read goes to the disk): SQLite's
+#                   file through the operating system's cache; PostgreSQL's tables and indexes
+#                   with pg_prewarm (a contrib extension it creates), into the operating
+#                   system's cache and then, indexes first, into shared_buffers as far as they
+#                   fit; 0: measure right after the load    [1]
 # The database is kept only for the run (a temporary directory; a fresh PostgreSQL database
 # mandate_growth_<pid>, dropped at exit). 10 million grants take about 12 GB on SQLite.
 set -euo pipefail
@@ -180,6 +183,21 @@ print(len(out))
 PY
 }
 
+# Reads the growth database's tables and indexes into the operating system's cache, then
+# into shared_buffers: indexes first, then tables, each smallest first, so that what fits
+# is what every lookup descends through.
+warm_postgres() {
+    psql "$PG_URL" -qAt >/dev/null <<'SQL'
+CREATE EXTENSION IF NOT EXISTS pg_prewarm;
+SELECT sum(pg_prewarm(c.oid, 'read')) FROM pg_class c
+ WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'i');
+SELECT sum(pg_prewarm(c.oid)) FROM (
+  SELECT oid FROM pg_class
+   WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'i')
+   ORDER BY relkind = 'r', pg_relation_size(oid)) c;
+SQL
+}
+
 # bench_backend NAME [database args...]
 bench_backend() {
     local name=$1
@@ -215,6 +233,9 @@ PY
         if [[ "$WARM" == 1 && ${#DB_ARGS[@]} -eq 0 ]]; then
             say "[$name] reading the database file once (GROWTH_WARM=1)"
             cat "$DATA"/mandate.db* >/dev/null
+        elif [[ "$WARM" == 1 ]]; then
+            say "[$name] reading every table and index once with pg_prewarm (GROWTH_WARM=1)"
+            warm_postgres
         fi
         start_server "$name"
         local picked

@@ -38,6 +38,7 @@ pub mod error;
 pub mod group_commit;
 pub mod model;
 mod postgres;
+mod postgres_connection_loss;
 mod postgres_point_reads;
 mod sql;
 mod sqlite;

@@ -5,7 +5,8 @@
 //! query comes from [`crate::sql`], shared with SQLite. Durability is the server's default
 //! (`synchronous_commit = on`): a commit that returned is on disk.
 
-use crate::postgres_point_reads::{PointReads, ReadConnection};
+use crate::postgres_connection_loss::ConnectionLoss;
+use crate::postgres_point_reads::{PointRead, PointReads};
 use crate::sql::load;
 use crate::{Store, StoreError, StoreResult};
 use async_trait::async_trait;
@@ -13,7 +14,7 @@ use mandate_core::event::NewEvent;
 use sqlx::postgres::{PgArguments, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::query::Query;
 use sqlx::{Connection as _, Postgres};
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 use tokio::sync::{OnceCell, watch};
 
@@ -93,30 +94,25 @@ fn bind_columns<'q>(
 /// modest; many nodes share one database's `max_connections`.
 const MAX_CONNECTIONS: u32 = 16;
 
-/// A pooled connection idle at least this long is tested (a round trip) before it is handed
-/// out; one used more recently is not ([`connection_worth_testing`]).
-pub(crate) const TEST_AFTER_IDLE: Duration = Duration::from_secs(1);
-
-/// Whether a connection leaving the pool should be tested first. sqlx tests every connection
-/// as it returns to the pool (a `Sync` round trip), and by default tests it again as it leaves
-/// (`test_before_acquire`): two round trips besides the statement for every query, which cost
-/// more of a point read's CPU than the read. A connection that came back a moment ago passed
-/// the first test then; one that sat idle may have been closed since (a restarted server, an
-/// idle timeout in a proxy) and is still tested, so a dead connection is replaced before a
-/// request can see it fail.
-fn connection_worth_testing(meta: &sqlx::pool::PoolConnectionMetadata) -> bool {
-    meta.idle_for >= TEST_AFTER_IDLE
-}
-
-/// The pool's settings: [`MAX_CONNECTIONS`], and a test only for a connection that sat idle.
-pub(crate) fn pool_options() -> PgPoolOptions {
+/// The pool's settings: [`MAX_CONNECTIONS`], and a test only for a connection that sat idle
+/// or may have ended with others (`loss`).
+///
+/// sqlx tests every connection as it returns to the pool (a `Sync` round trip), and by
+/// default tests it again as it leaves (`test_before_acquire`): two round trips besides the
+/// statement for every query, which cost more of a point read's CPU than the read. A
+/// connection that came back a moment ago passed the first test then; one that sat idle, or
+/// was last good around a connection loss this node saw, is still tested
+/// ([`ConnectionLoss::worth_testing`]), so a dead connection is replaced before a request can
+/// see it fail.
+pub(crate) fn pool_options(loss: Arc<ConnectionLoss>) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(MAX_CONNECTIONS)
         .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
+        .before_acquire(move |conn, meta| {
+            let test = loss.worth_testing(meta.idle_for);
             Box::pin(async move {
                 // A failed test closes the connection and the pool opens another.
-                Ok(!connection_worth_testing(&meta) || conn.ping().await.is_ok())
+                Ok(!test || conn.ping().await.is_ok())
             })
         })
 }
@@ -129,6 +125,8 @@ pub(crate) struct PostgresStore {
     last_link: crate::sql::events::LastLink,
     /// Connections lent for the hot paths' point reads, outside the pool.
     point_reads: PointReads,
+    /// When a connection of this node last ended under it.
+    loss: Arc<ConnectionLoss>,
 }
 
 impl PostgresStore {
@@ -142,17 +140,19 @@ impl PostgresStore {
         None
     }
 
-    /// A connection for one of the hot paths' point reads ([`crate::postgres_point_reads`]).
-    pub(crate) async fn read_connection(&self) -> StoreResult<ReadConnection<'_>> {
-        self.point_reads.connection().await
+    /// Starts one of the hot paths' point reads ([`crate::postgres_point_reads`]).
+    pub(crate) fn point_read(&self) -> PointRead<'_> {
+        self.point_reads.point_read()
     }
 
     /// Connects to and migrates the database at `url` (`postgres://user@host:port/db`).
     pub(crate) async fn connect(url: &str) -> StoreResult<Self> {
-        let pool = pool_options().connect(url).await?;
+        let loss = Arc::new(ConnectionLoss::default());
+        let pool = pool_options(loss.clone()).connect(url).await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         Ok(Self {
-            point_reads: PointReads::new(pool.clone()),
+            point_reads: PointReads::new(pool.clone(), loss.clone()),
+            loss,
             pool,
             notifications: OnceCell::new(),
             last_link: Default::default(),
@@ -299,22 +299,33 @@ impl Store for PostgresStore {
             .notifications
             .get_or_try_init(|| async {
                 let mut listener = PgListener::connect_with(&self.pool).await?;
+                // Reconnected by the next `try_recv`, after the loss is recorded, so that the
+                // pool tests the connection it lends for it.
+                listener.eager_reconnect(false);
                 listener.listen(EVENTS_CHANNEL).await?;
                 let (tx, rx) = watch::channel(0u64);
+                let loss = self.loss.clone();
                 tokio::spawn(async move {
                     let mut seen = 0u64;
                     loop {
-                        match listener.recv().await {
-                            Ok(_) => {
-                                seen += 1;
-                                tx.send_replace(seen);
+                        match listener.try_recv().await {
+                            Ok(Some(_)) => {}
+                            Ok(None) => {
+                                // The database ended this connection, and likely every other
+                                // (a restart, a failover): test them before use. Readers are
+                                // woken, as notifications sent meanwhile are lost.
+                                loss.record();
+                                tracing::warn!("database connection lost; reconnecting");
                             }
                             Err(error) => {
-                                // PgListener reconnects on the next recv; readers still poll.
+                                // Readers still poll while this retries.
                                 tracing::warn!(error = %error, "event notifications interrupted");
                                 tokio::time::sleep(Duration::from_secs(1)).await;
+                                continue;
                             }
                         }
+                        seen += 1;
+                        tx.send_replace(seen);
                     }
                 });
                 Ok::<_, StoreError>(rx)

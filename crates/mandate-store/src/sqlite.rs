@@ -79,6 +79,25 @@ pub(crate) fn padded_insert(rows: usize) -> StoreResult<&'static str> {
         .ok_or(StoreError::Corrupt("event batch size"))
 }
 
+/// One point read on a pooled connection ([`crate::sql::point_read`]): a file on this machine
+/// has no connection that ends under the reader, so a failure is final.
+pub(crate) struct PooledPointRead<'a>(&'a SqlitePool);
+
+impl PooledPointRead<'_> {
+    pub(crate) async fn connection(&self) -> StoreResult<PoolConnection<Sqlite>> {
+        Ok(self.0.acquire().await?)
+    }
+
+    /// The statement's value (never `None`: a read here is not run again).
+    pub(crate) fn settle<T>(
+        &mut self,
+        _conn: PoolConnection<Sqlite>,
+        result: Result<T, sqlx::Error>,
+    ) -> StoreResult<Option<T>> {
+        Ok(Some(result?))
+    }
+}
+
 /// Where the group-commit writer's batches are written: always on one connection of their own
 /// (see [`SqliteStore::event_connection`]).
 enum Batches {
@@ -255,9 +274,10 @@ impl SqliteStore {
         }
     }
 
-    /// A connection for one of the hot paths' point reads that could not be answered inline.
-    pub(crate) async fn read_connection(&self) -> StoreResult<PoolConnection<Sqlite>> {
-        Ok(self.pool.acquire().await?)
+    /// Starts one of the hot paths' point reads that could not be answered inline: on a
+    /// pooled connection, run once.
+    pub(crate) fn point_read(&self) -> PooledPointRead<'_> {
+        PooledPointRead(&self.pool)
     }
 
     /// Where the hottest point reads are tried first (`None` for an in-memory database).

@@ -265,6 +265,40 @@ impl Drop for Cluster {
     }
 }
 
+/// Ends the sessions on the cluster's database whose last statement contains `last_statement`
+/// ("" for every one, as a database restart or a failover does); the number ended.
+async fn end_database_sessions(cluster: &Cluster, last_statement: &str) -> i64 {
+    use sqlx::Connection as _;
+    let mut admin = sqlx::PgConnection::connect(&cluster.admin_url)
+        .await
+        .unwrap();
+    let name = cluster.url.rsplit('/').next().unwrap();
+    let ended: i64 = sqlx::query_scalar(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = $1 AND pid <> pg_backend_pid() AND strpos(query, $2) > 0",
+    )
+    .bind(name)
+    .bind(last_statement)
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    admin.close().await.unwrap();
+    ended
+}
+
+/// Waits (up to 10 s) for `text` to appear in node `node`'s log.
+async fn wait_for_log(cluster: &Cluster, node: usize, text: &str) {
+    let log = common::stderr_log(&cluster.dir.path().join(format!("node{node}")));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log).unwrap().contains(text) {
+        assert!(
+            Instant::now() < deadline,
+            "node {node} never logged {text:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn jwt_header_kid(token: &str) -> String {
     let header = token.split('.').next().unwrap();
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -904,6 +938,50 @@ async fn killing_one_of_three_nodes_under_load_loses_and_duplicates_nothing() {
     drop(store);
     cluster.kill(0);
     cluster.kill(2);
+    cluster.verify_audit_chain();
+    cluster.finish().await;
+}
+
+/// The database ends a node's sessions under it, right after the node used them: no request
+/// fails. First only the connections introspection read on: the read meets its ended
+/// connection and runs again on another. Then every session at once, as a restart or a
+/// failover of the database does: the node notices on its listening connection and tests
+/// each connection used before ahead of its next statement, so issuance, rotation and the
+/// code flow's writes do not meet an ended one either.
+#[tokio::test]
+async fn database_sessions_ended_under_a_node_fail_no_request() {
+    let Some(cluster) = Cluster::start(1).await else {
+        return;
+    };
+    let (access, mut refresh) = user_tokens(&cluster, "alice", "contacts.read", 0, 0).await;
+    // Several pooled and held connections used a moment ago.
+    for _ in 0..3 {
+        let issued = cluster.client_credentials(0).await.unwrap();
+        let issued = issued["access_token"].as_str().unwrap().to_owned();
+        assert_eq!(cluster.introspect(0, &issued).await["active"], true);
+        assert_eq!(cluster.introspect(0, &access).await["active"], true);
+        (_, refresh) = refresh_on(&cluster, 0, &refresh).await.unwrap();
+    }
+
+    assert_eq!(cluster.introspect(0, &access).await["active"], true);
+    let ended = end_database_sessions(&cluster, "FROM revoked_tokens WHERE jti").await;
+    assert!(ended >= 1, "no session had introspected");
+    let answer = cluster.introspect(0, &access).await;
+    assert_eq!(answer["active"], true, "{answer}");
+
+    let ended = end_database_sessions(&cluster, "").await;
+    assert!(ended >= 3, "only {ended} sessions ended");
+    wait_for_log(&cluster, 0, "database connection lost; reconnecting").await;
+    let answer = cluster.introspect(0, &access).await;
+    assert_eq!(answer["active"], true, "{answer}");
+    for _ in 0..5 {
+        let issued = cluster.client_credentials(0).await.unwrap();
+        let issued = issued["access_token"].as_str().unwrap().to_owned();
+        assert_eq!(cluster.introspect(0, &issued).await["active"], true);
+        (_, refresh) = refresh_on(&cluster, 0, &refresh).await.unwrap();
+    }
+    let (again, _) = user_tokens(&cluster, "alice", "contacts.read", 0, 0).await;
+    assert_eq!(cluster.introspect(0, &again).await["active"], true);
     cluster.verify_audit_chain();
     cluster.finish().await;
 }

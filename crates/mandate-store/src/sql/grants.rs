@@ -474,13 +474,10 @@ macro_rules! impl_grants {
                 if let Some(live) = inline {
                     return Ok(live);
                 }
-                let query = ::sqlx::query_scalar::<_, String>(&sql).bind(now.unix());
-                let mut conn = self.read_connection().await?;
-                let live = $crate::sql::bind_all!(query, binds)
-                    .fetch_all(&mut *conn)
-                    .await?;
-                $crate::postgres_point_reads::Lent::finished(conn);
-                Ok(live)
+                Ok($crate::sql::point_read!(self, |conn| {
+                    let query = ::sqlx::query_scalar::<_, String>(&sql).bind(now.unix());
+                    $crate::sql::bind_all!(query, binds.iter().copied()).fetch_all(conn)
+                }))
             }
 
             async fn grants(

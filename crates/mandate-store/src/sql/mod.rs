@@ -149,10 +149,29 @@ macro_rules! bind_all {
 }
 pub(crate) use bind_all;
 
+/// Runs `$statement` (a read's future, on `&mut` connection `$conn`) as one of `$store`'s
+/// point reads: on PostgreSQL, on a held connection, and once more on another if that one had
+/// ended ([`crate::postgres_point_reads::PointRead`]); on SQLite, on a pooled connection.
+/// Evaluates to the statement's value; returns the store error from the enclosing function.
+macro_rules! point_read {
+    ($store:expr, |$conn:ident| $statement:expr) => {{
+        let mut read = $store.point_read();
+        loop {
+            let mut lent = read.connection().await?;
+            let $conn = &mut *lent;
+            let result = $statement.await;
+            if let Some(value) = read.settle(lent, result)? {
+                break value;
+            }
+        }
+    }};
+}
+pub(crate) use point_read;
+
 /// The row whose key is `$key` as a core type, through `$sql`: read on an inline connection
-/// (`$inline`, [`crate::sqlite_inline_reads`]) where `$store` has them, else on a connection
-/// lent for point reads ([`crate::postgres_point_reads`]) as `$row`. For the point reads of
-/// the hot paths (a code, a refresh token, a family).
+/// (`$inline`, [`crate::sqlite_inline_reads`]) where `$store` has them, else as `$row` by
+/// one of the store's point reads ([`point_read`]). For the point reads of the hot paths (a
+/// code, a refresh token, a family).
 macro_rules! lookup_by_key {
     ($store:expr, $sql:expr, $inline:path, $row:ty, $key:expr) => {{
         let inline = $store
@@ -161,13 +180,11 @@ macro_rules! lookup_by_key {
         let row: Option<$row> = match inline {
             Some(row) => row,
             None => {
-                let mut conn = $store.read_connection().await?;
-                let row = ::sqlx::query_as::<_, $row>($sql)
-                    .bind($key)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-                $crate::postgres_point_reads::Lent::finished(conn);
-                row
+                $crate::sql::point_read!($store, |conn| {
+                    ::sqlx::query_as::<_, $row>($sql)
+                        .bind($key)
+                        .fetch_optional(conn)
+                })
             }
         };
         row.map(TryInto::try_into).transpose()

@@ -52,17 +52,14 @@ macro_rules! impl_token_state {
                 if let Some(usable) = inline {
                     return Ok(usable);
                 }
-                let mut conn = self.read_connection().await?;
-                let usable =
+                Ok($crate::sql::point_read!(self, |conn| {
                     ::sqlx::query_scalar::<_, bool>($crate::sql::token_state::ACCESS_TOKEN_USABLE)
                         .bind(jti)
                         .bind(grant_id)
                         .bind(client_id)
                         .bind(now.unix())
-                        .fetch_one(&mut *conn)
-                        .await?;
-                $crate::postgres_point_reads::Lent::finished(conn);
-                Ok(usable)
+                        .fetch_one(conn)
+                }))
             }
         }
     };
