@@ -188,6 +188,7 @@ PY
 # is what every lookup descends through.
 warm_postgres() {
     psql "$PG_URL" -qAt >/dev/null <<'SQL'
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pg_prewarm;
 SELECT sum(pg_prewarm(c.oid, 'read')) FROM pg_class c
  WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'i');

@@ -467,7 +467,9 @@ pub trait EventStore: Send + Sync {
     /// in one transaction. Returns what became of each entry, in input order.
     async fn commit_batch(&self, entries: &[batch::Entry]) -> StoreResult<Vec<batch::Outcome>>;
     /// Applies one change in a transaction of its own, on any connection (see
-    /// [`Store::groups_changes`]); its event, if any, is the caller's to append.
+    /// [`Store::groups_changes`]): a single statement where one does it all (a live-token
+    /// rotation; a redemption on PostgreSQL), saving the round trips of `BEGIN` and `COMMIT`.
+    /// Its event, if any, is the caller's to append.
     async fn apply_change_alone(&self, change: &batch::Change) -> StoreResult<batch::Outcome>;
     /// Events matching the filter, oldest first.
     async fn events(&self, filter: &EventFilter) -> StoreResult<Vec<Event>>;

@@ -5,12 +5,16 @@
 //! query comes from [`crate::sql`], shared with SQLite. Durability is the server's default
 //! (`synchronous_commit = on`): a commit that returned is on disk.
 
+use crate::batch::Outcome;
 use crate::postgres_connection_loss::ConnectionLoss;
 use crate::postgres_point_reads::{PointRead, PointReads};
+use crate::sql::grants::CodeRow;
 use crate::sql::load;
-use crate::{Store, StoreError, StoreResult};
+use crate::{CodeConsumption, Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use mandate_core::event::NewEvent;
+use mandate_core::refresh::RefreshFamily;
+use mandate_core::time::Timestamp;
 use sqlx::postgres::{PgArguments, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::query::Query;
 use sqlx::{Connection as _, Postgres};
@@ -56,6 +60,24 @@ static APPEND_AT_HEAD: LazyLock<String> = LazyLock::new(|| {
         "WITH head AS (UPDATE event_chain SET seq = seq + $1 WHERE id = 1 AND seq = $2 \
          RETURNING seq) {} WHERE EXISTS (SELECT 1 FROM head)",
         unnest_columns(3)
+    )
+});
+
+/// An authorization code's redemption alone, in one statement and so one implicit transaction
+/// (no `BEGIN` and `COMMIT` round trips): consume the code if it is unused, record on it the
+/// refresh family its redemption creates (`$3`, so a replay can revoke the family), and
+/// insert that family (`$3`-`$15`, [`crate::sql::refresh::INSERT_FAMILY`]'s columns) only if
+/// the code was consumed. Answers the consumed code's row, or no row. PostgreSQL only (a
+/// data-modifying `WITH`).
+static REDEEM_CODE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH consumed AS (UPDATE authorization_codes SET consumed_at = $2, family_id = $3 \
+         WHERE code_hash = $1 AND consumed_at IS NULL RETURNING {code}), \
+         family AS (INSERT INTO refresh_families ({family}) \
+         SELECT $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 FROM consumed) \
+         SELECT {code} FROM consumed",
+        code = crate::sql::grants::CODE_COLUMNS,
+        family = crate::sql::refresh::FAMILY_INSERT_COLUMNS,
     )
 });
 
@@ -217,6 +239,49 @@ impl PostgresStore {
             n if n == events.len() as u64 => Ok(true),
             _ => Err(StoreError::Corrupt("audit chain: partial batch")),
         }
+    }
+
+    /// A code's redemption alone in one statement ([`REDEEM_CODE`], or the plain consumption
+    /// when it creates no family); a code not consumed is then read to tell a replay from an
+    /// unknown code.
+    async fn redeem_code_alone(
+        &self,
+        code_hash: &str,
+        now: Timestamp,
+        family: Option<&RefreshFamily>,
+    ) -> StoreResult<Option<Outcome>> {
+        let consume = |sql| {
+            sqlx::query_as::<_, CodeRow>(sql)
+                .bind(code_hash)
+                .bind(now.unix())
+        };
+        let fresh = match family {
+            Some(family) => crate::sql::refresh::bind_family!(consume(&REDEEM_CODE), family)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(crate::sql::write_error("refresh family", "grant"))?,
+            None => {
+                consume(crate::sql::grants::CONSUME_CODE)
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+        };
+        let consumed = match fresh {
+            Some(row) => CodeConsumption::Fresh(row.try_into()?),
+            None => match sqlx::query_as::<_, CodeRow>(crate::sql::grants::CODE)
+                .bind(code_hash)
+                .fetch_optional(&self.pool)
+                .await?
+            {
+                Some(row) => CodeConsumption::Replayed(row.try_into()?),
+                None => CodeConsumption::Unknown,
+            },
+        };
+        Ok(Some(Outcome {
+            declined: !matches!(consumed, CodeConsumption::Fresh(_)),
+            consumed: Some(consumed),
+            seq: None,
+        }))
     }
 
     /// A group-commit batch with changes: on the event connection, through sqlx. (The

@@ -280,6 +280,17 @@ impl SqliteStore {
         PooledPointRead(&self.pool)
     }
 
+    /// None: SQLite's writer groups changes ([`Store::groups_changes`]), and a change
+    /// applied alone takes the shared transaction.
+    async fn redeem_code_alone(
+        &self,
+        _code_hash: &str,
+        _now: mandate_core::time::Timestamp,
+        _family: Option<&mandate_core::refresh::RefreshFamily>,
+    ) -> StoreResult<Option<crate::batch::Outcome>> {
+        Ok(None)
+    }
+
     /// Where the hottest point reads are tried first (`None` for an in-memory database).
     pub(crate) fn inline_reads(&self) -> Option<&InlineReads> {
         self.inline.as_ref()

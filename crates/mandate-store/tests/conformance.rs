@@ -173,6 +173,8 @@ conformance!(
     legacy_tokens_rotate_into_a_live_token,
     concurrent_rotations_yield_exactly_one_winner,
     batched_rotations_have_one_winner_and_losers_write_nothing,
+    a_rotation_applied_alone_applies_once,
+    a_redemption_applied_alone_is_all_or_nothing,
     a_batch_applies_its_changes_and_events_atomically,
     the_writer_fails_only_the_change_that_cannot_apply,
     the_writer_declines_events_whose_grant_is_no_longer_in_force,

@@ -434,6 +434,40 @@ macro_rules! impl_events {
                 change: &$crate::batch::Change,
             ) -> $crate::StoreResult<$crate::batch::Outcome> {
                 let mut outcome = $crate::batch::Outcome::default();
+                // The rotation of a family's live token is one statement: alone, it is its
+                // own transaction, without the round trips of `BEGIN` and `COMMIT`.
+                if let $crate::batch::Change::RotateRefresh {
+                    family_id,
+                    retiring:
+                        $crate::batch::Retiring::Live {
+                            generation,
+                            token_hash,
+                        },
+                    successor,
+                    ..
+                } = change
+                {
+                    outcome.declined = !Self::advance_live(
+                        &self.pool,
+                        family_id,
+                        *generation,
+                        token_hash,
+                        successor,
+                    )
+                    .await?;
+                    return Ok(outcome);
+                }
+                if let $crate::batch::Change::RedeemCode {
+                    code_hash,
+                    now,
+                    family,
+                } = change
+                    && let Some(outcome) = self
+                        .redeem_code_alone(code_hash, *now, family.as_deref())
+                        .await?
+                {
+                    return Ok(outcome);
+                }
                 let mut tx = self.pool.begin().await?;
                 Self::apply_change(&mut tx, change, &mut outcome).await?;
                 if outcome.declined {

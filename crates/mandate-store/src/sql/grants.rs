@@ -160,6 +160,8 @@ macro_rules! code_columns {
          family_id"
     };
 }
+/// A code's columns, as [`CodeRow`] reads them.
+pub(crate) const CODE_COLUMNS: &str = code_columns!();
 pub(crate) const INSERT_CODE: &str = concat!(
     "INSERT INTO authorization_codes (",
     code_columns!(),

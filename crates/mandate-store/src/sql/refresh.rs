@@ -17,10 +17,46 @@ use crate::model::{FamilyLookup, RefreshLookup};
 use crate::{StoreError, StoreResult};
 use mandate_core::refresh::{LiveToken, RefreshFamily, RefreshTokenRecord};
 
-pub(crate) const INSERT_FAMILY: &str = "INSERT INTO refresh_families (id, grant_id, client_id, \
-     tenant_id, user_id, scopes, resource, created_at, revoked_at, live_generation, live_hash, \
-     live_issued_at, live_expires_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+/// The columns [`INSERT_FAMILY`] writes, in [`bind_family`]'s order.
+macro_rules! family_insert_columns {
+    () => {
+        "id, grant_id, client_id, tenant_id, user_id, scopes, resource, created_at, revoked_at, \
+         live_generation, live_hash, live_issued_at, live_expires_at"
+    };
+}
+pub(crate) const FAMILY_INSERT_COLUMNS: &str = family_insert_columns!();
+pub(crate) const INSERT_FAMILY: &str = concat!(
+    "INSERT INTO refresh_families (",
+    family_insert_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+);
+/// Binds a family's [`INSERT_FAMILY`] columns, in order, to `$query` (evaluates to it, or
+/// returns a store error from the enclosing function).
+macro_rules! bind_family {
+    ($query:expr, $family:expr) => {{
+        let family: &::mandate_core::refresh::RefreshFamily = $family;
+        let live = family.live.as_ref();
+        $query
+            .bind(&family.id)
+            .bind(&family.grant_id)
+            .bind(&family.client_id)
+            .bind(&family.tenant_id)
+            .bind(&family.user_id)
+            .bind(family.scopes.to_string())
+            .bind(&family.resource)
+            .bind(family.created_at.unix())
+            .bind(family.revoked_at.map(|t| t.unix()))
+            .bind(
+                live.map(|l| $crate::sql::refresh::generation(l.generation))
+                    .transpose()?,
+            )
+            .bind(live.map(|l| &l.token_hash))
+            .bind(live.map(|l| l.issued_at.unix()))
+            .bind(live.map(|l| l.expires_at.unix()))
+    }};
+}
+pub(crate) use bind_family;
+
 /// Only for [`crate::RefreshStore::insert_legacy_refresh_token`]: nothing mints such rows.
 pub(crate) const INSERT_TOKEN: &str = "INSERT INTO refresh_tokens \
      (token_hash, family_id, issued_at, expires_at, used_at, successor_hash) \
@@ -240,27 +276,13 @@ macro_rules! impl_refresh {
                 tx: &mut ::sqlx::Transaction<'_, $db>,
                 family: &::mandate_core::refresh::RefreshFamily,
             ) -> $crate::StoreResult<()> {
-                let live = family.live.as_ref();
-                ::sqlx::query($crate::sql::refresh::INSERT_FAMILY)
-                    .bind(&family.id)
-                    .bind(&family.grant_id)
-                    .bind(&family.client_id)
-                    .bind(&family.tenant_id)
-                    .bind(&family.user_id)
-                    .bind(family.scopes.to_string())
-                    .bind(&family.resource)
-                    .bind(family.created_at.unix())
-                    .bind(family.revoked_at.map(|t| t.unix()))
-                    .bind(
-                        live.map(|l| $crate::sql::refresh::generation(l.generation))
-                            .transpose()?,
-                    )
-                    .bind(live.map(|l| &l.token_hash))
-                    .bind(live.map(|l| l.issued_at.unix()))
-                    .bind(live.map(|l| l.expires_at.unix()))
-                    .execute(&mut **tx)
-                    .await
-                    .map_err($crate::sql::write_error("refresh family", "grant"))?;
+                $crate::sql::refresh::bind_family!(
+                    ::sqlx::query($crate::sql::refresh::INSERT_FAMILY),
+                    family
+                )
+                .execute(&mut **tx)
+                .await
+                .map_err($crate::sql::write_error("refresh family", "grant"))?;
                 Ok(())
             }
 
@@ -274,41 +296,67 @@ macro_rules! impl_refresh {
                 successor: &::mandate_core::refresh::LiveToken,
                 now: ::mandate_core::time::Timestamp,
             ) -> $crate::StoreResult<bool> {
-                let next = $crate::sql::refresh::generation(successor.generation)?;
-                let live = |sql: &'static str| {
-                    ::sqlx::query(sql)
-                        .bind(family_id)
-                        .bind(next)
-                        .bind(&successor.token_hash)
-                        .bind(successor.issued_at.unix())
-                        .bind(successor.expires_at.unix())
-                };
-                let changed = match retiring {
+                let token_hash = match retiring {
                     $crate::batch::Retiring::Live {
                         generation,
                         token_hash,
-                    } => live($crate::sql::refresh::ADVANCE_LIVE)
-                        .bind($crate::sql::refresh::generation(*generation)?)
-                        .bind(token_hash)
-                        .execute(&mut **tx)
-                        .await?
-                        .rows_affected(),
-                    $crate::batch::Retiring::Legacy { token_hash } => {
-                        let retired = ::sqlx::query($crate::sql::refresh::RETIRE_TOKEN)
-                            .bind(token_hash)
-                            .bind(now.unix())
-                            .bind(&successor.token_hash)
-                            .execute(&mut **tx)
-                            .await?
-                            .rows_affected();
-                        if retired > 0 {
-                            live($crate::sql::refresh::START_LIVE)
-                                .execute(&mut **tx)
-                                .await?;
-                        }
-                        retired
+                    } => {
+                        return Self::advance_live(
+                            &mut **tx,
+                            family_id,
+                            *generation,
+                            token_hash,
+                            successor,
+                        )
+                        .await;
                     }
+                    $crate::batch::Retiring::Legacy { token_hash } => token_hash,
                 };
+                let retired = ::sqlx::query($crate::sql::refresh::RETIRE_TOKEN)
+                    .bind(token_hash)
+                    .bind(now.unix())
+                    .bind(&successor.token_hash)
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected();
+                if retired == 0 {
+                    return Ok(false);
+                }
+                ::sqlx::query($crate::sql::refresh::START_LIVE)
+                    .bind(family_id)
+                    .bind($crate::sql::refresh::generation(successor.generation)?)
+                    .bind(&successor.token_hash)
+                    .bind(successor.issued_at.unix())
+                    .bind(successor.expires_at.unix())
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(true)
+            }
+
+            /// Makes `successor` the family's live token if its live token is still
+            /// `generation` / `token_hash`, in one statement on `executor`. `false` when
+            /// another request advanced it first; then nothing was written.
+            async fn advance_live<'e, E>(
+                executor: E,
+                family_id: &str,
+                generation: u64,
+                token_hash: &str,
+                successor: &::mandate_core::refresh::LiveToken,
+            ) -> $crate::StoreResult<bool>
+            where
+                E: ::sqlx::Executor<'e, Database = $db>,
+            {
+                let changed = ::sqlx::query($crate::sql::refresh::ADVANCE_LIVE)
+                    .bind(family_id)
+                    .bind($crate::sql::refresh::generation(successor.generation)?)
+                    .bind(&successor.token_hash)
+                    .bind(successor.issued_at.unix())
+                    .bind(successor.expires_at.unix())
+                    .bind($crate::sql::refresh::generation(generation)?)
+                    .bind(token_hash)
+                    .execute(executor)
+                    .await?
+                    .rows_affected();
                 Ok(changed > 0)
             }
 

@@ -135,6 +135,79 @@ pub(crate) async fn batched_rotations_have_one_winner_and_losers_write_nothing(
     chain_is_intact(&store).await;
 }
 
+/// A change applied alone (as PostgreSQL's writer applies them): a live-token rotation
+/// applies once, and the same rotation again (a racer that read the same token) is declined
+/// and changes nothing.
+pub(crate) async fn a_rotation_applied_alone_applies_once(store: Arc<dyn Store>) {
+    store
+        .create_family(&live_family("f_1", "g_1", 0, "r_live", 1000))
+        .await
+        .unwrap();
+    let first = store
+        .apply_change_alone(&rotation(0, "r_live", "r_a"))
+        .await
+        .unwrap();
+    assert!(!first.declined);
+    let again = store
+        .apply_change_alone(&rotation(0, "r_live", "r_b"))
+        .await
+        .unwrap();
+    assert!(again.declined, "the token was rotated already");
+    assert_eq!(live_token(&store, "f_1").await, Some(live(1, "r_a", 1100)));
+    let next = store
+        .apply_change_alone(&rotation(1, "r_a", "r_c"))
+        .await
+        .unwrap();
+    assert!(!next.declined);
+    assert_eq!(live_token(&store, "f_1").await, Some(live(2, "r_c", 1100)));
+}
+
+/// A redemption applied alone (as PostgreSQL's writer applies them): the first consumes the
+/// code, creates its family and records the family on the code; a replay is declined and
+/// creates nothing; one whose family cannot be written (its id is taken) consumes nothing.
+pub(crate) async fn a_redemption_applied_alone_is_all_or_nothing(store: Arc<dyn Store>) {
+    store.insert_code(&code("h_1")).await.unwrap();
+    store
+        .create_family(&live_family("f_1", "g_1", 0, "r_1", 1000))
+        .await
+        .unwrap();
+    let failed = store
+        .apply_change_alone(&redemption("h_1", Some(("f_1", "r_other"))))
+        .await;
+    assert!(failed.is_err(), "family f_1 exists already");
+    assert_eq!(live_token(&store, "f_1").await, Some(live(0, "r_1", 1000)));
+
+    let first = store
+        .apply_change_alone(&redemption("h_1", Some(("f_2", "r_f2"))))
+        .await
+        .unwrap();
+    assert!(
+        !first.declined,
+        "the failed attempt left the code unconsumed"
+    );
+    assert!(matches!(first.consumed, Some(CodeConsumption::Fresh(_))));
+    assert_eq!(live_token(&store, "f_2").await, Some(live(0, "r_f2", 1100)));
+
+    let replay = store
+        .apply_change_alone(&redemption("h_1", Some(("f_3", "r_f3"))))
+        .await
+        .unwrap();
+    assert!(replay.declined);
+    match replay.consumed {
+        Some(CodeConsumption::Replayed(c)) => assert_eq!(c.family_id.as_deref(), Some("f_2")),
+        other => panic!("a replay, not {other:?}"),
+    }
+    assert!(store.refresh_family("f_3").await.unwrap().is_none());
+
+    let unknown = store
+        .apply_change_alone(&redemption("h_unknown", Some(("f_4", "r_f4"))))
+        .await
+        .unwrap();
+    assert!(unknown.declined);
+    assert_eq!(unknown.consumed, Some(CodeConsumption::Unknown));
+    assert!(store.refresh_family("f_4").await.unwrap().is_none());
+}
+
 pub(crate) async fn a_batch_applies_its_changes_and_events_atomically(store: Arc<dyn Store>) {
     for (id, first) in [("f_1", "r_1"), ("f_x", "r_x")] {
         store
