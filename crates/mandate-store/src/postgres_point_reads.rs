@@ -380,35 +380,53 @@ mod tests {
         kept.finished();
     }
 
-    /// The pool's own connections: tested only after sitting idle, so one whose server went
-    /// away meanwhile is replaced before a statement meets it.
-    #[tokio::test]
-    async fn a_pooled_connection_idle_for_a_while_is_tested_and_a_dead_one_replaced() {
+    /// A one-connection pool (which tests connections as `loss` says), whose connection has
+    /// gone back to it and then had its backend ended from another connection; `None` (and a
+    /// note) without a test server.
+    async fn pool_whose_connection_ended(
+        test: &str,
+        loss: Arc<ConnectionLoss>,
+    ) -> Option<(PgPool, i32)> {
         let Some(url) = postgres_test_url() else {
-            eprintln!("SKIPPED a_pooled_connection_idle_for_a_while: no MANDATE_TEST_POSTGRES_URL");
-            return;
+            eprintln!("SKIPPED {test}: MANDATE_TEST_POSTGRES_URL not set");
+            return None;
         };
-        let pool = pool_options(Arc::default())
-            .max_connections(2)
+        let pool = pool_options(loss)
+            .max_connections(1)
             .connect(&url)
             .await
             .unwrap();
-        let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+        let backend = pooled_backend(&pool).await;
+        // Back in the pool, past its return test.
+        while pool.num_idle() < 1 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
         let mut other = PgConnection::connect(&url).await.unwrap();
         sqlx::query("SELECT pg_terminate_backend($1)")
             .bind(backend)
             .execute(&mut other)
             .await
             .unwrap();
-        tokio::time::sleep(TEST_AFTER_IDLE + std::time::Duration::from_millis(100)).await;
-        let next: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-            .fetch_one(&pool)
+        Some((pool, backend))
+    }
+
+    async fn pooled_backend(pool: &PgPool) -> i32 {
+        sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(pool)
             .await
-            .unwrap();
-        assert_ne!(next, backend);
+            .unwrap()
+    }
+
+    /// The pool's own connections: tested only after sitting idle, so one whose server went
+    /// away meanwhile is replaced before a statement meets it.
+    #[tokio::test]
+    async fn a_pooled_connection_idle_for_a_while_is_tested_and_a_dead_one_replaced() {
+        let test = "a_pooled_connection_idle_for_a_while_is_tested";
+        let Some((pool, backend)) = pool_whose_connection_ended(test, Arc::default()).await else {
+            return;
+        };
+        tokio::time::sleep(TEST_AFTER_IDLE + std::time::Duration::from_millis(100)).await;
+        assert_ne!(pooled_backend(&pool).await, backend);
     }
 
     /// The backend a point read runs on.
@@ -489,35 +507,12 @@ mod tests {
     /// statement does not meet it dead.
     #[tokio::test]
     async fn after_a_loss_a_pooled_connection_used_a_moment_ago_is_tested() {
-        let Some(url) = postgres_test_url() else {
-            eprintln!("SKIPPED after_a_loss_a_pooled_connection: no MANDATE_TEST_POSTGRES_URL");
+        let test = "after_a_loss_a_pooled_connection_used_a_moment_ago_is_tested";
+        let loss = Arc::new(ConnectionLoss::default());
+        let Some((pool, backend)) = pool_whose_connection_ended(test, loss.clone()).await else {
             return;
         };
-        let loss = Arc::new(ConnectionLoss::default());
-        let pool = pool_options(loss.clone())
-            .max_connections(1)
-            .connect(&url)
-            .await
-            .unwrap();
-        let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        // Back in the pool, past its return test.
-        while pool.num_idle() < 1 {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        let mut other = PgConnection::connect(&url).await.unwrap();
-        sqlx::query("SELECT pg_terminate_backend($1)")
-            .bind(backend)
-            .execute(&mut other)
-            .await
-            .unwrap();
         loss.record();
-        let next: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        assert_ne!(next, backend);
+        assert_ne!(pooled_backend(&pool).await, backend);
     }
 }
