@@ -268,14 +268,7 @@ impl PostgresStore {
         };
         let consumed = match fresh {
             Some(row) => CodeConsumption::Fresh(row.try_into()?),
-            None => match sqlx::query_as::<_, CodeRow>(crate::sql::grants::CODE)
-                .bind(code_hash)
-                .fetch_optional(&self.pool)
-                .await?
-            {
-                Some(row) => CodeConsumption::Replayed(row.try_into()?),
-                None => CodeConsumption::Unknown,
-            },
+            None => Self::not_consumed(&self.pool, code_hash).await?,
         };
         Ok(Some(Outcome {
             declined: !matches!(consumed, CodeConsumption::Fresh(_)),

@@ -10,10 +10,10 @@
 //! wakes the server process and this one again: under introspection load half of the socket
 //! writes to PostgreSQL were these tests (BENCHMARKS.md, "PostgreSQL statements without the
 //! pool's tests"). The connections here are lent for one statement and taken back untested
-//! when the statement succeeded. One idle for [`crate::postgres_connection_loss::TEST_AFTER_IDLE`] or longer, or last good
-//! around a connection loss ([`crate::postgres_connection_loss`]), is tested before it is lent;
-//! one whose statement failed or was abandoned (its request went away mid-statement) is
-//! closed, since it may be left mid-protocol. A read whose connection turns out to have ended
+//! when the statement succeeded. One idle for a second or longer, or last good around a
+//! connection loss ([`crate::postgres_connection_loss`]), is tested before it is lent; one
+//! whose statement failed or was abandoned (its request went away mid-statement) is closed,
+//! since it may be left mid-protocol. A read whose connection turns out to have ended
 //! is read again once on another: it changed nothing, so the request need not fail. When all
 //! [`MAX_HELD`] are lent, a read takes a pooled connection as any other query does. One idle
 //! for [`CLOSE_AFTER_IDLE`] is closed when another is given back, and one open for
@@ -24,6 +24,7 @@ use crate::postgres_connection_loss::{ConnectionLoss, is_connection_loss};
 use sqlx::Connection as _;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnection, PgPool};
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -210,7 +211,7 @@ pub(crate) enum ReadConnection<'a> {
     Pooled(PoolConnection<sqlx::Postgres>),
 }
 
-impl std::ops::Deref for ReadConnection<'_> {
+impl Deref for ReadConnection<'_> {
     type Target = PgConnection;
 
     fn deref(&self) -> &PgConnection {
@@ -221,7 +222,7 @@ impl std::ops::Deref for ReadConnection<'_> {
     }
 }
 
-impl std::ops::DerefMut for ReadConnection<'_> {
+impl DerefMut for ReadConnection<'_> {
     fn deref_mut(&mut self) -> &mut PgConnection {
         match self {
             Self::Held { conn, .. } => conn,

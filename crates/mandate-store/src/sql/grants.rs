@@ -365,13 +365,25 @@ macro_rules! impl_grants {
                 .bind(now.unix())
                 .fetch_optional(&mut **tx)
                 .await?;
-                if let Some(row) = fresh {
-                    return Ok($crate::model::CodeConsumption::Fresh(row.try_into()?));
+                match fresh {
+                    Some(row) => Ok($crate::model::CodeConsumption::Fresh(row.try_into()?)),
+                    None => Self::not_consumed(&mut **tx, code_hash).await,
                 }
+            }
+
+            /// What a code that a consumption did not take was: `Replayed` if it exists (used
+            /// already), `Unknown` if not.
+            pub(crate) async fn not_consumed<'e, E>(
+                executor: E,
+                code_hash: &str,
+            ) -> $crate::StoreResult<$crate::model::CodeConsumption>
+            where
+                E: ::sqlx::Executor<'e, Database = $db>,
+            {
                 let used =
                     ::sqlx::query_as::<_, $crate::sql::grants::CodeRow>($crate::sql::grants::CODE)
                         .bind(code_hash)
-                        .fetch_optional(&mut **tx)
+                        .fetch_optional(executor)
                         .await?;
                 Ok(match used {
                     Some(row) => $crate::model::CodeConsumption::Replayed(row.try_into()?),

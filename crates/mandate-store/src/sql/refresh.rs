@@ -57,6 +57,22 @@ macro_rules! bind_family {
 }
 pub(crate) use bind_family;
 
+/// Binds a family id and its successor live token (`$1`-`$5` of [`ADVANCE_LIVE`] and
+/// [`START_LIVE`]) to `$query` (evaluates to it, or returns a store error from the enclosing
+/// function).
+macro_rules! bind_successor {
+    ($query:expr, $family_id:expr, $successor:expr) => {{
+        let successor: &::mandate_core::refresh::LiveToken = $successor;
+        $query
+            .bind($family_id)
+            .bind($crate::sql::refresh::generation(successor.generation)?)
+            .bind(&successor.token_hash)
+            .bind(successor.issued_at.unix())
+            .bind(successor.expires_at.unix())
+    }};
+}
+pub(crate) use bind_successor;
+
 /// Only for [`crate::RefreshStore::insert_legacy_refresh_token`]: nothing mints such rows.
 pub(crate) const INSERT_TOKEN: &str = "INSERT INTO refresh_tokens \
      (token_hash, family_id, issued_at, expires_at, used_at, successor_hash) \
@@ -322,14 +338,13 @@ macro_rules! impl_refresh {
                 if retired == 0 {
                     return Ok(false);
                 }
-                ::sqlx::query($crate::sql::refresh::START_LIVE)
-                    .bind(family_id)
-                    .bind($crate::sql::refresh::generation(successor.generation)?)
-                    .bind(&successor.token_hash)
-                    .bind(successor.issued_at.unix())
-                    .bind(successor.expires_at.unix())
-                    .execute(&mut **tx)
-                    .await?;
+                $crate::sql::refresh::bind_successor!(
+                    ::sqlx::query($crate::sql::refresh::START_LIVE),
+                    family_id,
+                    successor
+                )
+                .execute(&mut **tx)
+                .await?;
                 Ok(true)
             }
 
@@ -346,17 +361,16 @@ macro_rules! impl_refresh {
             where
                 E: ::sqlx::Executor<'e, Database = $db>,
             {
-                let changed = ::sqlx::query($crate::sql::refresh::ADVANCE_LIVE)
-                    .bind(family_id)
-                    .bind($crate::sql::refresh::generation(successor.generation)?)
-                    .bind(&successor.token_hash)
-                    .bind(successor.issued_at.unix())
-                    .bind(successor.expires_at.unix())
-                    .bind($crate::sql::refresh::generation(generation)?)
-                    .bind(token_hash)
-                    .execute(executor)
-                    .await?
-                    .rows_affected();
+                let changed = $crate::sql::refresh::bind_successor!(
+                    ::sqlx::query($crate::sql::refresh::ADVANCE_LIVE),
+                    family_id,
+                    successor
+                )
+                .bind($crate::sql::refresh::generation(generation)?)
+                .bind(token_hash)
+                .execute(executor)
+                .await?
+                .rows_affected();
                 Ok(changed > 0)
             }
 
