@@ -11,13 +11,18 @@
 #      (oha then runs on CPU 1), and waits for /healthz;
 #   4. runs oha against
 #        a) POST /token       client_credentials, Basic auth as the demo agent `svc-agent`
-#        b) POST /introspect  of one access token obtained first, same Basic auth
+#        b) POST /introspect  of one access token obtained first, same Basic auth (as a
+#                             resource server asks on every call the token makes; on
+#                             PostgreSQL a node answers it from memory after the first time)
 #      then loads BENCH_GRANTS user grants with `mandate bulk-load` (each with a refresh
 #      family; plus as many fresh authorization codes) and runs bench/loadgen (one line per
 #      request: single-use credentials cannot be replayed by oha) against
 #        c) POST /token       authorization_code + PKCE for the public agent `cli-agent`,
 #                             each request redeeming a different loaded code
 #        d) POST /token       refresh_token, each request a different loaded refresh token
+#      then fetches BENCH_GUARD_TOKENS distinct access tokens and runs bench/loadgen against
+#        b') POST /introspect a different token every request, never introspected before (the
+#                             revocation state read from the database every time)
 #      and finally the resource-server guard (`mandate guard`, reverse proxy, in front of the
 #      server's /jwks.json as a cheap upstream, on the server's CPU):
 #        e) GET via the guard, a different access token every request (signature verified)
@@ -60,12 +65,13 @@
 #   BENCH_GRANTS        grants bulk-loaded for the refresh and code cases; also the number
 #                       of codes and of sampled refresh tokens (each used once), and of
 #                       codes and refresh tokens the peer mints for them  [200000]
-#   BENCH_GUARD_TOKENS  distinct access tokens fetched for the uncached guard case  [250000]
+#   BENCH_GUARD_TOKENS  distinct access tokens fetched for the uncached guard and
+#                       introspection cases                     [250000]
 #   BENCH_IDLE_WAIT     seconds to leave a new server idle before reading its idle RSS
 #                       (0 = read it only when it is ready)      [15]
 #   BENCH_BUILD=0       measure the release binaries already built instead of building first
 #   BENCH_CASES         comma-separated cases to run, of token, introspect, code, refresh,
-#                       guard (e, f and g)                      [all of them]
+#                       introspect-new (b'), guard (e, f and g) [all of them]
 #   BENCH_PEER          1 to measure the peer too when it is found (needs node and npm; its
 #                       start script installs its pinned packages on first use), 0 to skip [1]
 #   BENCH_PEER_DIR      where the peer is              [../shared/peers/oidc-provider]
@@ -389,7 +395,7 @@ print("\t".join([backend, case, f"{med('rps'):.0f}", f"{med('p50'):.2f}", f"{med
 PY
 }
 
-CASES=",${BENCH_CASES:-token,introspect,code,refresh,guard},"
+CASES=",${BENCH_CASES:-token,introspect,code,refresh,introspect-new,guard},"
 # wants CASE: whether BENCH_CASES selects it.
 wants() { [[ "$CASES" == *",$1,"* ]]; }
 
@@ -414,7 +420,12 @@ bench_backend() {
     if wants token; then measure "$name" token /token "grant_type=client_credentials"; fi
     if wants introspect; then measure "$name" introspect /introspect "token=$token"; fi
     if wants code || wants refresh; then bench_single_use "$name"; fi
-    if wants guard; then bench_guard "$name"; fi
+    if wants introspect-new || wants guard; then
+        fetch_access_tokens "$name"
+        if wants introspect-new; then bench_introspect_new "$name"; fi
+        if wants guard; then bench_guard "$name"; fi
+        rm -f "$WORK/$name/access-tokens"
+    fi
     say "[$name] server RSS after the runs: $(rss_mib "$SERVER_PID")"
     stop_server
 }
@@ -455,12 +466,13 @@ PY
     rm -f "$dir/code-bodies" "$dir/refresh-bodies"
 }
 
-# bench_guard NAME: `mandate guard` as a reverse proxy in front of the running server's
-# /jwks.json (a cheap upstream), pinned to the server's CPU: a different token per request
-# (every signature verified), one token repeated (cached), and the upstream alone.
-bench_guard() {
+# fetch_access_tokens NAME: GUARD_TOKENS distinct client-credentials access tokens from the
+# running server, one per line in $WORK/NAME/access-tokens, for the cases that must not
+# repeat a token.
+fetch_access_tokens() {
     local name=$1 dir="$WORK/$1"
-    say "[$name] fetching $GUARD_TOKENS distinct access tokens for the uncached guard case"
+    mkdir -p "$dir"
+    say "[$name] fetching $GUARD_TOKENS distinct access tokens"
     awk -v n="$GUARD_TOKENS" 'BEGIN { for (i = 0; i < n; i++) print "grant_type=client_credentials" }' \
         >"$dir/cc-bodies"
     loadgen_run "$dir/fetch.json" 600 "$BASE/token" bodies "$dir/cc-bodies" \
@@ -468,6 +480,24 @@ bench_guard() {
         die "[$name] fetching access tokens failed"
     rm -f "$dir/cc-bodies"
     say "[$name] got $(wc -l <"$dir/access-tokens") tokens"
+}
+
+# bench_introspect_new NAME: introspection of a token never introspected before, every
+# request (fetch_access_tokens first): what a node cannot answer from memory.
+bench_introspect_new() {
+    local name=$1 dir="$WORK/$1"
+    sed 's/^/token=/' "$dir/access-tokens" >"$dir/introspect-bodies"
+    measure_lines "$name" introspect-new "$BASE/introspect" bodies "$dir/introspect-bodies" \
+        -a "$CLIENT_ID:$CLIENT_SECRET"
+    rm -f "$dir/introspect-bodies"
+}
+
+# bench_guard NAME: `mandate guard` as a reverse proxy in front of the running server's
+# /jwks.json (a cheap upstream), pinned to the server's CPU: a different token per request
+# (every signature verified), one token repeated (cached), and the upstream alone
+# (fetch_access_tokens first).
+bench_guard() {
+    local name=$1 dir="$WORK/$1"
     cat >"$dir/guard-routes.toml" <<'ROUTES'
 [[routes]]
 path = "/jwks.json"
@@ -508,7 +538,6 @@ ROUTES
     BASE=$saved_base
     CPU_PID=""
     measure "$name" upstream-only /jwks.json "GET:$one"
-    rm -f "$dir/access-tokens"
     stop_guard
 }
 

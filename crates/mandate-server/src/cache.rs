@@ -5,8 +5,9 @@
 //! costs more than the signature itself, so they are reused for `cache_ttl_ms` (1 s by
 //! default). Nothing here is authoritative: [`crate::cache_invalidation`] follows the log's
 //! revocation events (any node's, within milliseconds) and drops the agents they name and
-//! their service grants, the TTL is the backstop, and introspection reads revocation state
-//! from the database every time. A cached service grant is also checked where it matters: the
+//! their service grants, and the TTL is the backstop. (Introspection's own answers are kept
+//! by the store, which drops them on every change: `Store::cache_token_state`.) A cached
+//! service grant is also checked where it matters: the
 //! event writer declines a token's event if its grant is no longer in force when the event's
 //! batch is written ([`mandate_store::group_commit::EventWriter::append_under_grant`]), so a
 //! revoked grant never has a token returned under it once its revocation has committed, on

@@ -80,6 +80,11 @@ impl Application {
         let store = mandate_store::connect(&config.database_url())
             .await
             .context("opening the database")?;
+        let cache_ttl = Duration::from_millis(config.cache_ttl_ms);
+        if let Err(e) = store.cache_token_state(cache_ttl).await {
+            // Introspection then asks the database every time.
+            tracing::warn!(error = %e, "cannot listen for token state changes; not caching them");
+        }
         let now = deps.clock.now();
         crate::admin::install(store.as_ref(), &issuer)
             .await
@@ -132,9 +137,7 @@ impl Application {
             registration_limiter: Arc::new(crate::rate_limit::RateLimiter::new(
                 config.registration.rate_limit_per_minute,
             )),
-            cache: Arc::new(HotPathCache::new(Duration::from_millis(
-                config.cache_ttl_ms,
-            ))),
+            cache: Arc::new(HotPathCache::new(cache_ttl)),
             store,
             events,
             keys: Arc::new(keys),

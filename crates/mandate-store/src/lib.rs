@@ -40,6 +40,7 @@ pub mod model;
 mod postgres;
 mod postgres_connection_loss;
 mod postgres_point_reads;
+mod postgres_token_state_cache;
 mod sql;
 mod sqlite;
 mod sqlite_batch_writer;
@@ -585,6 +586,17 @@ pub trait Store:
     /// poll.
     async fn event_notifications(&self) -> StoreResult<Option<tokio::sync::watch::Receiver<u64>>> {
         Ok(None)
+    }
+
+    /// Lets [`TokenStateStore::access_token_usable`] keep its "usable" answers for up to `ttl`
+    /// (zero: never), where that is faster than asking and every change that could end a
+    /// token's use is heard at once: on PostgreSQL, which notifies every node of such changes.
+    /// Answers are dropped by this node's own changes before the write returns, and by any
+    /// other writer's within the notification's delay. Off until called; a server calls it
+    /// with its `cache_ttl_ms`. Nothing on SQLite.
+    async fn cache_token_state(&self, ttl: std::time::Duration) -> StoreResult<()> {
+        let _ = ttl;
+        Ok(())
     }
 }
 

@@ -8,6 +8,7 @@
 use crate::batch::Outcome;
 use crate::postgres_connection_loss::ConnectionLoss;
 use crate::postgres_point_reads::{PointRead, PointReads};
+use crate::postgres_token_state_cache::{self as token_state, TokenStateCache, TokenStateChange};
 use crate::sql::grants::CodeRow;
 use crate::sql::load;
 use crate::{CodeConsumption, Store, StoreError, StoreResult};
@@ -24,6 +25,67 @@ use tokio::sync::{OnceCell, watch};
 
 /// The channel the `events_notify` trigger signals on every committed event insert.
 const EVENTS_CHANNEL: &str = "mandate_events";
+
+/// Whom a node's listening connection tells what it hears.
+struct Notified {
+    /// Readers that follow the log, woken by every event commit.
+    events: watch::Sender<u64>,
+    loss: Arc<ConnectionLoss>,
+    /// Introspection's kept answers, dropped by every change to token state.
+    token_state: Arc<TokenStateCache>,
+}
+
+impl Notified {
+    /// Relays notifications until the process ends. When the connection ends, the loss is
+    /// recorded, kept answers are neither used nor kept and readers are woken (notifications
+    /// sent meanwhile are lost), until the node listens again on a new connection.
+    async fn follow(self, mut listener: PgListener) {
+        let mut seen = 0u64;
+        let mut listening = true;
+        loop {
+            if !listening {
+                // `unlisten` without a connection only forgets the channel; `listen` then
+                // connects, listens on the others again, and on this one.
+                let relisten = async {
+                    listener.unlisten(token_state::CHANNEL).await?;
+                    listener.listen(token_state::CHANNEL).await
+                };
+                if let Err(error) = relisten.await {
+                    tracing::warn!(error = %error, "event notifications interrupted");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                listening = true;
+                self.token_state.hearing();
+            }
+            match listener.try_recv().await {
+                Ok(Some(notification)) if notification.channel() == token_state::CHANNEL => {
+                    self.token_state.drop_all();
+                    continue;
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    // The database ended this connection, and likely every other (a restart,
+                    // a failover): test them before use.
+                    self.token_state.deaf();
+                    self.loss.record();
+                    listening = false;
+                    tracing::warn!("database connection lost; reconnecting");
+                }
+                Err(error) => {
+                    // Readers still poll while this retries; kept answers wait for it.
+                    self.token_state.deaf();
+                    listening = false;
+                    tracing::warn!(error = %error, "event notifications interrupted");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            }
+            seen += 1;
+            self.events.send_replace(seen);
+        }
+    }
+}
 
 /// The fifteen event columns as arrays, from parameter `$first` on, as rows (PostgreSQL's
 /// `UNNEST`): one statement and one fixed text for a batch of any size, with a parameter per
@@ -149,6 +211,8 @@ pub(crate) struct PostgresStore {
     point_reads: PointReads,
     /// When a connection of this node last ended under it.
     loss: Arc<ConnectionLoss>,
+    /// Introspection's kept answers, once the server turns them on.
+    token_state: Arc<TokenStateCache>,
 }
 
 impl PostgresStore {
@@ -160,6 +224,17 @@ impl PostgresStore {
     /// hand-off to another thread to save.
     pub(crate) const fn inline_reads(&self) -> Option<&crate::sqlite_inline_reads::InlineReads> {
         None
+    }
+
+    /// Where introspection's answers are kept ([`crate::postgres_token_state_cache`]).
+    pub(crate) fn token_state_cache(&self) -> Option<&TokenStateCache> {
+        Some(&self.token_state)
+    }
+
+    /// Held by a write that may end tokens' use: this node's kept answers are dropped when it
+    /// ends, before its caller hears back.
+    pub(crate) fn token_state_change(&self) -> TokenStateChange<'_> {
+        self.token_state.change()
     }
 
     /// Starts one of the hot paths' point reads ([`crate::postgres_point_reads`]).
@@ -178,6 +253,7 @@ impl PostgresStore {
             pool,
             notifications: OnceCell::new(),
             last_link: Default::default(),
+            token_state: Arc::default(),
         })
     }
 
@@ -352,40 +428,32 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn cache_token_state(&self, ttl: Duration) -> StoreResult<()> {
+        self.token_state.enable(ttl);
+        // Answers are kept only while this node listens for the changes that drop them.
+        self.event_notifications().await?;
+        Ok(())
+    }
+
     async fn event_notifications(&self) -> StoreResult<Option<watch::Receiver<u64>>> {
         let rx = self
             .notifications
             .get_or_try_init(|| async {
                 let mut listener = PgListener::connect_with(&self.pool).await?;
-                // Reconnected by the next `try_recv`, after the loss is recorded, so that the
-                // pool tests the connection it lends for it.
+                // Reconnected here, after the loss is recorded, so that the pool tests the
+                // connection it lends for it.
                 listener.eager_reconnect(false);
-                listener.listen(EVENTS_CHANNEL).await?;
+                listener
+                    .listen_all([EVENTS_CHANNEL, token_state::CHANNEL])
+                    .await?;
+                self.token_state.hearing();
                 let (tx, rx) = watch::channel(0u64);
-                let loss = self.loss.clone();
-                tokio::spawn(async move {
-                    let mut seen = 0u64;
-                    loop {
-                        match listener.try_recv().await {
-                            Ok(Some(_)) => {}
-                            Ok(None) => {
-                                // The database ended this connection, and likely every other
-                                // (a restart, a failover): test them before use. Readers are
-                                // woken, as notifications sent meanwhile are lost.
-                                loss.record();
-                                tracing::warn!("database connection lost; reconnecting");
-                            }
-                            Err(error) => {
-                                // Readers still poll while this retries.
-                                tracing::warn!(error = %error, "event notifications interrupted");
-                                tokio::time::sleep(Duration::from_secs(1)).await;
-                                continue;
-                            }
-                        }
-                        seen += 1;
-                        tx.send_replace(seen);
-                    }
-                });
+                let notified = Notified {
+                    events: tx,
+                    loss: self.loss.clone(),
+                    token_state: self.token_state.clone(),
+                };
+                tokio::spawn(notified.follow(listener));
                 Ok::<_, StoreError>(rx)
             })
             .await?;

@@ -296,6 +296,21 @@ impl SqliteStore {
         self.inline.as_ref()
     }
 
+    /// None: introspection's answer is read on the asking thread, cheaper than keeping it, and
+    /// another process writing the file (the CLI) could not tell this one of a change.
+    pub(crate) const fn token_state_cache(
+        &self,
+    ) -> Option<&crate::postgres_token_state_cache::TokenStateCache> {
+        None
+    }
+
+    /// Nothing to drop ([`Self::token_state_cache`]).
+    pub(crate) const fn token_state_change(
+        &self,
+    ) -> crate::postgres_token_state_cache::TokenStateChange<'_> {
+        crate::postgres_token_state_cache::TokenStateChange(None)
+    }
+
     /// Announces a commit that wrote events to this process's readers.
     fn events_committed(&self) {
         self.events.send_modify(|n| *n = n.wrapping_add(1));

@@ -82,6 +82,19 @@ pub async fn grant_query_plan(url: &str, filter: &GrantFilter) -> StoreResult<Ve
     query_plan(url, &sql, binds).await
 }
 
+/// Runs `statement` on the PostgreSQL database at `url`, as an operator would (tests of what
+/// the database itself does: triggers, ended sessions).
+pub async fn execute_postgres(url: &str, statement: &str) -> StoreResult<()> {
+    // A pooled connection, for the same reason as [`query_plan`]'s.
+    let db = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await?;
+    sqlx::query(statement).execute(&db).await?;
+    db.close().await;
+    Ok(())
+}
+
 async fn query_plan(url: &str, sql: &str, binds: Vec<Bind<'_>>) -> StoreResult<Vec<String>> {
     // One pooled connection rather than a bare one: the session state (the plan mode, the
     // prepared statement) stays on it, and the future stays `Send` for spawned test cases.

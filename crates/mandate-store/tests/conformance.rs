@@ -218,6 +218,7 @@ conformance!(
     bulk_loaded_rows_read_back_like_single_inserts,
     a_bulk_load_with_a_duplicate_stores_nothing;
     raw:
+    kept_introspection_answers_end_with_every_change_raw,
     migration_revokes_all_but_the_newest_duplicate_user_grant_raw,
     after_a_purge_kept_events_still_cannot_be_edited_or_deleted_raw,
     tampering_with_the_start_hash_is_found_raw,

@@ -588,6 +588,13 @@ async fn issue_on_one_node_refresh_on_another_revoke_on_a_third_and_the_guard_re
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // Every node keeps its answer for the token (PostgreSQL, for `cache_ttl_ms`: 1 s).
+    for _ in 0..2 {
+        for node in 0..3 {
+            assert_eq!(cluster.introspect(node, &access).await["active"], true);
+        }
+    }
+
     // Revoke on node 3 (RFC 7009, the refresh token: its whole grant ends).
     let revoked_at = Instant::now();
     let status = cluster
@@ -599,6 +606,23 @@ async fn issue_on_one_node_refresh_on_another_revoke_on_a_third_and_the_guard_re
         .unwrap()
         .status();
     assert_eq!(status, 200);
+    // The revoking node dropped its kept answer before answering; the others hear the change
+    // from the database, long before their kept answers would lapse.
+    assert_eq!(cluster.introspect(2, &access).await["active"], false);
+    for node in 0..2 {
+        while cluster.introspect(node, &access).await["active"] == true {
+            assert!(
+                revoked_at.elapsed() < Duration::from_millis(500),
+                "node {node} still says active 500 ms after the revocation"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        eprintln!(
+            "revoked on node 3, inactive at node {} after {:?}",
+            node + 1,
+            revoked_at.elapsed()
+        );
+    }
     let rejected_after = loop {
         if call(access.clone()).await == 401 {
             break revoked_at.elapsed();
@@ -963,15 +987,26 @@ async fn database_sessions_ended_under_a_node_fail_no_request() {
         (_, refresh) = refresh_on(&cluster, 0, &refresh).await.unwrap();
     }
 
-    assert_eq!(cluster.introspect(0, &access).await["active"], true);
+    // Two tokens never introspected: the node keeps no answer for either, so each is read.
+    let [first, second] = [(); 2].map(|()| cluster.client_credentials(0));
+    let first = first.await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let second = second.await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(cluster.introspect(0, &first).await["active"], true);
     let ended = end_database_sessions(&cluster, "FROM revoked_tokens WHERE jti").await;
     assert!(ended >= 1, "no session had introspected");
-    let answer = cluster.introspect(0, &access).await;
+    let answer = cluster.introspect(0, &second).await;
     assert_eq!(answer["active"], true, "{answer}");
 
     let ended = end_database_sessions(&cluster, "").await;
     assert!(ended >= 3, "only {ended} sessions ended");
     wait_for_log(&cluster, 0, "database connection lost; reconnecting").await;
+    // Read again: a node that lost its listening connection uses no kept answer.
     let answer = cluster.introspect(0, &access).await;
     assert_eq!(answer["active"], true, "{answer}");
     for _ in 0..5 {

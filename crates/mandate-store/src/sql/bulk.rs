@@ -189,6 +189,8 @@ macro_rules! impl_bulk {
                 reason: &str,
                 mut event: ::mandate_core::event::NewEvent,
             ) -> $crate::StoreResult<$crate::model::BulkRevoked> {
+                // Drops introspection's kept answers once this write is done (PostgreSQL).
+                let _change = self.token_state_change();
                 let mut tx = self.pool.begin().await?;
                 let counts = Self::revoke_target_in(
                     &mut tx,

@@ -369,6 +369,8 @@ macro_rules! impl_directory {
                 &self,
                 user: &::mandate_core::directory::User,
             ) -> $crate::StoreResult<()> {
+                // Drops introspection's kept answers once this write is done (PostgreSQL).
+                let _change = self.token_state_change();
                 let done = ::sqlx::query($crate::sql::directory::UPDATE_USER)
                     .bind(&user.id)
                     .bind(&user.tenant_id)
@@ -458,6 +460,8 @@ macro_rules! impl_directory {
                 &self,
                 agent: &::mandate_core::client::Agent,
             ) -> $crate::StoreResult<()> {
+                // Drops introspection's kept answers once this write is done (PostgreSQL).
+                let _change = self.token_state_change();
                 $crate::sql::directory::bind_agent!(
                     ::sqlx::query($crate::sql::directory::UPSERT_AGENT),
                     agent

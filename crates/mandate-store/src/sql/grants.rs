@@ -524,6 +524,8 @@ macro_rules! impl_grants {
                 now: ::mandate_core::time::Timestamp,
                 reason: &str,
             ) -> $crate::StoreResult<bool> {
+                // Drops introspection's kept answers once this write is done (PostgreSQL).
+                let _change = self.token_state_change();
                 let mut tx = self.pool.begin().await?;
                 let grant = ::sqlx::query($crate::sql::grants::REVOKE_GRANT)
                     .bind(id)

@@ -508,6 +508,8 @@ macro_rules! impl_refresh {
                 jti: &str,
                 expires_at: ::mandate_core::time::Timestamp,
             ) -> $crate::StoreResult<()> {
+                // Drops introspection's kept answers once this write is done (PostgreSQL).
+                let _change = self.token_state_change();
                 ::sqlx::query($crate::sql::refresh::REVOKE_JTI)
                     .bind(jti)
                     .bind(expires_at.unix())

@@ -228,6 +228,8 @@ macro_rules! impl_registrations {
                 metadata: &::mandate_core::registration::ClientMetadata,
                 mut event: ::mandate_core::event::NewEvent,
             ) -> $crate::StoreResult<()> {
+                // Drops introspection's kept answers once this write is done (PostgreSQL).
+                let _change = self.token_state_change();
                 let metadata = $crate::sql::registrations::metadata_json(metadata)?;
                 let c = $crate::sql::directory::AgentColumns::of(agent);
                 let mut tx = self.pool.begin().await?;
@@ -268,6 +270,8 @@ macro_rules! impl_registrations {
                 reason: &str,
                 mut event: ::mandate_core::event::NewEvent,
             ) -> $crate::StoreResult<bool> {
+                // Drops introspection's kept answers once this write is done (PostgreSQL).
+                let _change = self.token_state_change();
                 let mut tx = self.pool.begin().await?;
                 let found = ::sqlx::query($crate::sql::registrations::DELETE)
                     .bind(client_id)
@@ -323,6 +327,8 @@ macro_rules! impl_registrations {
                 &self,
                 now: ::mandate_core::time::Timestamp,
             ) -> $crate::StoreResult<u64> {
+                // Drops introspection's kept answers once this write is done (PostgreSQL).
+                let _change = self.token_state_change();
                 let mut tx = self.pool.begin().await?;
                 let purged = Self::purge_abandoned_in(&mut tx, now).await?;
                 tx.commit().await?;

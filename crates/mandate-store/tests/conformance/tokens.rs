@@ -521,3 +521,233 @@ pub(crate) async fn expired_refresh_tokens_are_purged_in_pages(store: Arc<dyn St
     assert_eq!(store.purge_refresh_tokens(t(5601)).await.unwrap(), 10);
     assert_eq!(store.refresh_token("r_3_next").await.unwrap(), None);
 }
+
+/// `access_token_usable` with answers kept (`Store::cache_token_state`, a TTL far longer than
+/// the test): every change that ends a token's use is answered at once on the node that made
+/// it, and within moments on another node of the same database, whoever made it; a kept
+/// answer never outlives its grant; and a node that stops hearing changes stops using what it
+/// kept. PostgreSQL keeps answers; SQLite asks every time, and must answer the same.
+pub(crate) async fn kept_introspection_answers_end_with_every_change_raw(
+    store: Arc<dyn Store>,
+    url: String,
+) {
+    const KEEP: std::time::Duration = std::time::Duration::from_secs(600);
+    store.cache_token_state(KEEP).await.unwrap();
+    // A second node on the same database.
+    let other = connect_another(url.clone()).await;
+    other.cache_token_state(KEEP).await.unwrap();
+    let postgres = store.backend() == "postgres";
+
+    people(store.as_ref()).await;
+    for id in ["cli", "bot"] {
+        store.upsert_agent(&bare_agent(id)).await.unwrap();
+    }
+    for g in [
+        grant("g_alice", Some("u_alice"), 1000),
+        grant("g_bob", Some("u_bob"), 1000),
+        grant("g_service", None, 1000),
+        Grant {
+            client_id: "bot".into(),
+            ..grant("g_bot", Some("u_alice"), 1000)
+        },
+        Grant {
+            tenant_id: "other".into(),
+            ..grant("g_carol", Some("u_carol"), 1000)
+        },
+        Grant {
+            expires_at: Some(t(2000)),
+            ..grant("g_expiring", Some("u_alice"), 1000)
+        },
+    ] {
+        store.create_grant(&g).await.unwrap();
+    }
+    // This node's own changes: answered at once, without waiting to hear them (unannounced
+    // here, their triggers disabled).
+    if postgres {
+        run(
+            &url,
+            "ALTER TABLE revoked_tokens DISABLE TRIGGER revoked_tokens_notify",
+        )
+        .await;
+        run(&url, "ALTER TABLE users DISABLE TRIGGER users_notify").await;
+    }
+    assert!(kept(store.clone(), "j_revoked", "g_alice", "cli").await);
+    store.revoke_jti("j_revoked", t(5000)).await.unwrap();
+    assert!(!usable(store.clone(), "j_revoked", "g_alice", "cli", 1500).await);
+    assert!(kept(store.clone(), "j_bob", "g_bob", "cli").await);
+    let bob = store.user("u_bob").await.unwrap().unwrap();
+    store
+        .update_user(&User {
+            disabled: true,
+            ..bob
+        })
+        .await
+        .unwrap();
+    assert!(!usable(store.clone(), "j_bob", "g_bob", "cli", 1500).await);
+    if postgres {
+        run(
+            &url,
+            "ALTER TABLE revoked_tokens ENABLE TRIGGER revoked_tokens_notify",
+        )
+        .await;
+        run(&url, "ALTER TABLE users ENABLE TRIGGER users_notify").await;
+    }
+
+    // Another node's changes: heard.
+    assert!(kept(store.clone(), "j_alice", "g_alice", "cli").await);
+    assert!(kept(store.clone(), "j_bot", "g_bot", "bot").await);
+    assert!(kept(store.clone(), "j_carol", "g_carol", "cli").await);
+    assert!(
+        other
+            .revoke_grant("g_alice", t(1500), "test")
+            .await
+            .unwrap()
+    );
+    let heard = ends(store.clone(), "j_alice", "g_alice", "cli").await;
+    eprintln!("a grant revoked on another node was heard after {heard:?}");
+    other
+        .upsert_agent(&Agent {
+            disabled: true,
+            ..bare_agent("bot")
+        })
+        .await
+        .unwrap();
+    ends(store.clone(), "j_bot", "g_bot", "bot").await;
+    other
+        .revoke_in_bulk(
+            &mandate_store::BulkTarget::Tenant {
+                tenant_id: "other".into(),
+            },
+            "offboarding",
+            admin_event(1500),
+        )
+        .await
+        .unwrap();
+    ends(store.clone(), "j_carol", "g_carol", "cli").await;
+
+    // A kept answer ends with its grant, with no change at all.
+    assert!(usable(store.clone(), "j_expiring", "g_expiring", "cli", 1999).await);
+    assert!(usable(store.clone(), "j_expiring", "g_expiring", "cli", 1999).await);
+    assert!(!usable(store.clone(), "j_expiring", "g_expiring", "cli", 2000).await);
+
+    if !postgres {
+        return;
+    }
+    // An operator's SQL is heard like any node.
+    assert!(kept(store.clone(), "j_2", "g_service", "cli").await);
+    run(
+        &url,
+        "UPDATE agents SET disabled = true WHERE client_id = 'cli'",
+    )
+    .await;
+    ends(store.clone(), "j_2", "g_service", "cli").await;
+    run(
+        &url,
+        "UPDATE agents SET disabled = false WHERE client_id = 'cli'",
+    )
+    .await;
+
+    // The answer really is kept: a change nobody announces (the trigger disabled) is not seen.
+    assert!(kept(store.clone(), "j_3", "g_service", "cli").await);
+    run(&url, "ALTER TABLE grants DISABLE TRIGGER grants_notify").await;
+    run(
+        &url,
+        "UPDATE grants SET revoked_at = 1500 WHERE id = 'g_service'",
+    )
+    .await;
+    assert!(usable(store.clone(), "j_3", "g_service", "cli", 1500).await);
+    assert!(
+        !other
+            .access_token_usable("j_3", "g_service", "cli", t(1500))
+            .await
+            .unwrap(),
+        "a node that kept nothing reads the database"
+    );
+    // A node whose listening connection ends stops using what it kept: changes made while it
+    // reconnects would go unheard.
+    run(
+        &url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .await;
+    ends(store.clone(), "j_3", "g_service", "cli").await;
+    run(&url, "ALTER TABLE grants ENABLE TRIGGER grants_notify").await;
+    // It listens again: answers are kept and changes heard as before.
+    run(
+        &url,
+        "UPDATE grants SET revoked_at = NULL WHERE id = 'g_service'",
+    )
+    .await;
+    let asked = std::time::Instant::now();
+    while !usable(store.clone(), "j_4", "g_service", "cli", 1500).await {
+        assert!(asked.elapsed() < std::time::Duration::from_secs(5));
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    assert!(kept(store.clone(), "j_4", "g_service", "cli").await);
+    other
+        .revoke_grant("g_service", t(1500), "test")
+        .await
+        .unwrap();
+    ends(store.clone(), "j_4", "g_service", "cli").await;
+}
+
+/// [`Store::access_token_usable`] at `now`.
+async fn usable(
+    store: Arc<dyn Store>,
+    jti: &'static str,
+    gid: &'static str,
+    client: &'static str,
+    now: i64,
+) -> bool {
+    store
+        .access_token_usable(jti, gid, client, t(now))
+        .await
+        .unwrap()
+}
+
+/// Usable at 1500, asked twice: the second answer is the kept one, where answers are kept.
+async fn kept(
+    store: Arc<dyn Store>,
+    jti: &'static str,
+    gid: &'static str,
+    client: &'static str,
+) -> bool {
+    usable(store.clone(), jti, gid, client, 1500).await
+        && usable(store, jti, gid, client, 1500).await
+}
+
+/// Waits (at most 5 s) until the token is no longer usable at 1500; how long that took.
+async fn ends(
+    store: Arc<dyn Store>,
+    jti: &'static str,
+    gid: &'static str,
+    client: &'static str,
+) -> std::time::Duration {
+    let asked = std::time::Instant::now();
+    while usable(store.clone(), jti, gid, client, 1500).await {
+        assert!(
+            asked.elapsed() < std::time::Duration::from_secs(5),
+            "{gid} still usable 5 s after the change"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    asked.elapsed()
+}
+
+async fn run(url: &str, statement: &str) {
+    mandate_store::testing::execute_postgres(url, statement)
+        .await
+        .unwrap();
+}
+
+/// Another store on the database at `url`. (Opened on a blocking thread: the migrator's
+/// future is `Send` only for particular lifetimes, which a spawned test case cannot name.)
+async fn connect_another(url: String) -> Arc<dyn Store> {
+    tokio::task::spawn_blocking(move || {
+        tokio::runtime::Handle::current().block_on(mandate_store::connect(&url))
+    })
+    .await
+    .unwrap()
+    .unwrap()
+}
