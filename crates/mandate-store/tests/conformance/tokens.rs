@@ -563,13 +563,12 @@ pub(crate) async fn kept_introspection_answers_end_with_every_change_raw(
     }
     // This node's own changes: answered at once, without waiting to hear them (unannounced
     // here, their triggers disabled).
+    const OWN_CHANGES: [(&str, &str); 2] = [
+        ("revoked_tokens", "revoked_tokens_notify"),
+        ("users", "users_notify"),
+    ];
     if postgres {
-        run(
-            &url,
-            "ALTER TABLE revoked_tokens DISABLE TRIGGER revoked_tokens_notify",
-        )
-        .await;
-        run(&url, "ALTER TABLE users DISABLE TRIGGER users_notify").await;
+        switch_triggers(&url, false, &OWN_CHANGES).await;
     }
     assert!(kept(store.clone(), "j_revoked", "g_alice", "cli").await);
     store.revoke_jti("j_revoked", t(5000)).await.unwrap();
@@ -585,12 +584,7 @@ pub(crate) async fn kept_introspection_answers_end_with_every_change_raw(
         .unwrap();
     assert!(!usable(store.clone(), "j_bob", "g_bob", "cli", 1500).await);
     if postgres {
-        run(
-            &url,
-            "ALTER TABLE revoked_tokens ENABLE TRIGGER revoked_tokens_notify",
-        )
-        .await;
-        run(&url, "ALTER TABLE users ENABLE TRIGGER users_notify").await;
+        switch_triggers(&url, true, &OWN_CHANGES).await;
     }
 
     // Another node's changes: heard.
@@ -649,7 +643,7 @@ pub(crate) async fn kept_introspection_answers_end_with_every_change_raw(
 
     // The answer really is kept: a change nobody announces (the trigger disabled) is not seen.
     assert!(kept(store.clone(), "j_3", "g_service", "cli").await);
-    run(&url, "ALTER TABLE grants DISABLE TRIGGER grants_notify").await;
+    switch_triggers(&url, false, &[("grants", "grants_notify")]).await;
     run(
         &url,
         "UPDATE grants SET revoked_at = 1500 WHERE id = 'g_service'",
@@ -672,7 +666,7 @@ pub(crate) async fn kept_introspection_answers_end_with_every_change_raw(
     )
     .await;
     ends(store.clone(), "j_3", "g_service", "cli").await;
-    run(&url, "ALTER TABLE grants ENABLE TRIGGER grants_notify").await;
+    switch_triggers(&url, true, &[("grants", "grants_notify")]).await;
     // It listens again: answers are kept and changes heard as before.
     run(
         &url,
@@ -733,6 +727,18 @@ async fn ends(
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
     asked.elapsed()
+}
+
+/// Turns each `(table, trigger)` on or off.
+async fn switch_triggers(url: &str, on: bool, triggers: &[(&str, &str)]) {
+    let verb = if on { "ENABLE" } else { "DISABLE" };
+    for (table, trigger) in triggers {
+        run(
+            url,
+            &format!("ALTER TABLE {table} {verb} TRIGGER {trigger}"),
+        )
+        .await;
+    }
 }
 
 async fn run(url: &str, statement: &str) {
