@@ -11,18 +11,20 @@
 //!
 //! Signing-key withdrawal still takes effect at once: a hit counts only while the key that
 //! verified the token is still among the ring's trusted keys, the same set an uncached check
-//! would use; otherwise the token is checked afresh (and refused). An entry also leaves the cache
-//! when its token expires (the TTL is memory hygiene; `exp` is still checked by the caller).
+//! would use; otherwise the token is checked afresh (and refused). An entry found past its
+//! token's expiry is dropped (`exp` is still checked by the caller); the bound on entries is
+//! the memory hygiene. quick_cache rather than moka: a new token's insert is a hash-table write,
+//! with no expiry or maintenance work queued (BENCHMARKS.md, "Verified-token caches without
+//! moka").
 
 use mandate_core::jwt::{AccessTokenClaims, Algorithm, VerifyingKey};
 use mandate_core::time::Timestamp;
-use moka::Expiry;
-use moka::sync::Cache;
+use quick_cache::sync::Cache;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Verified tokens remembered at most; a few hundred bytes each.
-pub const CAPACITY: u64 = 20_000;
+pub const CAPACITY: usize = 20_000;
 /// Entries never live longer than this, whatever the token's `exp` says.
 const MAX_ENTRY_TTL: Duration = Duration::from_secs(24 * 3600);
 
@@ -32,15 +34,8 @@ struct Entry {
     claims: Arc<AccessTokenClaims>,
     kid: Arc<str>,
     alg: Algorithm,
-    ttl: Duration,
-}
-
-struct UntilExpiry;
-
-impl Expiry<[u8; 32], Entry> for UntilExpiry {
-    fn expire_after_create(&self, _: &[u8; 32], entry: &Entry, _: Instant) -> Option<Duration> {
-        Some(entry.ttl)
-    }
+    /// When the token expires (at most [`MAX_ENTRY_TTL`] from its insertion).
+    until: Instant,
 }
 
 /// Bounded map from a token's SHA-256 to the claims its signature proved.
@@ -49,12 +44,9 @@ pub struct VerifiedTokens {
 }
 
 impl VerifiedTokens {
-    pub fn new(capacity: u64) -> Self {
+    pub fn new(capacity: usize) -> Self {
         Self {
-            cache: Cache::builder()
-                .max_capacity(capacity)
-                .expire_after(UntilExpiry)
-                .build(),
+            cache: Cache::new(capacity),
         }
     }
 
@@ -69,8 +61,8 @@ impl VerifiedTokens {
         let still_trusted = trusted
             .iter()
             .any(|k| k.kid() == &*entry.kid && k.algorithm() == entry.alg);
-        if !still_trusted {
-            self.cache.invalidate(key);
+        if !still_trusted || Instant::now() >= entry.until {
+            self.cache.remove(key);
             return None;
         }
         Some((*entry.claims).clone())
@@ -95,14 +87,14 @@ impl VerifiedTokens {
             claims: Arc::new(claims.clone()),
             kid: Arc::from(by.kid()),
             alg: by.algorithm(),
-            ttl: Duration::from_secs(secs).min(MAX_ENTRY_TTL),
+            until: Instant::now() + Duration::from_secs(secs).min(MAX_ENTRY_TTL),
         };
         self.cache.insert(key, entry);
     }
 
     /// Forgets every entry (key ring changes take effect without it; for tests and tools).
     pub fn clear(&self) {
-        self.cache.invalidate_all();
+        self.cache.clear();
     }
 }
 
