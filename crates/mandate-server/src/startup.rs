@@ -186,6 +186,13 @@ impl Application {
         &self.state.settings.issuer
     }
 
+    /// The server's own store: a write through it is this node's write (on PostgreSQL, kept
+    /// introspection answers are dropped before it returns), as an embedding tool or test
+    /// wants. A store opened separately is another node: its writes are heard within moments.
+    pub fn store(&self) -> Arc<dyn mandate_store::Store> {
+        self.state.store.clone()
+    }
+
     pub fn backend(&self) -> &'static str {
         self.state.store.backend()
     }

@@ -127,11 +127,13 @@ pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> T
     let app = Application::build_with(config, deps).await.unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
     let issuer = app.issuer().to_owned();
+    // The server's own store, so that a test's direct write is the server's write (not
+    // another node's, which PostgreSQL's kept introspection answers hear moments later).
+    let store = app.store();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
         let _ = rx.await;
     }));
-    let store = mandate_store::connect(&database_url).await.unwrap();
     TestApp {
         address,
         issuer,
