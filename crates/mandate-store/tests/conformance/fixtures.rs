@@ -214,6 +214,18 @@ pub(crate) async fn people(store: &dyn mandate_store::Store) {
     }
 }
 
+/// Disables the user `id` through the store.
+pub(crate) async fn disable_user(store: &dyn mandate_store::Store, id: &str) {
+    let user = store.user(id).await.unwrap().unwrap();
+    store
+        .update_user(&User {
+            disabled: true,
+            ..user
+        })
+        .await
+        .unwrap();
+}
+
 /// A valid key record (real id and hash from a seeded key) created at `created_at`, expiring
 /// 10,000 s later.
 pub(crate) fn api_key(

@@ -4,7 +4,6 @@
 use super::fixtures::*;
 use mandate_core::authorize::AuthorizationRequest;
 use mandate_core::client::Agent;
-use mandate_core::directory::User;
 use mandate_core::grant::{Grant, Prompt};
 use mandate_core::pkce::CodeChallenge;
 use mandate_core::refresh::{LiveToken, RefreshTokenRecord};
@@ -459,14 +458,7 @@ pub(crate) async fn access_token_usability_checks_jti_grant_agent_and_user(store
 
     // The user disabled, or gone.
     assert!(usable("j_1", "g_bob", "cli", 1500).await);
-    let bob = store.user("u_bob").await.unwrap().unwrap();
-    store
-        .update_user(&User {
-            disabled: true,
-            ..bob
-        })
-        .await
-        .unwrap();
+    disable_user(store.as_ref(), "u_bob").await;
     assert!(!usable("j_1", "g_bob", "cli", 1500).await);
     assert!(
         usable("j_1", "g_alice", "cli", 1500).await,
@@ -574,14 +566,7 @@ pub(crate) async fn kept_introspection_answers_end_with_every_change_raw(
     store.revoke_jti("j_revoked", t(5000)).await.unwrap();
     assert!(!usable(store.clone(), "j_revoked", "g_alice", "cli", 1500).await);
     assert!(kept(store.clone(), "j_bob", "g_bob", "cli").await);
-    let bob = store.user("u_bob").await.unwrap().unwrap();
-    store
-        .update_user(&User {
-            disabled: true,
-            ..bob
-        })
-        .await
-        .unwrap();
+    disable_user(store.as_ref(), "u_bob").await;
     assert!(!usable(store.clone(), "j_bob", "g_bob", "cli", 1500).await);
     if postgres {
         switch_triggers(&url, true, &OWN_CHANGES).await;
