@@ -145,6 +145,8 @@ impl ServerError {
             Self::Admin(e) => admin_status_and_code(e).1,
             Self::Metrics(e) => metrics_status_and_code(*e).1,
             Self::Throttled { .. } => "too_many_requests",
+            Self::Store(e) if e.is_unavailable() => "temporarily_unavailable",
+            Self::Internal(e) if store_unavailable(e) => "temporarily_unavailable",
             Self::Store(_) | Self::Internal(_) => "server_error",
         }
     }
@@ -189,6 +191,8 @@ impl ServerError {
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
                 response
             }
+            Self::Store(e) if e.is_unavailable() => unavailable(&e),
+            Self::Internal(e) if store_unavailable(&e) => unavailable(e.as_ref()),
             Self::Store(e) => internal(&e),
             Self::Internal(e) => internal(e.as_ref()),
         }
@@ -313,7 +317,38 @@ fn metrics_denied(e: MetricsDenied) -> Response {
     response
 }
 
-fn internal(e: &(dyn std::error::Error + 'static)) -> Response {
+/// How long a client is asked to wait before sending a request the database could not serve.
+const RETRY_AFTER_UNAVAILABLE_SECONDS: u32 = 1;
+
+/// Whether an internal failure is a storage failure of a database unavailable for now.
+fn store_unavailable(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<StoreError>()
+        .is_some_and(StoreError::is_unavailable)
+}
+
+/// The database is unavailable for now ([`StoreError::is_unavailable`]): `503` with
+/// `Retry-After`, so a client or balancer retries instead of treating it as a server fault,
+/// and `temporarily_unavailable`, the registered OAuth error code for a server that cannot
+/// handle the request because of "a temporary overloading or maintenance" (RFC 6749
+/// §4.1.2.1; registered for the authorization endpoint, and the one code that says this at
+/// any endpoint). Nothing the request asked for was acknowledged.
+fn unavailable(e: &(dyn std::error::Error + 'static)) -> Response {
+    tracing::warn!(error = %error_chain(e), "request failed: the database is unavailable");
+    let body = serde_json::json!({
+        "error": "temporarily_unavailable",
+        "error_description": "the database is unavailable; retry shortly",
+    });
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    no_store(&mut response);
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(RETRY_AFTER_UNAVAILABLE_SECONDS),
+    );
+    response
+}
+
+/// An error and its sources, for the log (database errors carry no bound values).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut chain = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -321,7 +356,11 @@ fn internal(e: &(dyn std::error::Error + 'static)) -> Response {
         chain.push_str(&s.to_string());
         source = s.source();
     }
-    tracing::error!(error = %chain, "request failed");
+    chain
+}
+
+fn internal(e: &(dyn std::error::Error + 'static)) -> Response {
+    tracing::error!(error = %error_chain(e), "request failed");
     let body = serde_json::json!({
         "error": "server_error",
         "error_description": "the server could not complete the request",
@@ -329,4 +368,42 @@ fn internal(e: &(dyn std::error::Error + 'static)) -> Response {
     let mut response = (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response();
     no_store(&mut response);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_code_and_retry(e: ServerError) -> (StatusCode, &'static str, Option<String>) {
+        let response = e.into_response();
+        let code = response.extensions().get::<ErrorCode>().map_or("", |c| c.0);
+        let retry = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap_or_default().to_owned());
+        (response.status(), code, retry)
+    }
+
+    #[test]
+    fn an_unavailable_database_is_503_with_retry_after_however_it_arrives() {
+        let direct = ServerError::Store(StoreError::EventBatchUnavailable);
+        let wrapped = ServerError::Internal(anyhow::Error::new(StoreError::Database(
+            sqlx::Error::PoolTimedOut,
+        )));
+        for e in [direct, wrapped] {
+            assert_eq!(
+                status_code_and_retry(e),
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    Some("1".to_owned())
+                )
+            );
+        }
+        let fault = ServerError::Store(StoreError::Corrupt("grant"));
+        assert_eq!(
+            status_code_and_retry(fault),
+            (StatusCode::INTERNAL_SERVER_ERROR, "server_error", None)
+        );
+    }
 }

@@ -365,7 +365,7 @@ impl Writer {
                     };
                     answered.push((ack.0, Ok(declined)));
                 }
-                Err(_) => answered.push((ack.0, Err(StoreError::EventBatchFailed))),
+                Err(error) => answered.push((ack.0, Err(batch_failure(error)))),
             }
         }
         (kept, answered)
@@ -395,9 +395,11 @@ impl Writer {
             Ok(outcomes) if outcomes.len() == size => self.acknowledge(batch.acks, outcomes),
             Ok(_) => {
                 tracing::error!("event store returned a wrong number of outcomes");
-                fail(batch.acks);
+                fail(batch.acks, &StoreError::EventBatchFailed);
             }
-            Err(error) if batch.changes && size > 1 => {
+            // Retried one by one only when an entry may be at fault: with the database
+            // unavailable, each retry would wait out the same failure.
+            Err(error) if batch.changes && size > 1 && !error.is_unavailable() => {
                 tracing::warn!(error = ?error, batch = size, "batch failed; retrying its entries one by one");
                 for (entry, ack) in batch.entries.into_iter().zip(batch.acks) {
                     let outcome = self.store.commit_batch(std::slice::from_ref(&entry)).await;
@@ -405,17 +407,17 @@ impl Writer {
                         Ok(outcomes) if outcomes.len() == 1 => {
                             self.acknowledge(vec![ack], outcomes)
                         }
-                        Ok(_) => fail(vec![ack]),
+                        Ok(_) => fail(vec![ack], &StoreError::EventBatchFailed),
                         Err(error) => {
                             tracing::error!(error = ?error, "batch entry failed");
-                            fail(vec![ack]);
+                            fail(vec![ack], &error);
                         }
                     }
                 }
             }
             Err(error) => {
                 tracing::error!(error = ?error, batch = size, "event batch failed");
-                fail(batch.acks);
+                fail(batch.acks, &error);
             }
         }
     }
@@ -448,8 +450,18 @@ impl Writer {
     }
 }
 
-fn fail(acks: Vec<(Ack, Instant)>) {
+/// Tells everyone in a failed batch, each with an error of its own that says whether the
+/// database was unavailable (the cause itself was logged once, here in the writer).
+fn fail(acks: Vec<(Ack, Instant)>, cause: &StoreError) {
     for (ack, _) in acks {
-        let _ = ack.send(Err(StoreError::EventBatchFailed));
+        let _ = ack.send(Err(batch_failure(cause)));
+    }
+}
+
+fn batch_failure(cause: &StoreError) -> StoreError {
+    if cause.is_unavailable() {
+        StoreError::EventBatchUnavailable
+    } else {
+        StoreError::EventBatchFailed
     }
 }

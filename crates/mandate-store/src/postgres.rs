@@ -16,7 +16,9 @@ use async_trait::async_trait;
 use mandate_core::event::NewEvent;
 use mandate_core::refresh::RefreshFamily;
 use mandate_core::time::Timestamp;
-use sqlx::postgres::{PgArguments, PgConnection, PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{
+    PgArguments, PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions,
+};
 use sqlx::query::Query;
 use sqlx::{Connection as _, Postgres};
 use std::sync::{Arc, LazyLock};
@@ -178,7 +180,46 @@ fn bind_columns<'q>(
 /// modest; many nodes share one database's `max_connections`.
 const MAX_CONNECTIONS: u32 = 16;
 
-/// The pool's settings: [`MAX_CONNECTIONS`], and a test only for a connection that sat idle
+/// How long a statement waits for a connection: for one of the pool's to be free, or for the
+/// database to accept a new one. Past it the statement fails as unavailable
+/// ([`StoreError::is_unavailable`]) and its request answers `503`, instead of holding the
+/// caller for sqlx's default 30 s while the database is down. The same bound as SQLite's busy
+/// timeout.
+pub(crate) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a statement waits for a lock another session holds (PostgreSQL's `lock_timeout`,
+/// set on every connection unless the URL's `options` set it): past it the statement fails
+/// as unavailable and its request answers `503`, as SQLite's does past its busy timeout,
+/// instead of waiting for as long as, say, an operator's open transaction lasts.
+const LOCK_TIMEOUT: &str = "5s";
+
+fn with_lock_timeout(options: PgConnectOptions) -> PgConnectOptions {
+    if options
+        .get_options()
+        .is_some_and(|set| set.contains("lock_timeout"))
+    {
+        return options;
+    }
+    options.options([("lock_timeout", LOCK_TIMEOUT)])
+}
+
+/// Applies the migrations on a connection without [`LOCK_TIMEOUT`]: nodes starting together
+/// wait for each other's migration (sqlx's advisory lock) as long as it takes, and a
+/// migration waits for the locks it needs rather than failing a start. The connection is
+/// closed afterwards, not returned to the pool with that setting.
+async fn migrate(pool: &PgPool) -> StoreResult<()> {
+    let mut conn = pool.acquire().await?.detach();
+    sqlx::query("SET lock_timeout = 0")
+        .execute(&mut conn)
+        .await?;
+    sqlx::migrate!("./migrations/postgres")
+        .run(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(())
+}
+
+/// The pool's settings: [`MAX_CONNECTIONS`], [`ACQUIRE_TIMEOUT`], and a test only for a connection that sat idle
 /// or may have ended with others (`loss`).
 ///
 /// sqlx tests every connection as it returns to the pool (a `Sync` round trip), and by
@@ -191,6 +232,7 @@ const MAX_CONNECTIONS: u32 = 16;
 pub(crate) fn pool_options(loss: Arc<ConnectionLoss>) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(MAX_CONNECTIONS)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .test_before_acquire(false)
         .before_acquire(move |conn, meta| {
             let test = loss.worth_testing(meta.idle_for);
@@ -245,8 +287,9 @@ impl PostgresStore {
     /// Connects to and migrates the database at `url` (`postgres://user@host:port/db`).
     pub(crate) async fn connect(url: &str) -> StoreResult<Self> {
         let loss = Arc::new(ConnectionLoss::default());
-        let pool = pool_options(loss.clone()).connect(url).await?;
-        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        let options = with_lock_timeout(url.parse()?);
+        let pool = pool_options(loss.clone()).connect_with(options).await?;
+        migrate(&pool).await?;
         Ok(Self {
             point_reads: PointReads::new(pool.clone(), loss.clone()),
             loss,

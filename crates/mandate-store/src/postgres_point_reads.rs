@@ -20,6 +20,7 @@
 //! [`MAX_LIFETIME`] is closed instead of lent, as the pool closes its own.
 
 use crate::StoreResult;
+use crate::postgres::ACQUIRE_TIMEOUT;
 use crate::postgres_connection_loss::{ConnectionLoss, is_connection_loss};
 use sqlx::Connection as _;
 use sqlx::pool::PoolConnection;
@@ -112,7 +113,12 @@ impl PointReads {
         let Some(slot) = self.reserve_slot() else {
             return Ok(ReadConnection::Pooled(self.pool.acquire().await?));
         };
-        let conn = PgConnection::connect_with(&self.pool.connect_options()).await?;
+        // Bounded as the pool bounds its own connects: a database that does not answer fails
+        // the read as unavailable rather than holding it for the system's TCP timeout.
+        let options = self.pool.connect_options();
+        let conn = tokio::time::timeout(ACQUIRE_TIMEOUT, PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)??;
         Ok(ReadConnection::Held {
             conn,
             opened: Instant::now(),

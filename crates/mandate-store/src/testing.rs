@@ -95,6 +95,54 @@ pub async fn execute_postgres(url: &str, statement: &str) -> StoreResult<()> {
     Ok(())
 }
 
+/// Another session holding the database's write lock, as a long transaction of an operator's
+/// or a backup tool's would: on SQLite an immediate transaction (no other connection may
+/// write), on PostgreSQL a transaction holding `events` in `EXCLUSIVE` mode (no other session
+/// may append to the audit log; reads go on). Held until [`WriteLock::release`].
+pub enum WriteLock {
+    Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
+    Postgres(sqlx::pool::PoolConnection<sqlx::Postgres>),
+}
+
+/// Takes the write lock of the database at `url` ([`WriteLock`]).
+pub async fn hold_write_lock(url: &str) -> StoreResult<WriteLock> {
+    if url.starts_with("sqlite:") {
+        let db = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect(url)
+            .await?;
+        let mut conn = db.acquire().await?;
+        sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        return Ok(WriteLock::Sqlite(conn));
+    }
+    let db = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await?;
+    let mut conn = db.acquire().await?;
+    sqlx::raw_sql("BEGIN; LOCK TABLE events IN EXCLUSIVE MODE")
+        .execute(&mut *conn)
+        .await?;
+    Ok(WriteLock::Postgres(conn))
+}
+
+impl WriteLock {
+    /// Ends the transaction, and with it the lock.
+    pub async fn release(self) -> StoreResult<()> {
+        match self {
+            Self::Sqlite(mut conn) => {
+                sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await?;
+                conn.detach().close().await?;
+            }
+            Self::Postgres(mut conn) => {
+                sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await?;
+                conn.detach().close().await?;
+            }
+        }
+        Ok(())
+    }
+}
+
 async fn query_plan(url: &str, sql: &str, binds: Vec<Bind<'_>>) -> StoreResult<Vec<String>> {
     // One pooled connection rather than a bare one: the session state (the plan mode, the
     // prepared statement) stays on it, and the future stays `Send` for spawned test cases.

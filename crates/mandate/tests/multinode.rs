@@ -49,6 +49,8 @@ struct Cluster {
     dir: tempfile::TempDir,
     admin_url: String,
     url: String,
+    /// The database URL the nodes are given: `url`, or a way to it through a [`DatabaseLink`].
+    node_url: String,
     issuer: String,
     config: PathBuf,
     nodes: Vec<Option<Child>>,
@@ -71,6 +73,11 @@ impl Cluster {
     /// key-encryption key, the first signing key and the configuration), or `None` when
     /// PostgreSQL is not configured.
     async fn start(n: usize) -> Option<Self> {
+        Self::start_via(n, None).await
+    }
+
+    /// [`Cluster::start`], with the nodes reaching the database through `link` if given.
+    async fn start_via(n: usize, link: Option<&DatabaseLink>) -> Option<Self> {
         let Some(admin_url) = mandate_store::testing::postgres_test_url() else {
             eprintln!(
                 "SKIPPED: set {} to run the multi-node tests",
@@ -90,11 +97,13 @@ impl Cluster {
             .iter()
             .map(|p| format!("http://127.0.0.1:{p}"))
             .collect();
+        let node_url = link.map_or_else(|| url.clone(), |link| link.rewrite(&url));
         let mut cluster = Self {
             issuer: bases[0].clone(),
             dir,
             admin_url,
             url,
+            node_url,
             config,
             nodes: Vec::new(),
             bases,
@@ -122,7 +131,7 @@ impl Cluster {
             &data,
             &[
                 "--database-url",
-                &self.url,
+                &self.node_url,
                 "--config",
                 self.config.to_str().unwrap(),
             ],
@@ -262,6 +271,77 @@ impl Drop for Cluster {
             })
             .join();
         }
+    }
+}
+
+/// A TCP path from the nodes to PostgreSQL that a test can cut and restore, as a stopped
+/// database or a network partition does: while cut, its port refuses connections and every
+/// connection that went through it has ended.
+struct DatabaseLink {
+    /// The database's `host:port`, as the test URL names it.
+    database: String,
+    address: std::net::SocketAddr,
+    /// The acceptor and every forwarded connection: what cutting ends.
+    tasks: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl DatabaseLink {
+    /// A link to the test PostgreSQL, or `None` when it is not configured.
+    async fn open() -> Option<Self> {
+        let admin = mandate_store::testing::postgres_test_url()?;
+        let authority = admin.split_once("://").unwrap().1;
+        let authority = authority.split('/').next().unwrap();
+        let database = authority.rsplit('@').next().unwrap().to_owned();
+        assert!(database.contains(':'), "no host:port in {admin}");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let link = Self {
+            database,
+            address: listener.local_addr().unwrap(),
+            tasks: Arc::default(),
+        };
+        link.serve(listener);
+        Some(link)
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let (tasks, database) = (self.tasks.clone(), self.database.clone());
+        let acceptor = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let database = database.clone();
+                let forward = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&database).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tasks.lock().unwrap().push(forward.abort_handle());
+            }
+        });
+        self.tasks.lock().unwrap().push(acceptor.abort_handle());
+    }
+
+    /// `url` with the database's address replaced by this link's.
+    fn rewrite(&self, url: &str) -> String {
+        assert!(url.contains(&self.database), "{url}");
+        url.replacen(&self.database, &self.address.to_string(), 1)
+    }
+
+    /// Closes the port and ends every connection through it.
+    async fn cut(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+        // Aborted tasks drop their sockets when the runtime next gets to them.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            tokio::net::TcpStream::connect(self.address).await.is_err(),
+            "the link still accepts connections"
+        );
+    }
+
+    /// Opens the port again.
+    async fn restore(&self) {
+        let listener = tokio::net::TcpListener::bind(self.address).await.unwrap();
+        self.serve(listener);
     }
 }
 
@@ -1017,6 +1097,99 @@ async fn database_sessions_ended_under_a_node_fail_no_request() {
     }
     let (again, _) = user_tokens(&cluster, "alice", "contacts.read", 0, 0).await;
     assert_eq!(cluster.introspect(0, &again).await["active"], true);
+    cluster.verify_audit_chain();
+    cluster.finish().await;
+}
+
+/// A node whose database cannot be reached (its port closed and every connection ended, as a
+/// stopped database or a partition does) answers what needs the database `503
+/// temporarily_unavailable` with `Retry-After` within the store's wait, issues nothing and
+/// answers introspection neither active nor inactive; `/healthz` says unavailable. When the
+/// database is back, the node serves again without a restart, and every token it returned
+/// before introspects as active.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_its_database_answers_503_and_recovers() {
+    let Some(link) = DatabaseLink::open().await else {
+        eprintln!("SKIPPED: PostgreSQL is not configured");
+        return;
+    };
+    let cluster = Cluster::start_via(1, Some(&link)).await.unwrap();
+    let (access, refresh) = user_tokens(&cluster, "alice", "contacts.read", 0, 0).await;
+    let issued = cluster.client_credentials(0).await.unwrap();
+    let issued = issued["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(cluster.introspect(0, &issued).await["active"], true);
+
+    link.cut().await;
+    let patient = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let unavailable = |request: reqwest::RequestBuilder| async move {
+        let started = Instant::now();
+        let response = request.send().await.unwrap();
+        let waited = started.elapsed();
+        let status = response.status();
+        let retry_after = response.headers().get("retry-after").cloned();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+        assert_eq!(retry_after.unwrap(), "1");
+        assert!(
+            waited < Duration::from_secs(15),
+            "answered after {waited:?}"
+        );
+        body
+    };
+    let token = format!("{}/token", cluster.base(0));
+    let form = [("grant_type", "client_credentials")];
+    let svc = |r: reqwest::RequestBuilder| r.basic_auth("svc-agent", Some(SVC_SECRET));
+    // The first request meets connections that ended; the second waits for a new one, which
+    // the closed port refuses until the wait is over.
+    for _ in 0..2 {
+        let body = unavailable(svc(patient.post(&token)).form(&form)).await;
+        assert!(body.get("access_token").is_none(), "{body}");
+    }
+    let introspect = format!("{}/introspect", cluster.base(0));
+    for asked in [&issued, &access] {
+        let body = unavailable(
+            patient
+                .post(&introspect)
+                .basic_auth("demo-crm", Some(CRM_SECRET))
+                .form(&[("token", asked.as_str())]),
+        )
+        .await;
+        assert!(body.get("active").is_none(), "{body}");
+    }
+    let refreshed = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh.as_str()),
+        ("client_id", "cli-agent"),
+    ];
+    unavailable(patient.post(&token).form(&refreshed)).await;
+    let health = patient
+        .get(format!("{}/healthz", cluster.base(0)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 503);
+
+    link.restore().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let again = loop {
+        match cluster.client_credentials(0).await {
+            Ok(body) => break body["access_token"].as_str().unwrap().to_owned(),
+            Err(e) if Instant::now() < deadline => {
+                assert_eq!(e.status().map(|s| s.as_u16()), Some(503), "{e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("the node did not serve again: {e}"),
+        }
+    };
+    for token in [&again, &issued, &access] {
+        assert_eq!(cluster.introspect(0, token).await["active"], true);
+    }
+    // The refresh refused while the database was away changed nothing: the token still works.
+    refresh_on(&cluster, 0, &refresh).await.unwrap();
     cluster.verify_audit_chain();
     cluster.finish().await;
 }

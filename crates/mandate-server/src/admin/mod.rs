@@ -75,6 +75,10 @@ pub enum Failures {
     /// The server could not complete the request (storage failure); nothing was changed.
     #[response(status = 500)]
     ServerError(ErrorBody),
+    /// The database is unavailable for now (`temporarily_unavailable`): unreachable, or a lock
+    /// held elsewhere past the server's wait. Send the request again after `Retry-After`.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
 }
 
 #[derive(OpenApi)]

@@ -762,6 +762,8 @@ async fn openapi_document_and_resource_metadata_are_served(backend: Backend) {
     assert!(s(&doc["openapi"]).starts_with("3."));
     assert_eq!(doc["servers"][0]["url"], admin_resource(&app));
     assert!(doc["paths"]["/revocations"]["post"].is_object());
+    // Every operation says what a database unavailable for now answers.
+    assert!(doc["paths"]["/revocations"]["post"]["responses"]["503"].is_object());
     assert_eq!(
         doc["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"

@@ -26,6 +26,7 @@ mod client_metadata_documents;
 mod code_flow;
 mod connected_agents;
 mod console;
+mod database_unavailable;
 mod discovery;
 mod guard_reports;
 mod introspection;
