@@ -13,6 +13,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mandate_core::OAuthError;
 use mandate_store::StoreError;
+use mandate_store::log_limit::LogLimit;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -333,7 +334,13 @@ fn store_unavailable(e: &anyhow::Error) -> bool {
 /// §4.1.2.1; registered for the authorization endpoint, and the one code that says this at
 /// any endpoint). Nothing the request asked for was acknowledged.
 fn unavailable(e: &(dyn std::error::Error + 'static)) -> Response {
-    tracing::warn!(error = %error_chain(e), "request failed: the database is unavailable");
+    if let Some(unlogged) = UNAVAILABLE_LOG.admit(std::time::Instant::now()) {
+        tracing::warn!(
+            error = %error_chain(e),
+            unlogged,
+            "request failed: the database is unavailable"
+        );
+    }
     let body = serde_json::json!({
         "error": "temporarily_unavailable",
         "error_description": "the database is unavailable; retry shortly",
@@ -346,6 +353,10 @@ fn unavailable(e: &(dyn std::error::Error + 'static)) -> Response {
     );
     response
 }
+
+/// While the database is away every request that needs it fails the same way: one line a
+/// second says so, with how many were not logged since, instead of one per request.
+static UNAVAILABLE_LOG: LogLimit = LogLimit::new(std::time::Duration::from_secs(1));
 
 /// An error and its sources, for the log (database errors carry no bound values).
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

@@ -27,6 +27,7 @@
 //! adding a lock or a shared counter to [`EventWriter::append`].
 
 use crate::batch::{Change, Entry, Outcome, Written};
+use crate::log_limit::LogLimit;
 use crate::model::CodeConsumption;
 use crate::{Store, StoreError, StoreResult};
 use mandate_core::event::NewEvent;
@@ -347,7 +348,11 @@ impl Writer {
             .await
             .map(|live| live.into_iter().collect());
         if let Err(error) = &in_force {
-            tracing::error!(error = ?error, "cannot check the grants of an event batch");
+            log_failure(
+                error,
+                "cannot check the grants of an event batch",
+                batch.len(),
+            );
         }
         let mut kept = Batch::default();
         let mut answered = Vec::new();
@@ -416,7 +421,7 @@ impl Writer {
                 }
             }
             Err(error) => {
-                tracing::error!(error = ?error, batch = size, "event batch failed");
+                log_failure(&error, "event batch failed", size);
                 fail(batch.acks, &error);
             }
         }
@@ -447,6 +452,18 @@ impl Writer {
                 .committed(durable.saturating_duration_since(queued_at));
             let _ = ack.send(Ok(outcome));
         }
+    }
+}
+
+/// While the database is away every batch fails alike: logged once a second as a warning
+/// (each request's own line is limited the same way in the server), anything else at once.
+static UNAVAILABLE_LOG: LogLimit = LogLimit::new(Duration::from_secs(1));
+
+fn log_failure(error: &StoreError, what: &'static str, batch: usize) {
+    if !error.is_unavailable() {
+        tracing::error!(error = ?error, batch, "{what}");
+    } else if let Some(unlogged) = UNAVAILABLE_LOG.admit(Instant::now()) {
+        tracing::warn!(error = ?error, batch, unlogged, "{what}: the database is unavailable");
     }
 }
 

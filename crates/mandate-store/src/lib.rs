@@ -36,6 +36,7 @@ pub mod audit;
 pub mod batch;
 pub mod error;
 pub mod group_commit;
+pub mod log_limit;
 pub mod model;
 mod postgres;
 mod postgres_connection_loss;

@@ -1120,6 +1120,7 @@ async fn a_node_without_its_database_answers_503_and_recovers() {
     assert_eq!(cluster.introspect(0, &issued).await["active"], true);
 
     link.cut().await;
+    let cut_at = Instant::now();
     let patient = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
@@ -1166,6 +1167,30 @@ async fn a_node_without_its_database_answers_503_and_recovers() {
         ("client_id", "cli-agent"),
     ];
     unavailable(patient.post(&token).form(&refreshed)).await;
+    // Every request fails alike: the node logs it about once a second, not once a request,
+    // and not twice (tower-http's own line for a 5xx is not logged above DEBUG).
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..40 {
+        let request = patient
+            .post(&introspect)
+            .basic_auth("demo-crm", Some(CRM_SECRET))
+            .form(&[("token", issued.as_str())]);
+        burst.spawn(async move { request.send().await.unwrap().status() });
+    }
+    while let Some(status) = burst.join_next().await {
+        assert_eq!(status.unwrap(), 503);
+    }
+    let log =
+        std::fs::read_to_string(common::stderr_log(&cluster.dir.path().join("node0"))).unwrap();
+    let lines = log
+        .matches("request failed: the database is unavailable")
+        .count();
+    let seconds = usize::try_from(cut_at.elapsed().as_secs()).unwrap();
+    assert!(
+        lines <= seconds + 2,
+        "{lines} lines for 45 requests:\n{log}"
+    );
+    assert!(!log.contains("response failed"), "{log}");
     let health = patient
         .get(format!("{}/healthz", cluster.base(0)))
         .send()

@@ -28,7 +28,7 @@ use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 /// Content-Security-Policy for every response: no script, no inline style, no framing.
 const CSP: &str =
@@ -145,7 +145,12 @@ pub fn router(app: AppState) -> Router {
         .layer(CatchPanicLayer::new())
         // Outside the panic catcher, so a panic is timed and counted as the 500 it becomes.
         .layer(crate::metrics::endpoint::TrackLayer(app.metrics.clone()))
-        .layer(TraceLayer::new_for_http())
+        // Every error response is logged once where it is made (`errors.rs`, with its cause);
+        // tower-http's own line for each 5xx would double it, at `ERROR` even for a `503`.
+        .layer(
+            TraceLayer::new_for_http()
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+        )
         .with_state(app)
 }
 
