@@ -28,6 +28,10 @@ pub enum StoreError {
     WriterStopped,
     #[error("the event batch could not be written")]
     EventBatchFailed,
+    /// The database did not answer in time on an open connection: a point read or an event
+    /// batch past its deadline (a database that stopped answering without closing it).
+    #[error("the database did not answer in time")]
+    TimedOut,
     /// The event batch failed because the database was unavailable (the writer logged why).
     #[error("the event batch could not be written: the database is unavailable")]
     EventBatchUnavailable,
@@ -46,7 +50,7 @@ impl StoreError {
         match self {
             Self::Database(e) => sqlx_unavailable(e),
             Self::Sqlite(e) => rusqlite_unavailable(e),
-            Self::EventBatchUnavailable => true,
+            Self::EventBatchUnavailable | Self::TimedOut => true,
             Self::UnsupportedUrl
             | Self::Conflict(_)
             | Self::NotFound(_)
@@ -133,6 +137,7 @@ mod tests {
         }
         assert!(!StoreError::Database(sqlx::Error::RowNotFound).is_unavailable());
         assert!(StoreError::EventBatchUnavailable.is_unavailable());
+        assert!(StoreError::TimedOut.is_unavailable());
         for e in [
             StoreError::EventBatchFailed,
             StoreError::WriterStopped,

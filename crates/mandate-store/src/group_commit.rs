@@ -390,9 +390,9 @@ impl Writer {
             return;
         }
         let outcome = if batch.changes {
-            self.store.commit_batch(&batch.entries).await
+            bounded(self.store.commit_batch(&batch.entries)).await
         } else {
-            self.append_plain(std::mem::take(&mut batch.entries)).await
+            bounded(self.append_plain(std::mem::take(&mut batch.entries))).await
         };
         // Before any acknowledgement: an appender that has its answer sees none pending.
         self.in_flight.store(0, Ordering::Relaxed);
@@ -407,7 +407,8 @@ impl Writer {
             Err(error) if batch.changes && size > 1 && !error.is_unavailable() => {
                 tracing::warn!(error = ?error, batch = size, "batch failed; retrying its entries one by one");
                 for (entry, ack) in batch.entries.into_iter().zip(batch.acks) {
-                    let outcome = self.store.commit_batch(std::slice::from_ref(&entry)).await;
+                    let outcome =
+                        bounded(self.store.commit_batch(std::slice::from_ref(&entry))).await;
                     match outcome {
                         Ok(outcomes) if outcomes.len() == 1 => {
                             self.acknowledge(vec![ack], outcomes)
@@ -455,6 +456,28 @@ impl Writer {
     }
 }
 
+/// How long a batch's commit may take. A commit takes milliseconds, or up to the database's
+/// lock wait (5 s) per statement when another session holds what it needs; one that has had
+/// no answer for this long is on a connection to a database that stopped answering without
+/// closing it (a partition that drops packets), and every request queued behind it would wait
+/// for TCP to give up, minutes later. The batch fails as unavailable instead. Whether it
+/// committed is then unknown, as after any connection lost mid-commit: nobody in it was
+/// acknowledged, and the chain stays whole (the next batch reads the head it builds on).
+const BATCH_DEADLINE: Duration = Duration::from_secs(15);
+
+async fn bounded<T>(call: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+    bounded_by(BATCH_DEADLINE, call).await
+}
+
+async fn bounded_by<T>(
+    deadline: Duration,
+    call: impl Future<Output = StoreResult<T>>,
+) -> StoreResult<T> {
+    tokio::time::timeout(deadline, call)
+        .await
+        .unwrap_or(Err(StoreError::TimedOut))
+}
+
 /// While the database is away every batch fails alike: logged once a second as a warning
 /// (each request's own line is limited the same way in the server), anything else at once.
 static UNAVAILABLE_LOG: LogLimit = LogLimit::new(Duration::from_secs(1));
@@ -480,5 +503,22 @@ fn batch_failure(cause: &StoreError) -> StoreError {
         StoreError::EventBatchUnavailable
     } else {
         StoreError::EventBatchFailed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_call_without_an_answer_fails_as_unavailable_at_its_deadline() {
+        let deadline = Duration::from_millis(20);
+        let started = Instant::now();
+        let never = std::future::pending::<StoreResult<()>>();
+        let error = bounded_by(deadline, never).await.unwrap_err();
+        assert!(matches!(error, StoreError::TimedOut));
+        assert!(error.is_unavailable());
+        assert!(started.elapsed() >= deadline);
+        assert_eq!(bounded_by(deadline, async { Ok(7) }).await.unwrap(), 7);
     }
 }

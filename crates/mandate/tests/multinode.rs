@@ -277,12 +277,32 @@ impl Drop for Cluster {
 /// A TCP path from the nodes to PostgreSQL that a test can cut and restore, as a stopped
 /// database or a network partition does: while cut, its port refuses connections and every
 /// connection that went through it has ended.
+/// It can also stall: keep every connection open and forward nothing, as a partition that
+/// drops packets does, until it flows again.
 struct DatabaseLink {
     /// The database's `host:port`, as the test URL names it.
     database: String,
     address: std::net::SocketAddr,
     /// The acceptor and every forwarded connection: what cutting ends.
     tasks: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    /// Whether bytes go through (`false`: held until it is `true` again).
+    flowing: tokio::sync::watch::Sender<bool>,
+}
+
+/// Copies `from` to `to` while the link flows, holding what it read while it does not.
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut flowing: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut buf = vec![0u8; 16 * 1024];
+    while let Ok(n @ 1..) = from.read(&mut buf).await {
+        if flowing.wait_for(|f| *f).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 impl DatabaseLink {
@@ -298,6 +318,7 @@ impl DatabaseLink {
             database,
             address: listener.local_addr().unwrap(),
             tasks: Arc::default(),
+            flowing: tokio::sync::watch::Sender::new(true),
         };
         link.serve(listener);
         Some(link)
@@ -305,12 +326,18 @@ impl DatabaseLink {
 
     fn serve(&self, listener: tokio::net::TcpListener) {
         let (tasks, database) = (self.tasks.clone(), self.database.clone());
+        let flowing = self.flowing.clone();
         let acceptor = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let database = database.clone();
+            while let Ok((inbound, _)) = listener.accept().await {
+                let (database, flowing) = (database.clone(), flowing.clone());
                 let forward = tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&database).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    if let Ok(outbound) = tokio::net::TcpStream::connect(&database).await {
+                        let (from_node, to_node) = inbound.into_split();
+                        let (from_database, to_database) = outbound.into_split();
+                        tokio::join!(
+                            pipe(from_node, to_database, flowing.subscribe()),
+                            pipe(from_database, to_node, flowing.subscribe()),
+                        );
                     }
                 });
                 tasks.lock().unwrap().push(forward.abort_handle());
@@ -336,6 +363,16 @@ impl DatabaseLink {
             tokio::net::TcpStream::connect(self.address).await.is_err(),
             "the link still accepts connections"
         );
+    }
+
+    /// Holds every byte from now on, in both directions, on every connection.
+    fn stall(&self) {
+        self.flowing.send_replace(false);
+    }
+
+    /// Lets bytes through again, those held first.
+    fn flow(&self) {
+        self.flowing.send_replace(true);
     }
 
     /// Opens the port again.
@@ -1215,6 +1252,124 @@ async fn a_node_without_its_database_answers_503_and_recovers() {
     }
     // The refresh refused while the database was away changed nothing: the token still works.
     refresh_on(&cluster, 0, &refresh).await.unwrap();
+    cluster.verify_audit_chain();
+    cluster.finish().await;
+}
+
+/// A database that stops answering without closing its connections (a partition that drops
+/// packets): the node's open connections wait for answers that do not come, and new ones for
+/// a handshake. A token request answers `503` once its batch's deadline passes and an
+/// introspection once its read's does, instead of waiting minutes for TCP to give up; when
+/// the database answers again the node serves without a restart, every token it returned
+/// introspects as active, and the audit chain is whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_database_stops_answering_answers_503_within_its_deadlines() {
+    let Some(link) = DatabaseLink::open().await else {
+        eprintln!("SKIPPED: PostgreSQL is not configured");
+        return;
+    };
+    let cluster = Cluster::start_via(1, Some(&link)).await.unwrap();
+    let (access, _) = user_tokens(&cluster, "alice", "contacts.read", 0, 0).await;
+    let issued = cluster.client_credentials(0).await.unwrap();
+    let issued = issued["access_token"].as_str().unwrap().to_owned();
+    // Never introspected, so the node keeps no answer for it: asking means reading.
+    let unread = cluster.client_credentials(0).await.unwrap();
+    let unread = unread["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(cluster.introspect(0, &issued).await["active"], true);
+    let patient = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    // Tokens asked for without pause, so the stall also finds batches mid-commit.
+    let loading = Arc::new(AtomicBool::new(true));
+    let load = tokio::spawn({
+        let (loading, http) = (loading.clone(), patient.clone());
+        let url = format!("{}/token", cluster.base(0));
+        async move {
+            let mut answers = Vec::new();
+            while loading.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let answer = http
+                    .post(&url)
+                    .basic_auth("svc-agent", Some(SVC_SECRET))
+                    .form(&[("grant_type", "client_credentials")])
+                    .send()
+                    .await
+                    .unwrap();
+                let status = answer.status().as_u16();
+                let body: Value = answer.json().await.unwrap();
+                answers.push((status, started.elapsed(), body));
+            }
+            answers
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    link.stall();
+    let started = Instant::now();
+    let token = patient
+        .post(format!("{}/token", cluster.base(0)))
+        .basic_auth("svc-agent", Some(SVC_SECRET))
+        .form(&[("grant_type", "client_credentials")])
+        .send();
+    let introspection = patient
+        .post(format!("{}/introspect", cluster.base(0)))
+        .basic_auth("demo-crm", Some(CRM_SECRET))
+        .form(&[("token", unread.as_str())])
+        .send();
+    let (token, introspection) = tokio::join!(
+        async {
+            let answer = token.await.unwrap();
+            (answer.status(), started.elapsed())
+        },
+        async {
+            let answer = introspection.await.unwrap();
+            (answer.status(), started.elapsed())
+        },
+    );
+    assert_eq!(token.0, 503);
+    assert!(
+        token.1 < Duration::from_secs(40),
+        "token answered after {:?}",
+        token.1
+    );
+    assert_eq!(introspection.0, 503);
+    assert!(
+        introspection.1 < Duration::from_secs(20),
+        "introspection answered after {:?}",
+        introspection.1
+    );
+
+    link.flow();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let again = loop {
+        match cluster.client_credentials(0).await {
+            Ok(body) => break body["access_token"].as_str().unwrap().to_owned(),
+            Err(e) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let _ = e;
+            }
+            Err(e) => panic!("the node did not serve again: {e}"),
+        }
+    };
+    for token in [&again, &issued, &unread, &access] {
+        assert_eq!(cluster.introspect(0, token).await["active"], true);
+    }
+    loading.store(false, Ordering::Relaxed);
+    let answers = load.await.unwrap();
+    let refused = answers.iter().filter(|(status, ..)| *status == 503).count();
+    assert!(refused >= 1, "the load met no stall");
+    for (status, took, body) in &answers {
+        assert!(*took < Duration::from_secs(40), "{status} after {took:?}");
+        match status {
+            200 => {
+                let token = body["access_token"].as_str().unwrap();
+                assert_eq!(cluster.introspect(0, token).await["active"], true);
+            }
+            503 => assert_eq!(body["error"], "temporarily_unavailable"),
+            other => panic!("{other}: {body}"),
+        }
+    }
     cluster.verify_audit_chain();
     cluster.finish().await;
 }

@@ -625,6 +625,10 @@ pub(crate) async fn kept_introspection_answers_end_with_every_change_raw(
         "UPDATE agents SET disabled = false WHERE client_id = 'cli'",
     )
     .await;
+    // That change is announced too, and its notification must be heard before an answer is
+    // kept below, or it drops that answer (heard in milliseconds above; nothing to poll for,
+    // since it ends no token).
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
 
     // The answer really is kept: a change nobody announces (the trigger disabled) is not seen.
     assert!(kept(store.clone(), "j_3", "g_service", "cli").await);
