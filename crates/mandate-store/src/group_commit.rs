@@ -389,10 +389,15 @@ impl Writer {
         if size == 0 {
             return;
         }
+        let deadline = self.store.batch_deadline();
         let outcome = if batch.changes {
-            bounded(self.store.commit_batch(&batch.entries)).await
+            bounded_by(deadline, self.store.commit_batch(&batch.entries)).await
         } else {
-            bounded(self.append_plain(std::mem::take(&mut batch.entries))).await
+            bounded_by(
+                deadline,
+                self.append_plain(std::mem::take(&mut batch.entries)),
+            )
+            .await
         };
         // Before any acknowledgement: an appender that has its answer sees none pending.
         self.in_flight.store(0, Ordering::Relaxed);
@@ -407,8 +412,11 @@ impl Writer {
             Err(error) if batch.changes && size > 1 && !error.is_unavailable() => {
                 tracing::warn!(error = ?error, batch = size, "batch failed; retrying its entries one by one");
                 for (entry, ack) in batch.entries.into_iter().zip(batch.acks) {
-                    let outcome =
-                        bounded(self.store.commit_batch(std::slice::from_ref(&entry))).await;
+                    let outcome = bounded_by(
+                        deadline,
+                        self.store.commit_batch(std::slice::from_ref(&entry)),
+                    )
+                    .await;
                     match outcome {
                         Ok(outcomes) if outcomes.len() == 1 => {
                             self.acknowledge(vec![ack], outcomes)
@@ -456,23 +464,19 @@ impl Writer {
     }
 }
 
-/// How long a batch's commit may take. A commit takes milliseconds, or up to the database's
-/// lock wait (5 s) per statement when another session holds what it needs; one that has had
-/// no answer for this long is on a connection to a database that stopped answering without
-/// closing it (a partition that drops packets), and every request queued behind it would wait
-/// for TCP to give up, minutes later. The batch fails as unavailable instead. Whether it
-/// committed is then unknown, as after any connection lost mid-commit: nobody in it was
-/// acknowledged, and the chain stays whole (the next batch reads the head it builds on).
-const BATCH_DEADLINE: Duration = Duration::from_secs(15);
-
-async fn bounded<T>(call: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
-    bounded_by(BATCH_DEADLINE, call).await
-}
-
+/// A batch's call to the store, failed as unavailable if it has no answer within `deadline`
+/// ([`Store::batch_deadline`]: a database that stopped answering on an open connection would
+/// otherwise hold every request queued behind the batch until TCP gives up, minutes later).
+/// Whether a batch cut off so committed is unknown, as after any connection lost mid-commit:
+/// nobody in it was acknowledged, and the chain stays whole (the next batch reads the head it
+/// builds on).
 async fn bounded_by<T>(
-    deadline: Duration,
+    deadline: Option<Duration>,
     call: impl Future<Output = StoreResult<T>>,
 ) -> StoreResult<T> {
+    let Some(deadline) = deadline else {
+        return call.await;
+    };
     tokio::time::timeout(deadline, call)
         .await
         .unwrap_or(Err(StoreError::TimedOut))
@@ -515,10 +519,14 @@ mod tests {
         let deadline = Duration::from_millis(20);
         let started = Instant::now();
         let never = std::future::pending::<StoreResult<()>>();
-        let error = bounded_by(deadline, never).await.unwrap_err();
+        let error = bounded_by(Some(deadline), never).await.unwrap_err();
         assert!(matches!(error, StoreError::TimedOut));
         assert!(error.is_unavailable());
         assert!(started.elapsed() >= deadline);
-        assert_eq!(bounded_by(deadline, async { Ok(7) }).await.unwrap(), 7);
+        assert_eq!(
+            bounded_by(Some(deadline), async { Ok(7) }).await.unwrap(),
+            7
+        );
+        assert_eq!(bounded_by(None, async { Ok(8) }).await.unwrap(), 8);
     }
 }

@@ -580,6 +580,15 @@ pub trait Store:
     /// exchange at 534 requests/s batched against 962 alone; BENCHMARKS.md).
     fn groups_changes(&self) -> bool;
 
+    /// How long a group-commit batch may go without an answer before the writer takes the
+    /// database for one that stopped answering on an open connection (a partition that drops
+    /// packets) and fails the batch as unavailable ([`group_commit`]). `None` for a database
+    /// that is a local file, where no network can drop the answer and a stalled disk holds
+    /// the writer's one connection whether or not the caller stops waiting.
+    fn batch_deadline(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// A receiver that changes whenever any node commits events to this database, for readers
     /// that follow the log (the revocation feed). PostgreSQL hears every node (LISTEN/NOTIFY);
     /// SQLite hears this process's commits only (another process writing the same file, such

@@ -219,6 +219,13 @@ async fn migrate(pool: &PgPool) -> StoreResult<()> {
     Ok(())
 }
 
+/// How long a group-commit batch may take ([`Store::batch_deadline`]). A commit takes
+/// milliseconds, or up to [`LOCK_TIMEOUT`] per statement when another session holds what it
+/// needs; one that has had no answer for this long is on a connection to a database that
+/// stopped answering without closing it, and every request queued behind it would wait for
+/// TCP to give up, minutes later.
+const BATCH_DEADLINE: Duration = Duration::from_secs(15);
+
 /// The pool's settings: [`MAX_CONNECTIONS`], [`ACQUIRE_TIMEOUT`], and a test only for a connection that sat idle
 /// or may have ended with others (`loss`).
 ///
@@ -464,6 +471,10 @@ impl Store for PostgresStore {
 
     fn groups_changes(&self) -> bool {
         false
+    }
+
+    fn batch_deadline(&self) -> Option<Duration> {
+        Some(BATCH_DEADLINE)
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -30,6 +30,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// How long a point read's statement may take. A point read is one indexed lookup that
+/// answers in well under a millisecond; one that has had no answer for this long is on a
+/// connection to a database that stopped answering without closing it (a partition that
+/// drops packets), and would otherwise wait for TCP to give up, minutes later. It fails as
+/// [`crate::StoreError::TimedOut`] (unavailable), and its connection is closed.
+pub(crate) const READ_DEADLINE: Duration = Duration::from_secs(5);
+
 /// Connections held for point reads per node, besides the pool's.
 pub(crate) const MAX_HELD: usize = 8;
 
@@ -170,6 +177,11 @@ pub(crate) struct PointRead<'a> {
 impl<'a> PointRead<'a> {
     pub(crate) async fn connection(&self) -> StoreResult<ReadConnection<'a>> {
         self.reads.connection().await
+    }
+
+    /// [`READ_DEADLINE`].
+    pub(crate) fn deadline(&self) -> Option<Duration> {
+        Some(READ_DEADLINE)
     }
 
     /// The statement's value, or `None` to run it again.

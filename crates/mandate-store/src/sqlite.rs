@@ -88,6 +88,11 @@ impl PooledPointRead<'_> {
         Ok(self.0.acquire().await?)
     }
 
+    /// None: a local file answers or fails; no network can drop the answer.
+    pub(crate) fn deadline(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// The statement's value (never `None`: a read here is not run again).
     pub(crate) fn settle<T>(
         &mut self,

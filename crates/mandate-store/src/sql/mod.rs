@@ -149,27 +149,23 @@ macro_rules! bind_all {
 }
 pub(crate) use bind_all;
 
-/// How long a point read's statement may take. A point read is one indexed lookup that
-/// answers in well under a millisecond; one that has had no answer for this long is on a
-/// connection to a database that stopped answering without closing it (a partition that
-/// drops packets), and would otherwise wait for TCP to give up, minutes later. It fails as
-/// [`crate::StoreError::TimedOut`] (unavailable) and its connection is closed.
-pub(crate) const POINT_READ_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// Runs `$statement` (a read's future, on `&mut` connection `$conn`) as one of `$store`'s
 /// point reads: on PostgreSQL, on a held connection, and once more on another if that one had
 /// ended ([`crate::postgres_point_reads::PointRead`]); on SQLite, on a pooled connection.
-/// Bounded by [`POINT_READ_DEADLINE`]. Evaluates to the statement's value; returns the store
-/// error from the enclosing function.
+/// Bounded on PostgreSQL by [`crate::postgres_point_reads::READ_DEADLINE`]. Evaluates to
+/// the statement's value; returns the store error from the enclosing function.
 macro_rules! point_read {
     ($store:expr, |$conn:ident| $statement:expr) => {{
         let mut read = $store.point_read();
         loop {
             let mut lent = read.connection().await?;
             let $conn = &mut *lent;
-            let deadline = $crate::sql::POINT_READ_DEADLINE;
-            let Ok(result) = ::tokio::time::timeout(deadline, $statement).await else {
-                return Err($crate::StoreError::TimedOut);
+            let result = match read.deadline() {
+                None => $statement.await,
+                Some(deadline) => match ::tokio::time::timeout(deadline, $statement).await {
+                    Ok(result) => result,
+                    Err(_) => return Err($crate::StoreError::TimedOut),
+                },
             };
             if let Some(value) = read.settle(lent, result)? {
                 break value;
