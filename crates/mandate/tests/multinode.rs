@@ -382,6 +382,23 @@ impl DatabaseLink {
     }
 }
 
+/// A client-credentials token from node 0 once it serves again after its database came back
+/// (until then it answers 503, or nothing within the client's timeout); at most 30 s.
+async fn token_once_served_again(cluster: &Cluster) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match cluster.client_credentials(0).await {
+            Ok(body) => return body["access_token"].as_str().unwrap().to_owned(),
+            Err(e) if Instant::now() < deadline => {
+                let status = e.status().map(|s| s.as_u16());
+                assert!(e.is_timeout() || status == Some(503), "{e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("the node did not serve again: {e}"),
+        }
+    }
+}
+
 /// Ends the sessions on the cluster's database whose last statement contains `last_statement`
 /// ("" for every one, as a database restart or a failover does); the number ended.
 async fn end_database_sessions(cluster: &Cluster, last_statement: &str) -> i64 {
@@ -1236,17 +1253,7 @@ async fn a_node_without_its_database_answers_503_and_recovers() {
     assert_eq!(health.status(), 503);
 
     link.restore().await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let again = loop {
-        match cluster.client_credentials(0).await {
-            Ok(body) => break body["access_token"].as_str().unwrap().to_owned(),
-            Err(e) if Instant::now() < deadline => {
-                assert_eq!(e.status().map(|s| s.as_u16()), Some(503), "{e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(e) => panic!("the node did not serve again: {e}"),
-        }
-    };
+    let again = token_once_served_again(&cluster).await;
     for token in [&again, &issued, &access] {
         assert_eq!(cluster.introspect(0, token).await["active"], true);
     }
@@ -1341,17 +1348,7 @@ async fn a_node_whose_database_stops_answering_answers_503_within_its_deadlines(
     );
 
     link.flow();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let again = loop {
-        match cluster.client_credentials(0).await {
-            Ok(body) => break body["access_token"].as_str().unwrap().to_owned(),
-            Err(e) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                let _ = e;
-            }
-            Err(e) => panic!("the node did not serve again: {e}"),
-        }
-    };
+    let again = token_once_served_again(&cluster).await;
     for token in [&again, &issued, &unread, &access] {
         assert_eq!(cluster.introspect(0, token).await["active"], true);
     }
