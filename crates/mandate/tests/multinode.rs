@@ -2,7 +2,8 @@
 //! balancer (issue 7): nothing a node keeps in memory is authoritative, so any node may serve
 //! any step of a flow, a revocation made on one reaches a guard following another within a
 //! second, signing-key rotation reaches every node, and killing a node under load loses and
-//! duplicates nothing.
+//! duplicates nothing. A node whose database is unreachable or stops answering (through a
+//! link the test controls) answers 503 in bounded time and serves again when it is back.
 //!
 //! The nodes share the issuer (the first node's address stands in for the balancer's), the
 //! database and the key-encryption key file, and nothing else. The OAuth steps are driven with
