@@ -62,16 +62,18 @@ impl StoreError {
     }
 }
 
-/// PostgreSQL SQLSTATEs of a database that is unavailable for now: class 08 (connection
-/// exception), 53300 (too many connections), 57P01-57P03 (shutting down, cannot connect now),
-/// 40001 and 40P01 (serialization failure, deadlock: the transaction was aborted and may be
-/// run again), 55P03 (lock not available).
+/// PostgreSQL SQLSTATEs of a session the server ended: class 08 (connection exception) and
+/// 57P01-57P03 (shutting down, cannot connect now).
+pub(crate) fn postgres_code_session_ended(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+}
+
+/// PostgreSQL SQLSTATEs of a database that is unavailable for now: a session it ended
+/// ([`postgres_code_session_ended`]), 53300 (too many connections), 40001 and 40P01
+/// (serialization failure, deadlock: the transaction was aborted and may be run again),
+/// 55P03 (lock not available).
 fn postgres_code_unavailable(code: &str) -> bool {
-    code.starts_with("08")
-        || matches!(
-            code,
-            "53300" | "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "55P03"
-        )
+    postgres_code_session_ended(code) || matches!(code, "53300" | "40001" | "40P01" | "55P03")
 }
 
 /// SQLite's primary result codes `SQLITE_BUSY` (5) and `SQLITE_LOCKED` (6), as sqlx reports

@@ -71,9 +71,9 @@ impl ConnectionLoss {
 pub(crate) fn is_connection_loss(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_) => true,
-        sqlx::Error::Database(e) => e.code().is_some_and(|code| {
-            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03")
-        }),
+        sqlx::Error::Database(e) => e
+            .code()
+            .is_some_and(|code| crate::error::postgres_code_session_ended(&code)),
         _ => false,
     }
 }
