@@ -16,6 +16,13 @@
 //! their PKCE verifiers (`--codes-out`), written to files created with mode 0600. Neither is
 //! ever logged, printed or audited. Loading is an operator action, recorded as ONE
 //! `grants.bulk_loaded` event with the counts, not one event per grant.
+//!
+//! The fixtures come out in no particular order of the grants they belong to: the sampled
+//! refresh tokens shuffled, and the codes issued (and written) for the kept grants in shuffled
+//! order. Users come back for a refresh or a new code whenever they do, not in the order they
+//! signed up, and a benchmark that used them in load order would find each next grant, user
+//! and family on the index page the previous one left cached. A code is still redeemed in the
+//! order it was issued, as a real code is, moments after.
 
 use crate::admin::open_local;
 use crate::cli::{BulkLoadArgs, Global};
@@ -123,9 +130,11 @@ pub async fn run(global: &Global, args: BulkLoadArgs) -> anyhow::Result<()> {
     });
 
     let bar = progress_bar(args.grants);
-    let (sample, kept) = load_grants(&store, &plan, &args, &bar).await?;
+    let (mut sample, mut kept) = load_grants(&store, &plan, &args, &bar).await?;
     bar.finish_and_clear();
 
+    shuffle(&mut sample, &entropy);
+    shuffle(&mut kept, &entropy);
     let mut tokens_written = 0;
     if let Some(path) = &args.refresh_tokens_out {
         write_fixture(path, sample.iter().map(String::as_str))?;
@@ -363,6 +372,18 @@ async fn load_codes(
     Ok(kept.len() as u64)
 }
 
+/// Puts `items` in a uniformly random order (Fisher-Yates), drawing from `entropy`.
+fn shuffle<T>(items: &mut [T], entropy: &dyn Entropy) {
+    for last in (1..items.len()).rev() {
+        let mut bytes = [0u8; 8];
+        entropy.fill(&mut bytes);
+        // A 64-bit draw reduced modulo at most a few million: the bias is far below what a
+        // benchmark's order could show.
+        let pick = (u64::from_le_bytes(bytes) % (last as u64 + 1)) as usize;
+        items.swap(last, pick);
+    }
+}
+
 /// Writes benchmark fixtures (plaintext credentials), one per line, to a file only its owner
 /// can read.
 fn write_fixture<'a>(path: &Path, lines: impl Iterator<Item = &'a str>) -> anyhow::Result<()> {
@@ -398,5 +419,28 @@ mod tests {
         let picked: Vec<u64> = (0..1_000).filter(|n| n % 100 == 50).collect();
         assert_eq!(picked.len(), 10);
         assert_eq!(picked.last(), Some(&950));
+    }
+
+    #[test]
+    fn shuffling_keeps_every_item_and_moves_most() {
+        let entropy = mandate_core::random::SeededEntropy::new(7);
+        let mut items: Vec<u32> = (0..1_000).collect();
+        shuffle(&mut items, &entropy);
+        let in_place = items
+            .iter()
+            .enumerate()
+            .filter(|(i, v)| *i as u32 == **v)
+            .count();
+        assert!(
+            in_place < 20,
+            "{in_place} of 1000 items stayed where they were"
+        );
+        items.sort_unstable();
+        assert_eq!(items, (0..1_000).collect::<Vec<_>>());
+        let mut none: Vec<u32> = Vec::new();
+        shuffle(&mut none, &entropy);
+        let mut one = vec![5];
+        shuffle(&mut one, &entropy);
+        assert_eq!(one, [5]);
     }
 }
