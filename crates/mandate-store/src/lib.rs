@@ -171,8 +171,9 @@ pub trait GrantStore: Send + Sync {
     ) -> StoreResult<Vec<Grant>>;
     /// How many grants match the filter, counting no further than `cap`.
     async fn count_grants(&self, filter: &GrantFilter, cap: u32) -> StoreResult<u32>;
-    /// Revokes the grant and all its refresh families in one transaction. Returns whether the
-    /// grant was active before (revoking twice keeps the first time and reason).
+    /// Revokes the grant, and with it all its refresh families (each family's lookup reads its
+    /// grant: [`model::FamilyLookup::revoked_at`]). Returns whether the grant was active before
+    /// (revoking twice keeps the first time and reason).
     async fn revoke_grant(&self, id: &str, now: Timestamp, reason: &str) -> StoreResult<bool>;
 }
 

@@ -97,6 +97,20 @@ pub struct FamilyLookup {
     pub agent_active: bool,
 }
 
+impl FamilyLookup {
+    /// When the family was revoked: the earlier of its own revocation and its grant's.
+    /// Revoking a grant does not write to its families (no index finds families by grant: a
+    /// code exchange would write a random page of it, BENCHMARKS.md "Refresh families without
+    /// a grant index"), so every check of a family goes through this.
+    pub fn revoked_at(&self) -> Option<Timestamp> {
+        let grant = self.grant.as_ref().and_then(|g| g.revoked_at);
+        match (self.family.revoked_at, grant) {
+            (Some(own), Some(grant)) => Some(own.min(grant)),
+            (own, grant) => own.or(grant),
+        }
+    }
+}
+
 /// A refresh token stored as a row of its own (minted before families held their live token)
 /// with everything [`FamilyLookup`] reads for its family.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -307,11 +321,11 @@ pub enum BulkTarget {
     },
 }
 
-/// What a bulk revocation changed: rows that were unrevoked before it.
+/// What a bulk revocation changed: rows that were unrevoked before it. The refresh families of
+/// the revoked grants are revoked with them ([`FamilyLookup::revoked_at`]), not counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BulkRevoked {
     pub grants: u64,
-    pub refresh_families: u64,
     pub api_keys: u64,
     /// The sequence number of the one event that records it (and feeds the revocation feed).
     pub event_seq: i64,

@@ -388,6 +388,7 @@ impl PostgresStore {
                 .map_err(crate::sql::write_error("refresh family", "grant"))?,
             None => {
                 consume(crate::sql::grants::CONSUME_CODE)
+                    .bind(None::<&str>)
                     .fetch_optional(&self.pool)
                     .await?
             }

@@ -22,7 +22,7 @@
 use crate::batch::{Change, Entry, Outcome, Retiring};
 use crate::model::CodeConsumption;
 use crate::sql::events::{HASH_OF, RESERVE, chain};
-use crate::sql::grants::{CODE, CONSUME_CODE, CodeRow, SET_CODE_FAMILY};
+use crate::sql::grants::{CODE, CONSUME_CODE, CodeRow};
 use crate::sql::refresh::{ADVANCE_LIVE, INSERT_FAMILY, RETIRE_TOKEN, START_LIVE, generation};
 use crate::{StoreError, StoreResult};
 use mandate_core::event::NewEvent;
@@ -178,25 +178,30 @@ fn apply(tx: &Transaction<'_>, change: &Change, outcome: &mut Outcome) -> StoreR
             now,
             family,
         } => {
-            let consumed = consume_code(tx, code_hash, now.unix())?;
+            let family_id = family.as_ref().map(|f| f.id.as_str());
+            let consumed = consume_code(tx, code_hash, now.unix(), family_id)?;
             outcome.declined = !matches!(consumed, CodeConsumption::Fresh(_));
             outcome.consumed = Some(consumed);
             if let (false, Some(family)) = (outcome.declined, family) {
                 insert_family(tx, family)?;
-                tx.prepare_cached(SET_CODE_FAMILY)?.execute(named_params! {
-                    "$1": code_hash,
-                    "$2": family.id,
-                })?;
             }
         }
     }
     Ok(())
 }
 
-fn consume_code(tx: &Transaction<'_>, code_hash: &str, now: i64) -> StoreResult<CodeConsumption> {
+fn consume_code(
+    tx: &Transaction<'_>,
+    code_hash: &str,
+    now: i64,
+    family_id: Option<&str>,
+) -> StoreResult<CodeConsumption> {
     let fresh = tx
         .prepare_cached(CONSUME_CODE)?
-        .query_row(named_params! {"$1": code_hash, "$2": now}, code_row)
+        .query_row(
+            named_params! {"$1": code_hash, "$2": now, "$3": family_id},
+            code_row,
+        )
         .optional()?;
     if let Some(row) = fresh {
         return Ok(CodeConsumption::Fresh(row.try_into()?));

@@ -416,8 +416,8 @@ pub async fn grant(global: &Global, cmd: GrantCmd) -> anyhow::Result<()> {
                 either!(b, |ctx| grants::revoke_in_bulk(&ctx, req), |r| r
                     .post("/revocations", &req));
             let text = format!(
-                "revoked {} grants, {} refresh token families and {} API keys",
-                done.grants, done.refresh_families, done.api_keys
+                "revoked {} grants (with their refresh tokens) and {} API keys",
+                done.grants, done.api_keys
             );
             output::created(global.json, &done, &text)
         }

@@ -205,7 +205,6 @@ pub async fn revoke_in_bulk(
     ctx.revoked(action);
     Ok(BulkRevocationResult {
         grants: done.grants,
-        refresh_families: done.refresh_families,
         api_keys: done.api_keys,
         event_seq: done.event_seq,
     })

@@ -353,8 +353,9 @@ pub struct BulkRevocationRequest {
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct BulkRevocationResult {
+    /// Grants revoked by this request (not those revoked before). Every refresh token of a
+    /// revoked grant stops working with it.
     pub grants: u64,
-    pub refresh_families: u64,
     pub api_keys: u64,
     /// Sequence number of the event (and revocation feed entry) recording it.
     pub event_seq: i64,

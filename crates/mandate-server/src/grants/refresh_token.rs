@@ -132,7 +132,8 @@ async fn classify(
     if family.client_id != agent.client_id {
         return Err(invalid("the refresh token was issued to another client"));
     }
-    if family.revoked_at.is_some() {
+    // Revoked on its own or with its grant: either way not a reuse to answer with an incident.
+    if lookup.found.revoked_at().is_some() {
         return Err(invalid("the refresh token has been revoked"));
     }
     match refresh::classify(lookup.standing, now, app.settings.refresh_grace_seconds) {

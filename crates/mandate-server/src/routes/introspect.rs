@@ -138,7 +138,7 @@ async fn introspect_refresh(
     };
     // The grant, the user's and the agent's standing came with the family, in the same
     // statement: nothing else is read.
-    let live = f.revoked_at.is_none() && now < expires_at;
+    let live = found.revoked_at().is_none() && now < expires_at;
     let parties = found.grant.as_ref().is_some_and(|g| g.is_active(now))
         && found.user_active
         && found.agent_active;

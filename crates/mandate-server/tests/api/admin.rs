@@ -481,7 +481,10 @@ async fn tenant_admin_sees_and_changes_only_their_tenant(backend: Backend) {
 async fn offboarding_through_the_api_touches_only_that_user(backend: Backend) {
     let mut app = spawn_app(backend).await;
     let alice_admin = person_token(&app, "alice").await;
-    let bob = user_tokens(&app, "bob", "contacts.read").await;
+    let first = user_tokens(&app, "bob", "contacts.read").await;
+    // Bob's first refresh token is retired by a rotation before he leaves.
+    let (status, bob) = refresh(&app, s(&first["refresh_token"])).await;
+    assert_eq!(status, StatusCode::OK, "{bob}");
     let alice = user_tokens(&app, "alice", "contacts.read").await;
     let bob_id = user_id(&app, "bob").await;
 
@@ -495,9 +498,43 @@ async fn offboarding_through_the_api_touches_only_that_user(backend: Backend) {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["grants"], 1);
     assert_eq!(
+        r.body.get("refresh_families"),
+        None,
+        "not counted: {}",
+        r.body
+    );
+    assert_eq!(
         app.introspect(s(&bob["access_token"])).await["active"],
         false
     );
+    // The family row is not written: it is revoked through its grant, which every refresh
+    // and every introspection of its tokens reads.
+    let family_id = s(&bob["refresh_token"]).split('.').next().unwrap();
+    let found = app.store.refresh_family(family_id).await.unwrap().unwrap();
+    assert_eq!(found.family.revoked_at, None);
+    assert!(found.revoked_at().is_some());
+    assert_eq!(
+        app.introspect(s(&bob["refresh_token"])).await["active"],
+        false
+    );
+    // Bob's retired token, presented after he left, is refused as revoked: not a reuse,
+    // which would record an incident against a grant already ended.
+    let (status, body) = refresh(&app, s(&first["refresh_token"])).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body["error_description"],
+        "the refresh token has been revoked"
+    );
+    let reuse = app
+        .store
+        .events(&EventFilter {
+            action: Some("refresh.reuse_detected".into()),
+            limit: 10,
+            ..EventFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(reuse.is_empty(), "{reuse:?}");
     assert_eq!(
         app.introspect(s(&alice["access_token"])).await["active"],
         true

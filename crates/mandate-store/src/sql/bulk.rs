@@ -1,19 +1,17 @@
 //! Bulk revocation: every grant of a user (offboarding), a tenant (integration disabled), an
 //! agent (compromised agent), or an agent within one tenant.
 //!
-//! One transaction per request, three statements and one event:
+//! One transaction per request, two statements and one event:
 //!
 //! 1. `UPDATE grants ... WHERE <target> AND revoked_at IS NULL`: the count of grants revoked.
-//!    This is what introspection reads (`grants.revoked_at`), so every token of those grants,
-//!    access or refresh, is inactive there from the commit on.
-//! 2. `UPDATE refresh_families ... WHERE revoked_at IS NULL AND grant_id IN (every grant of
-//!    the target)`: as [`crate::GrantStore::revoke_grant`] does, also the families of grants
-//!    revoked earlier, so a family created by a request that raced an earlier revocation
-//!    cannot outlive it.
-//! 3. For a user or tenant target, `UPDATE api_keys ...`: keys are tenant-bound and optionally
+//!    This is what introspection and refresh read (`grants.revoked_at`, with every family
+//!    lookup: [`crate::model::FamilyLookup::revoked_at`]), so every token of those grants,
+//!    access or refresh, is refused from the commit on. Their refresh families are not
+//!    written: a tenant's revocation touches its grants, not its millions of families.
+//! 2. For a user or tenant target, `UPDATE api_keys ...`: keys are tenant-bound and optionally
 //!    user-bound, so offboarding a user revokes that user's keys and disabling a tenant revokes
 //!    all of the tenant's keys. Keys belong to no agent, so agent targets leave them alone.
-//! 4. ONE event (`user.grants_revoked`, `tenant.grants_revoked`, `agent.grants_revoked`,
+//! 3. ONE event (`user.grants_revoked`, `tenant.grants_revoked`, `agent.grants_revoked`,
 //!    `agent.tenant_grants_revoked`) with the counts in `detail`, which the revocation feed
 //!    turns into one entry matched against token claims (`sub`, `tenant`, `client_id`). That
 //!    entry also covers tokens obtained with the revoked API keys: their `sub` is the key's
@@ -21,8 +19,8 @@
 //!    the feed with thousands of entries for one offboarding.
 //!
 //! The target columns are indexed (`grants_user`, `grants_active` by tenant, `grants_client`,
-//! `refresh_families_grant`, `api_keys_user`, `api_keys_tenant`), so the work is proportional
-//! to the target's rows, never a scan of everyone's.
+//! `api_keys_user`, `api_keys_tenant`), so the work is proportional to the target's grants and
+//! keys, never a scan of everyone's.
 
 use super::events::add_detail;
 use crate::model::BulkTarget;
@@ -30,11 +28,9 @@ use mandate_core::event::{Action, NewEvent};
 use serde_json::json;
 
 /// The statements for one kind of target. Placeholders: `grants` binds `$1` time, `$2` reason,
-/// then the target; `families` `$1` time, then the target; `api_keys` `$1` time, `$2` reason,
-/// `$3` revoked by, then the target.
+/// then the target; `api_keys` `$1` time, `$2` reason, `$3` revoked by, then the target.
 pub(crate) struct Statements {
     pub(crate) grants: &'static str,
-    pub(crate) families: &'static str,
     pub(crate) api_keys: Option<&'static str>,
     pub(crate) action: Action,
 }
@@ -42,8 +38,6 @@ pub(crate) struct Statements {
 const USER: Statements = Statements {
     grants: "UPDATE grants SET revoked_at = $1, revoked_reason = $2 \
              WHERE user_id = $3 AND revoked_at IS NULL",
-    families: "UPDATE refresh_families SET revoked_at = $1 WHERE revoked_at IS NULL \
-               AND grant_id IN (SELECT id FROM grants WHERE user_id = $2)",
     api_keys: Some(
         "UPDATE api_keys SET revoked_at = $1, revoked_reason = $2, revoked_by = $3 \
          WHERE user_id = $4 AND revoked_at IS NULL",
@@ -54,8 +48,6 @@ const USER: Statements = Statements {
 const TENANT: Statements = Statements {
     grants: "UPDATE grants SET revoked_at = $1, revoked_reason = $2 \
              WHERE tenant_id = $3 AND revoked_at IS NULL",
-    families: "UPDATE refresh_families SET revoked_at = $1 WHERE revoked_at IS NULL \
-               AND grant_id IN (SELECT id FROM grants WHERE tenant_id = $2)",
     api_keys: Some(
         "UPDATE api_keys SET revoked_at = $1, revoked_reason = $2, revoked_by = $3 \
          WHERE tenant_id = $4 AND revoked_at IS NULL",
@@ -66,8 +58,6 @@ const TENANT: Statements = Statements {
 const AGENT: Statements = Statements {
     grants: "UPDATE grants SET revoked_at = $1, revoked_reason = $2 \
              WHERE client_id = $3 AND revoked_at IS NULL",
-    families: "UPDATE refresh_families SET revoked_at = $1 WHERE revoked_at IS NULL \
-               AND grant_id IN (SELECT id FROM grants WHERE client_id = $2)",
     api_keys: None,
     action: Action::AgentGrantsRevoked,
 };
@@ -75,8 +65,6 @@ const AGENT: Statements = Statements {
 const AGENT_IN_TENANT: Statements = Statements {
     grants: "UPDATE grants SET revoked_at = $1, revoked_reason = $2 \
              WHERE client_id = $3 AND tenant_id = $4 AND revoked_at IS NULL",
-    families: "UPDATE refresh_families SET revoked_at = $1 WHERE revoked_at IS NULL \
-               AND grant_id IN (SELECT id FROM grants WHERE client_id = $2 AND tenant_id = $3)",
     api_keys: None,
     action: Action::AgentTenantGrantsRevoked,
 };
@@ -104,7 +92,6 @@ pub(crate) fn statements(target: &BulkTarget) -> (&'static Statements, Vec<&str>
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Counts {
     pub(crate) grants: u64,
-    pub(crate) families: u64,
     pub(crate) api_keys: u64,
 }
 
@@ -137,7 +124,6 @@ pub(crate) fn describe(
         event,
         [
             ("grants", json!(counts.grants)),
-            ("refresh_families", json!(counts.families)),
             ("api_keys", json!(counts.api_keys)),
         ],
     );
@@ -160,11 +146,6 @@ macro_rules! impl_bulk {
                     query = query.bind(*value);
                 }
                 let grants = query.execute(&mut **tx).await?.rows_affected();
-                let mut query = ::sqlx::query(sql.families).bind(at.unix());
-                for value in &values {
-                    query = query.bind(*value);
-                }
-                let families = query.execute(&mut **tx).await?.rows_affected();
                 let mut api_keys = 0;
                 if let Some(keys) = sql.api_keys {
                     let mut query = ::sqlx::query(keys).bind(at.unix()).bind(reason).bind(by);
@@ -173,11 +154,7 @@ macro_rules! impl_bulk {
                     }
                     api_keys = query.execute(&mut **tx).await?.rows_affected();
                 }
-                Ok($crate::sql::bulk::Counts {
-                    grants,
-                    families,
-                    api_keys,
-                })
+                Ok($crate::sql::bulk::Counts { grants, api_keys })
             }
         }
 
@@ -223,7 +200,6 @@ macro_rules! impl_bulk {
                 self.events_committed();
                 Ok($crate::model::BulkRevoked {
                     grants: counts.grants,
-                    refresh_families: counts.families,
                     api_keys: counts.api_keys,
                     event_seq,
                 })

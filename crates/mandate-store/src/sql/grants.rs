@@ -51,8 +51,6 @@ pub(crate) const UPDATE_GRANT_SCOPES: &str =
     "UPDATE grants SET scopes = $3 WHERE id = $1 AND revoked_at IS NULL AND scopes = $2";
 pub(crate) const REVOKE_GRANT: &str = "UPDATE grants SET revoked_at = $2, revoked_reason = $3 \
      WHERE id = $1 AND revoked_at IS NULL";
-pub(crate) const REVOKE_GRANT_FAMILIES: &str =
-    "UPDATE refresh_families SET revoked_at = $2 WHERE grant_id = $1 AND revoked_at IS NULL";
 
 /// The conditions of a [`GrantFilter`].
 fn grant_conditions(filter: &GrantFilter) -> Conditions<'_> {
@@ -167,9 +165,12 @@ pub(crate) const INSERT_CODE: &str = concat!(
     code_columns!(),
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
 );
-/// Marks the code used only if nobody has: the row comes back to exactly one caller.
+/// Marks the code used only if nobody has, with the refresh family its redemption creates
+/// (`$3`, or `NULL`), so a replay can name it: the row comes back to exactly one caller. One
+/// write of the row: setting the family after would grow it a second time, and rows appended
+/// in issuance order fill their page, so each growth can split one.
 pub(crate) const CONSUME_CODE: &str = concat!(
-    "UPDATE authorization_codes SET consumed_at = $2 \
+    "UPDATE authorization_codes SET consumed_at = $2, family_id = $3 \
      WHERE code_hash = $1 AND consumed_at IS NULL RETURNING ",
     code_columns!()
 );
@@ -357,12 +358,14 @@ macro_rules! impl_grants {
                 tx: &mut ::sqlx::Transaction<'_, $db>,
                 code_hash: &str,
                 now: ::mandate_core::time::Timestamp,
+                family_id: Option<&str>,
             ) -> $crate::StoreResult<$crate::model::CodeConsumption> {
                 let fresh = ::sqlx::query_as::<_, $crate::sql::grants::CodeRow>(
                     $crate::sql::grants::CONSUME_CODE,
                 )
                 .bind(code_hash)
                 .bind(now.unix())
+                .bind(family_id)
                 .fetch_optional(&mut **tx)
                 .await?;
                 match fresh {
@@ -526,21 +529,15 @@ macro_rules! impl_grants {
             ) -> $crate::StoreResult<bool> {
                 // Drops introspection's kept answers once this write is done (PostgreSQL).
                 let _change = self.token_state_change();
-                let mut tx = self.pool.begin().await?;
+                // One statement: the grant's families are revoked with it, also one created
+                // by a request that raced the revocation, because every family lookup reads
+                // its grant (`FamilyLookup::revoked_at`).
                 let grant = ::sqlx::query($crate::sql::grants::REVOKE_GRANT)
                     .bind(id)
                     .bind(now.unix())
                     .bind(reason)
-                    .execute(&mut *tx)
+                    .execute(&self.pool)
                     .await?;
-                // Also when the grant was already revoked: a family created by a request that
-                // raced the first revocation must not outlive it.
-                ::sqlx::query($crate::sql::grants::REVOKE_GRANT_FAMILIES)
-                    .bind(id)
-                    .bind(now.unix())
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
                 Ok(grant.rows_affected() > 0)
             }
         }
@@ -577,7 +574,7 @@ macro_rules! impl_grants {
                 now: ::mandate_core::time::Timestamp,
             ) -> $crate::StoreResult<$crate::model::CodeConsumption> {
                 let mut tx = self.pool.begin().await?;
-                let consumed = Self::consume_code_in(&mut tx, code_hash, now).await?;
+                let consumed = Self::consume_code_in(&mut tx, code_hash, now, None).await?;
                 tx.commit().await?;
                 Ok(consumed)
             }

@@ -397,17 +397,14 @@ macro_rules! impl_refresh {
                         now,
                         family,
                     } => {
-                        let consumed = Self::consume_code_in(tx, code_hash, *now).await?;
+                        let family_id = family.as_ref().map(|f| f.id.as_str());
+                        let consumed =
+                            Self::consume_code_in(tx, code_hash, *now, family_id).await?;
                         outcome.declined =
                             !matches!(consumed, $crate::model::CodeConsumption::Fresh(_));
                         outcome.consumed = Some(consumed);
                         if let (false, Some(family)) = (outcome.declined, family) {
                             Self::insert_family(tx, family).await?;
-                            ::sqlx::query($crate::sql::grants::SET_CODE_FAMILY)
-                                .bind(code_hash)
-                                .bind(&family.id)
-                                .execute(&mut **tx)
-                                .await?;
                         }
                     }
                 }

@@ -232,8 +232,7 @@ pub(crate) async fn revoke_grant_revokes_its_families_once(store: Arc<dyn Store>
                 .unwrap()
                 .unwrap()
                 .found
-                .family
-                .revoked_at
+                .revoked_at()
         }
     };
     assert_eq!(family_revoked_at("r_1").await, Some(t(2000)));
@@ -253,7 +252,11 @@ pub(crate) async fn revoke_grant_revokes_its_families_once(store: Arc<dyn Store>
     assert_eq!(g.revoked_at, Some(t(2000)));
     assert_eq!(g.revoked_reason.as_deref(), Some("user revoked"));
     assert!(!store.revoke_grant("missing", t(3000), "x").await.unwrap());
-    assert!(!store.revoke_family("f_1", t(3000)).await.unwrap());
+    // A family revoked with its grant has no revocation of its own to keep: revoking it
+    // records one, and the earlier time still stands.
+    assert!(store.revoke_family("f_1", t(3000)).await.unwrap());
+    assert!(!store.revoke_family("f_1", t(3500)).await.unwrap());
+    assert_eq!(family_revoked_at("r_1").await, Some(t(2000)));
     assert!(!store.revoke_family("missing", t(3000)).await.unwrap());
 }
 
@@ -391,8 +394,12 @@ pub(crate) async fn redemption_lookups_carry_the_grant_and_the_users_standing(
     assert_eq!(found.grant.unwrap().revoked_at, Some(t(1020)));
     assert!(!found.user_active);
     let refresh = store.refresh_token("r_1").await.unwrap().unwrap();
+    assert_eq!(refresh.found.revoked_at(), Some(t(1020)), "with its grant");
+    assert_eq!(
+        refresh.found.family.revoked_at, None,
+        "no write to the family"
+    );
     assert_eq!(refresh.found.grant.unwrap().revoked_at, Some(t(1020)));
-    assert_eq!(refresh.found.family.revoked_at, Some(t(1020)));
     assert!(!refresh.found.user_active);
 }
 
