@@ -59,20 +59,32 @@ pub async fn drop_postgres_database(admin_url: &str, database_url: &str) -> Stor
 /// How the database at `url` would read the events `filter` selects, one line per step:
 /// SQLite's `EXPLAIN QUERY PLAN`, or PostgreSQL's generic plan (the one a prepared statement
 /// settles on, chosen without its parameters' values, as the store's statements are). For
-/// tests that a statement is an index range scan and not a scan or a sort.
+/// tests that a statement is an index range scan and not a scan or a sort. A filter by user
+/// is read in parts ([`crate::sql::events::split_by_user`]): the plans of its first two, the
+/// user index's and one grant's (`g_plan`), one after the other.
 pub async fn event_query_plan(url: &str, filter: &EventFilter) -> StoreResult<Vec<String>> {
+    use crate::sql::events::{events_query, reads_through_grants, split_by_user};
     let revocation_events = if url.starts_with("sqlite:") {
         crate::sqlite::SqliteStore::REVOCATION_EVENTS
     } else {
         crate::postgres::PostgresStore::REVOCATION_EVENTS
     };
-    let (sql, binds) = crate::sql::events::events_query(filter, revocation_events);
-    let position_and_limit = [
-        Bind::Int(filter.after_seq),
-        Bind::Int(i64::from(filter.limit)),
-    ];
-    let binds: Vec<Bind<'_>> = position_and_limit.into_iter().chain(binds).collect();
-    query_plan(url, &sql, binds).await
+    let parts: Vec<(EventFilter, Option<&str>)> = if reads_through_grants(filter) {
+        split_by_user(filter, vec!["g_plan".into()])
+            .into_iter()
+            .map(|(part, condition)| (part, Some(condition)))
+            .collect()
+    } else {
+        vec![(filter.clone(), None)]
+    };
+    let mut plan = Vec::new();
+    for (part, condition) in &parts {
+        let (sql, binds) = events_query(part, revocation_events, *condition);
+        let position_and_limit = [Bind::Int(part.after_seq), Bind::Int(i64::from(part.limit))];
+        let binds: Vec<Bind<'_>> = position_and_limit.into_iter().chain(binds).collect();
+        plan.extend(query_plan(url, &sql, binds).await?);
+    }
+    Ok(plan)
 }
 
 /// [`event_query_plan`] for the first page (100) of the grants `filter` selects

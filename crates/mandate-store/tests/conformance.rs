@@ -223,6 +223,7 @@ conformance!(
     after_a_purge_kept_events_still_cannot_be_edited_or_deleted_raw,
     tampering_with_the_start_hash_is_found_raw,
     revocations_are_read_through_their_own_index_raw,
+    events_of_a_user_include_the_tokens_of_their_grants_raw,
     live_grant_listings_read_through_the_live_indexes_raw,
     deleting_the_checkpoint_is_found_raw,
     altering_the_checkpoint_signature_is_found_raw,

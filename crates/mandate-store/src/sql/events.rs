@@ -68,6 +68,58 @@ static REVOCATIONS: LazyLock<String> = LazyLock::new(|| {
     format!("action IN ({})", actions.join(", "))
 });
 
+/// The events the user index (`events_user_beyond_tokens`, migration 0022 on SQLite, 0023 on
+/// PostgreSQL) holds: all but the tokens issued and refreshed under a grant, which are most of
+/// the log and would each put an entry on a random page of it (a user's events are scattered
+/// over the log), read and written at every code exchange and refresh (BENCHMARKS.md,
+/// "Refresh families without a grant index"). Such an event names its grant, whose user is
+/// the event's (the code's or the family's, both the grant's), so a user's token events are
+/// read through the user's grants and the grant index instead ([`split_by_user`]). The
+/// predicate is spelled as the index spells it, as [`REVOCATIONS`].
+pub(crate) const USER_INDEXED: &str =
+    "(action NOT IN ('token.issued', 'token.refreshed') OR grant_id IS NULL)";
+/// The events [`USER_INDEXED`] leaves out (with the grant each part names).
+pub(crate) const USER_GRANT_TOKENS: &str = "action IN ('token.issued', 'token.refreshed')";
+/// The grants of a user (`grants_user`), revoked ones included.
+pub(crate) const USER_GRANTS: &str = "SELECT id FROM grants WHERE user_id = $1";
+
+/// A query filtered by user, as the queries that together answer it: the user's events the
+/// user index holds, then one per grant of the user, for that grant's token events. Each
+/// takes the same other filters and the same limit, so the first `limit` of their merge
+/// ([`merge_parts`]) are the first `limit` of the whole. Only for a filter
+/// [`reads_through_grants`]; a filter naming a grant, or reading the revocation index, is one
+/// query.
+pub(crate) fn split_by_user(
+    filter: &EventFilter,
+    grants: Vec<String>,
+) -> Vec<(EventFilter, &'static str)> {
+    let mut parts = vec![(filter.clone(), USER_INDEXED)];
+    for grant in grants {
+        let by_grant = EventFilter {
+            grant_id: Some(grant),
+            ..filter.clone()
+        };
+        parts.push((by_grant, USER_GRANT_TOKENS));
+    }
+    parts
+}
+
+/// Whether [`split_by_user`] answers `filter`.
+pub(crate) fn reads_through_grants(filter: &EventFilter) -> bool {
+    filter.user_id.is_some() && filter.grant_id.is_none() && !filter.revocations_only
+}
+
+/// The first `limit` events of the parts' answers, in the filter's order.
+pub(crate) fn merge_parts(mut events: Vec<Event>, filter: &EventFilter) -> Vec<Event> {
+    if filter.newest_first {
+        events.sort_unstable_by_key(|e| std::cmp::Reverse(e.seq));
+    } else {
+        events.sort_unstable_by_key(|e| e.seq);
+    }
+    events.truncate(usize::try_from(filter.limit).unwrap_or(usize::MAX));
+    events
+}
+
 /// The last link (sequence number and hash) this process committed, if known.
 #[derive(Debug, Default)]
 pub(crate) struct LastLink(std::sync::Mutex<Option<(i64, String)>>);
@@ -185,6 +237,7 @@ pub(crate) use bind_event;
 pub(crate) fn events_query<'a>(
     filter: &'a EventFilter,
     revocation_events: &str,
+    part: Option<&str>,
 ) -> (String, Vec<Bind<'a>>) {
     let mut c = Conditions::new(3);
     c.raw("seq > $1");
@@ -197,6 +250,9 @@ pub(crate) fn events_query<'a>(
     c.any_of("action", &filter.actions);
     if filter.revocations_only {
         c.raw(&REVOCATIONS);
+    }
+    if let Some(part) = part {
+        c.raw(part);
     }
     c.cmp("at", ">=", filter.since.map(|t| t.unix()));
     c.cmp("at", "<", filter.until.map(|t| t.unix()));
@@ -407,6 +463,25 @@ macro_rules! impl_events {
                 }
                 Ok(outcomes)
             }
+
+            /// The events `filter` selects that also meet `part` (one of
+            /// [`crate::sql::events::split_by_user`]'s conditions), if given.
+            async fn events_part(
+                &self,
+                filter: &$crate::model::EventFilter,
+                part: Option<&str>,
+            ) -> $crate::StoreResult<Vec<::mandate_core::event::Event>> {
+                let (sql, binds) =
+                    $crate::sql::events::events_query(filter, Self::REVOCATION_EVENTS, part);
+                let query = $crate::sql::bind_all!(
+                    ::sqlx::query_as::<_, $crate::sql::events::EventRow>(&sql)
+                        .bind(filter.after_seq)
+                        .bind(i64::from(filter.limit)),
+                    binds
+                );
+                let rows = query.fetch_all(&self.pool).await?;
+                rows.into_iter().map(TryInto::try_into).collect()
+            }
         }
 
         #[::async_trait::async_trait]
@@ -508,16 +583,19 @@ macro_rules! impl_events {
                 &self,
                 filter: &$crate::model::EventFilter,
             ) -> $crate::StoreResult<Vec<::mandate_core::event::Event>> {
-                let (sql, binds) =
-                    $crate::sql::events::events_query(filter, Self::REVOCATION_EVENTS);
-                let query = $crate::sql::bind_all!(
-                    ::sqlx::query_as::<_, $crate::sql::events::EventRow>(&sql)
-                        .bind(filter.after_seq)
-                        .bind(i64::from(filter.limit)),
-                    binds
-                );
-                let rows = query.fetch_all(&self.pool).await?;
-                rows.into_iter().map(TryInto::try_into).collect()
+                if !$crate::sql::events::reads_through_grants(filter) {
+                    return self.events_part(filter, None).await;
+                }
+                let user = filter.user_id.as_deref().unwrap_or_default();
+                let grants = ::sqlx::query_scalar::<_, String>($crate::sql::events::USER_GRANTS)
+                    .bind(user)
+                    .fetch_all(&self.pool)
+                    .await?;
+                let mut found = Vec::new();
+                for (part, condition) in $crate::sql::events::split_by_user(filter, grants) {
+                    found.extend(self.events_part(&part, Some(condition)).await?);
+                }
+                Ok($crate::sql::events::merge_parts(found, filter))
             }
         }
     };
@@ -564,12 +642,55 @@ mod tests {
             assert!(migration.contains(&index), "{index}");
         }
         let filter = EventFilter::revocations_after(7, 500);
-        let (sql, binds) = events_query(&filter, "events");
+        let (sql, binds) = events_query(&filter, "events", None);
         assert!(
             sql.contains(&format!("WHERE seq > $1 AND {}", *REVOCATIONS)),
             "{sql}"
         );
         assert!(binds.is_empty());
+    }
+
+    #[test]
+    fn user_reads_spell_the_predicate_of_their_index() {
+        let index = format!(
+            "events_user_beyond_tokens ON events (user_id, seq)\n    WHERE {USER_INDEXED};"
+        );
+        for migration in [
+            include_str!("../../migrations/sqlite/0022_user_index_without_token_events.sql"),
+            include_str!("../../migrations/postgres/0023_user_index_without_token_events.sql"),
+        ] {
+            assert!(migration.contains(&index), "{index}");
+        }
+        // Both name the same actions: one part takes them, the other leaves them.
+        for action in Action::ALL {
+            let quoted = format!("'{}'", action.as_str());
+            let tokens = USER_GRANT_TOKENS.contains(&quoted);
+            assert_eq!(USER_INDEXED.contains(&quoted), tokens, "{quoted}");
+        }
+        let filter = EventFilter {
+            user_id: Some("u_1".into()),
+            ..EventFilter::default()
+        };
+        assert!(reads_through_grants(&filter));
+        let parts = split_by_user(&filter, vec!["g_1".into(), "g_2".into()]);
+        assert_eq!(parts.len(), 3);
+        let (sql, _) = events_query(&parts[0].0, "events", Some(parts[0].1));
+        assert!(sql.contains(&format!("AND {USER_INDEXED}")), "{sql}");
+        assert_eq!(parts[2].0.grant_id.as_deref(), Some("g_2"));
+        assert_eq!(parts[2].1, USER_GRANT_TOKENS);
+        for one_query in [
+            EventFilter {
+                grant_id: Some("g_1".into()),
+                ..filter.clone()
+            },
+            EventFilter {
+                revocations_only: true,
+                ..filter.clone()
+            },
+            EventFilter::default(),
+        ] {
+            assert!(!reads_through_grants(&one_query), "{one_query:?}");
+        }
     }
 
     #[test]

@@ -319,3 +319,106 @@ pub(crate) async fn revocations_are_read_through_their_own_index_raw(
         assert!(!plan.contains(other_way), "{other_way} in:\n{plan}");
     }
 }
+
+/// A user's token events are read through the user's grants (the user index leaves them out):
+/// a read by user still finds exactly that user's events, every kind, in order both ways and a
+/// page at a time, and each part of it is an index range scan, neither a scan nor a sort.
+pub(crate) async fn events_of_a_user_include_the_tokens_of_their_grants_raw(
+    store: Arc<dyn Store>,
+    url: String,
+) {
+    for (id, user, agent) in [
+        ("g_a1", Some("u_a"), "cli"),
+        ("g_a2", Some("u_a"), "crm"),
+        ("g_b", Some("u_b"), "cli"),
+        ("g_svc", None, "cli"),
+    ] {
+        let g = mandate_core::grant::Grant {
+            client_id: agent.into(),
+            ..grant(id, user, 50)
+        };
+        store.create_grant(&g).await.unwrap();
+    }
+    let by = |at: i64, action: Action, user: Option<&str>, grant: Option<&str>| NewEvent {
+        user_id: user.map(Into::into),
+        client_id: Some("cli".into()),
+        ..event(at, action, Some("acme"), grant)
+    };
+    let mut written = Vec::new();
+    for round in 0..30 {
+        let at = 100 + round;
+        written.extend([
+            by(at, Action::TokenIssued, Some("u_a"), Some("g_a1")),
+            by(at, Action::TokenRefreshed, Some("u_b"), Some("g_b")),
+            by(at, Action::TokenRefreshed, Some("u_a"), Some("g_a2")),
+            by(at, Action::TokenIssued, None, Some("g_svc")),
+        ]);
+        if round % 7 == 0 {
+            written.extend([
+                by(at, Action::LoginSucceeded, Some("u_a"), None),
+                by(at, Action::ConsentGranted, Some("u_a"), Some("g_a2")),
+                by(at, Action::GrantRevoked, Some("u_b"), Some("g_b")),
+                // A token event without a grant stays in the user index.
+                by(at, Action::TokenIssued, Some("u_a"), None),
+            ]);
+        }
+    }
+    let seqs = store.append_events(&written).await.unwrap();
+    let alices: Vec<i64> = seqs
+        .iter()
+        .zip(&written)
+        .filter(|(_, e)| e.user_id.as_deref() == Some("u_a"))
+        .map(|(seq, _)| *seq)
+        .collect();
+    assert_eq!(alices.len(), 30 * 2 + 5 * 3);
+
+    let alice = EventFilter {
+        user_id: Some("u_a".into()),
+        ..EventFilter::default()
+    };
+    assert_eq!(seqs_matching(&store, alice.clone()).await, alices);
+    // A page at a time, forwards and backwards, with another filter on top.
+    let mut forwards = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = EventFilter {
+            after_seq: after,
+            limit: 7,
+            ..alice.clone()
+        };
+        let got = seqs_matching(&store, page).await;
+        let Some(last) = got.last() else { break };
+        after = *last;
+        forwards.extend(got);
+    }
+    assert_eq!(forwards, alices);
+    let newest = EventFilter {
+        newest_first: true,
+        before_seq: Some(alices[40]),
+        limit: 9,
+        ..alice.clone()
+    };
+    let mut expected: Vec<i64> = alices[31..40].to_vec();
+    expected.reverse();
+    assert_eq!(seqs_matching(&store, newest).await, expected);
+    let refreshed = EventFilter {
+        action: Some("token.refreshed".into()),
+        ..alice.clone()
+    };
+    assert_eq!(seqs_matching(&store, refreshed).await.len(), 30);
+    let one_grant = EventFilter {
+        grant_id: Some("g_a2".into()),
+        ..alice.clone()
+    };
+    assert_eq!(seqs_matching(&store, one_grant).await.len(), 30 + 5);
+
+    let plan = mandate_store::testing::event_query_plan(&url, &alice)
+        .await
+        .unwrap()
+        .join("\n");
+    assert!(plan.contains("events_user_beyond_tokens"), "{plan}");
+    assert!(plan.contains("events_grant"), "{plan}");
+    for other_way in ["SCAN", "TEMP B-TREE", "Sort", "Seq Scan", "events_pkey"] {
+        assert!(!plan.contains(other_way), "{other_way} in:\n{plan}");
+    }
+}
