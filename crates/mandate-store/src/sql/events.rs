@@ -233,7 +233,9 @@ pub(crate) use bind_event;
 /// ending with `seq`, so a page is an index range scan in either direction; time bounds are
 /// checked on the rows that scan reaches (an event's time follows its sequence number to
 /// within the commit delay). The revocation events have an index of their own, which
-/// `revocation_events` (the table, with SQLite's `INDEXED BY`) may name.
+/// `revocation_events` (the table, with SQLite's `INDEXED BY`) may name. `part` is one of
+/// [`split_by_user`]'s conditions, for a filter by user: the user index holds only some
+/// events, and is used only by a statement that spells its predicate.
 pub(crate) fn events_query<'a>(
     filter: &'a EventFilter,
     revocation_events: &str,
