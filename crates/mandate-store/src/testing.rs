@@ -70,7 +70,7 @@ pub async fn event_query_plan(url: &str, filter: &EventFilter) -> StoreResult<Ve
         crate::postgres::PostgresStore::REVOCATION_EVENTS
     };
     let parts: Vec<(EventFilter, Option<&str>)> = if reads_through_grants(filter) {
-        split_by_user(filter, vec!["g_plan".into()])
+        split_by_user(filter, i64::MAX - 1, vec!["g_plan".into()])
             .into_iter()
             .map(|(part, condition)| (part, Some(condition)))
             .collect()

@@ -89,15 +89,27 @@ pub(crate) const USER_GRANTS: &str = "SELECT id FROM grants WHERE user_id = $1";
 /// ([`merge_parts`]) are the first `limit` of the whole. Only for a filter
 /// [`reads_through_grants`]; a filter naming a grant, or reading the revocation index, is one
 /// query.
+///
+/// `head` is the log's last sequence number, read before the user's grants: every part stops
+/// there. A token event committed by then was issued under a grant committed before it, so
+/// that grant is among those read; without the bound, a grant created between the two reads
+/// could have its token events left out of a page whose later events are in it, and a reader
+/// paging forwards from that page would never see them.
 pub(crate) fn split_by_user(
     filter: &EventFilter,
+    head: i64,
     grants: Vec<String>,
 ) -> Vec<(EventFilter, &'static str)> {
-    let mut parts = vec![(filter.clone(), USER_INDEXED)];
+    let until_head = head.saturating_add(1);
+    let bounded = EventFilter {
+        before_seq: Some(filter.before_seq.map_or(until_head, |b| b.min(until_head))),
+        ..filter.clone()
+    };
+    let mut parts = vec![(bounded.clone(), USER_INDEXED)];
     for grant in grants {
         let by_grant = EventFilter {
             grant_id: Some(grant),
-            ..filter.clone()
+            ..bounded.clone()
         };
         parts.push((by_grant, USER_GRANT_TOKENS));
     }
@@ -588,13 +600,19 @@ macro_rules! impl_events {
                 if !$crate::sql::events::reads_through_grants(filter) {
                     return self.events_part(filter, None).await;
                 }
+                // The head first, then the grants (see `split_by_user`).
+                let (_, head, _): (i64, i64, Option<String>) =
+                    ::sqlx::query_as($crate::sql::events::READ_HEAD)
+                        .fetch_one(&self.pool)
+                        .await?;
                 let user = filter.user_id.as_deref().unwrap_or_default();
                 let grants = ::sqlx::query_scalar::<_, String>($crate::sql::events::USER_GRANTS)
                     .bind(user)
                     .fetch_all(&self.pool)
                     .await?;
                 let mut found = Vec::new();
-                for (part, condition) in $crate::sql::events::split_by_user(filter, grants) {
+                let parts = $crate::sql::events::split_by_user(filter, head, grants);
+                for (part, condition) in parts {
                     found.extend(self.events_part(&part, Some(condition)).await?);
                 }
                 Ok($crate::sql::events::merge_parts(found, filter))
@@ -674,8 +692,18 @@ mod tests {
             ..EventFilter::default()
         };
         assert!(reads_through_grants(&filter));
-        let parts = split_by_user(&filter, vec!["g_1".into(), "g_2".into()]);
+        let parts = split_by_user(&filter, 40, vec!["g_1".into(), "g_2".into()]);
         assert_eq!(parts.len(), 3);
+        // Every part stops at the head read before the grants, or earlier if asked.
+        assert!(parts.iter().all(|(p, _)| p.before_seq == Some(41)));
+        let earlier = EventFilter {
+            before_seq: Some(12),
+            ..filter.clone()
+        };
+        assert_eq!(
+            split_by_user(&earlier, 40, Vec::new())[0].0.before_seq,
+            Some(12)
+        );
         let (sql, _) = events_query(&parts[0].0, "events", Some(parts[0].1));
         assert!(sql.contains(&format!("AND {USER_INDEXED}")), "{sql}");
         assert_eq!(parts[2].0.grant_id.as_deref(), Some("g_2"));
