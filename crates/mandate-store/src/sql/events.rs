@@ -597,15 +597,12 @@ macro_rules! impl_events {
                 &self,
                 filter: &$crate::model::EventFilter,
             ) -> $crate::StoreResult<Vec<::mandate_core::event::Event>> {
-                if !$crate::sql::events::reads_through_grants(filter) {
+                let through_grants = $crate::sql::events::reads_through_grants(filter);
+                let Some(user) = filter.user_id.as_deref().filter(|_| through_grants) else {
                     return self.events_part(filter, None).await;
-                }
+                };
                 // The head first, then the grants (see `split_by_user`).
-                let (_, head, _): (i64, i64, Option<String>) =
-                    ::sqlx::query_as($crate::sql::events::READ_HEAD)
-                        .fetch_one(&self.pool)
-                        .await?;
-                let user = filter.user_id.as_deref().unwrap_or_default();
+                let head = $crate::EventStore::chain_head(self).await?.seq;
                 let grants = ::sqlx::query_scalar::<_, String>($crate::sql::events::USER_GRANTS)
                     .bind(user)
                     .fetch_all(&self.pool)
