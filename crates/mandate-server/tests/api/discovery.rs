@@ -9,6 +9,7 @@ crate::backend_tests!(
     es256_can_be_selected,
     healthz_reports_the_backend,
     browser_clients_may_call_token_and_metadata_cross_origin_but_not_the_pages,
+    every_answer_carries_the_security_headers,
 );
 
 async fn metadata_advertises_what_is_enforced(backend: Backend) {
@@ -200,5 +201,62 @@ async fn browser_clients_may_call_token_and_metadata_cross_origin_but_not_the_pa
             resp.headers().get("access-control-allow-origin").is_none(),
             "{path} must not be cross-origin"
         );
+    }
+}
+
+/// The middleware stack is one layer around every route and the fallback: whatever answers,
+/// success, refusal by a handler, refusal before routing (an encoded NUL) or no route at all,
+/// the response carries the same security headers.
+async fn every_answer_carries_the_security_headers(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let token = app
+        .http
+        .post(app.url("/token"))
+        .basic_auth("svc-agent", Some(SVC_SECRET))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    let unauthenticated = app
+        .http
+        .post(app.url("/introspect"))
+        .form(&[("token", "x")])
+        .send()
+        .await
+        .unwrap();
+    let nul = app
+        .http
+        .get(app.url("/authorize?client_id=a%00b"))
+        .send()
+        .await
+        .unwrap();
+    let jwks = app.http.get(app.url("/jwks.json")).send().await.unwrap();
+    let missing = app.http.get(app.url("/nowhere")).send().await.unwrap();
+    let admin = app
+        .http
+        .get(app.url("/admin/v1/tenants"))
+        .send()
+        .await
+        .unwrap();
+    let answers = [
+        ("token", token, StatusCode::OK),
+        ("introspect", unauthenticated, StatusCode::UNAUTHORIZED),
+        ("NUL", nul, StatusCode::BAD_REQUEST),
+        ("jwks", jwks, StatusCode::OK),
+        ("fallback", missing, StatusCode::NOT_FOUND),
+        ("admin", admin, StatusCode::UNAUTHORIZED),
+    ];
+    for (what, response, status) in answers {
+        assert_eq!(response.status(), status, "{what}");
+        let headers = response.headers();
+        assert_eq!(headers["x-frame-options"], "DENY", "{what}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{what}");
+        assert_eq!(headers["referrer-policy"], "no-referrer", "{what}");
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("frame-ancestors 'none'"), "{what}: {csp}");
+        if what == "NUL" {
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["error"], "invalid_request", "{body}");
+        }
     }
 }
