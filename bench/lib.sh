@@ -21,6 +21,7 @@ stop_pid() {
 # logs and summaries in BENCH_OUT (never the data directories), remove the work directory.
 cleanup() {
     local status=$?
+    stop_pid "$PROFILE_PID"
     stop_all
     if [[ -n "$PG_DB" && -n "$PG_ADMIN_URL" ]]; then
         psql "$PG_ADMIN_URL" -qAtc "DROP DATABASE IF EXISTS \"$PG_DB\" WITH (FORCE)" >/dev/null 2>&1 || true
@@ -43,4 +44,41 @@ ensure_oha() {
         cargo install oha --locked
     fi
     OHA=$(command -v oha)
+}
+
+# Flamegraphs (bench/run.sh, BENCH_PROFILE=DIR): a case's warm-up is sampled with perf and its
+# stacks folded into an SVG by inferno. The warm-up, never a measured run, so sampling's own
+# cost stays out of the figures. PROFILE_PID is the sampler while one runs (stopped on exit).
+PROFILE_PID=""
+
+# ensure_profiler: dies unless perf can sample here; installs inferno with cargo the first time.
+ensure_profiler() {
+    command -v perf >/dev/null ||
+        die "BENCH_PROFILE needs perf (Debian: apt-get install linux-perf)"
+    perf record -q -o /dev/null -- true >/dev/null 2>&1 ||
+        die "perf cannot sample here (kernel.perf_event_paranoid is $(cat /proc/sys/kernel/perf_event_paranoid 2>/dev/null || echo unknown); run as root or lower it)"
+    export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+    if ! command -v inferno-flamegraph >/dev/null || ! command -v inferno-collapse-perf >/dev/null; then
+        printf '==> %s\n' "inferno not found: installing it with 'cargo install inferno --locked' (a minute or two, once)"
+        cargo install inferno --locked
+    fi
+}
+
+# profile_start PID FILE: samples PID's stacks (all its threads, DWARF unwinding, since release
+# builds keep no frame pointers) into FILE until profile_finish.
+profile_start() {
+    perf record -q -F "${BENCH_PROFILE_HZ:-499}" --call-graph dwarf,16384 -o "$2" -p "$1" \
+        >/dev/null 2>&1 &
+    PROFILE_PID=$!
+    # perf attaches in well under this; samples before the load are only idle.
+    sleep 0.5
+}
+
+# profile_finish FILE SVG TITLE: stops the sampler and writes the flamegraph of FILE to SVG.
+profile_finish() {
+    kill -INT "$PROFILE_PID" 2>/dev/null || true
+    wait "$PROFILE_PID" 2>/dev/null || true
+    PROFILE_PID=""
+    perf script -i "$1" 2>/dev/null | inferno-collapse-perf | inferno-flamegraph --title "$3" >"$2"
+    rm -f "$1"
 }

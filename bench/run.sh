@@ -75,8 +75,15 @@
 #   BENCH_PEER          1 to measure the peer too when it is found (needs node and npm; its
 #                       start script installs its pinned packages on first use), 0 to skip [1]
 #   BENCH_PEER_DIR      where the peer is              [../shared/peers/oidc-provider]
+#   BENCH_PROFILE       a directory: also write a flamegraph of every Mandate case, sampled
+#                       during its warm-up, to DIR/<backend>-<case>.svg (needs perf, from
+#                       Debian's linux-perf; installs inferno with cargo if missing). The
+#                       measured runs are never sampled. [none]
+#   BENCH_PROFILE_HZ    samples per second for BENCH_PROFILE   [499]
 set -euo pipefail
 
+# Resolved before the cd below, so a relative path is the caller's.
+PROFILE_DIR=${BENCH_PROFILE:+$(realpath -m "$BENCH_PROFILE")}
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 DURATION=${BENCH_DURATION:-10s}
@@ -106,6 +113,9 @@ command -v cargo >/dev/null || die "cargo is required (https://rustup.rs)"
 [[ "$GRANTS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_GRANTS must be a positive integer"
 [[ "$GUARD_TOKENS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_GUARD_TOKENS must be a positive integer"
 [[ "$IDLE_WAIT" =~ ^[0-9]+$ ]] || die "BENCH_IDLE_WAIT must be a whole number of seconds"
+if [[ -n "$PROFILE_DIR" && ( "$WARMUP" == "0" || "$WARMUP" == "0s" ) ]]; then
+    die "BENCH_PROFILE samples the warm-up: set BENCH_WARMUP to a duration, not 0"
+fi
 
 # --- state cleaned up on exit ------------------------------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/mandate-bench.XXXXXX")
@@ -126,6 +136,11 @@ trap 'exit 143' TERM
 # --- 1. the load generator ---------------------------------------------------------------
 ensure_oha
 say "load generator: $("$OHA" --version 2>/dev/null | head -n1) ($OHA)"
+if [[ -n "$PROFILE_DIR" ]]; then
+    ensure_profiler
+    mkdir -p "$PROFILE_DIR"
+    say "flamegraphs of each case's warm-up go to $PROFILE_DIR"
+fi
 
 # JSON output flag: newer oha has --output-format json, older has -j/--json.
 OHA_HELP=$("$OHA" --help 2>&1 || true)
@@ -282,6 +297,24 @@ CPU_PID=""
 RESULTS="$WORK/results.tsv"
 : >"$RESULTS"
 
+# warm_up BACKEND CASE COMMAND...: runs COMMAND, a case's warm-up; with BENCH_PROFILE, samples
+# the process the case is charged to meanwhile and writes its flamegraph. Not the peer's: Node's
+# JIT-compiled frames have no symbols perf can read.
+warm_up() {
+    local backend=$1 case=$2
+    shift 2
+    if [[ -z "$PROFILE_DIR" || "$backend" == peer ]]; then
+        "$@"
+        return
+    fi
+    local svg="$PROFILE_DIR/$backend-$case.svg"
+    profile_start "${CPU_PID:-$SERVER_PID}" "$WORK/$backend-$case.perf"
+    "$@"
+    profile_finish "$WORK/$backend-$case.perf" "$svg" \
+        "Mandate $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $backend, $case: $CONNECTIONS connections, warm-up $WARMUP"
+    say "[$backend] $case: flamegraph of the warm-up in $svg"
+}
+
 # measure BACKEND CASE PATH BODY: warm-up, RUNS measured runs, one summary line.
 measure() {
     local backend=$1 case=$2 path=$3 body=$4
@@ -289,7 +322,7 @@ measure() {
     mkdir -p "$dir"
     if [[ "$WARMUP" != "0" && "$WARMUP" != "0s" ]]; then
         say "[$backend] $case: warm-up $WARMUP"
-        oha_run "$dir/$case-warmup.json" "$WARMUP" "$BASE$path" "$body"
+        warm_up "$backend" "$case" oha_run "$dir/$case-warmup.json" "$WARMUP" "$BASE$path" "$body"
     fi
     local files=()
     for run in $(seq 1 "$RUNS"); do
@@ -317,7 +350,8 @@ measure_lines() {
         warm=$((total / 4))
         head -n "$warm" "$file" >"$dir/$case-warmup.lines"
         say "[$backend] $case: warm-up $WARMUP ($warm lines)"
-        loadgen_run "$dir/$case-warmup.json" "$WARMUP" "$url" "$kind" "$dir/$case-warmup.lines" "$@"
+        warm_up "$backend" "$case" \
+            loadgen_run "$dir/$case-warmup.json" "$WARMUP" "$url" "$kind" "$dir/$case-warmup.lines" "$@"
     fi
     share=$(((total - warm) / RUNS))
     local files=()
