@@ -33,7 +33,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::Child;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const SVC_SECRET: &str = "demo-svc-agent-secret-0123456789abcdef";
@@ -1290,8 +1290,10 @@ async fn a_node_whose_database_stops_answering_answers_503_within_its_deadlines(
         .unwrap();
     // Tokens asked for without pause, so the stall also finds batches mid-commit.
     let loading = Arc::new(AtomicBool::new(true));
+    let load_refused = Arc::new(AtomicUsize::new(0));
     let load = tokio::spawn({
         let (loading, http) = (loading.clone(), patient.clone());
+        let refused = load_refused.clone();
         let url = format!("{}/token", cluster.base(0));
         async move {
             let mut answers = Vec::new();
@@ -1306,6 +1308,9 @@ async fn a_node_whose_database_stops_answering_answers_503_within_its_deadlines(
                     .unwrap();
                 let status = answer.status().as_u16();
                 let body: Value = answer.json().await.unwrap();
+                if status == 503 {
+                    refused.fetch_add(1, Ordering::Relaxed);
+                }
                 answers.push((status, started.elapsed(), body));
             }
             answers
@@ -1347,6 +1352,14 @@ async fn a_node_whose_database_stops_answering_answers_503_within_its_deadlines(
         "introspection answered after {:?}",
         introspection.1
     );
+    // The load's request in flight when the stall began may have been answered just before
+    // it, and its next one may wait in a batch begun after the first batch's deadline: keep
+    // the database away until the load too has been refused (each of its batches has the
+    // same deadline), so restoring the link cannot rescue every request of the load.
+    let waiting = Instant::now();
+    while load_refused.load(Ordering::Relaxed) == 0 && waiting.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     link.flow();
     let again = token_once_served_again(&cluster).await;
