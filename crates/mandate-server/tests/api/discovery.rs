@@ -209,44 +209,34 @@ async fn browser_clients_may_call_token_and_metadata_cross_origin_but_not_the_pa
 /// the response carries the same security headers.
 async fn every_answer_carries_the_security_headers(backend: Backend) {
     let app = spawn_app(backend).await;
-    let token = app
-        .http
-        .post(app.url("/token"))
-        .basic_auth("svc-agent", Some(SVC_SECRET))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
-    let unauthenticated = app
-        .http
-        .post(app.url("/introspect"))
-        .form(&[("token", "x")])
-        .send()
-        .await
-        .unwrap();
-    let nul = app
-        .http
-        .get(app.url("/authorize?client_id=a%00b"))
-        .send()
-        .await
-        .unwrap();
-    let jwks = app.http.get(app.url("/jwks.json")).send().await.unwrap();
-    let missing = app.http.get(app.url("/nowhere")).send().await.unwrap();
-    let admin = app
-        .http
-        .get(app.url("/admin/v1/tenants"))
-        .send()
-        .await
-        .unwrap();
-    let answers = [
-        ("token", token, StatusCode::OK),
-        ("introspect", unauthenticated, StatusCode::UNAUTHORIZED),
-        ("NUL", nul, StatusCode::BAD_REQUEST),
-        ("jwks", jwks, StatusCode::OK),
-        ("fallback", missing, StatusCode::NOT_FOUND),
-        ("admin", admin, StatusCode::UNAUTHORIZED),
+    let get = |path: &str| app.http.get(app.url(path));
+    let requests = [
+        (
+            "token",
+            app.http
+                .post(app.url("/token"))
+                .basic_auth("svc-agent", Some(SVC_SECRET))
+                .form(&[("grant_type", "client_credentials")]),
+            StatusCode::OK,
+        ),
+        (
+            "introspect",
+            app.http
+                .post(app.url("/introspect"))
+                .form(&[("token", "x")]),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "NUL",
+            get("/authorize?client_id=a%00b"),
+            StatusCode::BAD_REQUEST,
+        ),
+        ("jwks", get("/jwks.json"), StatusCode::OK),
+        ("fallback", get("/nowhere"), StatusCode::NOT_FOUND),
+        ("admin", get("/admin/v1/tenants"), StatusCode::UNAUTHORIZED),
     ];
-    for (what, response, status) in answers {
+    for (what, request, status) in requests {
+        let response = request.send().await.unwrap();
         assert_eq!(response.status(), status, "{what}");
         let headers = response.headers();
         assert_eq!(headers["x-frame-options"], "DENY", "{what}");
