@@ -525,15 +525,7 @@ async fn offboarding_through_the_api_touches_only_that_user(backend: Backend) {
         body["error_description"],
         "the refresh token has been revoked"
     );
-    let reuse = app
-        .store
-        .events(&EventFilter {
-            action: Some("refresh.reuse_detected".into()),
-            limit: 10,
-            ..EventFilter::default()
-        })
-        .await
-        .unwrap();
+    let reuse = app.events_of("refresh.reuse_detected").await;
     assert!(reuse.is_empty(), "{reuse:?}");
     assert_eq!(
         app.introspect(s(&alice["access_token"])).await["active"],

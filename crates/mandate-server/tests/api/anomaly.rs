@@ -7,7 +7,6 @@ use crate::api_keys::{create_key, exchange_key, rotate};
 use crate::helpers::*;
 use mandate_core::event::Event;
 use mandate_server::config::AnomalyRuleConfig;
-use mandate_store::EventFilter;
 use reqwest::StatusCode;
 use std::time::{Duration, Instant};
 
@@ -22,14 +21,7 @@ fn rule(name: &str, kind: &str, per: &str, threshold: u32, actions: &[&str]) -> 
 }
 
 async fn anomalies(app: &TestApp) -> Vec<Event> {
-    app.store
-        .events(&EventFilter {
-            action: Some("anomaly.detected".into()),
-            limit: 100,
-            ..EventFilter::default()
-        })
-        .await
-        .unwrap()
+    app.events_of("anomaly.detected").await
 }
 
 /// Waits until `n` anomalies are recorded; fails after 10 s.
@@ -82,15 +74,7 @@ async fn windows_and_throttles_follow_the_injected_clock(backend: Backend) {
     assert_eq!(service_token(&app).await.0, StatusCode::OK);
     let fired = until_anomalies(&app, 1).await;
     let detail = &fired[0].event.detail;
-    let issued = app
-        .store
-        .events(&EventFilter {
-            action: Some("token.issued".into()),
-            limit: 100,
-            ..EventFilter::default()
-        })
-        .await
-        .unwrap();
+    let issued = app.events_of("token.issued").await;
     assert_eq!(issued.len(), 9);
     assert_eq!(
         (detail["first_seq"].as_i64(), detail["last_seq"].as_i64()),

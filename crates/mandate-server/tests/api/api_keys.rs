@@ -186,15 +186,7 @@ async fn a_key_is_exchanged_for_a_narrow_token_without_client_authentication(bac
     // Last use recorded; the use recorded as an event with the key id; the key nowhere.
     let stored = app.store.api_key(&id, None).await.unwrap().unwrap();
     assert_eq!(stored.record.last_used_at, Some(app.now()));
-    let events = app
-        .store
-        .events(&EventFilter {
-            action: Some("token.exchanged".into()),
-            limit: 100,
-            ..EventFilter::default()
-        })
-        .await
-        .unwrap();
+    let events = app.events_of("token.exchanged").await;
     let used = events
         .iter()
         .find(|e| e.event.detail["api_key_id"] == id.as_str())
@@ -322,15 +314,7 @@ async fn revoking_a_key_refuses_it_and_ends_its_tokens(backend: Backend) {
     token_for(&app, other.expose()).await;
 
     // The revocation feed's source event names the key id as the grant.
-    let revoked = app
-        .store
-        .events(&EventFilter {
-            action: Some("api_key.revoked".into()),
-            limit: 10,
-            ..EventFilter::default()
-        })
-        .await
-        .unwrap();
+    let revoked = app.events_of("api_key.revoked").await;
     assert_eq!(revoked.len(), 1);
     assert_eq!(
         revoked[0].event.grant_id.as_deref(),
@@ -407,14 +391,7 @@ async fn introspect_as(
 }
 
 async fn key_uses(app: &TestApp) -> Vec<mandate_core::event::Event> {
-    app.store
-        .events(&EventFilter {
-            action: Some("api_key.used".into()),
-            limit: 1000,
-            ..EventFilter::default()
-        })
-        .await
-        .unwrap()
+    app.events_of("api_key.used").await
 }
 
 /// The demo configuration plus [`LEDGER`], so a key can meet a resource that accepts none of

@@ -1,7 +1,6 @@
 //! `POST /guard/reports`: denial reports from resource servers become `access.denied` events.
 
 use crate::helpers::*;
-use mandate_store::EventFilter;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -50,14 +49,7 @@ async fn post(app: &TestApp, creds: Option<(&str, &str)>, body: Vec<u8>) -> (Sta
 }
 
 async fn denials(app: &TestApp) -> Vec<mandate_core::event::Event> {
-    app.store
-        .events(&EventFilter {
-            action: Some("access.denied".into()),
-            limit: 1000,
-            ..EventFilter::default()
-        })
-        .await
-        .unwrap()
+    app.events_of("access.denied").await
 }
 
 async fn reports_are_for_resource_servers_only(backend: Backend) {

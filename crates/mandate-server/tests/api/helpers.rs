@@ -180,6 +180,16 @@ pub fn no_redirects(cookies: bool) -> reqwest::Client {
 }
 
 impl TestApp {
+    /// The events recorded with `action`, oldest first (up to 1,000).
+    pub async fn events_of(&self, action: &str) -> Vec<mandate_core::event::Event> {
+        let filter = mandate_store::EventFilter {
+            action: Some(action.into()),
+            limit: 1000,
+            ..mandate_store::EventFilter::default()
+        };
+        self.store.events(&filter).await.unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }

@@ -7,7 +7,6 @@
 use crate::admin::{operator_token, person_token};
 use crate::helpers::*;
 use base64::Engine;
-use mandate_store::EventFilter;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -57,15 +56,6 @@ fn status_of(list: &Value, kid: &str) -> String {
 async fn withdraw(app: &TestApp, token: &str, kid: &str) -> (StatusCode, Value) {
     let path = format!("/signing-keys/{kid}/withdraw");
     admin_call(app, token, reqwest::Method::POST, &path, None).await
-}
-
-async fn events_of(app: &TestApp, action: &str) -> Vec<mandate_core::event::Event> {
-    let filter = EventFilter {
-        action: Some(action.into()),
-        limit: 10,
-        ..EventFilter::default()
-    };
-    app.store.events(&filter).await.unwrap()
 }
 
 async fn jwks_kids(app: &TestApp) -> Vec<String> {
@@ -127,7 +117,7 @@ async fn a_rotated_key_is_published_first_signs_at_its_time_and_the_old_one_stil
     let (_, list) = admin_call(&app, &operator, reqwest::Method::GET, "/signing-keys", None).await;
     assert_eq!(status_of(&list, &old), "expired", "{list}");
 
-    let events = events_of(&app, "signing_key.created").await;
+    let events = app.events_of("signing_key.created").await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].event.detail["kid"], new_kid.as_str());
     assert_eq!(events[0].event.actor_id.as_deref(), Some("agent:admin-cli"));
@@ -234,7 +224,7 @@ async fn a_withdrawn_key_stops_verifying_and_only_operators_change_keys(backend:
     let (status, _) = withdraw(&app, &operator, &old).await;
     assert_eq!(status, StatusCode::CONFLICT, "withdrawn once only");
 
-    let events = events_of(&app, "signing_key.retired").await;
+    let events = app.events_of("signing_key.retired").await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].event.detail["kid"], old.as_str());
 }
