@@ -19,6 +19,12 @@ pub fn contains_nul(input: &[u8]) -> bool {
     input.contains(&0) || input.windows(6).any(|w| w == b"\\u0000")
 }
 
+/// Whether percent-encoded text (a path, a query, a form body) holds an encoded NUL, `%00`,
+/// which decoding would turn into the character [`contains_nul`] refuses.
+pub fn contains_encoded_nul(input: &[u8]) -> bool {
+    input.windows(3).any(|w| w == b"%00")
+}
+
 /// Parsed, de-duplicated parameters of one request.
 #[derive(Debug, Default, Clone)]
 pub struct Params(BTreeMap<String, String>);

@@ -192,7 +192,8 @@ pub fn checked_form(
 }
 
 pub fn browser_form(body: &[u8]) -> Result<BrowserForm, ServerError> {
-    if mandate_core::params::contains_nul(body) || body.windows(3).any(|w| w == b"%00") {
+    use mandate_core::params::{contains_encoded_nul, contains_nul};
+    if contains_nul(body) || contains_encoded_nul(body) {
         return Err(ServerError::page(
             StatusCode::BAD_REQUEST,
             "Invalid form",

@@ -11,6 +11,7 @@ use axum::extract::Request;
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use futures_util::future::Either;
+use mandate_core::params::contains_encoded_nul;
 use std::future::{Ready, ready};
 use std::task::{Context, Poll};
 
@@ -52,7 +53,7 @@ where
 }
 
 fn holds_nul(uri: &Uri) -> bool {
-    let has_nul = |s: &str| s.as_bytes().windows(3).any(|w| w == b"%00");
+    let has_nul = |s: &str| contains_encoded_nul(s.as_bytes());
     has_nul(uri.path()) || uri.query().is_some_and(has_nul)
 }
 
